@@ -1,0 +1,8 @@
+//! glimpse: a terminal client for Qwen-VL vision-language models, running the
+//! model itself on candle.
+//!
+//! Layers, inside out: `model` (tensors in, logits out), `processor` (images,
+//! chat template, tokens), `engine` (a loaded model on its own thread), `cli`.
+
+pub mod conversation;
+pub mod processor;

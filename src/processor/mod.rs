@@ -1,0 +1,10 @@
+//! Everything between a person's input and tensors: image decoding, resizing,
+//! patchifying, the model's chat template, tokenizing and detokenizing.
+
+pub mod detokenize;
+pub mod image;
+pub mod prompt;
+pub mod resize;
+pub mod template;
+pub mod tokenizer;
+pub mod vision_input;
