@@ -5,4 +5,5 @@
 //! chat template, tokens), `engine` (a loaded model on its own thread), `cli`.
 
 pub mod conversation;
+pub mod model;
 pub mod processor;

@@ -1,0 +1,248 @@
+//! The engine owns one loaded model on its own OS thread. A request carries a
+//! conversation, sampling settings, its own reply channel and a cancel flag;
+//! events stream back. Request and event types hold no candle types, so a remote
+//! backend could serve the same front ends.
+
+pub mod device;
+pub mod sampling;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::conversation::Conversation;
+use crate::processor::image::LongEdgeCap;
+
+pub use device::{DeviceChoice, DtypeChoice};
+pub use sampling::{GenerationDefaults, SamplingOverrides, SamplingParams};
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub model_dir: PathBuf,
+    pub device: DeviceChoice,
+    pub dtype: DtypeChoice,
+    /// Images whose long edge exceeds the threshold are scaled down first.
+    pub long_edge_cap: Option<LongEdgeCap>,
+    /// Caps the context below the model's own limit.
+    pub max_context: Option<usize>,
+}
+
+impl EngineOptions {
+    pub fn new(model_dir: impl Into<PathBuf>) -> Self {
+        EngineOptions {
+            model_dir: model_dir.into(),
+            device: DeviceChoice::Auto,
+            dtype: DtypeChoice::Auto,
+            long_edge_cap: Some(LongEdgeCap::default()),
+            max_context: None,
+        }
+    }
+}
+
+/// Facts about the loaded model, for status lines and reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub dir: PathBuf,
+    pub model_type: String,
+    pub family: String,
+    pub device: String,
+    pub dtype: String,
+    pub max_context: usize,
+    pub load_s: f64,
+    #[serde(skip)]
+    pub generation: GenerationDefaults,
+}
+
+pub struct Request {
+    pub conversation: Conversation,
+    pub sampling: SamplingOverrides,
+    pub reply: Sender<Event>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    Stop,
+    Length,
+    Cancelled,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Timings {
+    pub load_s: f64,
+    pub vision_s: f64,
+    pub prefill_s: f64,
+    pub ttft_s: f64,
+    pub decode_tok_s: f64,
+}
+
+/// One image of the prompt as the model sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageFacts {
+    pub path: PathBuf,
+    pub original_size: [u32; 2],
+    pub model_size: [u32; 2],
+    pub grid_thw: [usize; 3],
+    pub tokens: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The prompt is built: every input id after image expansion.
+    Prompt {
+        ids: Vec<u32>,
+        images: Vec<ImageFacts>,
+        /// Positions reused from the previous turn's cache.
+        cached_tokens: usize,
+        params: SamplingParams,
+    },
+    VisionDone { ms: f64 },
+    Token { id: u32, text: String },
+    Done {
+        finish_reason: FinishReason,
+        tokens: Vec<u32>,
+        text: String,
+        timings: Timings,
+    },
+    Error(String),
+}
+
+enum Command {
+    Generate(Request),
+    Shutdown,
+}
+
+/// Handle to the engine thread.
+pub struct Engine {
+    tx: Sender<Command>,
+    info: ModelInfo,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Loads the model on a new thread and waits until it is ready.
+    pub fn load(options: EngineOptions) -> anyhow::Result<Engine> {
+        let (tx, rx) = mpsc::channel::<Command>();
+        let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<ModelInfo>>();
+        let handle = std::thread::Builder::new()
+            .name("glimpse-engine".into())
+            .spawn(move || {
+                let start = Instant::now();
+                match worker::Worker::load(&options) {
+                    Ok(mut w) => {
+                        let mut info = w.info();
+                        info.load_s = start.elapsed().as_secs_f64();
+                        w.set_load_s(info.load_s);
+                        let _ = ready_tx.send(Ok(info));
+                        run(&mut w, rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })?;
+        let info = ready_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the engine thread stopped while loading the model"))??;
+        Ok(Engine {
+            tx,
+            info,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Queues a request; its events arrive on `request.reply`.
+    pub fn submit(&self, request: Request) -> anyhow::Result<()> {
+        self.tx
+            .send(Command::Generate(request))
+            .map_err(|_| anyhow::anyhow!("the engine thread has stopped"))
+    }
+
+    /// Convenience: submit and return the event receiver and cancel flag.
+    pub fn ask(
+        &self,
+        conversation: Conversation,
+        sampling: SamplingOverrides,
+    ) -> anyhow::Result<(Receiver<Event>, Arc<AtomicBool>)> {
+        let (reply, rx) = mpsc::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.submit(Request {
+            conversation,
+            sampling,
+            reply,
+            cancel: cancel.clone(),
+        })?;
+        Ok((rx, cancel))
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Command::Shutdown);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
+    while let Ok(cmd) = rx.recv() {
+        match cmd {
+            Command::Shutdown => break,
+            Command::Generate(req) => {
+                if req.cancel.load(Ordering::Relaxed) {
+                    let _ = req.reply.send(Event::Done {
+                        finish_reason: FinishReason::Cancelled,
+                        tokens: vec![],
+                        text: String::new(),
+                        timings: Timings::default(),
+                    });
+                    continue;
+                }
+                if let Err(e) = worker.generate(&req) {
+                    worker.reset();
+                    let _ = req.reply.send(Event::Error(format!("{e:#}")));
+                }
+            }
+        }
+    }
+}
+
+/// Resolves the model directory argument, with a clear message when it is not one.
+pub fn check_model_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        anyhow::bail!(
+            "model directory {} does not exist; pass --model with a local Hugging Face model folder",
+            dir.display()
+        );
+    }
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "{} is not a directory; pass --model with a local Hugging Face model folder",
+            dir.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! What runs on the engine thread: turning a request into a prompt, reusing the
+//! KV cache of the previous turn where the prompts agree, encoding only the new
+//! images, prefilling and decoding.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use candle_core::Tensor;
+
+use super::device::{describe_device, dtype_name, open_device, resolve_dtype};
+use super::sampling::{GenerationDefaults, Sampler};
+use super::{EngineOptions, Event, FinishReason, ImageFacts, ModelInfo, Request, Timings};
+use crate::model::rope_index::{decode_position, rope_index};
+use crate::model::{Family, KvCache, VisionOutput, VlModel};
+use crate::processor::detokenize::IncrementalDecoder;
+use crate::processor::image::{load_image, LongEdgeCap};
+use crate::processor::prompt::build_prompt_ids;
+use crate::processor::template::ChatTemplate;
+use crate::processor::tokenizer::TextTokenizer;
+use crate::processor::vision_input::{preprocess_image, PreprocessedImage, VisionPreprocessConfig};
+
+/// An image file is reprocessed only when it changes on disk.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ImageKey {
+    path: PathBuf,
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+impl ImageKey {
+    fn of(path: &Path) -> Self {
+        let meta = std::fs::metadata(path).ok();
+        ImageKey {
+            path: path.to_path_buf(),
+            modified: meta.as_ref().and_then(|m| m.modified().ok()),
+            len: meta.map(|m| m.len()).unwrap_or(0),
+        }
+    }
+}
+
+pub struct Worker {
+    model: VlModel,
+    tokenizer: TextTokenizer,
+    template: ChatTemplate,
+    preprocess: VisionPreprocessConfig,
+    generation: GenerationDefaults,
+    long_edge_cap: Option<LongEdgeCap>,
+    max_context: usize,
+    load_s: f64,
+    cache: KvCache,
+    /// Ids whose keys and values are in `cache`.
+    cached_ids: Vec<u32>,
+    images: HashMap<ImageKey, std::sync::Arc<PreprocessedImage>>,
+}
+
+impl Worker {
+    pub fn load(options: &EngineOptions) -> anyhow::Result<Worker> {
+        let dir = &options.model_dir;
+        super::check_model_dir(dir)?;
+        let device = open_device(options.device)?;
+        let dtype = resolve_dtype(options.dtype, &device);
+        // Cheap files first, so a broken directory fails before the weights load.
+        let config_probe = crate::model::ModelConfig::from_model_dir(dir)?;
+        let tokenizer = TextTokenizer::from_model_dir(dir)?;
+        let template = ChatTemplate::from_model_dir(dir)?;
+        let defaults = match config_probe.family {
+            Family::Qwen3Vl => VisionPreprocessConfig::qwen3_vl_defaults(),
+            Family::Qwen2Vl | Family::Qwen25Vl => VisionPreprocessConfig::qwen2_vl_defaults(),
+        };
+        let preprocess = VisionPreprocessConfig::from_model_dir(dir, defaults)?;
+        let generation = GenerationDefaults::from_model_dir(dir, &config_probe.eos_token_ids)
+            .map_err(anyhow::Error::msg)?;
+        let model = VlModel::load(dir, &device, dtype)?;
+        let model_limit = model.config.text.max_position_embeddings;
+        let max_context = options
+            .max_context
+            .map(|m| m.min(model_limit))
+            .unwrap_or(model_limit);
+        let cache = model.new_cache();
+        Ok(Worker {
+            model,
+            tokenizer,
+            template,
+            preprocess,
+            generation,
+            long_edge_cap: options.long_edge_cap.clone(),
+            max_context,
+            load_s: 0.0,
+            cache,
+            cached_ids: Vec::new(),
+            images: HashMap::new(),
+        })
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        let family = self.model.family();
+        ModelInfo {
+            dir: self.model.dir.clone(),
+            model_type: family.model_type().into(),
+            family: family.display_name().into(),
+            device: describe_device(self.model.device()),
+            dtype: dtype_name(self.model.dtype()).into(),
+            max_context: self.max_context,
+            load_s: self.load_s,
+            generation: self.generation.clone(),
+        }
+    }
+
+    pub fn set_load_s(&mut self, s: f64) {
+        self.load_s = s;
+    }
+
+    /// Forgets the cached conversation (after an error the cache may be partial).
+    pub fn reset(&mut self) {
+        self.cache.clear();
+        self.cached_ids.clear();
+    }
+
+    fn prepare_image(&mut self, path: &Path) -> anyhow::Result<std::sync::Arc<PreprocessedImage>> {
+        let key = ImageKey::of(path);
+        if let Some(img) = self.images.get(&key) {
+            return Ok(img.clone());
+        }
+        let decoded = load_image(path, self.long_edge_cap.as_ref())?;
+        let pre = std::sync::Arc::new(
+            preprocess_image(&decoded, &self.preprocess)
+                .with_context(|| format!("preparing {}", path.display()))?,
+        );
+        self.images.insert(key, pre.clone());
+        Ok(pre)
+    }
+
+    pub fn generate(&mut self, req: &Request) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let send = |e: Event| {
+            let _ = req.reply.send(e);
+        };
+        let params = self.generation.resolve(&req.sampling);
+        let merge = self.preprocess.merge_size;
+
+        let paths: Vec<PathBuf> = req
+            .conversation
+            .images()
+            .into_iter()
+            .map(Path::to_path_buf)
+            .collect();
+        let mut images = Vec::with_capacity(paths.len());
+        for p in &paths {
+            images.push(self.prepare_image(p)?);
+        }
+        let counts: Vec<usize> = images.iter().map(|i| i.num_image_tokens(merge)).collect();
+        let prompt = build_prompt_ids(
+            &self.template,
+            &self.tokenizer,
+            &req.conversation,
+            self.model.config.image_token_id,
+            &counts,
+            true,
+        )?;
+        let ids = prompt.ids;
+        if ids.len() >= self.max_context {
+            anyhow::bail!(
+                "the conversation is {} tokens, more than the context of {} tokens; start a new conversation, remove images or raise --max-context",
+                ids.len(),
+                self.max_context
+            );
+        }
+        let max_new = params.max_new_tokens.min(self.max_context - ids.len());
+        let grids: Vec<[usize; 3]> = images.iter().map(|i| i.grid_thw).collect();
+        let rope = rope_index(&ids, self.model.config.image_token_id, &grids, merge)?;
+
+        // Reuse the cache for the longest common prefix, never splitting an image
+        // and always leaving at least one token to run.
+        let image_id = self.model.config.image_token_id;
+        let mut reuse = common_prefix(&self.cached_ids, &ids).min(ids.len() - 1);
+        while reuse > 0 && ids[reuse] == image_id && ids[reuse - 1] == image_id {
+            reuse -= 1;
+        }
+        self.cache.truncate(reuse)?;
+        self.cached_ids.truncate(reuse);
+        let first_new_image = count_image_runs(&ids[..reuse], image_id);
+
+        send(Event::Prompt {
+            ids: ids.clone(),
+            images: paths
+                .iter()
+                .zip(&images)
+                .zip(&counts)
+                .map(|((p, i), &tokens)| ImageFacts {
+                    path: p.clone(),
+                    original_size: [i.original_width, i.original_height],
+                    model_size: [i.resized_width, i.resized_height],
+                    grid_thw: i.grid_thw,
+                    tokens,
+                })
+                .collect(),
+            cached_tokens: reuse,
+            params: params.clone(),
+        });
+
+        let mut timings = Timings {
+            load_s: self.load_s,
+            ..Default::default()
+        };
+        let new_images = &images[first_new_image..];
+        let vision: Option<VisionOutput> = if new_images.is_empty() {
+            None
+        } else {
+            let t0 = Instant::now();
+            let out = self.encode(new_images)?;
+            timings.vision_s = t0.elapsed().as_secs_f64();
+            send(Event::VisionDone {
+                ms: timings.vision_s * 1000.0,
+            });
+            Some(out)
+        };
+        if req.cancel.load(Ordering::Relaxed) {
+            send(Event::Done {
+                finish_reason: FinishReason::Cancelled,
+                tokens: vec![],
+                text: String::new(),
+                timings,
+            });
+            return Ok(());
+        }
+
+        let t0 = Instant::now();
+        let mut logits = self.model.forward(
+            &ids[reuse..],
+            &rope.positions[reuse..],
+            vision.as_ref(),
+            &mut self.cache,
+        )?;
+        self.cached_ids = ids.clone();
+        timings.prefill_s = t0.elapsed().as_secs_f64();
+
+        let mut sampler = Sampler::new(params);
+        let mut history = ids.clone();
+        let mut decoder = IncrementalDecoder::new(self.tokenizer.clone(), false);
+        let mut tokens = Vec::new();
+        let mut text = String::new();
+        let mut finish = FinishReason::Length;
+        let mut first_token_at = None;
+        while tokens.len() < max_new {
+            if req.cancel.load(Ordering::Relaxed) {
+                finish = FinishReason::Cancelled;
+                break;
+            }
+            let next = sampler.sample(&logits, &history)?;
+            if first_token_at.is_none() {
+                first_token_at = Some(Instant::now());
+                timings.ttft_s = started.elapsed().as_secs_f64();
+            }
+            tokens.push(next);
+            history.push(next);
+            if self.generation.eos_token_ids.contains(&next) {
+                finish = FinishReason::Stop;
+                break;
+            }
+            let delta = decoder.push(next)?.unwrap_or_default();
+            text.push_str(&delta);
+            send(Event::Token {
+                id: next,
+                text: delta,
+            });
+            if tokens.len() >= max_new {
+                break;
+            }
+            let pos = decode_position(history.len() - 1, rope.delta);
+            logits = self
+                .model
+                .forward(&[next], &[pos], None, &mut self.cache)?;
+            self.cached_ids.push(next);
+        }
+        if let Some(rest) = decoder.finish()? {
+            if !rest.is_empty() {
+                text.push_str(&rest);
+                send(Event::Token { id: u32::MAX, text: rest });
+            }
+        }
+        if let Some(t) = first_token_at {
+            let after_first = tokens.len().saturating_sub(1);
+            let secs = t.elapsed().as_secs_f64();
+            if after_first > 0 && secs > 0.0 {
+                timings.decode_tok_s = after_first as f64 / secs;
+            }
+        }
+        send(Event::Done {
+            finish_reason: finish,
+            tokens,
+            text,
+            timings,
+        });
+        Ok(())
+    }
+
+    fn encode(&self, images: &[std::sync::Arc<PreprocessedImage>]) -> anyhow::Result<VisionOutput> {
+        let cols = images[0].cols;
+        let rows: usize = images.iter().map(|i| i.rows).sum();
+        let mut data = Vec::with_capacity(rows * cols);
+        for i in images {
+            data.extend_from_slice(&i.pixel_values);
+        }
+        let pixels = Tensor::from_vec(data, (rows, cols), self.model.device())?;
+        let grids: Vec<[usize; 3]> = images.iter().map(|i| i.grid_thw).collect();
+        Ok(self.model.encode_images(&pixels, &grids)?)
+    }
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Number of images whose placeholder runs start within `ids`.
+fn count_image_runs(ids: &[u32], image_id: u32) -> usize {
+    ids.iter()
+        .enumerate()
+        .filter(|(i, &id)| id == image_id && (*i == 0 || ids[i - 1] != image_id))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_runs_are_counted_once_each() {
+        assert_eq!(count_image_runs(&[1, 9, 9, 2, 9, 3], 9), 2);
+        assert_eq!(count_image_runs(&[], 9), 0);
+        assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4, 5]), 2);
+    }
+}

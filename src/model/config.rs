@@ -1,0 +1,631 @@
+//! `config.json` in every layout the Qwen-VL checkpoints ship in: flat text
+//! fields (Qwen2-VL/2.5-VL), nested `text_config` (transformers ≥ 4.52 re-saves,
+//! Qwen3-VL), `rope_scaling` or `rope_parameters`. Missing fields fall back to the
+//! values of the real released models, never to transformers' class defaults
+//! (several of those are the 72B sizes).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::ModelError;
+
+/// The three supported families, chosen by `model_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Qwen2Vl,
+    Qwen25Vl,
+    Qwen3Vl,
+}
+
+impl Family {
+    pub fn from_model_type(model_type: &str) -> Option<Family> {
+        match model_type {
+            "qwen2_vl" => Some(Family::Qwen2Vl),
+            "qwen2_5_vl" => Some(Family::Qwen25Vl),
+            "qwen3_vl" => Some(Family::Qwen3Vl),
+            _ => None,
+        }
+    }
+
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Qwen2Vl => "qwen2_vl",
+            Family::Qwen25Vl => "qwen2_5_vl",
+            Family::Qwen3Vl => "qwen3_vl",
+        }
+    }
+
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Family::Qwen2Vl => "Qwen2-VL",
+            Family::Qwen25Vl => "Qwen2.5-VL",
+            Family::Qwen3Vl => "Qwen3-VL",
+        }
+    }
+}
+
+/// How the rotary frequency slots are shared among the (t, h, w) axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MropeLayout {
+    /// Contiguous sections: all t slots, then h, then w (Qwen2-VL, Qwen2.5-VL).
+    Chunked,
+    /// t, h, w interleaved slot by slot, remaining slots t (Qwen3-VL).
+    Interleaved,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub mrope_section: [usize; 3],
+    pub mrope_layout: MropeLayout,
+    pub max_position_embeddings: usize,
+    pub attention_bias: bool,
+    /// Per-head RMSNorm of q and k before the rotation (Qwen3 decoder).
+    pub qk_norm: bool,
+    pub tie_word_embeddings: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VisionAct {
+    QuickGelu,
+    Silu,
+    GeluTanh,
+    GeluErf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisionConfig {
+    pub depth: usize,
+    /// Width of the vision transformer.
+    pub hidden_size: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: VisionAct,
+    pub patch_size: usize,
+    pub spatial_merge_size: usize,
+    pub temporal_patch_size: usize,
+    pub in_channels: usize,
+    /// Width of the merger output = the decoder's hidden size.
+    pub out_hidden_size: usize,
+    /// Qwen2.5-VL window attention: window side in pixels, and blocks with full attention.
+    pub window_size: usize,
+    pub fullatt_block_indexes: Vec<usize>,
+    /// Qwen3-VL learned position table size (a square grid) and DeepStack taps.
+    pub num_position_embeddings: usize,
+    pub deepstack_visual_indexes: Vec<usize>,
+}
+
+impl VisionConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+
+    /// Number of values in one row of `pixel_values`.
+    pub fn patch_dim(&self) -> usize {
+        self.in_channels * self.temporal_patch_size * self.patch_size * self.patch_size
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub family: Family,
+    pub text: TextConfig,
+    pub vision: VisionConfig,
+    pub image_token_id: u32,
+    pub video_token_id: u32,
+    pub vision_start_token_id: u32,
+    pub vision_end_token_id: u32,
+    pub eos_token_ids: Vec<u32>,
+}
+
+/// Field lookup that prefers the nested object and falls back to the top level.
+struct Fields<'a> {
+    primary: &'a Value,
+    fallback: Option<&'a Value>,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.primary
+            .get(key)
+            .filter(|v| !v.is_null())
+            .or_else(|| self.fallback.and_then(|f| f.get(key)).filter(|v| !v.is_null()))
+    }
+
+    fn usize(&self, key: &str) -> Result<Option<usize>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|x| Some(x as usize))
+                .ok_or_else(|| format!("\"{key}\" must be a non-negative integer, found {v}")),
+        }
+    }
+
+    fn f64(&self, key: &str) -> Result<Option<f64>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| format!("\"{key}\" must be a number, found {v}")),
+        }
+    }
+
+    fn bool(&self, key: &str) -> Option<bool> {
+        self.get(key).and_then(Value::as_bool)
+    }
+
+    fn usize_list(&self, key: &str) -> Result<Option<Vec<usize>>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .map(|x| x as usize)
+                        .ok_or_else(|| format!("\"{key}\" must be a list of integers"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(v) => Err(format!("\"{key}\" must be a list of integers, found {v}")),
+        }
+    }
+}
+
+/// Values of the smallest released checkpoint of each family, used for fields a
+/// config leaves out.
+struct TextDefaults {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: usize,
+    rope_theta: f64,
+    mrope_section: [usize; 3],
+    max_position_embeddings: usize,
+}
+
+fn text_defaults(family: Family) -> TextDefaults {
+    match family {
+        // Qwen2-VL-2B-Instruct
+        Family::Qwen2Vl => TextDefaults {
+            vocab_size: 151936,
+            hidden_size: 1536,
+            intermediate_size: 8960,
+            num_hidden_layers: 28,
+            num_attention_heads: 12,
+            num_key_value_heads: 2,
+            rope_theta: 1e6,
+            mrope_section: [16, 24, 24],
+            max_position_embeddings: 32768,
+        },
+        // Qwen2.5-VL-3B-Instruct
+        Family::Qwen25Vl => TextDefaults {
+            vocab_size: 151936,
+            hidden_size: 2048,
+            intermediate_size: 11008,
+            num_hidden_layers: 36,
+            num_attention_heads: 16,
+            num_key_value_heads: 2,
+            rope_theta: 1e6,
+            mrope_section: [16, 24, 24],
+            max_position_embeddings: 128000,
+        },
+        // Qwen3-VL-4B-Instruct
+        Family::Qwen3Vl => TextDefaults {
+            vocab_size: 151936,
+            hidden_size: 2560,
+            intermediate_size: 9728,
+            num_hidden_layers: 36,
+            num_attention_heads: 32,
+            num_key_value_heads: 8,
+            rope_theta: 5e6,
+            mrope_section: [24, 20, 20],
+            max_position_embeddings: 262144,
+        },
+    }
+}
+
+impl ModelConfig {
+    pub fn from_model_dir(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::MissingFile {
+            path: path.clone(),
+            what: format!("cannot read it ({e}); point --model at a Hugging Face model directory that has config.json"),
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::BadConfig {
+            path: path.clone(),
+            what: format!("not valid JSON: {e}"),
+        })?;
+        Self::from_json(&value).map_err(|what| match what {
+            ConfigProblem::UnknownModelType(t) => ModelError::UnknownModelType {
+                path: path.clone(),
+                model_type: t,
+            },
+            ConfigProblem::Field(what) => ModelError::BadConfig {
+                path: path.clone(),
+                what,
+            },
+        })
+    }
+
+    pub fn from_json(cfg: &Value) -> Result<Self, ConfigProblem> {
+        let model_type = cfg
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let family = Family::from_model_type(&model_type)
+            .ok_or(ConfigProblem::UnknownModelType(model_type))?;
+        let top = Fields {
+            primary: cfg,
+            fallback: None,
+        };
+        let text_value = cfg.get("text_config").filter(|v| v.is_object());
+        let text_fields = Fields {
+            primary: text_value.unwrap_or(cfg),
+            fallback: text_value.map(|_| cfg),
+        };
+        let text = parse_text(family, &text_fields).map_err(ConfigProblem::Field)?;
+        let empty = Value::Object(Default::default());
+        let vision_fields = Fields {
+            primary: cfg.get("vision_config").unwrap_or(&empty),
+            fallback: None,
+        };
+        let vision = parse_vision(family, &vision_fields, text.hidden_size)
+            .map_err(ConfigProblem::Field)?;
+
+        let id = |key: &str, default: u32| -> Result<u32, ConfigProblem> {
+            Ok(text_fields
+                .usize(key)
+                .map_err(ConfigProblem::Field)?
+                .map(|v| v as u32)
+                .unwrap_or(default))
+        };
+        let eos_token_ids = match text_fields.get("eos_token_id") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_u64)
+                .map(|v| v as u32)
+                .collect(),
+            Some(v) => v.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
+            None => vec![151645],
+        };
+        let _ = &top;
+        Ok(ModelConfig {
+            family,
+            text,
+            vision,
+            image_token_id: id("image_token_id", 151655)?,
+            video_token_id: id("video_token_id", 151656)?,
+            vision_start_token_id: id("vision_start_token_id", 151652)?,
+            vision_end_token_id: id("vision_end_token_id", 151653)?,
+            eos_token_ids,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigProblem {
+    UnknownModelType(String),
+    Field(String),
+}
+
+fn parse_text(family: Family, f: &Fields) -> Result<TextConfig, String> {
+    let d = text_defaults(family);
+    let hidden_size = f.usize("hidden_size")?.unwrap_or(d.hidden_size);
+    let num_attention_heads = f
+        .usize("num_attention_heads")?
+        .unwrap_or(d.num_attention_heads);
+    if num_attention_heads == 0 {
+        return Err("\"num_attention_heads\" must be positive".into());
+    }
+    let num_key_value_heads = f
+        .usize("num_key_value_heads")?
+        .unwrap_or(d.num_key_value_heads);
+    if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
+        return Err(format!(
+            "\"num_key_value_heads\" ({num_key_value_heads}) must divide \"num_attention_heads\" ({num_attention_heads})"
+        ));
+    }
+    // Qwen2 decoders derive head_dim; Qwen3 states it (4B: 32 × 128 ≠ 2560).
+    let head_dim = match family {
+        Family::Qwen3Vl => f.usize("head_dim")?.unwrap_or(128),
+        _ => f
+            .usize("head_dim")?
+            .unwrap_or(hidden_size / num_attention_heads),
+    };
+
+    // Rope settings live in rope_parameters (transformers 5) or rope_scaling, in
+    // text_config or at the top level; rope_theta may also sit beside them.
+    let rope_dict = f
+        .get("rope_parameters")
+        .or_else(|| f.get("rope_scaling"))
+        .filter(|v| v.is_object());
+    let rope_theta = rope_dict
+        .and_then(|r| r.get("rope_theta"))
+        .and_then(Value::as_f64)
+        .map(Ok)
+        .unwrap_or_else(|| f.f64("rope_theta").map(|t| t.unwrap_or(d.rope_theta)))?;
+    if let Some(kind) = rope_dict
+        .and_then(|r| r.get("rope_type").or_else(|| r.get("type")))
+        .and_then(Value::as_str)
+    {
+        if !matches!(kind, "default" | "mrope") {
+            return Err(format!(
+                "rope type {kind:?} is not supported (Qwen-VL checkpoints use \"default\"/\"mrope\")"
+            ));
+        }
+    }
+    let mrope_section = match rope_dict.and_then(|r| r.get("mrope_section")) {
+        Some(Value::Array(items)) if items.len() == 3 => {
+            let mut s = [0usize; 3];
+            for (slot, v) in s.iter_mut().zip(items) {
+                *slot = v
+                    .as_u64()
+                    .ok_or("\"mrope_section\" must hold three integers")?
+                    as usize;
+            }
+            s
+        }
+        Some(other) => {
+            return Err(format!(
+                "\"mrope_section\" must be a list of three integers, found {other}"
+            ))
+        }
+        None => d.mrope_section,
+    };
+    if mrope_section.iter().sum::<usize>() * 2 != head_dim {
+        return Err(format!(
+            "mrope_section {mrope_section:?} must add up to head_dim/2 = {}",
+            head_dim / 2
+        ));
+    }
+    let tie = |v: Option<bool>| v.unwrap_or(false);
+    Ok(TextConfig {
+        vocab_size: f.usize("vocab_size")?.unwrap_or(d.vocab_size),
+        hidden_size,
+        intermediate_size: f.usize("intermediate_size")?.unwrap_or(d.intermediate_size),
+        num_hidden_layers: f.usize("num_hidden_layers")?.unwrap_or(d.num_hidden_layers),
+        num_attention_heads,
+        num_key_value_heads,
+        head_dim,
+        rms_norm_eps: f.f64("rms_norm_eps")?.unwrap_or(1e-6),
+        rope_theta,
+        mrope_section,
+        mrope_layout: match family {
+            Family::Qwen3Vl => MropeLayout::Interleaved,
+            _ => MropeLayout::Chunked,
+        },
+        max_position_embeddings: f
+            .usize("max_position_embeddings")?
+            .unwrap_or(d.max_position_embeddings),
+        attention_bias: f
+            .bool("attention_bias")
+            .unwrap_or(family != Family::Qwen3Vl),
+        qk_norm: family == Family::Qwen3Vl,
+        // Either level saying true means tied; the loader also ties when the
+        // checkpoint has no lm_head.weight.
+        tie_word_embeddings: tie(f.primary.get("tie_word_embeddings").and_then(Value::as_bool))
+            || tie(f.fallback.and_then(|t| t.get("tie_word_embeddings")).and_then(Value::as_bool)),
+    })
+}
+
+fn parse_act(name: &str) -> Result<VisionAct, String> {
+    match name {
+        "quick_gelu" => Ok(VisionAct::QuickGelu),
+        "silu" | "swish" => Ok(VisionAct::Silu),
+        "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(VisionAct::GeluTanh),
+        "gelu" => Ok(VisionAct::GeluErf),
+        other => Err(format!("vision activation {other:?} is not supported")),
+    }
+}
+
+fn parse_vision(family: Family, f: &Fields, text_hidden: usize) -> Result<VisionConfig, String> {
+    let in_channels = match f.usize("in_channels")? {
+        Some(c) => c,
+        None => f.usize("in_chans")?.unwrap_or(3),
+    };
+    let common = |depth: usize, heads: usize| -> Result<(usize, usize, usize, usize), String> {
+        Ok((
+            f.usize("depth")?.unwrap_or(depth),
+            f.usize("num_heads")?.unwrap_or(heads),
+            f.usize("spatial_merge_size")?.unwrap_or(2),
+            f.usize("temporal_patch_size")?.unwrap_or(2),
+        ))
+    };
+    let cfg = match family {
+        Family::Qwen2Vl => {
+            // Here `hidden_size` is the merger output and `embed_dim` the ViT width.
+            let (depth, num_heads, merge, temporal) = common(32, 16)?;
+            let width = f.usize("embed_dim")?.unwrap_or(1280);
+            let ratio = f.f64("mlp_ratio")?.unwrap_or(4.0);
+            VisionConfig {
+                depth,
+                hidden_size: width,
+                num_heads,
+                intermediate_size: (width as f64 * ratio) as usize,
+                hidden_act: parse_act(
+                    f.get("hidden_act")
+                        .and_then(Value::as_str)
+                        .unwrap_or("quick_gelu"),
+                )?,
+                patch_size: f.usize("patch_size")?.unwrap_or(14),
+                spatial_merge_size: merge,
+                temporal_patch_size: temporal,
+                in_channels,
+                out_hidden_size: f.usize("hidden_size")?.unwrap_or(text_hidden),
+                window_size: 0,
+                fullatt_block_indexes: vec![],
+                num_position_embeddings: 0,
+                deepstack_visual_indexes: vec![],
+            }
+        }
+        Family::Qwen25Vl => {
+            let (depth, num_heads, merge, temporal) = common(32, 16)?;
+            VisionConfig {
+                depth,
+                hidden_size: f.usize("hidden_size")?.unwrap_or(1280),
+                num_heads,
+                intermediate_size: f.usize("intermediate_size")?.unwrap_or(3420),
+                hidden_act: parse_act(
+                    f.get("hidden_act").and_then(Value::as_str).unwrap_or("silu"),
+                )?,
+                patch_size: f.usize("patch_size")?.unwrap_or(14),
+                spatial_merge_size: merge,
+                temporal_patch_size: temporal,
+                in_channels,
+                out_hidden_size: f.usize("out_hidden_size")?.unwrap_or(text_hidden),
+                window_size: f.usize("window_size")?.unwrap_or(112),
+                fullatt_block_indexes: f
+                    .usize_list("fullatt_block_indexes")?
+                    .unwrap_or_else(|| vec![7, 15, 23, 31]),
+                num_position_embeddings: 0,
+                deepstack_visual_indexes: vec![],
+            }
+        }
+        Family::Qwen3Vl => {
+            let (depth, num_heads, merge, temporal) = common(24, 16)?;
+            VisionConfig {
+                depth,
+                hidden_size: f.usize("hidden_size")?.unwrap_or(1024),
+                num_heads,
+                intermediate_size: f.usize("intermediate_size")?.unwrap_or(4096),
+                hidden_act: parse_act(
+                    f.get("hidden_act")
+                        .and_then(Value::as_str)
+                        .unwrap_or("gelu_pytorch_tanh"),
+                )?,
+                patch_size: f.usize("patch_size")?.unwrap_or(16),
+                spatial_merge_size: merge,
+                temporal_patch_size: temporal,
+                in_channels,
+                out_hidden_size: f.usize("out_hidden_size")?.unwrap_or(text_hidden),
+                window_size: 0,
+                fullatt_block_indexes: vec![],
+                num_position_embeddings: f.usize("num_position_embeddings")?.unwrap_or(2304),
+                deepstack_visual_indexes: f
+                    .usize_list("deepstack_visual_indexes")?
+                    .unwrap_or_else(|| vec![5, 11, 17]),
+            }
+        }
+    };
+    if cfg.num_heads == 0 || cfg.hidden_size % cfg.num_heads != 0 {
+        return Err(format!(
+            "vision width {} is not divisible by its {} heads",
+            cfg.hidden_size, cfg.num_heads
+        ));
+    }
+    if cfg.head_dim() % 4 != 0 {
+        return Err(format!(
+            "vision head size {} must be a multiple of 4 for the 2-D rotary embedding",
+            cfg.head_dim()
+        ));
+    }
+    if family == Family::Qwen3Vl {
+        let side = (cfg.num_position_embeddings as f64).sqrt() as usize;
+        if side * side != cfg.num_position_embeddings || side < 2 {
+            return Err(format!(
+                "\"num_position_embeddings\" ({}) must be a square of at least 4",
+                cfg.num_position_embeddings
+            ));
+        }
+        if let Some(&bad) = cfg.deepstack_visual_indexes.iter().find(|&&i| i >= cfg.depth) {
+            return Err(format!(
+                "deepstack layer {bad} is beyond the vision depth {}",
+                cfg.depth
+            ));
+        }
+    }
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flat_qwen2_vl_config_with_legacy_mrope_type() {
+        let cfg = json!({
+            "model_type": "qwen2_vl", "hidden_size": 1536, "intermediate_size": 8960,
+            "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2,
+            "rope_theta": 1000000.0, "vocab_size": 151936, "tie_word_embeddings": true,
+            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+            "vision_config": {"hidden_size": 1536, "in_chans": 3, "model_type": "qwen2_vl", "spatial_patch_size": 14}
+        });
+        let c = ModelConfig::from_json(&cfg).unwrap();
+        assert_eq!(c.family, Family::Qwen2Vl);
+        assert_eq!(c.text.head_dim, 128);
+        assert!(c.text.attention_bias);
+        assert!(c.text.tie_word_embeddings);
+        assert_eq!(c.text.mrope_layout, MropeLayout::Chunked);
+        assert_eq!(c.vision.hidden_size, 1280);
+        assert_eq!(c.vision.out_hidden_size, 1536);
+        assert_eq!(c.vision.intermediate_size, 5120);
+        assert_eq!(c.vision.hidden_act, VisionAct::QuickGelu);
+        assert_eq!(c.image_token_id, 151655);
+    }
+
+    #[test]
+    fn nested_text_config_with_rope_parameters() {
+        let cfg = json!({
+            "model_type": "qwen2_5_vl", "tie_word_embeddings": false,
+            "text_config": {"hidden_size": 3584, "num_attention_heads": 28, "num_key_value_heads": 4,
+                "intermediate_size": 18944, "num_hidden_layers": 28, "vocab_size": 152064,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]}},
+            "vision_config": {"hidden_size": 1280, "depth": 32}
+        });
+        let c = ModelConfig::from_json(&cfg).unwrap();
+        assert_eq!(c.text.hidden_size, 3584);
+        assert_eq!(c.text.rope_theta, 1e6);
+        assert_eq!(c.vision.out_hidden_size, 3584, "falls back to the text width");
+        assert_eq!(c.vision.fullatt_block_indexes, vec![7, 15, 23, 31]);
+        assert!(!c.text.tie_word_embeddings);
+    }
+
+    #[test]
+    fn qwen3_uses_explicit_head_dim_and_interleaved_rope() {
+        let cfg = json!({
+            "model_type": "qwen3_vl", "tie_word_embeddings": true,
+            "text_config": {"hidden_size": 2560, "num_attention_heads": 32, "num_key_value_heads": 8,
+                "head_dim": 128, "rope_theta": 5000000,
+                "rope_scaling": {"mrope_interleaved": true, "mrope_section": [24, 20, 20], "rope_type": "default"}},
+            "vision_config": {"hidden_size": 1024, "out_hidden_size": 2560, "deepstack_visual_indexes": [5, 11, 17]}
+        });
+        let c = ModelConfig::from_json(&cfg).unwrap();
+        assert_eq!(c.text.head_dim, 128);
+        assert!(c.text.qk_norm);
+        assert!(!c.text.attention_bias);
+        assert_eq!(c.text.mrope_layout, MropeLayout::Interleaved);
+        assert_eq!(c.text.rope_theta, 5e6);
+        assert_eq!(c.vision.patch_size, 16);
+        assert_eq!(c.vision.hidden_act, VisionAct::GeluTanh);
+    }
+
+    #[test]
+    fn unknown_model_type_and_inconsistent_rope_are_refused() {
+        let cfg = json!({"model_type": "llava"});
+        assert_eq!(
+            ModelConfig::from_json(&cfg).unwrap_err(),
+            ConfigProblem::UnknownModelType("llava".into())
+        );
+        let cfg = json!({"model_type": "qwen2_vl", "hidden_size": 64, "num_attention_heads": 2,
+            "num_key_value_heads": 1, "rope_scaling": {"mrope_section": [16, 24, 24]}});
+        let ConfigProblem::Field(msg) = ModelConfig::from_json(&cfg).unwrap_err() else {
+            panic!("expected a field problem")
+        };
+        assert!(msg.contains("head_dim/2"), "{msg}");
+    }
+}

@@ -1,0 +1,171 @@
+//! The Qwen-VL family on candle: configuration, weights, vision towers and the
+//! multimodal-rotary decoder. Tensors in, logits out; nothing here knows about
+//! files other than the checkpoint, chat templates or terminals.
+
+pub mod config;
+pub mod kv_cache;
+pub mod rope;
+pub mod rope_index;
+pub mod text;
+pub mod vision;
+pub mod weights;
+pub mod window;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+pub use config::{Family, ModelConfig};
+pub use kv_cache::KvCache;
+pub use rope_index::{Grid, RopePositions};
+pub use vision::VisionOutput;
+
+use rope::{inv_freq, mrope_axes, mrope_tables};
+use text::{DeepstackInjection, TextModel};
+use vision::VisionTower;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{}: {what}", path.display())]
+    MissingFile { path: PathBuf, what: String },
+    #[error("{}: {what}", path.display())]
+    BadConfig { path: PathBuf, what: String },
+    #[error("{}: model_type {model_type:?} is not supported; glimpse runs qwen2_vl, qwen2_5_vl and qwen3_vl checkpoints", path.display())]
+    UnknownModelType { path: PathBuf, model_type: String },
+    #[error("{}: {what}", path.display())]
+    BadWeights { path: PathBuf, what: String },
+    #[error("{0}")]
+    Input(String),
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// A loaded model: vision tower and decoder on one device.
+pub struct VlModel {
+    pub config: ModelConfig,
+    pub dir: PathBuf,
+    vision: VisionTower,
+    text: TextModel,
+    inv_freq: Vec<f32>,
+    axes: Vec<usize>,
+    device: Device,
+    dtype: DType,
+}
+
+impl VlModel {
+    pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self, ModelError> {
+        let config = ModelConfig::from_model_dir(dir)?;
+        let ckpt = weights::open_checkpoint(dir, dtype, device)?;
+        let bad = |e: candle_core::Error| ModelError::BadWeights {
+            path: if ckpt.files.len() == 1 {
+                ckpt.files[0].clone()
+            } else {
+                dir.join("model.safetensors.index.json")
+            },
+            what: format!(
+                "{e}; the weights do not match config.json (a different model size or family?)"
+            ),
+        };
+        let vision = VisionTower::load(
+            config.family,
+            &config.vision,
+            ckpt.vb.pp(ckpt.layout.vision),
+        )
+        .map_err(bad)?;
+        let lm_head = ckpt.has_lm_head.then(|| ckpt.vb.pp(ckpt.layout.lm_head));
+        let text = TextModel::load(&config.text, ckpt.vb.pp(ckpt.layout.text), lm_head)
+            .map_err(bad)?;
+        let t = &config.text;
+        Ok(VlModel {
+            inv_freq: inv_freq(t.rope_theta, t.head_dim),
+            axes: mrope_axes(t.mrope_section, t.mrope_layout),
+            config,
+            dir: dir.to_path_buf(),
+            vision,
+            text,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    pub fn family(&self) -> Family {
+        self.config.family
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.text.num_hidden_layers)
+    }
+
+    /// Runs the vision tower over all images of a request at once.
+    pub fn encode_images(&self, pixel_values: &Tensor, grids: &[Grid]) -> Result<VisionOutput, ModelError> {
+        Ok(self.vision.forward(&pixel_values.to_device(&self.device)?, grids)?)
+    }
+
+    /// Feeds `ids` (the part of the sequence not yet cached) at `positions`,
+    /// replacing the embedding of each image placeholder, in order, by a row of
+    /// `images`. Returns the f32 logits for the next token.
+    pub fn forward(
+        &self,
+        ids: &[u32],
+        positions: &[[i64; 3]],
+        images: Option<&VisionOutput>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor, ModelError> {
+        if ids.is_empty() || ids.len() != positions.len() {
+            return Err(ModelError::Input(format!(
+                "{} tokens with {} positions",
+                ids.len(),
+                positions.len()
+            )));
+        }
+        let ids_t = Tensor::new(ids, &self.device)?;
+        let mut embeds = self.text.embed(&ids_t)?;
+        let image_rows: Vec<u32> = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, &id)| id == self.config.image_token_id)
+            .map(|(i, _)| i as u32)
+            .collect();
+        let mut rows_t = None;
+        if let Some(img) = images {
+            let n = img.embeds.dim(0)?;
+            if n != image_rows.len() {
+                return Err(ModelError::Input(format!(
+                    "the prompt has {} image placeholder tokens but the images give {n} features",
+                    image_rows.len()
+                )));
+            }
+            // Gather from [text embeddings; image features]: each placeholder row
+            // points at its feature row, every other row at itself.
+            let l = ids.len();
+            let mut gather: Vec<u32> = (0..l as u32).collect();
+            for (k, &r) in image_rows.iter().enumerate() {
+                gather[r as usize] = (l + k) as u32;
+            }
+            let both = Tensor::cat(&[&embeds, &img.embeds.to_dtype(embeds.dtype())?], 0)?;
+            embeds = both.index_select(&Tensor::new(gather.as_slice(), &self.device)?, 0)?;
+            rows_t = Some(Tensor::new(image_rows.as_slice(), &self.device)?);
+        }
+        let rope = mrope_tables(positions, &self.inv_freq, &self.axes, self.dtype, &self.device)?;
+        let deepstack = match (images, &rows_t) {
+            (Some(img), Some(rows)) if !img.deepstack.is_empty() && !image_rows.is_empty() => {
+                Some(DeepstackInjection {
+                    rows,
+                    features: &img.deepstack,
+                })
+            }
+            _ => None,
+        };
+        Ok(self
+            .text
+            .forward_embeds(&embeds.unsqueeze(0)?, &rope, cache, deepstack)?)
+    }
+}

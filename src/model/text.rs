@@ -1,0 +1,238 @@
+//! The language model: Qwen2 blocks (q/k/v bias) or Qwen3 blocks (per-head q/k
+//! RMSNorm, explicit head_dim), multimodal rotary positions, a growing KV cache.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{linear_b, linear_no_bias, Embedding, Linear, RmsNorm, VarBuilder};
+
+use super::config::TextConfig;
+use super::kv_cache::KvCache;
+use super::rope::RopeTables;
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+        let q_out = cfg.num_attention_heads * hd;
+        let kv_out = cfg.num_key_value_heads * hd;
+        let bias = cfg.attention_bias;
+        let (q_norm, k_norm) = if cfg.qk_norm {
+            (
+                Some(candle_nn::rms_norm(hd, cfg.rms_norm_eps, vb.pp("q_norm"))?),
+                Some(candle_nn::rms_norm(hd, cfg.rms_norm_eps, vb.pp("k_norm"))?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Attention {
+            q_proj: linear_b(h, q_out, bias, vb.pp("q_proj"))?,
+            k_proj: linear_b(h, kv_out, bias, vb.pp("k_proj"))?,
+            v_proj: linear_b(h, kv_out, bias, vb.pp("v_proj"))?,
+            o_proj: linear_no_bias(q_out, h, vb.pp("o_proj"))?,
+            q_norm,
+            k_norm,
+            num_heads: cfg.num_attention_heads,
+            num_kv_heads: cfg.num_key_value_heads,
+            head_dim: hd,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let split = |t: Tensor, heads: usize| t.reshape((b, l, heads, self.head_dim));
+        let mut q = split(self.q_proj.forward(x)?, self.num_heads)?;
+        let mut k = split(self.k_proj.forward(x)?, self.num_kv_heads)?;
+        let v = split(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(&q)?;
+            k = kn.forward(&k)?;
+        }
+        let q = q.transpose(1, 2)?.contiguous()?;
+        let k = k.transpose(1, 2)?.contiguous()?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let q = candle_nn::rotary_emb::rope(&q, &rope.cos, &rope.sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, &rope.cos, &rope.sin)?;
+        let (k, v) = cache.append(layer, &k, &v)?;
+
+        let n_rep = self.num_heads / self.num_kv_heads;
+        let k = candle_transformers::utils::repeat_kv(k, n_rep)?.contiguous()?;
+        let v = candle_transformers::utils::repeat_kv(v, n_rep)?.contiguous()?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let mut att = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(mask) = mask {
+            att = att.broadcast_add(mask)?;
+        }
+        let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+        let out = att.matmul(&v)?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, l, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Mlp {
+            gate_proj: linear_no_bias(h, i, vb.pp("gate_proj"))?,
+            up_proj: linear_no_bias(h, i, vb.pp("up_proj"))?,
+            down_proj: linear_no_bias(i, h, vb.pp("down_proj"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x)?.silu()?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderLayer {
+    fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(DecoderLayer {
+            input_layernorm: candle_nn::rms_norm(
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                vb.pp("input_layernorm"),
+            )?,
+            self_attn: Attention::load(cfg, vb.pp("self_attn"))?,
+            post_attention_layernorm: candle_nn::rms_norm(
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                vb.pp("post_attention_layernorm"),
+            )?,
+            mlp: Mlp::load(cfg, vb.pp("mlp"))?,
+        })
+    }
+}
+
+/// Extra vision features added to the hidden states of image tokens after the
+/// first decoder layers (Qwen3-VL DeepStack).
+pub struct DeepstackInjection<'a> {
+    /// Row index, within the chunk, of every image token.
+    pub rows: &'a Tensor,
+    /// One tensor per layer, `(rows, hidden)`.
+    pub features: &'a [Tensor],
+}
+
+pub struct TextModel {
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    pub cfg: TextConfig,
+}
+
+impl TextModel {
+    pub fn load(
+        cfg: &TextConfig,
+        vb: VarBuilder,
+        lm_head_vb: Option<VarBuilder>,
+    ) -> Result<Self> {
+        let embed_tokens = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::load(cfg, vb.pp(format!("layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?;
+        let lm_head = match lm_head_vb {
+            Some(vb) => linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb)?,
+            None => Linear::new(embed_tokens.embeddings().clone(), None),
+        };
+        Ok(TextModel {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        self.embed_tokens.forward(ids)
+    }
+
+    /// Runs the decoder over `embeds` `(1, L, hidden)` appended to the cache and
+    /// returns the f32 logits of the last position.
+    pub fn forward_embeds(
+        &self,
+        embeds: &Tensor,
+        rope: &RopeTables,
+        cache: &mut KvCache,
+        deepstack: Option<DeepstackInjection>,
+    ) -> Result<Tensor> {
+        let (_, l, _) = embeds.dims3()?;
+        let past = cache.len();
+        let mask = causal_mask(l, past, embeds.dtype(), embeds.device())?;
+        let mut h = embeds.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let residual = h.clone();
+            let x = layer.input_layernorm.forward(&h)?;
+            let x = layer
+                .self_attn
+                .forward(&x, rope, mask.as_ref(), cache, i)?;
+            let h1 = (residual + x)?;
+            let x = layer.post_attention_layernorm.forward(&h1)?;
+            h = (h1.clone() + layer.mlp.forward(&x)?)?;
+            if let Some(ds) = &deepstack {
+                if let Some(feat) = ds.features.get(i) {
+                    let rows = h.squeeze(0)?.index_add(ds.rows, &feat.to_dtype(h.dtype())?, 0)?;
+                    h = rows.unsqueeze(0)?;
+                }
+            }
+        }
+        cache.advance(l);
+        let last = h.narrow(1, l - 1, 1)?;
+        let last = self.norm.forward(&last)?;
+        self.lm_head.forward(&last)?.squeeze(0)?.squeeze(0)?.to_dtype(DType::F32)
+    }
+}
+
+/// Additive mask `(L, past + L)`: a query may see everything cached and the
+/// chunk up to itself. `None` for a single new token.
+fn causal_mask(l: usize, past: usize, dtype: DType, device: &candle_core::Device) -> Result<Option<Tensor>> {
+    if l == 1 {
+        return Ok(None);
+    }
+    let total = past + l;
+    let data: Vec<f32> = (0..l)
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Some(
+        Tensor::from_vec(data, (l, total), device)?.to_dtype(dtype)?,
+    ))
+}
+
+#[allow(dead_code)]
+fn last_dim(t: &Tensor) -> Result<usize> {
+    t.dim(D::Minus1)
+}

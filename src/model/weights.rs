@@ -1,0 +1,140 @@
+//! Finding and memory-mapping a checkpoint's safetensors, and recognising which
+//! naming layout it uses.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use serde_json::Value;
+
+use super::ModelError;
+
+/// Where the decoder, the vision tower and the output head live in the tensor names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLayout {
+    pub text: &'static str,
+    pub vision: &'static str,
+    pub lm_head: &'static str,
+}
+
+/// Layouts in the wild: the original release names, the names of transformers
+/// ≥ 4.52 module trees, and MLX-community exports.
+const LAYOUTS: [KeyLayout; 3] = [
+    KeyLayout {
+        text: "model",
+        vision: "visual",
+        lm_head: "lm_head",
+    },
+    KeyLayout {
+        text: "model.language_model",
+        vision: "model.visual",
+        lm_head: "lm_head",
+    },
+    KeyLayout {
+        text: "language_model.model",
+        vision: "vision_tower",
+        lm_head: "language_model.lm_head",
+    },
+];
+
+pub struct Checkpoint {
+    pub files: Vec<PathBuf>,
+    pub layout: KeyLayout,
+    pub has_lm_head: bool,
+    pub vb: VarBuilder<'static>,
+}
+
+/// The safetensors files of a model directory: the shards named by
+/// `model.safetensors.index.json`, or `model.safetensors`, or every
+/// `*.safetensors` file.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(|e| ModelError::BadWeights {
+            path: index.clone(),
+            what: format!("cannot read it: {e}"),
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::BadWeights {
+            path: index.clone(),
+            what: format!("not valid JSON: {e}"),
+        })?;
+        let map = value
+            .get("weight_map")
+            .and_then(Value::as_object)
+            .ok_or_else(|| ModelError::BadWeights {
+                path: index.clone(),
+                what: "has no \"weight_map\" object".into(),
+            })?;
+        let names: BTreeSet<&str> = map.values().filter_map(Value::as_str).collect();
+        let mut files = Vec::with_capacity(names.len());
+        for name in names {
+            let p = dir.join(name);
+            if !p.exists() {
+                return Err(ModelError::MissingFile {
+                    path: p,
+                    what: format!(
+                        "listed in {} but missing; the download is incomplete — fetch the model again",
+                        index.display()
+                    ),
+                });
+            }
+            files.push(p);
+        }
+        return Ok(files);
+    }
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| ModelError::MissingFile {
+            path: dir.to_path_buf(),
+            what: format!("cannot list the model directory: {e}"),
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        let has_bin = dir.join("pytorch_model.bin").exists()
+            || dir.join("pytorch_model.bin.index.json").exists();
+        return Err(ModelError::MissingFile {
+            path: single,
+            what: if has_bin {
+                "only PyTorch .bin weights were found; glimpse reads safetensors — re-save the model with save_pretrained(safe_serialization=True)".into()
+            } else {
+                "no safetensors weights in the model directory (expected model.safetensors or model.safetensors.index.json)".into()
+            },
+        });
+    }
+    Ok(files)
+}
+
+pub fn open_checkpoint(dir: &Path, dtype: DType, device: &Device) -> Result<Checkpoint, ModelError> {
+    let files = safetensors_files(dir)?;
+    // SAFETY: the files are memory-mapped read-only; glimpse never writes them and
+    // a user replacing a checkpoint under a running process is outside our control,
+    // as in every mmap-based loader.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }.map_err(|e| {
+        ModelError::BadWeights {
+            path: files[0].clone(),
+            what: format!("not a readable safetensors file ({e}); the download may be truncated"),
+        }
+    })?;
+    let layout = LAYOUTS
+        .iter()
+        .find(|l| vb.contains_tensor(&format!("{}.embed_tokens.weight", l.text)))
+        .cloned()
+        .ok_or_else(|| ModelError::BadWeights {
+            path: files[0].clone(),
+            what: "no token embedding found (looked for model.embed_tokens.weight, model.language_model.embed_tokens.weight and language_model.model.embed_tokens.weight); is this a Qwen-VL checkpoint?".into(),
+        })?;
+    let has_lm_head = vb.contains_tensor(&format!("{}.weight", layout.lm_head));
+    Ok(Checkpoint {
+        files,
+        layout,
+        has_lm_head,
+        vb,
+    })
+}

@@ -1,0 +1,191 @@
+//! Shared helpers for the parity tests: reading the recorded transformers
+//! outputs and running glimpse's own pipeline up to the same points.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+
+use glimpse::conversation::Conversation;
+use glimpse::model::rope_index::rope_index;
+use glimpse::model::{Family, VlModel};
+use glimpse::processor::image::load_image;
+use glimpse::processor::prompt::build_prompt_ids;
+use glimpse::processor::template::ChatTemplate;
+use glimpse::processor::tokenizer::TextTokenizer;
+use glimpse::processor::vision_input::{preprocess_image, PreprocessedImage, VisionPreprocessConfig};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub struct Reference {
+    pub name: String,
+    pub json: Value,
+}
+
+impl Reference {
+    pub fn all() -> Vec<Reference> {
+        let mut out: Vec<Reference> = std::fs::read_dir(fixtures().join("reference"))
+            .expect("tests/fixtures/reference exists")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|p| Reference {
+                name: p.file_stem().unwrap().to_string_lossy().into_owned(),
+                json: serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap(),
+            })
+            .filter(|r| r.json.get("family").is_some())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn by_name(name: &str) -> Reference {
+        Self::all()
+            .into_iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no reference named {name}"))
+    }
+
+    pub fn model_dir(&self) -> PathBuf {
+        fixtures().join(self.json["model"].as_str().unwrap())
+    }
+
+    pub fn conversation_path(&self) -> PathBuf {
+        fixtures().join(self.json["conversation"].as_str().unwrap())
+    }
+
+    pub fn conversation(&self) -> Conversation {
+        Conversation::from_json_file(&self.conversation_path()).unwrap()
+    }
+
+    pub fn u32s(&self, key: &str) -> Vec<u32> {
+        as_u32s(&self.json[key])
+    }
+
+    pub fn grids(&self) -> Vec<[usize; 3]> {
+        self.json["image_grid_thw"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let v: Vec<usize> = g.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+                [v[0], v[1], v[2]]
+            })
+            .collect()
+    }
+}
+
+pub fn as_u32s(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+pub fn as_f32s(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// Everything glimpse computes before the decoder, for one reference case.
+pub struct Prepared {
+    pub model: VlModel,
+    pub tokenizer: TextTokenizer,
+    pub images: Vec<PreprocessedImage>,
+    pub ids: Vec<u32>,
+}
+
+pub fn preprocess_config(model: &VlModel) -> VisionPreprocessConfig {
+    let defaults = match model.family() {
+        Family::Qwen3Vl => VisionPreprocessConfig::qwen3_vl_defaults(),
+        _ => VisionPreprocessConfig::qwen2_vl_defaults(),
+    };
+    VisionPreprocessConfig::from_model_dir(&model.dir, defaults).unwrap()
+}
+
+pub fn prepare(r: &Reference) -> Prepared {
+    let dir = r.model_dir();
+    let model = VlModel::load(&dir, &Device::Cpu, DType::F32).unwrap();
+    let tokenizer = TextTokenizer::from_model_dir(&dir).unwrap();
+    let template = ChatTemplate::from_model_dir(&dir).unwrap();
+    let cfg = preprocess_config(&model);
+    let conv = r.conversation();
+    let images: Vec<PreprocessedImage> = conv
+        .images()
+        .iter()
+        .map(|p| preprocess_image(&load_image(p, None).unwrap(), &cfg).unwrap())
+        .collect();
+    let counts: Vec<usize> = images.iter().map(|i| i.num_image_tokens(cfg.merge_size)).collect();
+    let ids = build_prompt_ids(&template, &tokenizer, &conv, model.config.image_token_id, &counts, true)
+        .unwrap()
+        .ids;
+    Prepared {
+        model,
+        tokenizer,
+        images,
+        ids,
+    }
+}
+
+impl Prepared {
+    pub fn grids(&self) -> Vec<[usize; 3]> {
+        self.images.iter().map(|i| i.grid_thw).collect()
+    }
+
+    pub fn pixel_values(&self) -> Option<Tensor> {
+        if self.images.is_empty() {
+            return None;
+        }
+        let cols = self.images[0].cols;
+        let data: Vec<f32> = self.images.iter().flat_map(|i| i.pixel_values.iter().copied()).collect();
+        Some(Tensor::from_vec(data.clone(), (data.len() / cols, cols), &Device::Cpu).unwrap())
+    }
+
+    pub fn positions(&self) -> glimpse::model::RopePositions {
+        rope_index(
+            &self.ids,
+            self.model.config.image_token_id,
+            &self.grids(),
+            self.model.config.vision.spatial_merge_size,
+        )
+        .unwrap()
+    }
+}
+
+/// max |a − b| / max |b|.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let scale = b.iter().map(|y| y.abs()).fold(0.0f32, f32::max).max(1e-12);
+    diff / scale
+}
+
+/// Compares a tensor against recorded summary statistics and samples.
+pub fn check_stats(name: &str, t: &Tensor, stats: &Value, tol: f64) {
+    let shape: Vec<usize> = stats["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    assert_eq!(t.dims(), shape.as_slice(), "{name}: shape");
+    let flat: Vec<f32> = t.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1().unwrap();
+    let idx = as_u32s(&stats["sample_index"]);
+    let want = as_f32s(&stats["sample"]);
+    let got: Vec<f32> = idx.iter().map(|&i| flat[i as usize]).collect();
+    let err = rel_err(&got, &want);
+    assert!(err < tol as f32, "{name}: sampled values differ, rel err {err:e}");
+    let sum: f64 = flat.iter().map(|&x| x as f64).sum();
+    let abs_sum: f64 = flat.iter().map(|&x| (x as f64).abs()).sum();
+    let want_abs = stats["abs_sum"].as_f64().unwrap();
+    let want_sum = stats["sum"].as_f64().unwrap();
+    assert!(
+        (abs_sum - want_abs).abs() <= tol * want_abs.max(1e-9),
+        "{name}: abs sum {abs_sum} vs {want_abs}"
+    );
+    assert!(
+        (sum - want_sum).abs() <= tol * want_abs.max(1e-9),
+        "{name}: sum {sum} vs {want_sum}"
+    );
+}
