@@ -268,10 +268,6 @@ impl ModelConfig {
             .to_string();
         let family = Family::from_model_type(&model_type)
             .ok_or(ConfigProblem::UnknownModelType(model_type))?;
-        let top = Fields {
-            primary: cfg,
-            fallback: None,
-        };
         let text_value = cfg.get("text_config").filter(|v| v.is_object());
         let text_fields = Fields {
             primary: text_value.unwrap_or(cfg),
@@ -302,7 +298,6 @@ impl ModelConfig {
             Some(v) => v.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
             None => vec![151645],
         };
-        let _ = &top;
         Ok(ModelConfig {
             family,
             text,

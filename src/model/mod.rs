@@ -40,6 +40,16 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
 }
 
+/// Deliberate departures from the reference architecture, for experiments and
+/// for tests that prove each mechanism is checked by the parity tests.
+#[derive(Debug, Clone, Default)]
+pub struct Ablations {
+    /// Use this rotary layout instead of the family's own.
+    pub rope_layout: Option<config::MropeLayout>,
+    /// Qwen2.5-VL: attend over whole images in every vision block.
+    pub full_vision_attention: bool,
+}
+
 /// A loaded model: vision tower and decoder on one device.
 pub struct VlModel {
     pub config: ModelConfig,
@@ -86,6 +96,12 @@ impl VlModel {
             device: device.clone(),
             dtype,
         })
+    }
+
+    pub fn ablate(&mut self, a: Ablations) {
+        let t = &self.config.text;
+        self.axes = mrope_axes(t.mrope_section, a.rope_layout.unwrap_or(t.mrope_layout));
+        self.vision.full_attention_everywhere = a.full_vision_attention;
     }
 
     pub fn family(&self) -> Family {

@@ -1,7 +1,7 @@
 //! The language model: Qwen2 blocks (q/k/v bias) or Qwen3 blocks (per-head q/k
 //! RMSNorm, explicit head_dim), multimodal rotary positions, a growing KV cache.
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{linear_b, linear_no_bias, Embedding, Linear, RmsNorm, VarBuilder};
 
 use super::config::TextConfig;
@@ -230,9 +230,4 @@ fn causal_mask(l: usize, past: usize, dtype: DType, device: &candle_core::Device
     Ok(Some(
         Tensor::from_vec(data, (l, total), device)?.to_dtype(dtype)?,
     ))
-}
-
-#[allow(dead_code)]
-fn last_dim(t: &Tensor) -> Result<usize> {
-    t.dim(D::Minus1)
 }

@@ -2,7 +2,7 @@
 //! restricted to each image (or to windows, Qwen2.5-VL), the patch merger, and
 //! Qwen3-VL's learned position table and DeepStack taps.
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, RmsNorm, VarBuilder};
 
 use super::config::{Family, VisionAct, VisionConfig};
@@ -200,6 +200,7 @@ pub struct VisionTower {
     blocks: Vec<Block>,
     merger: Merger,
     deepstack_mergers: Vec<Merger>,
+    pub(crate) full_attention_everywhere: bool,
 }
 
 impl VisionTower {
@@ -235,6 +236,7 @@ impl VisionTower {
             blocks,
             merger,
             deepstack_mergers,
+            full_attention_everywhere: false,
         })
     }
 
@@ -284,7 +286,8 @@ impl VisionTower {
         for (i, block) in self.blocks.iter().enumerate() {
             let segments: &[(usize, usize)] = match &windows {
                 Some(WindowPartition { segments, .. })
-                    if !self.cfg.fullatt_block_indexes.contains(&i) =>
+                    if !self.full_attention_everywhere
+                        && !self.cfg.fullatt_block_indexes.contains(&i) =>
                 {
                     segments
                 }
@@ -404,11 +407,6 @@ fn permute_units(x: &Tensor, order: &[u32], unit: usize) -> Result<Tensor> {
     let grouped = x.reshape((n / unit, unit * d))?;
     let idx = Tensor::new(order, x.device())?;
     grouped.index_select(&idx, 0)?.reshape((n, d))?.contiguous()
-}
-
-#[allow(dead_code)]
-fn width(t: &Tensor) -> Result<usize> {
-    t.dim(D::Minus1)
 }
 
 #[cfg(test)]
