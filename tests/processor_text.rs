@@ -331,27 +331,32 @@ fn image_count_mismatch_is_reported() {
 
 #[test]
 fn incremental_decoding_of_chinese_and_emoji() {
-    let tok = tokenizer();
     let text = "图片里有一只猫 🐱，它在睡觉 😴。你好你好！好😀 👨‍👩‍👧 done";
-    let ids = tok.encode(text).unwrap();
-    assert!(ids.len() > text.chars().count());
+    let model_tok = TextTokenizer::from_model_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2_vl"),
+    )
+    .unwrap();
+    for tok in [tokenizer(), model_tok] {
+        let ids = tok.encode(text).unwrap();
+        assert!(ids.len() > text.chars().count());
 
-    let mut dec = IncrementalDecoder::new(tok.clone(), true);
-    let mut pieces = Vec::new();
-    for &id in &ids {
-        if let Some(piece) = dec.push(id).unwrap() {
-            assert!(!piece.contains('\u{FFFD}'), "broken character in {piece:?}");
-            assert!(!piece.is_empty());
+        let mut dec = IncrementalDecoder::new(tok.clone(), true);
+        let mut pieces = Vec::new();
+        for &id in &ids {
+            if let Some(piece) = dec.push(id).unwrap() {
+                assert!(!piece.contains('\u{FFFD}'), "broken character in {piece:?}");
+                assert!(!piece.is_empty());
+                pieces.push(piece);
+            }
+        }
+        if let Some(piece) = dec.finish().unwrap() {
             pieces.push(piece);
         }
+        assert!(pieces.len() > 10, "text should stream in many pieces");
+        assert_eq!(pieces.concat(), text);
+        assert_eq!(pieces.concat(), tok.decode(&ids, true).unwrap());
+        assert_eq!(dec.text(), text);
     }
-    if let Some(piece) = dec.finish().unwrap() {
-        pieces.push(piece);
-    }
-    assert!(pieces.len() > 10, "text should stream in many pieces");
-    assert_eq!(pieces.concat(), text);
-    assert_eq!(pieces.concat(), tok.decode(&ids, true).unwrap());
-    assert_eq!(dec.text(), text);
 }
 
 #[test]
@@ -402,4 +407,96 @@ fn missing_tokenizer_json_says_what_to_do() {
     );
     assert!(msg.contains("Hugging Face repository"), "{msg}");
     assert!(!msg.contains('\n'));
+}
+
+/// Every transformers reference: the rendered prompt, the expanded prompt ids,
+/// and the greedy continuations decoded in one go and streamed id by id.
+#[test]
+fn matches_transformers_references() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("reference"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 15);
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let reference: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let model_dir = root.join(reference["model"].as_str().unwrap());
+        let template = ChatTemplate::from_model_dir(&model_dir).unwrap();
+        let tok = TextTokenizer::from_model_dir(&model_dir).unwrap();
+        let conv =
+            Conversation::from_json_file(&root.join(reference["conversation"].as_str().unwrap()))
+                .unwrap();
+
+        let text = template.render(&conv, true).unwrap();
+        assert_eq!(text, reference["prompt_text"].as_str().unwrap(), "{name}");
+
+        let counts: Vec<usize> = reference["image_grid_thw"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let g: Vec<usize> = g
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as usize)
+                    .collect();
+                g[0] * g[1] * g[2] / 4
+            })
+            .collect();
+        let pad = tok.token_id("<|image_pad|>").unwrap();
+        let prompt = build_prompt_ids(&template, &tok, &conv, pad, &counts, true).unwrap();
+        let expected: Vec<u32> = reference["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(prompt.ids, expected, "{name}");
+
+        let stops = [
+            tok.token_id("<|im_end|>").unwrap(),
+            tok.token_id("<|endoftext|>").unwrap(),
+        ];
+        for key in ["greedy", "greedy_generation_config"] {
+            let mut ids: Vec<u32> = reference[key]["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            if ids.last().is_some_and(|id| stops.contains(id)) {
+                ids.pop();
+            }
+            let want = reference[key]["text"].as_str().unwrap();
+            assert_eq!(tok.decode(&ids, false).unwrap(), want, "{name} {key}");
+            let mut dec = IncrementalDecoder::new(tok.clone(), false);
+            let mut streamed = String::new();
+            for &id in &ids {
+                if let Some(piece) = dec.push(id).unwrap() {
+                    streamed.push_str(&piece);
+                }
+            }
+            if let Some(piece) = dec.finish().unwrap() {
+                streamed.push_str(&piece);
+            }
+            assert_eq!(streamed, want, "{name} {key} streamed");
+        }
+    }
+}
+
+#[test]
+fn types_can_move_to_an_engine_thread() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ChatTemplate>();
+    send_sync::<TextTokenizer>();
+    send_sync::<IncrementalDecoder>();
+    send_sync::<TemplateError>();
+    send_sync::<TokenizerError>();
+    send_sync::<PromptError>();
 }
