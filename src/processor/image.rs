@@ -7,9 +7,12 @@
 //! * The EXIF orientation is applied, so the image is upright as a viewer
 //!   shows it.
 //! * Transparency is flattened onto white with Pillow's `alpha_composite`
-//!   arithmetic (what the Qwen and transformers converters that composite do);
-//!   16-bit samples keep their high byte, as Pillow does when it opens 16-bit
-//!   PNGs.
+//!   arithmetic, as qwen-vl-utils and transformers' compositing converters
+//!   (idefics2, mllama) do. transformers' generic `convert_to_rgb`, which the
+//!   Qwen image processors call, only does `convert("RGB")` and so drops
+//!   alpha; for opaque images both are the same.
+//! * 16-bit samples keep their high byte, as Pillow does when it opens
+//!   16-bit PNGs.
 //! * Optionally the long edge is capped (e.g. 4000 px → 1920 px) with the
 //!   Pillow-exact bicubic resampler, remembering the size before the cap so
 //!   coordinates can be mapped back later.
@@ -342,9 +345,21 @@ fn decode_error(err: image::ImageError, file: &str) -> ImageError {
         }
         other => ImageError::Corrupt {
             file,
-            detail: other.to_string(),
+            detail: shorten(&other.to_string()),
         },
     }
+}
+
+/// Keeps decoder messages to one readable clause: they can carry long
+/// debug dumps of chunk headers.
+fn shorten(detail: &str) -> String {
+    const MAX_CHARS: usize = 100;
+    let detail = detail.trim().trim_end_matches('.');
+    if detail.chars().count() <= MAX_CHARS {
+        return detail.to_string();
+    }
+    let cut: String = detail.chars().take(MAX_CHARS).collect();
+    format!("{}…", cut.trim_end())
 }
 
 /// A short description of bytes no decoder recognised, naming common
@@ -488,6 +503,15 @@ mod tests {
             msg.contains("bomb.png") && msg.contains("40000×40000"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn long_decoder_messages_are_shortened() {
+        assert_eq!(shorten("bad chunk."), "bad chunk");
+        let long = "x".repeat(300);
+        let short = shorten(&long);
+        assert_eq!(short.chars().count(), 101);
+        assert!(short.ends_with('…'));
     }
 
     #[test]
