@@ -157,12 +157,13 @@ impl Conversation {
         let mut messages = Vec::with_capacity(list.len());
         for (i, m) in list.iter().enumerate() {
             let where_ = format!("message {}", i + 1);
-            let role_str = m.get("role").and_then(Value::as_str).ok_or_else(|| {
-                ConversationError::Shape {
-                    where_: where_.clone(),
-                    what: "missing \"role\"".into(),
-                }
-            })?;
+            let role_str =
+                m.get("role")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| ConversationError::Shape {
+                        where_: where_.clone(),
+                        what: "missing \"role\"".into(),
+                    })?;
             let role = Role::parse(role_str).ok_or_else(|| ConversationError::Shape {
                 where_: where_.clone(),
                 what: format!("unknown role {role_str:?} (use system, user or assistant)"),
@@ -286,7 +287,8 @@ mod tests {
         let bad_role = json!([{"role": "robot", "content": "hi"}]);
         let e = Conversation::from_json_value(&bad_role, Path::new(".")).unwrap_err();
         assert!(e.to_string().contains("unknown role"), "{e}");
-        let url = json!([{"role": "user", "content": [{"type": "image", "image": "https://x/y.png"}]}]);
+        let url =
+            json!([{"role": "user", "content": [{"type": "image", "image": "https://x/y.png"}]}]);
         let e = Conversation::from_json_value(&url, Path::new(".")).unwrap_err();
         assert!(e.to_string().contains("URL"), "{e}");
     }

@@ -4,6 +4,8 @@
 //! Layers, inside out: `model` (tensors in, logits out), `processor` (images,
 //! chat template, tokens), `engine` (a loaded model on its own thread), `cli`.
 
+pub mod cli;
 pub mod conversation;
+pub mod engine;
 pub mod model;
 pub mod processor;

@@ -12,10 +12,10 @@ use serde_json::json;
 
 use crate::conversation::{Content, Conversation, Message, Part, Role};
 use crate::engine::{
-    DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason, Request,
+    ContextPolicy, DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason, Request,
     SamplingOverrides,
 };
-use crate::processor::image::LongEdgeCap;
+use crate::processor::image::{AlphaMode, LongEdgeCap};
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
@@ -62,6 +62,10 @@ pub struct AskArgs {
     /// ("THRESHOLD:TARGET", or "off").
     #[arg(long = "long-edge-cap", default_value = "2000:1920", value_parser = parse_cap)]
     pub long_edge_cap: CapArg,
+    /// Transparent images: composite on white, or drop the alpha channel as
+    /// transformers' image loading does (for exact parity).
+    #[arg(long, default_value = "white")]
+    pub alpha: AlphaMode,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
@@ -94,7 +98,9 @@ pub fn build_conversation(args: &AskArgs) -> anyhow::Result<Conversation> {
     if let Some(system) = &args.system {
         match conv.messages.first_mut() {
             Some(m) if m.role == Role::System => m.content = Content::Text(system.clone()),
-            _ => conv.messages.insert(0, Message::text(Role::System, system.clone())),
+            _ => conv
+                .messages
+                .insert(0, Message::text(Role::System, system.clone())),
         }
     }
     if !args.images.is_empty() || args.prompt.is_some() {
@@ -124,8 +130,9 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
         model_dir: args.model.clone(),
         device: args.device,
         dtype: args.dtype,
-        long_edge_cap: args.long_edge_cap.0.clone(),
+        long_edge_cap: args.long_edge_cap.0,
         max_context: args.max_context,
+        alpha: args.alpha,
     };
     let engine = Engine::load(options)
         .with_context(|| format!("loading the model from {}", args.model.display()))?;
@@ -146,6 +153,7 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
         sampling,
         reply,
         cancel,
+        context: ContextPolicy::Refuse,
     })?;
 
     let mut prompt_ids = Vec::new();
@@ -232,7 +240,13 @@ mod tests {
     #[test]
     fn prompt_and_images_form_one_user_turn_after_the_system_prompt() {
         let w = Wrap::parse_from([
-            "x", "--model", "m", "--prompt", "Hi", "--system", "Be brief.",
+            "x",
+            "--model",
+            "m",
+            "--prompt",
+            "Hi",
+            "--system",
+            "Be brief.",
         ]);
         let c = build_conversation(&w.ask).unwrap();
         assert_eq!(c.messages.len(), 2);

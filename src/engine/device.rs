@@ -68,7 +68,9 @@ pub fn open_device(choice: DeviceChoice) -> anyhow::Result<Device> {
                 );
             }
             Device::new_cuda(n).map_err(|e| {
-                anyhow::anyhow!("cannot open CUDA device {n} ({e}); check nvidia-smi or use --device cpu")
+                anyhow::anyhow!(
+                    "cannot open CUDA device {n} ({e}); check nvidia-smi or use --device cpu"
+                )
             })
         }
     }
@@ -120,7 +122,10 @@ mod tests {
     fn parses_device_and_dtype_flags() {
         assert_eq!("cuda:1".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(1)));
         assert_eq!("cpu".parse::<DeviceChoice>(), Ok(DeviceChoice::Cpu));
-        assert!("gpu".parse::<DeviceChoice>().unwrap_err().contains("cuda:N"));
+        assert!("gpu"
+            .parse::<DeviceChoice>()
+            .unwrap_err()
+            .contains("cuda:N"));
         assert_eq!("bf16".parse::<DtypeChoice>(), Ok(DtypeChoice::Bf16));
         assert_eq!(resolve_dtype(DtypeChoice::Auto, &Device::Cpu), DType::F32);
     }

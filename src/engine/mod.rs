@@ -17,7 +17,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::conversation::Conversation;
-use crate::processor::image::LongEdgeCap;
+use crate::processor::image::{AlphaMode, LongEdgeCap};
 
 pub use device::{DeviceChoice, DtypeChoice};
 pub use sampling::{GenerationDefaults, SamplingOverrides, SamplingParams};
@@ -32,6 +32,8 @@ pub struct EngineOptions {
     pub long_edge_cap: Option<LongEdgeCap>,
     /// Caps the context below the model's own limit.
     pub max_context: Option<usize>,
+    /// How transparent images are flattened.
+    pub alpha: AlphaMode,
 }
 
 impl EngineOptions {
@@ -42,6 +44,7 @@ impl EngineOptions {
             dtype: DtypeChoice::Auto,
             long_edge_cap: Some(LongEdgeCap::default()),
             max_context: None,
+            alpha: AlphaMode::White,
         }
     }
 }
@@ -60,11 +63,23 @@ pub struct ModelInfo {
     pub generation: GenerationDefaults,
 }
 
+/// What to do when a conversation no longer fits the context.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContextPolicy {
+    /// Answer with an error that says so.
+    #[default]
+    Refuse,
+    /// Drop the oldest turns (never the system prompt or the last question)
+    /// until it fits, and report how many messages were dropped.
+    DropOldest,
+}
+
 pub struct Request {
     pub conversation: Conversation,
     pub sampling: SamplingOverrides,
     pub reply: Sender<Event>,
     pub cancel: Arc<AtomicBool>,
+    pub context: ContextPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -112,10 +127,17 @@ pub enum Event {
         images: Vec<ImageFacts>,
         /// Positions reused from the previous turn's cache.
         cached_tokens: usize,
+        /// Oldest messages left out to fit the context (`ContextPolicy::DropOldest`).
+        dropped_messages: usize,
         params: SamplingParams,
     },
-    VisionDone { ms: f64 },
-    Token { id: u32, text: String },
+    VisionDone {
+        ms: f64,
+    },
+    Token {
+        id: u32,
+        text: String,
+    },
     Done {
         finish_reason: FinishReason,
         tokens: Vec<u32>,
@@ -193,6 +215,7 @@ impl Engine {
             sampling,
             reply,
             cancel: cancel.clone(),
+            context: ContextPolicy::Refuse,
         })?;
         Ok((rx, cancel))
     }

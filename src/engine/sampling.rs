@@ -89,7 +89,11 @@ impl GenerationDefaults {
             d.max_new_tokens = n as usize;
         }
         let eos: Vec<u32> = match v.get("eos_token_id") {
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_u64)
+                .map(|x| x as u32)
+                .collect(),
             Some(x) => x.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
             None => vec![],
         };
@@ -107,7 +111,11 @@ impl GenerationDefaults {
     /// Fills a request's gaps. A model that does not sample by default decodes
     /// greedily unless the request sets a temperature.
     pub fn resolve(&self, o: &SamplingOverrides) -> SamplingParams {
-        let default_temperature = if self.do_sample { self.temperature } else { 0.0 };
+        let default_temperature = if self.do_sample {
+            self.temperature
+        } else {
+            0.0
+        };
         SamplingParams {
             temperature: o.temperature.unwrap_or(default_temperature).max(0.0),
             top_p: o.top_p.unwrap_or(self.top_p),
@@ -225,7 +233,12 @@ mod tests {
         assert_eq!(p.repetition_penalty, 1.05);
         assert_eq!(p.top_k, 20);
         let greedy_model = GenerationDefaults::greedy(vec![1]);
-        assert_eq!(greedy_model.resolve(&SamplingOverrides::default()).temperature, 0.0);
+        assert_eq!(
+            greedy_model
+                .resolve(&SamplingOverrides::default())
+                .temperature,
+            0.0
+        );
     }
 
     #[test]
@@ -238,7 +251,9 @@ mod tests {
         });
         let run = || {
             let mut s = Sampler::new(params.clone());
-            (0..16).map(|_| s.sample(&logits, &[]).unwrap()).collect::<Vec<_>>()
+            (0..16)
+                .map(|_| s.sample(&logits, &[]).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
     }

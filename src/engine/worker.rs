@@ -12,11 +12,14 @@ use candle_core::Tensor;
 
 use super::device::{describe_device, dtype_name, open_device, resolve_dtype};
 use super::sampling::{GenerationDefaults, Sampler};
-use super::{EngineOptions, Event, FinishReason, ImageFacts, ModelInfo, Request, Timings};
+use super::{
+    ContextPolicy, EngineOptions, Event, FinishReason, ImageFacts, ModelInfo, Request, Timings,
+};
+use crate::conversation::{Conversation, Role};
 use crate::model::rope_index::{decode_position, rope_index};
 use crate::model::{Family, KvCache, VisionOutput, VlModel};
 use crate::processor::detokenize::IncrementalDecoder;
-use crate::processor::image::{load_image, LongEdgeCap};
+use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};
 use crate::processor::prompt::build_prompt_ids;
 use crate::processor::template::ChatTemplate;
 use crate::processor::tokenizer::TextTokenizer;
@@ -48,6 +51,7 @@ pub struct Worker {
     preprocess: VisionPreprocessConfig,
     generation: GenerationDefaults,
     long_edge_cap: Option<LongEdgeCap>,
+    alpha: AlphaMode,
     max_context: usize,
     load_s: f64,
     cache: KvCache,
@@ -86,7 +90,8 @@ impl Worker {
             template,
             preprocess,
             generation,
-            long_edge_cap: options.long_edge_cap.clone(),
+            long_edge_cap: options.long_edge_cap,
+            alpha: options.alpha,
             max_context,
             load_s: 0.0,
             cache,
@@ -124,7 +129,7 @@ impl Worker {
         if let Some(img) = self.images.get(&key) {
             return Ok(img.clone());
         }
-        let decoded = load_image(path, self.long_edge_cap.as_ref())?;
+        let decoded = load_image_with(path, self.long_edge_cap.as_ref(), self.alpha)?;
         let pre = std::sync::Arc::new(
             preprocess_image(&decoded, &self.preprocess)
                 .with_context(|| format!("preparing {}", path.display()))?,
@@ -141,26 +146,40 @@ impl Worker {
         let params = self.generation.resolve(&req.sampling);
         let merge = self.preprocess.merge_size;
 
-        let paths: Vec<PathBuf> = req
-            .conversation
-            .images()
-            .into_iter()
-            .map(Path::to_path_buf)
-            .collect();
-        let mut images = Vec::with_capacity(paths.len());
-        for p in &paths {
-            images.push(self.prepare_image(p)?);
-        }
-        let counts: Vec<usize> = images.iter().map(|i| i.num_image_tokens(merge)).collect();
-        let prompt = build_prompt_ids(
-            &self.template,
-            &self.tokenizer,
-            &req.conversation,
-            self.model.config.image_token_id,
-            &counts,
-            true,
-        )?;
-        let ids = prompt.ids;
+        // Build the prompt; under DropOldest, leave out the oldest turns until
+        // it fits with room for a short answer.
+        let mut conversation = req.conversation.clone();
+        let mut dropped_messages = 0;
+        let (paths, images, counts, ids) = loop {
+            let paths: Vec<PathBuf> = conversation
+                .images()
+                .into_iter()
+                .map(Path::to_path_buf)
+                .collect();
+            let mut images = Vec::with_capacity(paths.len());
+            for p in &paths {
+                images.push(self.prepare_image(p)?);
+            }
+            let counts: Vec<usize> = images.iter().map(|i| i.num_image_tokens(merge)).collect();
+            let ids = build_prompt_ids(
+                &self.template,
+                &self.tokenizer,
+                &conversation,
+                self.model.config.image_token_id,
+                &counts,
+                true,
+            )?
+            .ids;
+            let room = params.max_new_tokens.clamp(1, 64);
+            let fits = ids.len() + room <= self.max_context;
+            if fits || req.context == ContextPolicy::Refuse {
+                break (paths, images, counts, ids);
+            }
+            match drop_oldest_turn(&mut conversation) {
+                0 => break (paths, images, counts, ids),
+                n => dropped_messages += n,
+            }
+        };
         if ids.len() >= self.max_context {
             anyhow::bail!(
                 "the conversation is {} tokens, more than the context of {} tokens; start a new conversation, remove images or raise --max-context",
@@ -198,6 +217,7 @@ impl Worker {
                 })
                 .collect(),
             cached_tokens: reuse,
+            dropped_messages,
             params: params.clone(),
         });
 
@@ -270,15 +290,16 @@ impl Worker {
                 break;
             }
             let pos = decode_position(history.len() - 1, rope.delta);
-            logits = self
-                .model
-                .forward(&[next], &[pos], None, &mut self.cache)?;
+            logits = self.model.forward(&[next], &[pos], None, &mut self.cache)?;
             self.cached_ids.push(next);
         }
         if let Some(rest) = decoder.finish()? {
             if !rest.is_empty() {
                 text.push_str(&rest);
-                send(Event::Token { id: u32::MAX, text: rest });
+                send(Event::Token {
+                    id: u32::MAX,
+                    text: rest,
+                });
             }
         }
         if let Some(t) = first_token_at {
@@ -310,6 +331,26 @@ impl Worker {
     }
 }
 
+/// Removes the oldest exchange after any system prompt: one user message and
+/// the replies up to the next user message. Never removes the last user
+/// message. Returns how many messages went.
+fn drop_oldest_turn(conversation: &mut Conversation) -> usize {
+    let msgs = &conversation.messages;
+    let Some(first) = msgs.iter().position(|m| m.role != Role::System) else {
+        return 0;
+    };
+    let last_user = msgs.iter().rposition(|m| m.role == Role::User).unwrap_or(0);
+    if first >= last_user {
+        return 0;
+    }
+    let mut end = first + 1;
+    while end < last_user && msgs[end].role != Role::User {
+        end += 1;
+    }
+    conversation.messages.drain(first..end);
+    end - first
+}
+
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
@@ -325,6 +366,23 @@ fn count_image_runs(ids: &[u32], image_id: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropping_turns_keeps_the_system_prompt_and_the_last_question() {
+        use crate::conversation::Message;
+        let mut c = Conversation {
+            messages: vec![
+                Message::text(Role::System, "s"),
+                Message::text(Role::User, "q1"),
+                Message::text(Role::Assistant, "a1"),
+                Message::text(Role::User, "q2"),
+            ],
+        };
+        assert_eq!(drop_oldest_turn(&mut c), 2);
+        assert_eq!(c.messages.len(), 2);
+        assert_eq!(c.messages[1].joined_text(), "q2");
+        assert_eq!(drop_oldest_turn(&mut c), 0);
+    }
 
     #[test]
     fn image_runs_are_counted_once_each() {

@@ -135,10 +135,11 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn get(&self, key: &str) -> Option<&'a Value> {
-        self.primary
-            .get(key)
-            .filter(|v| !v.is_null())
-            .or_else(|| self.fallback.and_then(|f| f.get(key)).filter(|v| !v.is_null()))
+        self.primary.get(key).filter(|v| !v.is_null()).or_else(|| {
+            self.fallback
+                .and_then(|f| f.get(key))
+                .filter(|v| !v.is_null())
+        })
     }
 
     fn usize(&self, key: &str) -> Result<Option<usize>, String> {
@@ -279,8 +280,8 @@ impl ModelConfig {
             primary: cfg.get("vision_config").unwrap_or(&empty),
             fallback: None,
         };
-        let vision = parse_vision(family, &vision_fields, text.hidden_size)
-            .map_err(ConfigProblem::Field)?;
+        let vision =
+            parse_vision(family, &vision_fields, text.hidden_size).map_err(ConfigProblem::Field)?;
 
         let id = |key: &str, default: u32| -> Result<u32, ConfigProblem> {
             Ok(text_fields
@@ -412,8 +413,14 @@ fn parse_text(family: Family, f: &Fields) -> Result<TextConfig, String> {
         qk_norm: family == Family::Qwen3Vl,
         // Either level saying true means tied; the loader also ties when the
         // checkpoint has no lm_head.weight.
-        tie_word_embeddings: tie(f.primary.get("tie_word_embeddings").and_then(Value::as_bool))
-            || tie(f.fallback.and_then(|t| t.get("tie_word_embeddings")).and_then(Value::as_bool)),
+        tie_word_embeddings: tie(f
+            .primary
+            .get("tie_word_embeddings")
+            .and_then(Value::as_bool))
+            || tie(f
+                .fallback
+                .and_then(|t| t.get("tie_word_embeddings"))
+                .and_then(Value::as_bool)),
     })
 }
 
@@ -475,7 +482,9 @@ fn parse_vision(family: Family, f: &Fields, text_hidden: usize) -> Result<Vision
                 num_heads,
                 intermediate_size: f.usize("intermediate_size")?.unwrap_or(3420),
                 hidden_act: parse_act(
-                    f.get("hidden_act").and_then(Value::as_str).unwrap_or("silu"),
+                    f.get("hidden_act")
+                        .and_then(Value::as_str)
+                        .unwrap_or("silu"),
                 )?,
                 patch_size: f.usize("patch_size")?.unwrap_or(14),
                 spatial_merge_size: merge,
@@ -536,7 +545,11 @@ fn parse_vision(family: Family, f: &Fields, text_hidden: usize) -> Result<Vision
                 cfg.num_position_embeddings
             ));
         }
-        if let Some(&bad) = cfg.deepstack_visual_indexes.iter().find(|&&i| i >= cfg.depth) {
+        if let Some(&bad) = cfg
+            .deepstack_visual_indexes
+            .iter()
+            .find(|&&i| i >= cfg.depth)
+        {
             return Err(format!(
                 "deepstack layer {bad} is beyond the vision depth {}",
                 cfg.depth
@@ -585,7 +598,10 @@ mod tests {
         let c = ModelConfig::from_json(&cfg).unwrap();
         assert_eq!(c.text.hidden_size, 3584);
         assert_eq!(c.text.rope_theta, 1e6);
-        assert_eq!(c.vision.out_hidden_size, 3584, "falls back to the text width");
+        assert_eq!(
+            c.vision.out_hidden_size, 3584,
+            "falls back to the text width"
+        );
         assert_eq!(c.vision.fullatt_block_indexes, vec![7, 15, 23, 31]);
         assert!(!c.text.tie_word_embeddings);
     }

@@ -83,8 +83,8 @@ impl VlModel {
         )
         .map_err(bad)?;
         let lm_head = ckpt.has_lm_head.then(|| ckpt.vb.pp(ckpt.layout.lm_head));
-        let text = TextModel::load(&config.text, ckpt.vb.pp(ckpt.layout.text), lm_head)
-            .map_err(bad)?;
+        let text =
+            TextModel::load(&config.text, ckpt.vb.pp(ckpt.layout.text), lm_head).map_err(bad)?;
         let t = &config.text;
         Ok(VlModel {
             inv_freq: inv_freq(t.rope_theta, t.head_dim),
@@ -121,8 +121,14 @@ impl VlModel {
     }
 
     /// Runs the vision tower over all images of a request at once.
-    pub fn encode_images(&self, pixel_values: &Tensor, grids: &[Grid]) -> Result<VisionOutput, ModelError> {
-        Ok(self.vision.forward(&pixel_values.to_device(&self.device)?, grids)?)
+    pub fn encode_images(
+        &self,
+        pixel_values: &Tensor,
+        grids: &[Grid],
+    ) -> Result<VisionOutput, ModelError> {
+        Ok(self
+            .vision
+            .forward(&pixel_values.to_device(&self.device)?, grids)?)
     }
 
     /// Feeds `ids` (the part of the sequence not yet cached) at `positions`,
@@ -170,7 +176,13 @@ impl VlModel {
             embeds = both.index_select(&Tensor::new(gather.as_slice(), &self.device)?, 0)?;
             rows_t = Some(Tensor::new(image_rows.as_slice(), &self.device)?);
         }
-        let rope = mrope_tables(positions, &self.inv_freq, &self.axes, self.dtype, &self.device)?;
+        let rope = mrope_tables(
+            positions,
+            &self.inv_freq,
+            &self.axes,
+            self.dtype,
+            &self.device,
+        )?;
         let deepstack = match (images, &rows_t) {
             (Some(img), Some(rows)) if !img.deepstack.is_empty() && !image_rows.is_empty() => {
                 Some(DeepstackInjection {

@@ -83,7 +83,11 @@ pub fn mrope_tables(
 /// 2-D rotary tables of the vision tower: the first half of the slots rotate by
 /// the patch row, the second half by its column. Always f32: the angles reach
 /// hundreds of radians for large images.
-pub fn vision_tables(rows_cols: &[(usize, usize)], head_dim: usize, device: &Device) -> Result<RopeTables> {
+pub fn vision_tables(
+    rows_cols: &[(usize, usize)],
+    head_dim: usize,
+    device: &Device,
+) -> Result<RopeTables> {
     let freqs = inv_freq(10000.0, head_dim / 2);
     let mut angles = Vec::with_capacity(rows_cols.len() * freqs.len() * 2);
     for &(r, c) in rows_cols {

@@ -79,7 +79,8 @@ impl Attention {
         if let Some(mask) = mask {
             att = att.broadcast_add(mask)?;
         }
-        let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+        let att =
+            candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
         let out = att.matmul(&v)?;
         let out = out
             .transpose(1, 2)?
@@ -154,12 +155,9 @@ pub struct TextModel {
 }
 
 impl TextModel {
-    pub fn load(
-        cfg: &TextConfig,
-        vb: VarBuilder,
-        lm_head_vb: Option<VarBuilder>,
-    ) -> Result<Self> {
-        let embed_tokens = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
+    pub fn load(cfg: &TextConfig, vb: VarBuilder, lm_head_vb: Option<VarBuilder>) -> Result<Self> {
+        let embed_tokens =
+            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::load(cfg, vb.pp(format!("layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
@@ -197,15 +195,15 @@ impl TextModel {
         for (i, layer) in self.layers.iter().enumerate() {
             let residual = h.clone();
             let x = layer.input_layernorm.forward(&h)?;
-            let x = layer
-                .self_attn
-                .forward(&x, rope, mask.as_ref(), cache, i)?;
+            let x = layer.self_attn.forward(&x, rope, mask.as_ref(), cache, i)?;
             let h1 = (residual + x)?;
             let x = layer.post_attention_layernorm.forward(&h1)?;
             h = (h1.clone() + layer.mlp.forward(&x)?)?;
             if let Some(ds) = &deepstack {
                 if let Some(feat) = ds.features.get(i) {
-                    let rows = h.squeeze(0)?.index_add(ds.rows, &feat.to_dtype(h.dtype())?, 0)?;
+                    let rows = h
+                        .squeeze(0)?
+                        .index_add(ds.rows, &feat.to_dtype(h.dtype())?, 0)?;
                     h = rows.unsqueeze(0)?;
                 }
             }
@@ -213,13 +211,22 @@ impl TextModel {
         cache.advance(l);
         let last = h.narrow(1, l - 1, 1)?;
         let last = self.norm.forward(&last)?;
-        self.lm_head.forward(&last)?.squeeze(0)?.squeeze(0)?.to_dtype(DType::F32)
+        self.lm_head
+            .forward(&last)?
+            .squeeze(0)?
+            .squeeze(0)?
+            .to_dtype(DType::F32)
     }
 }
 
 /// Additive mask `(L, past + L)`: a query may see everything cached and the
 /// chunk up to itself. `None` for a single new token.
-fn causal_mask(l: usize, past: usize, dtype: DType, device: &candle_core::Device) -> Result<Option<Tensor>> {
+fn causal_mask(
+    l: usize,
+    past: usize,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Option<Tensor>> {
     if l == 1 {
         return Ok(None);
     }

@@ -52,9 +52,18 @@ fn activate(x: &Tensor, act: VisionAct) -> Result<Tensor> {
 
 enum Mlp {
     /// fc1 → activation → fc2 (Qwen2-VL, Qwen3-VL).
-    Plain { fc1: Linear, fc2: Linear, act: VisionAct },
+    Plain {
+        fc1: Linear,
+        fc2: Linear,
+        act: VisionAct,
+    },
     /// down(act(gate) ⊙ up), all with bias (Qwen2.5-VL).
-    Gated { gate: Linear, up: Linear, down: Linear, act: VisionAct },
+    Gated {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+        act: VisionAct,
+    },
 }
 
 impl Mlp {
@@ -83,7 +92,12 @@ impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Mlp::Plain { fc1, fc2, act } => fc2.forward(&activate(&fc1.forward(x)?, *act)?),
-            Mlp::Gated { gate, up, down, act } => {
+            Mlp::Gated {
+                gate,
+                up,
+                down,
+                act,
+            } => {
                 let g = activate(&gate.forward(x)?, *act)?;
                 down.forward(&(g * up.forward(x)?)?)
             }
@@ -115,14 +129,24 @@ impl Block {
         })
     }
 
-    fn forward(&self, h: &Tensor, rope: &RopeTables, segments: &[(usize, usize)]) -> Result<Tensor> {
+    fn forward(
+        &self,
+        h: &Tensor,
+        rope: &RopeTables,
+        segments: &[(usize, usize)],
+    ) -> Result<Tensor> {
         let a = self.attention(&self.norm1.forward(h)?, rope, segments)?;
         let h = (h + a)?;
         let m = self.mlp.forward(&self.norm2.forward(&h)?)?;
         h + m
     }
 
-    fn attention(&self, x: &Tensor, rope: &RopeTables, segments: &[(usize, usize)]) -> Result<Tensor> {
+    fn attention(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        segments: &[(usize, usize)],
+    ) -> Result<Tensor> {
         let (n, d) = x.dims2()?;
         let dtype = x.dtype();
         let qkv = self
@@ -133,7 +157,8 @@ impl Block {
         let take = |i: usize| -> Result<Tensor> { qkv.get(i)?.unsqueeze(0)?.contiguous() };
         // The rotation runs in f32 whatever the model dtype, as in the reference.
         let rotate = |t: Tensor| -> Result<Tensor> {
-            candle_nn::rotary_emb::rope(&t.to_dtype(DType::F32)?, &rope.cos, &rope.sin)?.to_dtype(dtype)
+            candle_nn::rotary_emb::rope(&t.to_dtype(DType::F32)?, &rope.cos, &rope.sin)?
+                .to_dtype(dtype)
         };
         let q = rotate(take(0)?)?;
         let k = rotate(take(1)?)?;
@@ -145,7 +170,8 @@ impl Block {
             let ks = k.narrow(2, start, len)?;
             let vs = v.narrow(2, start, len)?;
             let att = (qs.matmul(&ks.t()?)? * scale)?;
-            let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
+            let att =
+                candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
             outs.push(att.matmul(&vs)?);
         }
         let out = Tensor::cat(&outs, 2)?; // (1, heads, N, head_dim)
@@ -225,7 +251,14 @@ impl VisionTower {
             .collect::<Result<Vec<_>>>()?;
         let merger = Merger::load(family, cfg, false, vb.pp("merger"))?;
         let deepstack_mergers = (0..cfg.deepstack_visual_indexes.len())
-            .map(|k| Merger::load(family, cfg, true, vb.pp(format!("deepstack_merger_list.{k}"))))
+            .map(|k| {
+                Merger::load(
+                    family,
+                    cfg,
+                    true,
+                    vb.pp(format!("deepstack_merger_list.{k}")),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(VisionTower {
             family,
@@ -271,7 +304,8 @@ impl VisionTower {
 
         let windows = match self.family {
             Family::Qwen25Vl => {
-                let part = window_partition(grids, m, self.cfg.window_size / m / self.cfg.patch_size);
+                let part =
+                    window_partition(grids, m, self.cfg.window_size / m / self.cfg.patch_size);
                 h = permute_units(&h, &part.order, m * m)?;
                 rope = RopeTables {
                     cos: permute_units(&rope.cos, &part.order, m * m)?,
@@ -294,7 +328,12 @@ impl VisionTower {
                 _ => &frames,
             };
             h = block.forward(&h, &rope, segments)?;
-            if let Some(k) = self.cfg.deepstack_visual_indexes.iter().position(|&b| b == i) {
+            if let Some(k) = self
+                .cfg
+                .deepstack_visual_indexes
+                .iter()
+                .position(|&b| b == i)
+            {
                 deepstack.push(self.deepstack_mergers[k].forward(&h)?);
             }
         }
@@ -428,7 +467,16 @@ mod tests {
         let order: Vec<_> = merge_block_order(2, 4, 2).collect();
         assert_eq!(
             order,
-            [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 3), (1, 2), (1, 3)]
+            [
+                (0, 0),
+                (0, 1),
+                (1, 0),
+                (1, 1),
+                (0, 2),
+                (0, 3),
+                (1, 2),
+                (1, 3)
+            ]
         );
     }
 }

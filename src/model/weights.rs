@@ -111,17 +111,24 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     Ok(files)
 }
 
-pub fn open_checkpoint(dir: &Path, dtype: DType, device: &Device) -> Result<Checkpoint, ModelError> {
+pub fn open_checkpoint(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<Checkpoint, ModelError> {
     let files = safetensors_files(dir)?;
     // SAFETY: the files are memory-mapped read-only; glimpse never writes them and
     // a user replacing a checkpoint under a running process is outside our control,
     // as in every mmap-based loader.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }.map_err(|e| {
-        ModelError::BadWeights {
-            path: files[0].clone(),
-            what: format!("not a readable safetensors file ({e}); the download may be truncated"),
-        }
-    })?;
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }.map_err(|e| {
+            ModelError::BadWeights {
+                path: files[0].clone(),
+                what: format!(
+                    "not a readable safetensors file ({e}); the download may be truncated"
+                ),
+            }
+        })?;
     let layout = LAYOUTS
         .iter()
         .find(|l| vb.contains_tensor(&format!("{}.embed_tokens.weight", l.text)))

@@ -112,8 +112,40 @@ pub enum ImageError {
     Empty { file: String, detail: String },
 }
 
+/// What becomes of transparency when an image is flattened to RGB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AlphaMode {
+    /// Composite onto white, so dark content on a transparent background stays
+    /// readable.
+    #[default]
+    White,
+    /// Discard the alpha channel and keep the stored colours, as transformers'
+    /// `load_image` (PIL `convert("RGB")`) does; for exact parity.
+    Drop,
+}
+
+impl std::str::FromStr for AlphaMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "white" => Ok(AlphaMode::White),
+            "drop" => Ok(AlphaMode::Drop),
+            _ => Err(format!("unknown alpha mode {s:?}; use white or drop")),
+        }
+    }
+}
+
 /// Reads and decodes an image file. See [`decode_image`].
 pub fn load_image(path: &Path, cap: Option<&LongEdgeCap>) -> Result<DecodedImage, ImageError> {
+    load_image_with(path, cap, AlphaMode::White)
+}
+
+/// [`load_image`] with a choice of how transparency is flattened.
+pub fn load_image_with(
+    path: &Path,
+    cap: Option<&LongEdgeCap>,
+    alpha: AlphaMode,
+) -> Result<DecodedImage, ImageError> {
     let file = path.display().to_string();
     let unreadable = |source| ImageError::Unreadable {
         file: file.clone(),
@@ -127,7 +159,7 @@ pub fn load_image(path: &Path, cap: Option<&LongEdgeCap>) -> Result<DecodedImage
         });
     }
     let bytes = std::fs::read(path).map_err(unreadable)?;
-    decode_image(&bytes, &file, cap)
+    decode_image_with(&bytes, &file, cap, alpha)
 }
 
 /// Decodes an image held in memory.
@@ -140,6 +172,16 @@ pub fn decode_image(
     bytes: &[u8],
     source: &str,
     cap: Option<&LongEdgeCap>,
+) -> Result<DecodedImage, ImageError> {
+    decode_image_with(bytes, source, cap, AlphaMode::White)
+}
+
+/// [`decode_image`] with a choice of how transparency is flattened.
+pub fn decode_image_with(
+    bytes: &[u8],
+    source: &str,
+    cap: Option<&LongEdgeCap>,
+    alpha: AlphaMode,
 ) -> Result<DecodedImage, ImageError> {
     let file = source.to_string();
     if bytes.is_empty() {
@@ -196,7 +238,7 @@ pub fn decode_image(
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let dynamic = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(e, &file))?;
 
-    let mut upright = DynamicImage::ImageRgb8(to_rgb8(dynamic));
+    let mut upright = DynamicImage::ImageRgb8(to_rgb8(dynamic, alpha));
     upright.apply_orientation(orientation);
     let DynamicImage::ImageRgb8(rgb) = upright else {
         unreachable!("orientation keeps the pixel type");
@@ -231,6 +273,21 @@ pub fn composite_on_white(rgba: &RgbaImage) -> RgbImage {
     RgbImage::from_raw(w, h, out).expect("three bytes per pixel")
 }
 
+fn flatten(rgba: &RgbaImage, alpha: AlphaMode) -> RgbImage {
+    match alpha {
+        AlphaMode::White => composite_on_white(rgba),
+        AlphaMode::Drop => {
+            let (w, h) = rgba.dimensions();
+            let raw = rgba
+                .as_raw()
+                .chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]])
+                .collect();
+            RgbImage::from_raw(w, h, raw).expect("three bytes per pixel")
+        }
+    }
+}
+
 /// Pillow's `alpha_composite` for one pixel with an opaque white destination.
 fn blend_over_white(src: [u8; 3], alpha: u8) -> [u8; 3] {
     const PRECISION_BITS: u32 = 7;
@@ -253,7 +310,8 @@ fn blend_over_white(src: [u8; 3], alpha: u8) -> [u8; 3] {
 }
 
 /// Converts any decoded pixel type to 8-bit RGB, compositing alpha on white.
-fn to_rgb8(img: DynamicImage) -> RgbImage {
+fn to_rgb8(img: DynamicImage, alpha: AlphaMode) -> RgbImage {
+    let composite_on_white = |rgba: &RgbaImage| flatten(rgba, alpha);
     match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
         DynamicImage::ImageRgba8(rgba) => composite_on_white(&rgba),

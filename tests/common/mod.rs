@@ -10,11 +10,13 @@ use serde_json::Value;
 use glimpse::conversation::Conversation;
 use glimpse::model::rope_index::rope_index;
 use glimpse::model::{Family, VlModel};
-use glimpse::processor::image::load_image;
+use glimpse::processor::image::{load_image_with, AlphaMode};
 use glimpse::processor::prompt::build_prompt_ids;
 use glimpse::processor::template::ChatTemplate;
 use glimpse::processor::tokenizer::TextTokenizer;
-use glimpse::processor::vision_input::{preprocess_image, PreprocessedImage, VisionPreprocessConfig};
+use glimpse::processor::vision_input::{
+    preprocess_image, PreprocessedImage, VisionPreprocessConfig,
+};
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -70,7 +72,12 @@ impl Reference {
             .unwrap()
             .iter()
             .map(|g| {
-                let v: Vec<usize> = g.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+                let v: Vec<usize> = g
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as usize)
+                    .collect();
                 [v[0], v[1], v[2]]
             })
             .collect()
@@ -119,12 +126,24 @@ pub fn prepare(r: &Reference) -> Prepared {
     let images: Vec<PreprocessedImage> = conv
         .images()
         .iter()
-        .map(|p| preprocess_image(&load_image(p, None).unwrap(), &cfg).unwrap())
+        .map(|p| {
+            preprocess_image(&load_image_with(p, None, AlphaMode::Drop).unwrap(), &cfg).unwrap()
+        })
         .collect();
-    let counts: Vec<usize> = images.iter().map(|i| i.num_image_tokens(cfg.merge_size)).collect();
-    let ids = build_prompt_ids(&template, &tokenizer, &conv, model.config.image_token_id, &counts, true)
-        .unwrap()
-        .ids;
+    let counts: Vec<usize> = images
+        .iter()
+        .map(|i| i.num_image_tokens(cfg.merge_size))
+        .collect();
+    let ids = build_prompt_ids(
+        &template,
+        &tokenizer,
+        &conv,
+        model.config.image_token_id,
+        &counts,
+        true,
+    )
+    .unwrap()
+    .ids;
     Prepared {
         model,
         tokenizer,
@@ -143,7 +162,11 @@ impl Prepared {
             return None;
         }
         let cols = self.images[0].cols;
-        let data: Vec<f32> = self.images.iter().flat_map(|i| i.pixel_values.iter().copied()).collect();
+        let data: Vec<f32> = self
+            .images
+            .iter()
+            .flat_map(|i| i.pixel_values.iter().copied())
+            .collect();
         Some(Tensor::from_vec(data.clone(), (data.len() / cols, cols), &Device::Cpu).unwrap())
     }
 
@@ -161,21 +184,39 @@ impl Prepared {
 /// max |a − b| / max |b|.
 pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     let scale = b.iter().map(|y| y.abs()).fold(0.0f32, f32::max).max(1e-12);
     diff / scale
 }
 
 /// Compares a tensor against recorded summary statistics and samples.
 pub fn check_stats(name: &str, t: &Tensor, stats: &Value, tol: f64) {
-    let shape: Vec<usize> = stats["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    let shape: Vec<usize> = stats["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
     assert_eq!(t.dims(), shape.as_slice(), "{name}: shape");
-    let flat: Vec<f32> = t.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1().unwrap();
+    let flat: Vec<f32> = t
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let idx = as_u32s(&stats["sample_index"]);
     let want = as_f32s(&stats["sample"]);
     let got: Vec<f32> = idx.iter().map(|&i| flat[i as usize]).collect();
     let err = rel_err(&got, &want);
-    assert!(err < tol as f32, "{name}: sampled values differ, rel err {err:e}");
+    assert!(
+        err < tol as f32,
+        "{name}: sampled values differ, rel err {err:e}"
+    );
     let sum: f64 = flat.iter().map(|&x| x as f64).sum();
     let abs_sum: f64 = flat.iter().map(|&x| (x as f64).abs()).sum();
     let want_abs = stats["abs_sum"].as_f64().unwrap();

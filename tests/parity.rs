@@ -1,0 +1,344 @@
+//! Parity with Hugging Face transformers on tiny random-weight models of all
+//! three families. The reference outputs were recorded by
+//! `tests/fixtures/generate.py` (transformers 5.17, f32, eager attention) and
+//! are committed, so these tests need no Python.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use glimpse::engine::{
+    DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason, SamplingOverrides,
+};
+use glimpse::model::config::MropeLayout;
+use glimpse::model::Ablations;
+use glimpse::processor::image::AlphaMode;
+
+/// Logits within this relative error of the reference (max-abs / max-abs).
+const LOGITS_TOL: f32 = 1e-4;
+
+fn first_logits(p: &Prepared, positions: &[[i64; 3]], images: bool) -> Vec<f32> {
+    let vision = if images {
+        p.pixel_values()
+            .map(|px| p.model.encode_images(&px, &p.grids()).unwrap())
+    } else {
+        None
+    };
+    let mut cache = p.model.new_cache();
+    p.model
+        .forward(&p.ids, positions, vision.as_ref(), &mut cache)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+#[test]
+fn every_family_and_conversation_has_a_reference() {
+    let refs = Reference::all();
+    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+        let n = refs.iter().filter(|r| r.json["family"] == family).count();
+        assert!(n >= 5, "{family}: only {n} reference cases");
+    }
+}
+
+#[test]
+fn prompt_ids_and_grids_match_transformers() {
+    for r in Reference::all() {
+        let p = prepare(&r);
+        assert_eq!(p.grids(), r.grids(), "{}: image_grid_thw", r.name);
+        assert_eq!(p.ids, r.u32s("input_ids"), "{}: input ids", r.name);
+    }
+}
+
+#[test]
+fn pixel_values_match_transformers() {
+    for r in Reference::all() {
+        let p = prepare(&r);
+        match p.pixel_values() {
+            None => assert!(r.json["pixel_values"].is_null(), "{}", r.name),
+            Some(px) => check_stats(
+                &format!("{} pixel_values", r.name),
+                &px,
+                &r.json["pixel_values"],
+                1e-5,
+            ),
+        }
+    }
+}
+
+#[test]
+fn position_ids_match_transformers() {
+    for r in Reference::all() {
+        let p = prepare(&r);
+        let pos = p.positions();
+        let want = &r.json["position_ids"];
+        for axis in 0..3 {
+            let got: Vec<i64> = pos.positions.iter().map(|t| t[axis]).collect();
+            let exp: Vec<i64> = want[axis]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect();
+            assert_eq!(got, exp, "{}: position axis {axis}", r.name);
+        }
+        assert_eq!(
+            pos.delta,
+            r.json["rope_delta"].as_i64().unwrap(),
+            "{}: rope delta",
+            r.name
+        );
+    }
+}
+
+#[test]
+fn vision_tower_outputs_match_transformers() {
+    for r in Reference::all() {
+        let p = prepare(&r);
+        let Some(px) = p.pixel_values() else { continue };
+        let out = p.model.encode_images(&px, &p.grids()).unwrap();
+        check_stats(
+            &format!("{} image_embeds", r.name),
+            &out.embeds,
+            &r.json["image_embeds"],
+            1e-4,
+        );
+        let ds = r.json["deepstack"].as_array().unwrap();
+        assert_eq!(
+            out.deepstack.len(),
+            ds.len(),
+            "{}: deepstack levels",
+            r.name
+        );
+        for (k, (t, stats)) in out.deepstack.iter().zip(ds).enumerate() {
+            check_stats(&format!("{} deepstack[{k}]", r.name), t, stats, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn first_step_logits_match_transformers() {
+    for r in Reference::all() {
+        let p = prepare(&r);
+        let got = first_logits(&p, &p.positions().positions, true);
+        let want = as_f32s(&r.json["first_logits"]);
+        let err = rel_err(&got, &want);
+        assert!(
+            err < LOGITS_TOL,
+            "{}: first-step logits rel err {err:e}",
+            r.name
+        );
+    }
+}
+
+fn engine_for(r: &Reference) -> Engine {
+    let mut options = EngineOptions::new(r.model_dir());
+    options.device = DeviceChoice::Cpu;
+    options.dtype = DtypeChoice::F32;
+    options.long_edge_cap = None;
+    // transformers drops the alpha channel of transparent images.
+    options.alpha = AlphaMode::Drop;
+    Engine::load(options).unwrap()
+}
+
+fn run_to_done(
+    engine: &Engine,
+    conv: glimpse::conversation::Conversation,
+    o: SamplingOverrides,
+) -> (Vec<u32>, Vec<u32>, String, FinishReason) {
+    let (rx, _cancel) = engine.ask(conv, o).unwrap();
+    let mut prompt = vec![];
+    for ev in rx {
+        match ev {
+            Event::Prompt { ids, .. } => prompt = ids,
+            Event::Done {
+                tokens,
+                text,
+                finish_reason,
+                ..
+            } => return (prompt, tokens, text, finish_reason),
+            Event::Error(e) => panic!("engine error: {e}"),
+            _ => {}
+        }
+    }
+    panic!("no Done event")
+}
+
+#[test]
+fn greedy_tokens_match_transformers_through_the_engine() {
+    for r in Reference::all() {
+        let engine = engine_for(&r);
+        for (key, penalty) in [("greedy", Some(1.0)), ("greedy_generation_config", None)] {
+            let o = SamplingOverrides {
+                temperature: Some(0.0),
+                repetition_penalty: penalty,
+                max_new_tokens: Some(24),
+                ..Default::default()
+            };
+            let (prompt, tokens, text, finish) = run_to_done(&engine, r.conversation(), o);
+            assert_eq!(prompt, r.u32s("input_ids"), "{}: prompt", r.name);
+            let want = as_u32s(&r.json[key]["tokens"]);
+            assert_eq!(tokens, want, "{}: {key} tokens", r.name);
+            assert_eq!(
+                text,
+                r.json[key]["text"].as_str().unwrap(),
+                "{}: {key} text",
+                r.name
+            );
+            let expected_finish = if want.len() < 24 {
+                FinishReason::Stop
+            } else {
+                FinishReason::Length
+            };
+            assert_eq!(finish, expected_finish, "{}: {key} finish reason", r.name);
+        }
+    }
+}
+
+#[test]
+fn a_second_turn_reuses_the_cache_and_still_matches() {
+    // Ask the first turn of the two-turn conversation, then the whole
+    // conversation on the same engine: the prefix is reused from the cache.
+    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+        let r = Reference::by_name(&format!("{family}__two_turns"));
+        let engine = engine_for(&r);
+        let full = r.conversation();
+        let first = glimpse::conversation::Conversation {
+            messages: full.messages[..1].to_vec(),
+        };
+        let greedy = || SamplingOverrides {
+            temperature: Some(0.0),
+            repetition_penalty: Some(1.0),
+            max_new_tokens: Some(24),
+            ..Default::default()
+        };
+        run_to_done(&engine, first, greedy());
+        let (rx, _) = engine.ask(full, greedy()).unwrap();
+        let mut cached = 0;
+        let mut tokens = vec![];
+        for ev in rx {
+            match ev {
+                Event::Prompt { cached_tokens, .. } => cached = cached_tokens,
+                Event::Done { tokens: t, .. } => tokens = t,
+                Event::Error(e) => panic!("{e}"),
+                _ => {}
+            }
+        }
+        assert!(
+            cached > 10,
+            "{family}: expected the first turn to be reused, got {cached}"
+        );
+        assert_eq!(
+            tokens,
+            as_u32s(&r.json["greedy"]["tokens"]),
+            "{family}: tokens after reuse"
+        );
+    }
+}
+
+// The tests below show that the parity checks above would catch the classic
+// porting mistakes: each one breaks a mechanism and expects the logits to move
+// far outside the tolerance.
+
+fn moved(r: &Reference, got: &[f32]) -> f32 {
+    rel_err(got, &as_f32s(&r.json["first_logits"]))
+}
+
+#[test]
+fn one_dimensional_positions_would_be_caught() {
+    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+        let r = Reference::by_name(&format!("{family}__single_image"));
+        let p = prepare(&r);
+        let flat: Vec<[i64; 3]> = (0..p.ids.len() as i64).map(|i| [i, i, i]).collect();
+        let err = moved(&r, &first_logits(&p, &flat, true));
+        assert!(
+            err > 100.0 * LOGITS_TOL,
+            "{family}: 1-D positions only moved logits by {err:e}"
+        );
+    }
+}
+
+#[test]
+fn a_dropped_image_would_be_caught() {
+    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+        let r = Reference::by_name(&format!("{family}__two_images"));
+        let p = prepare(&r);
+        let px = p.pixel_values().unwrap();
+        let mut out = p.model.encode_images(&px, &p.grids()).unwrap();
+        // Replace the second image's features with zeros.
+        let n0 = glimpse::model::rope_index::image_token_count(p.grids()[0], 2);
+        let keep = out.embeds.narrow(0, 0, n0).unwrap();
+        let rest = out.embeds.dim(0).unwrap() - n0;
+        let zeros =
+            Tensor::zeros((rest, out.embeds.dim(1).unwrap()), DType::F32, &Device::Cpu).unwrap();
+        out.embeds = Tensor::cat(&[&keep, &zeros], 0).unwrap();
+        let mut cache = p.model.new_cache();
+        let got: Vec<f32> = p
+            .model
+            .forward(&p.ids, &p.positions().positions, Some(&out), &mut cache)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let err = moved(&r, &got);
+        assert!(
+            err > 100.0 * LOGITS_TOL,
+            "{family}: dropping an image only moved logits by {err:e}"
+        );
+    }
+}
+
+#[test]
+fn the_wrong_rope_layout_would_be_caught() {
+    for (family, wrong) in [
+        ("qwen3_vl", MropeLayout::Chunked),
+        ("qwen2_vl", MropeLayout::Interleaved),
+    ] {
+        let r = Reference::by_name(&format!("{family}__single_image"));
+        let mut p = prepare(&r);
+        p.model.ablate(Ablations {
+            rope_layout: Some(wrong),
+            ..Default::default()
+        });
+        let err = moved(&r, &first_logits(&p, &p.positions().positions, true));
+        assert!(
+            err > 100.0 * LOGITS_TOL,
+            "{family}: {wrong:?} layout only moved logits by {err:e}"
+        );
+    }
+}
+
+#[test]
+fn full_attention_instead_of_windows_would_be_caught() {
+    let r = Reference::by_name("qwen2_5_vl__system_prompt");
+    let mut p = prepare(&r);
+    p.model.ablate(Ablations {
+        full_vision_attention: true,
+        ..Default::default()
+    });
+    let err = moved(&r, &first_logits(&p, &p.positions().positions, true));
+    assert!(
+        err > 100.0 * LOGITS_TOL,
+        "window attention ablation only moved logits by {err:e}"
+    );
+}
+
+#[test]
+fn a_missing_deepstack_would_be_caught() {
+    let r = Reference::by_name("qwen3_vl__single_image");
+    let p = prepare(&r);
+    let px = p.pixel_values().unwrap();
+    let mut out = p.model.encode_images(&px, &p.grids()).unwrap();
+    out.deepstack.clear();
+    let mut cache = p.model.new_cache();
+    let got: Vec<f32> = p
+        .model
+        .forward(&p.ids, &p.positions().positions, Some(&out), &mut cache)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let err = moved(&r, &got);
+    assert!(
+        err > 100.0 * LOGITS_TOL,
+        "dropping DeepStack only moved logits by {err:e}"
+    );
+}
