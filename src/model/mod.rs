@@ -36,8 +36,17 @@ pub enum ModelError {
     BadWeights { path: PathBuf, what: String },
     #[error("{0}")]
     Input(String),
-    #[error("tensor computation failed: {0}")]
+    #[error("tensor computation failed: {}", without_backtrace(.0))]
     Candle(#[from] candle_core::Error),
+}
+
+/// candle attaches a backtrace to errors when RUST_BACKTRACE is set; a user
+/// needs only the message.
+pub fn without_backtrace(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => without_backtrace(inner),
+        other => other.to_string(),
+    }
 }
 
 /// Deliberate departures from the reference architecture, for experiments and
@@ -73,7 +82,8 @@ impl VlModel {
                 dir.join("model.safetensors.index.json")
             },
             what: format!(
-                "{e}; the weights do not match config.json (a different model size or family?)"
+                "{}; the weights do not match config.json (a different model size or family?)",
+                without_backtrace(&e)
             ),
         };
         let vision = VisionTower::load(
