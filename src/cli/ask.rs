@@ -143,6 +143,7 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
         repetition_penalty: args.repetition_penalty,
         max_new_tokens: args.max_tokens,
         seed: args.seed,
+        ignore_eos: false,
     };
 
     let cancel = Arc::new(AtomicBool::new(false));

@@ -1,6 +1,7 @@
 //! Command-line front doors wiring the layers together.
 
 pub mod ask;
+pub mod bench;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Ask one question (or continue a conversation file) and print the answer.
     Ask(ask::AskArgs),
+    /// Measure vision, prefill, first-token and decode speed on one image.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -27,6 +30,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ask(args) => ask::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

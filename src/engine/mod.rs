@@ -149,6 +149,8 @@ pub enum Event {
 
 enum Command {
     Generate(Request),
+    /// Forget the cached conversation, so the next request starts cold.
+    Reset,
     Shutdown,
 }
 
@@ -202,6 +204,13 @@ impl Engine {
             .map_err(|_| anyhow::anyhow!("the engine thread has stopped"))
     }
 
+    /// Drops the KV cache of the previous conversation.
+    pub fn reset(&self) -> anyhow::Result<()> {
+        self.tx
+            .send(Command::Reset)
+            .map_err(|_| anyhow::anyhow!("the engine thread has stopped"))
+    }
+
     /// Convenience: submit and return the event receiver and cancel flag.
     pub fn ask(
         &self,
@@ -234,6 +243,7 @@ fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
     while let Ok(cmd) = rx.recv() {
         match cmd {
             Command::Shutdown => break,
+            Command::Reset => worker.reset(),
             Command::Generate(req) => {
                 if req.cancel.load(Ordering::Relaxed) {
                     let _ = req.reply.send(Event::Done {

@@ -276,7 +276,7 @@ impl Worker {
             }
             tokens.push(next);
             history.push(next);
-            if self.generation.eos_token_ids.contains(&next) {
+            if !req.sampling.ignore_eos && self.generation.eos_token_ids.contains(&next) {
                 finish = FinishReason::Stop;
                 break;
             }
