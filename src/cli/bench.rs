@@ -130,10 +130,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let image_path: Option<PathBuf> = match (&args.image, args.synthetic) {
         (Some(p), _) => Some(p.clone()),
         (None, Some((w, h))) => {
-            let path = std::env::temp_dir().join(format!(
-                "glimpse-bench-{}-{w}x{h}.png",
-                std::process::id()
-            ));
+            let path = std::env::temp_dir()
+                .join(format!("glimpse-bench-{}-{w}x{h}.png", std::process::id()));
             synthetic_image(w, h)
                 .save(&path)
                 .with_context(|| format!("writing the synthetic image {}", path.display()))?;
@@ -228,18 +226,31 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
 }
 
 fn print_human(r: &BenchReport, model: &Path) {
-    println!("model        {} ({}, {} {})", model.display(), r.model_type, r.device, r.dtype);
+    println!(
+        "model        {} ({}, {} {})",
+        model.display(),
+        r.model_type,
+        r.device,
+        r.dtype
+    );
     if let Some([w, h]) = r.image_size {
         println!("image        {w}×{h} → {} tokens", r.image_tokens);
     }
-    println!("prompt       {} tokens, {} new tokens, median of {}", r.prompt_tokens, r.new_tokens, r.repeats);
+    println!(
+        "prompt       {} tokens, {} new tokens, median of {}",
+        r.prompt_tokens, r.new_tokens, r.repeats
+    );
     println!("load         {:.3} s", r.load_s);
     println!("vision       {:.1} ms", r.vision_s * 1e3);
     println!("prefill      {:.1} ms", r.prefill_s * 1e3);
     println!("first token  {:.1} ms", r.ttft_s * 1e3);
     println!("decode       {:.1} tokens/s", r.decode_tok_s);
     if let Some(b) = r.peak_memory_bytes {
-        println!("peak memory  {:.2} GiB ({})", b as f64 / (1u64 << 30) as f64, r.peak_memory_kind);
+        println!(
+            "peak memory  {:.2} GiB ({})",
+            b as f64 / (1u64 << 30) as f64,
+            r.peak_memory_kind
+        );
     }
 }
 

@@ -71,17 +71,24 @@ impl Attention {
         let k = candle_nn::rotary_emb::rope(&k, &rope.cos, &rope.sin)?;
         let (k, v) = cache.append(layer, &k, &v)?;
 
+        // Grouped-query attention without copying keys and values per head:
+        // the query heads sharing a kv head are stacked along the rows.
         let n_rep = self.num_heads / self.num_kv_heads;
-        let k = candle_transformers::utils::repeat_kv(k, n_rep)?.contiguous()?;
-        let v = candle_transformers::utils::repeat_kv(v, n_rep)?.contiguous()?;
+        let kv_len = k.dim(2)?;
+        let q = q.reshape((b, self.num_kv_heads, n_rep * l, self.head_dim))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let mut att = (q.matmul(&k.t()?)? * scale)?;
         if let Some(mask) = mask {
-            att = att.broadcast_add(mask)?;
+            att = att
+                .reshape((b, self.num_kv_heads, n_rep, l, kv_len))?
+                .broadcast_add(mask)?
+                .reshape((b, self.num_kv_heads, n_rep * l, kv_len))?;
         }
         let att =
             candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
-        let out = att.matmul(&v)?;
+        let out = att
+            .matmul(&v)?
+            .reshape((b, self.num_heads, l, self.head_dim))?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, l, self.num_heads * self.head_dim))?;
