@@ -2,6 +2,7 @@
 //! patchifying, the model's chat template, tokenizing and detokenizing.
 
 pub mod detokenize;
+pub mod grounding;
 pub mod image;
 pub mod prompt;
 pub mod resize;
