@@ -1,6 +1,7 @@
 //! Command-line front doors wiring the layers together.
 
 pub mod ask;
+pub mod grounding;
 
 use clap::{Parser, Subcommand};
 

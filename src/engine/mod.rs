@@ -253,6 +253,17 @@ fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
     }
 }
 
+/// What the engine would report about each image of a prompt (sizes, grid,
+/// token count), worked out from the model directory's config files without
+/// loading the model; with the model's `model_type`.
+pub fn describe_images(
+    options: &EngineOptions,
+    paths: &[PathBuf],
+) -> anyhow::Result<(String, Vec<ImageFacts>)> {
+    let (family, facts) = worker::describe_images(options, paths)?;
+    Ok((family.model_type().to_string(), facts))
+}
+
 /// Resolves the model directory argument, with a clear message when it is not one.
 pub fn check_model_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {

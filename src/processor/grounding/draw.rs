@@ -99,11 +99,14 @@ fn place(d: &Detection, size: (u32, u32), index: usize, highlighted: bool, width
 }
 
 impl Placed {
-    /// Pixel bounds of a box: columns `x0..x1`, rows `y0..y1`, at least one
-    /// pixel each way.
+    /// Pixel bounds of a box: columns `x0..x1`, rows `y0..y1`, edges rounded
+    /// as [`Detection::pixel_box`] rounds them, at least one pixel each way.
     fn box_pixels(l: f64, t: f64, r: f64, b: f64) -> (i64, i64, i64, i64) {
-        let (x0, y0) = (l.floor() as i64, t.floor() as i64);
-        let (x1, y1) = ((r.ceil() as i64).max(x0 + 1), (b.ceil() as i64).max(y0 + 1));
+        let (x0, y0) = (l.round() as i64, t.round() as i64);
+        let (x1, y1) = (
+            (r.round() as i64).max(x0 + 1),
+            (b.round() as i64).max(y0 + 1),
+        );
         (x0, y0, x1, y1)
     }
 

@@ -218,9 +218,9 @@ impl Scanner<'_, '_, '_> {
             self.overflow = 1;
             if !self.warned_depth {
                 self.warned_depth = true;
-                self.out.warn(format!(
-                    "brackets nested deeper than {MAX_DEPTH} levels were skipped"
-                ));
+                self.out.warn(|| {
+                    format!("brackets nested deeper than {MAX_DEPTH} levels were skipped")
+                });
             }
             return;
         }
@@ -322,10 +322,12 @@ impl Scanner<'_, '_, '_> {
                     used |= self.emit(start, "point_2d", n, 2, &label);
                 }
                 if used && !closed {
-                    self.out.warn(format!(
-                        "a JSON object was cut off; its complete coordinates were used: {:?}",
-                        excerpt(self.text, start, 60)
-                    ));
+                    self.out.warn(|| {
+                        format!(
+                            "a JSON object was cut off; its complete coordinates were used: {:?}",
+                            excerpt(self.text, start, 60)
+                        )
+                    });
                 }
             }
         }
@@ -353,10 +355,8 @@ impl Scanner<'_, '_, '_> {
             self.out.detection(label.to_string(), shape, start);
             return true;
         };
-        self.out.warn(format!(
-            "{problem}, skipped: {:?}",
-            excerpt(self.text, start, 60)
-        ));
+        self.out
+            .warn(|| format!("{problem}, skipped: {:?}", excerpt(self.text, start, 60)));
         false
     }
 

@@ -63,7 +63,7 @@ pub fn parse_reply(text: &str) -> ParsedReply {
     }
     // Broken spans or JSON mean the model meant that format; bare pairs
     // inside them are not a second opinion.
-    if out.detections.is_empty() && out.warnings.is_empty() {
+    if out.detections.is_empty() && !out.has_warnings() {
         tuples::scan(text, &mut out);
     }
     out.finish()
@@ -104,12 +104,18 @@ impl<'h> Collector<'h> {
         });
     }
 
-    pub fn warn(&mut self, message: String) {
+    /// Records a problem; the message is only written while there is room
+    /// for it, so a reply with a million broken spans stays cheap.
+    pub fn warn(&mut self, message: impl FnOnce() -> String) {
         if self.warnings.len() >= MAX_WARNINGS {
             self.dropped_warnings += 1;
         } else {
-            self.warnings.push(message);
+            self.warnings.push(message());
         }
+    }
+
+    pub fn has_warnings(&self) -> bool {
+        !self.warnings.is_empty()
     }
 
     fn finish(mut self) -> ParsedReply {

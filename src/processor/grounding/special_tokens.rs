@@ -84,10 +84,7 @@ pub(crate) fn scan(text: &str, out: &mut Collector) {
                     continue;
                 }
                 (Marker::RefStart, _) => {
-                    out.warn(format!(
-                        "a label was not closed: {:?}",
-                        excerpt(text, o.at, 48)
-                    ));
+                    out.warn(|| format!("a label was not closed: {:?}", excerpt(text, o.at, 48)));
                     label = clean_label(content);
                 }
                 _ => span(text, &o, content, &label, false, out),
@@ -107,10 +104,12 @@ pub(crate) fn scan(text: &str, out: &mut Collector) {
     if let Some(o) = open {
         let content = &text[o.content..];
         match o.kind {
-            Marker::RefStart => out.warn(format!(
-                "the answer ends inside a label: {:?}",
-                excerpt(text, o.at, 48)
-            )),
+            Marker::RefStart => out.warn(|| {
+                format!(
+                    "the answer ends inside a label: {:?}",
+                    excerpt(text, o.at, 48)
+                )
+            }),
             _ => span(text, &o, content, &label, false, out),
         }
     }
@@ -120,14 +119,11 @@ pub(crate) fn scan(text: &str, out: &mut Collector) {
 fn span(text: &str, open: &Open, content: &str, label: &str, closed: bool, out: &mut Collector) {
     let what = || excerpt(text, open.at, 60);
     if content.len() > MAX_SPAN_BYTES {
-        out.warn(format!("not coordinates, skipped: {:?}", what()));
+        out.warn(|| format!("not coordinates, skipped: {:?}", what()));
         return;
     }
     let Some(numbers) = numbers_in(content) else {
-        out.warn(format!(
-            "a coordinate is not a usable number, skipped: {:?}",
-            what()
-        ));
+        out.warn(|| format!("a coordinate is not a usable number, skipped: {:?}", what()));
         return;
     };
     let shape = match numbers.as_slice() {
@@ -142,19 +138,23 @@ fn span(text: &str, open: &Open, content: &str, label: &str, closed: bool, out: 
             RawShape::Box([min(xs), min(ys), max(xs), max(ys)])
         }
         _ => {
-            out.warn(format!(
-                "expected 2, 4 or 8 numbers, found {}, skipped: {:?}",
-                numbers.len(),
-                what()
-            ));
+            out.warn(|| {
+                format!(
+                    "expected 2, 4 or 8 numbers, found {}, skipped: {:?}",
+                    numbers.len(),
+                    what()
+                )
+            });
             return;
         }
     };
     if !closed {
-        out.warn(format!(
-            "a box was not closed; its numbers were used anyway: {:?}",
-            what()
-        ));
+        out.warn(|| {
+            format!(
+                "a box was not closed; its numbers were used anyway: {:?}",
+                what()
+            )
+        });
     }
     out.detection(label.to_string(), shape, open.at);
 }
