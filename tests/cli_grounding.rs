@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 use common::{fixtures, orange_square_in_scene, perfect_box_reply};
 use glimpse::engine::{describe_images, EngineOptions};
-use glimpse::processor::grounding::{palette_colour, ImageGeometry};
+use glimpse::processor::grounding::palette_colour;
 use glimpse::processor::image::LongEdgeCap;
 use glimpse::processor::tokenizer::TextTokenizer;
 use serde_json::{json, Value};
@@ -90,9 +90,7 @@ fn replayed_answers_in_each_family_format_land_on_the_orange_square() {
             let mut options = EngineOptions::new(model(name));
             options.long_edge_cap = cap;
             let (_, facts) = describe_images(&options, &[scene()]).unwrap();
-            let [ow, oh] = facts[0].original_size;
-            let [mw, mh] = facts[0].model_size;
-            let g = ImageGeometry::new((ow, oh), cap.as_ref(), (mw, mh));
+            let g = facts[0].geometry(cap.as_ref());
             let answer = perfect_box_reply(name, &g, truth.map(f64::from));
             let conv = conversation_file(&dir, &[scene()], &answer);
             let out_png = dir.join("out.png");

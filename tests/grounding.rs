@@ -26,9 +26,7 @@ fn geometry(model: &str, cap: Option<LongEdgeCap>) -> ImageGeometry {
     let mut options = EngineOptions::new(fixtures().join("models").join(model));
     options.long_edge_cap = cap;
     let (_, facts) = describe_images(&options, &[scene_path()]).unwrap();
-    let [ow, oh] = facts[0].original_size;
-    let [mw, mh] = facts[0].model_size;
-    ImageGeometry::new((ow, oh), cap.as_ref(), (mw, mh))
+    facts[0].geometry(cap.as_ref())
 }
 
 fn family(model: &str) -> GroundingFamily {

@@ -29,14 +29,7 @@ pub fn ground(
     cap: Option<&LongEdgeCap>,
     conversation: &Conversation,
 ) -> Grounding {
-    let images: Vec<ImageGeometry> = facts
-        .iter()
-        .map(|f| {
-            let [ow, oh] = f.original_size;
-            let [mw, mh] = f.model_size;
-            ImageGeometry::new((ow, oh), cap, (mw, mh))
-        })
-        .collect();
+    let images: Vec<ImageGeometry> = facts.iter().map(|f| f.geometry(cap)).collect();
     ground_reply(reply, family, &images, default_image(conversation))
 }
 
