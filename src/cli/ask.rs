@@ -10,11 +10,14 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 
+use super::grounding;
 use crate::conversation::{Content, Conversation, Message, Part, Role};
 use crate::engine::{
-    ContextPolicy, DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason, Request,
-    SamplingOverrides,
+    check_model_dir, describe_images, ContextPolicy, DeviceChoice, DtypeChoice, Engine,
+    EngineOptions, Event, FinishReason, Request, SamplingOverrides,
 };
+use crate::model::ModelConfig;
+use crate::processor::grounding::Grounding;
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 
 #[derive(Debug, Args)]
@@ -69,6 +72,22 @@ pub struct AskArgs {
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
+    /// Draw the boxes and points of the answer over a copy of the image and
+    /// write it to OUT (.png or .jpg).
+    #[arg(long, value_name = "OUT")]
+    pub annotate: Option<PathBuf>,
+    /// Ask the model to find THING and answer with boxes, phrased the way the
+    /// model's family expects (instead of --prompt).
+    #[arg(long, value_name = "THING", conflicts_with = "prompt")]
+    pub locate: Option<String>,
+    /// Do not run the model: take the last (assistant) message of
+    /// --conversation as the answer, to list or draw its boxes again.
+    #[arg(
+        long,
+        requires = "conversation",
+        conflicts_with_all = ["prompt", "images", "locate"]
+    )]
+    pub replay: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -124,16 +143,47 @@ pub fn build_conversation(args: &AskArgs) -> anyhow::Result<Conversation> {
     Ok(conv)
 }
 
-pub fn run(args: AskArgs) -> anyhow::Result<i32> {
-    let conversation = build_conversation(&args)?;
-    let options = EngineOptions {
+fn engine_options(args: &AskArgs) -> EngineOptions {
+    EngineOptions {
         model_dir: args.model.clone(),
         device: args.device,
         dtype: args.dtype,
         long_edge_cap: args.long_edge_cap.0,
         max_context: args.max_context,
         alpha: args.alpha,
+    }
+}
+
+/// `--locate THING` becomes the question, in the model family's phrasing
+/// (read from `config.json`, before the weights load).
+fn apply_locate(args: &mut AskArgs) -> anyhow::Result<()> {
+    let Some(thing) = &args.locate else {
+        return Ok(());
     };
+    check_model_dir(&args.model)?;
+    let config = ModelConfig::from_model_dir(&args.model)
+        .with_context(|| format!("reading the model in {}", args.model.display()))?;
+    let family = grounding::family_of(config.family.model_type())?;
+    let question = family
+        .locate_prompt(thing)
+        .context("--locate needs a description of what to find, e.g. --locate \"red car\"")?;
+    args.prompt = Some(question);
+    Ok(())
+}
+
+pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
+    if args.replay {
+        return replay(args);
+    }
+    apply_locate(&mut args)?;
+    let conversation = build_conversation(&args)?;
+    if args.locate.is_some() && conversation.images().is_empty() {
+        bail!("--locate needs an image to look in; add one with --image");
+    }
+    if let Some(out) = &args.annotate {
+        grounding::check_annotate_target(out, &conversation)?;
+    }
+    let options = engine_options(&args);
     let engine = Engine::load(options)
         .with_context(|| format!("loading the model from {}", args.model.display()))?;
     let sampling = SamplingOverrides {
@@ -150,7 +200,7 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
     install_ctrl_c(cancel.clone());
     let (reply, events) = mpsc::channel();
     engine.submit(Request {
-        conversation,
+        conversation: conversation.clone(),
         sampling,
         reply,
         cancel,
@@ -160,15 +210,19 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
     let mut prompt_ids = Vec::new();
     let mut grids = Vec::new();
     let mut images = serde_json::Value::Null;
+    let mut facts = Vec::new();
     let stdout = std::io::stdout();
     for event in events {
         match event {
             Event::Prompt {
-                ids, images: facts, ..
+                ids,
+                images: prompt_images,
+                ..
             } => {
                 prompt_ids = ids;
-                grids = facts.iter().map(|f| f.grid_thw).collect();
-                images = serde_json::to_value(&facts)?;
+                grids = prompt_images.iter().map(|f| f.grid_thw).collect();
+                images = serde_json::to_value(&prompt_images)?;
+                facts = prompt_images;
             }
             Event::VisionDone { .. } => {}
             Event::Token { text, .. } => {
@@ -185,9 +239,31 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
                 text,
                 timings,
             } => {
+                let info = engine.info();
+                let found = match grounding::family_of(&info.model_type) {
+                    Ok(family) => grounding::ground(
+                        &text,
+                        family,
+                        &facts,
+                        args.long_edge_cap.0.as_ref(),
+                        &conversation,
+                    ),
+                    Err(e) => Grounding {
+                        detections: Vec::new(),
+                        warnings: vec![e.to_string()],
+                    },
+                };
+                if !args.json {
+                    println!();
+                }
+                let annotated = match &args.annotate {
+                    Some(out) => {
+                        grounding::write_annotations(out, &conversation, &found, args.alpha)?
+                    }
+                    None => Vec::new(),
+                };
                 if args.json {
-                    let info = engine.info();
-                    let obj = json!({
+                    let mut obj = json!({
                         "prompt_tokens": prompt_ids,
                         "image_grid_thw": grids,
                         "tokens": tokens,
@@ -201,10 +277,15 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
                             "dtype": info.dtype,
                         },
                         "images": images,
+                        "detections": grounding::detections_json(&found),
+                        "detection_warnings": found.warnings,
                     });
+                    if args.annotate.is_some() {
+                        obj["annotated"] = json!(annotated);
+                    }
                     println!("{}", serde_json::to_string(&obj)?);
-                } else {
-                    println!();
+                } else if args.annotate.is_some() || args.locate.is_some() {
+                    report(&found, &conversation, &annotated);
                 }
                 return Ok(if finish_reason == FinishReason::Cancelled {
                     130
@@ -215,6 +296,74 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
         }
     }
     bail!("the engine stopped without finishing the answer")
+}
+
+/// `--replay`: the conversation's last message is the answer; its boxes are
+/// placed with the image sizes the engine would use, without loading the
+/// model.
+fn replay(args: AskArgs) -> anyhow::Result<i32> {
+    let conversation = build_conversation(&args)?;
+    let answer = match conversation.messages.last() {
+        Some(m) if m.role == Role::Assistant => m.joined_text(),
+        _ => bail!(
+            "--replay takes the answer from the conversation's last message, \
+             but that is not an assistant message; end the file with the answer to replay"
+        ),
+    };
+    if let Some(out) = &args.annotate {
+        grounding::check_annotate_target(out, &conversation)?;
+    }
+    let paths: Vec<PathBuf> = conversation
+        .images()
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    let (model_type, facts) = describe_images(&engine_options(&args), &paths)?;
+    let family = grounding::family_of(&model_type)?;
+    let found = grounding::ground(
+        &answer,
+        family,
+        &facts,
+        args.long_edge_cap.0.as_ref(),
+        &conversation,
+    );
+    let annotated = match &args.annotate {
+        Some(out) => grounding::write_annotations(out, &conversation, &found, args.alpha)?,
+        None => Vec::new(),
+    };
+    if args.json {
+        let mut obj = json!({
+            "replayed": true,
+            "text": answer,
+            "model": {"dir": args.model, "model_type": model_type},
+            "images": facts,
+            "detections": grounding::detections_json(&found),
+            "detection_warnings": found.warnings,
+        });
+        if args.annotate.is_some() {
+            obj["annotated"] = json!(annotated);
+        }
+        println!("{}", serde_json::to_string(&obj)?);
+    } else {
+        println!("{answer}");
+        report(&found, &conversation, &annotated);
+    }
+    Ok(0)
+}
+
+/// The detections, warnings and written files, on stderr.
+fn report(found: &Grounding, conversation: &Conversation, annotated: &[PathBuf]) {
+    let paths = conversation.images();
+    let mut err = std::io::stderr().lock();
+    if found.detections.is_empty() {
+        let _ = writeln!(err, "no boxes or points in the answer");
+    }
+    for line in grounding::summary(found, &paths) {
+        let _ = writeln!(err, "{line}");
+    }
+    for path in annotated {
+        let _ = writeln!(err, "wrote {}", path.display());
+    }
 }
 
 /// First Ctrl-C asks the engine to stop after the current token; a second one

@@ -2,6 +2,7 @@
 
 pub mod ask;
 pub mod bench;
+pub mod grounding;
 
 use clap::{Parser, Subcommand};
 

@@ -17,6 +17,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::conversation::Conversation;
+use crate::processor::grounding::ImageGeometry;
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 
 pub use device::{DeviceChoice, DtypeChoice};
@@ -117,6 +118,16 @@ pub struct ImageFacts {
     pub model_size: [u32; 2],
     pub grid_thw: [usize; 3],
     pub tokens: usize,
+}
+
+impl ImageFacts {
+    /// How this image was resized on its way to the model, given the long-edge
+    /// cap that was in force, for placing the model's boxes on the original.
+    pub fn geometry(&self, cap: Option<&LongEdgeCap>) -> ImageGeometry {
+        let [ow, oh] = self.original_size;
+        let [mw, mh] = self.model_size;
+        ImageGeometry::new((ow, oh), cap, (mw, mh))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -261,6 +272,17 @@ fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
             }
         }
     }
+}
+
+/// What the engine would report about each image of a prompt (sizes, grid,
+/// token count), worked out from the model directory's config files without
+/// loading the model; with the model's `model_type`.
+pub fn describe_images(
+    options: &EngineOptions,
+    paths: &[PathBuf],
+) -> anyhow::Result<(String, Vec<ImageFacts>)> {
+    let (family, facts) = worker::describe_images(options, paths)?;
+    Ok((family.model_type().to_string(), facts))
 }
 
 /// Resolves the model directory argument, with a clear message when it is not one.
