@@ -16,12 +16,21 @@ use crate::engine::{
     SamplingOverrides,
 };
 use crate::processor::image::{AlphaMode, LongEdgeCap};
+use crate::session::config::parse_long_edge_cap;
+use crate::session::Config;
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
-    /// Local model directory (config.json, safetensors, tokenizer.json, ...).
-    #[arg(long, value_name = "DIR")]
-    pub model: PathBuf,
+    /// Local model directory (config.json, safetensors, tokenizer.json, ...) or
+    /// a Hugging Face hub id (org/name), taken from the Hugging Face cache or
+    /// downloaded into it. Default: the config's model, else
+    /// Qwen/Qwen3-VL-4B-Instruct.
+    #[arg(long, value_name = "DIR|ORG/NAME")]
+    pub model: Option<String>,
+    /// Never use the network: a hub id must already be complete in the
+    /// Hugging Face cache (as with HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
     /// Attach an image to the question (repeat for several).
     #[arg(long = "image", value_name = "PATH")]
     pub images: Vec<PathBuf>,
@@ -49,19 +58,20 @@ pub struct AskArgs {
     pub max_tokens: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
-    /// auto, cpu or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// auto (bf16 on CUDA, f32 on CPU), f32, bf16 or f16.
-    #[arg(long, default_value = "auto")]
-    pub dtype: DtypeChoice,
+    /// auto, cpu or cuda:N [default: the config's, else auto].
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
+    /// auto (bf16 on CUDA, f32 on CPU), f32, bf16 or f16 [default: the
+    /// config's, else auto].
+    #[arg(long)]
+    pub dtype: Option<DtypeChoice>,
     /// Limit the context below the model's maximum.
     #[arg(long = "max-context", value_name = "TOKENS")]
     pub max_context: Option<usize>,
     /// Scale images whose long edge exceeds THRESHOLD down to TARGET px first
-    /// ("THRESHOLD:TARGET", or "off").
-    #[arg(long = "long-edge-cap", default_value = "2000:1920", value_parser = parse_cap)]
-    pub long_edge_cap: CapArg,
+    /// ("THRESHOLD:TARGET", or "off") [default: the config's, else 2000:1920].
+    #[arg(long = "long-edge-cap", value_parser = parse_cap)]
+    pub long_edge_cap: Option<CapArg>,
     /// Transparent images: composite on white, or drop the alpha channel as
     /// transformers' image loading does (for exact parity).
     #[arg(long, default_value = "white")]
@@ -75,18 +85,7 @@ pub struct AskArgs {
 pub struct CapArg(pub Option<LongEdgeCap>);
 
 fn parse_cap(s: &str) -> Result<CapArg, String> {
-    if s == "off" {
-        return Ok(CapArg(None));
-    }
-    let (a, b) = s
-        .split_once(':')
-        .ok_or_else(|| format!("expected THRESHOLD:TARGET or off, got {s:?}"))?;
-    let threshold: u32 = a.parse().map_err(|_| format!("bad threshold {a:?}"))?;
-    let target: u32 = b.parse().map_err(|_| format!("bad target {b:?}"))?;
-    if target == 0 || target > threshold {
-        return Err("the target must be between 1 and the threshold".into());
-    }
-    Ok(CapArg(Some(LongEdgeCap { threshold, target })))
+    parse_long_edge_cap(s).map(CapArg)
 }
 
 /// The conversation the flags describe.
@@ -126,16 +125,22 @@ pub fn build_conversation(args: &AskArgs) -> anyhow::Result<Conversation> {
 
 pub fn run(args: AskArgs) -> anyhow::Result<i32> {
     let conversation = build_conversation(&args)?;
+    let config = Config::load()?;
+    let spec = args.model.clone().unwrap_or_else(|| config.model.clone());
+    let model_dir = super::model_arg::resolve_model_dir(&spec, args.offline)?;
     let options = EngineOptions {
-        model_dir: args.model.clone(),
-        device: args.device,
-        dtype: args.dtype,
-        long_edge_cap: args.long_edge_cap.0,
+        model_dir: model_dir.clone(),
+        device: args.device.unwrap_or(config.device),
+        dtype: args.dtype.unwrap_or(config.dtype),
+        long_edge_cap: match &args.long_edge_cap {
+            Some(cap) => cap.0,
+            None => config.long_edge_cap,
+        },
         max_context: args.max_context,
         alpha: args.alpha,
     };
     let engine = Engine::load(options)
-        .with_context(|| format!("loading the model from {}", args.model.display()))?;
+        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
     let sampling = SamplingOverrides {
         temperature: args.temperature,
         top_p: args.top_p,
