@@ -255,7 +255,7 @@ impl Config {
             config.keys.insert(action, keys.0);
         }
         if let Some(p) = raw.preset {
-            let name = p.get_ref();
+            let name = &p.get_ref().0;
             if !config.presets.iter().any(|q| &q.name == name) {
                 let names: Vec<String> = config
                     .presets
@@ -270,7 +270,7 @@ impl Config {
                     ),
                 ));
             }
-            config.preset = p.into_inner();
+            config.preset = p.into_inner().0;
         }
         Ok(config)
     }
@@ -355,7 +355,7 @@ struct RawConfig {
     model: Option<NonEmpty>,
     device: Option<Parsed<DeviceChoice>>,
     dtype: Option<Parsed<DtypeChoice>>,
-    preset: Option<Spanned<String>>,
+    preset: Option<Spanned<PresetName>>,
     theme: Option<NonEmpty>,
     image_protocol: Option<ImageProtocol>,
     long_edge_cap: Option<Cap>,
@@ -415,6 +415,32 @@ impl<'de, T: FromStr<Err = String>> Deserialize<'de> for Parsed<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map(Parsed).map_err(de::Error::custom)
+    }
+}
+
+/// The starting preset's name. `[preset.x]` (a table) is a likely slip for
+/// `[presets.x]`, so it gets its own message.
+#[derive(Debug)]
+struct PresetName(String);
+
+impl<'de> Deserialize<'de> for PresetName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = PresetName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("the name of a preset")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<PresetName, E> {
+                Ok(PresetName(s.to_string()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<PresetName, A::Error> {
+                Err(de::Error::custom(
+                    "`preset` is the name of the preset to start with, like \"quick\"; settings of a preset go in a [presets.NAME] table",
+                ))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
