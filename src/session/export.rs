@@ -62,6 +62,11 @@ pub fn write_markdown(session: &Session, path: &Path) -> std::io::Result<()> {
     )
 }
 
+/// `glimpse-20250131-090500-3fa2c1.md`: a file name for the export of `session`.
+pub fn default_file_name(session: &Session) -> String {
+    format!("glimpse-{}.md", session.id)
+}
+
 fn settings_line(session: &Session) -> Option<String> {
     let s = &session.settings;
     let o = &s.sampling;

@@ -96,7 +96,10 @@ impl ModelSpec {
         if is_hub_id(spec) {
             return Ok(ModelSpec::Hub(spec.to_string()));
         }
-        Err(HubError::NoSuchModel(spec.to_string()))
+        Err(HubError::NoSuchModel {
+            spec: spec.to_string(),
+            suggestions: suggestions_for(spec),
+        })
     }
 }
 
@@ -162,9 +165,12 @@ const HOW_TO_PASS_A_DIR: &str = "or pass --model with a local model directory (o
 pub enum HubError {
     #[error("{} is a file; pass --model with a model directory or a hub id like Qwen/Qwen3-VL-4B-Instruct", .0.display())]
     NotADirectory(PathBuf),
-    #[error("model {0:?}: no such directory, and not a hub id (org/name such as Qwen/Qwen3-VL-4B-Instruct); `glimpse models` lists the known models")]
-    NoSuchModel(String),
-    #[error("{id} is not in the Hugging Face cache at {} ({}) and offline mode is on (--offline or HF_HUB_OFFLINE); run once with network access to download it, {HOW_TO_PASS_A_DIR}", cache.display(), describe_missing(.missing))]
+    #[error("model {spec:?}: no such directory, and not a hub id (org/name such as Qwen/Qwen3-VL-4B-Instruct){}; `glimpse models` lists the known models", did_you_mean(.suggestions))]
+    NoSuchModel {
+        spec: String,
+        suggestions: Vec<String>,
+    },
+    #[error("{id} is {} and offline mode is on (--offline or HF_HUB_OFFLINE); run once with network access to download it, {HOW_TO_PASS_A_DIR}", where_in_cache(.cache, .missing))]
     Offline {
         id: String,
         cache: PathBuf,
@@ -188,6 +194,41 @@ pub enum HubError {
         reason: String,
     },
 }
+
+fn where_in_cache(cache: &Path, missing: &[String]) -> String {
+    if missing.is_empty() || missing == [NOTHING_CACHED] {
+        format!("not in the Hugging Face cache at {}", cache.display())
+    } else {
+        format!(
+            "only partly in the Hugging Face cache at {} ({})",
+            cache.display(),
+            describe_missing(missing)
+        )
+    }
+}
+
+fn did_you_mean(suggestions: &[String]) -> String {
+    match suggestions {
+        [] => String::new(),
+        [one] => format!("; did you mean {one}?"),
+        many => format!("; did you mean one of {}?", many.join(", ")),
+    }
+}
+
+/// Known hub ids whose name contains what was typed (`Qwen3-VL-4B` → the 4B card).
+fn suggestions_for(spec: &str) -> Vec<String> {
+    let typed = spec.rsplit('/').next().unwrap_or(spec).to_ascii_lowercase();
+    if typed.len() < 3 {
+        return Vec::new();
+    }
+    super::registry::cards()
+        .into_iter()
+        .map(|c| c.id)
+        .filter(|id| id.to_ascii_lowercase().contains(&typed))
+        .collect()
+}
+
+const NOTHING_CACHED: &str = "every file";
 
 fn describe_missing(missing: &[String]) -> String {
     if missing.len() > 3 {
@@ -224,7 +265,7 @@ pub fn resolve_hub_id(
     let cached = hf_cache::main_snapshot(&options.cache_dir, id);
     let missing = match &cached {
         Some(dir) => hf_cache::missing_files(dir),
-        None => vec!["every file".to_string()],
+        None => vec![NOTHING_CACHED.to_string()],
     };
     if let (Some(dir), true) = (&cached, missing.is_empty()) {
         return Ok(ResolvedModel {
@@ -537,10 +578,22 @@ mod tests {
         std::fs::write(&file, "").unwrap();
         let e = ModelSpec::parse(file.to_str().unwrap()).unwrap_err();
         assert!(e.to_string().contains("is a file"), "{e}");
-        let e = ModelSpec::parse("no-such-dir").unwrap_err();
+        let e = ModelSpec::parse("no-such-dir").unwrap_err().to_string();
+        assert!(e.contains("no such directory, and not a hub id"), "{e}");
+        assert!(!e.contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn a_known_name_without_its_org_gets_a_suggestion() {
+        let e = ModelSpec::parse("Qwen3-VL-4B-Instruct")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean Qwen/Qwen3-VL-4B-Instruct?"), "{e}");
+        let e = ModelSpec::parse("qwen2.5-vl").unwrap_err().to_string();
         assert!(
-            e.to_string()
-                .contains("no such directory, and not a hub id"),
+            e.contains(
+                "did you mean one of Qwen/Qwen2.5-VL-3B-Instruct, Qwen/Qwen2.5-VL-7B-Instruct?"
+            ),
             "{e}"
         );
     }

@@ -27,6 +27,11 @@ pub fn config_dir() -> Option<PathBuf> {
     }
 }
 
+/// Where the user's own theme files go (`<config dir>/themes`).
+pub fn themes_dir() -> Option<PathBuf> {
+    config_dir().map(|d| d.join("themes"))
+}
+
 /// The config file glimpse reads, whether or not it exists.
 pub fn config_file() -> Option<PathBuf> {
     env_path(CONFIG_ENV).or_else(|| project_dirs().map(|d| d.config_dir().join("config.toml")))

@@ -84,6 +84,18 @@ pub struct SessionSettings {
     pub dtype: Option<String>,
 }
 
+impl SessionSettings {
+    /// The settings a conversation held with `preset` records.
+    pub fn from_preset(preset: &super::config::Preset, seed: Option<u64>) -> SessionSettings {
+        SessionSettings {
+            preset: Some(preset.name.clone()),
+            sampling: preset.sampling(seed),
+            device: None,
+            dtype: None,
+        }
+    }
+}
+
 /// An image of the conversation with the digest of its content when it was
 /// attached, so a resumed session can tell a changed or missing file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -517,6 +529,16 @@ mod tests {
         let t = title_of(&c);
         assert_eq!(t.chars().count(), TITLE_CHARS);
         assert!(t.ends_with('…'));
+    }
+
+    #[test]
+    fn settings_from_a_preset_record_its_name_and_sampling() {
+        let config = crate::session::Config::default();
+        let s = SessionSettings::from_preset(config.preset("quick").unwrap(), Some(3));
+        assert_eq!(s.preset.as_deref(), Some("quick"));
+        assert_eq!(s.sampling.temperature, Some(0.1));
+        assert_eq!(s.sampling.max_new_tokens, Some(128));
+        assert_eq!(s.sampling.seed, Some(3));
     }
 
     #[test]
