@@ -22,7 +22,14 @@ pub struct ModelsArgs {
 pub fn run(args: ModelsArgs) -> anyhow::Result<i32> {
     let options = HubOptions::from_env();
     let cache = &options.cache_dir;
-    let default_model = Config::load()?.model;
+    // A broken config should not hide the model list; say so and go on.
+    let default_model = match Config::load() {
+        Ok(c) => c.model,
+        Err(e) => {
+            eprintln!("warning: {e}");
+            Config::default().model
+        }
+    };
     let cards = cards();
     let cached = hf_cache::scan(cache);
     let find = |id: &str| cached.iter().find(|r| r.id.eq_ignore_ascii_case(id));
