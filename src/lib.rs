@@ -2,10 +2,12 @@
 //! model itself on candle.
 //!
 //! Layers, inside out: `model` (tensors in, logits out), `processor` (images,
-//! chat template, tokens), `engine` (a loaded model on its own thread), `cli`.
+//! chat template, tokens), `engine` (a loaded model on its own thread),
+//! `session` (config, saved conversations, model registry, hub cache), `cli`.
 
 pub mod cli;
 pub mod conversation;
 pub mod engine;
 pub mod model;
 pub mod processor;
+pub mod session;

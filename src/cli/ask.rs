@@ -2,7 +2,7 @@
 //! streamed to stdout, or one JSON object with `--json`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
@@ -19,12 +19,21 @@ use crate::engine::{
 use crate::model::ModelConfig;
 use crate::processor::grounding::Grounding;
 use crate::processor::image::{AlphaMode, LongEdgeCap};
+use crate::session::config::parse_long_edge_cap;
+use crate::session::Config;
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
-    /// Local model directory (config.json, safetensors, tokenizer.json, ...).
-    #[arg(long, value_name = "DIR")]
-    pub model: PathBuf,
+    /// Local model directory (config.json, safetensors, tokenizer.json, ...) or
+    /// a Hugging Face hub id (org/name), taken from the Hugging Face cache or
+    /// downloaded into it. Default: the config's model, else
+    /// Qwen/Qwen3-VL-4B-Instruct.
+    #[arg(long, value_name = "DIR|ORG/NAME")]
+    pub model: Option<String>,
+    /// Never use the network: a hub id must already be complete in the
+    /// Hugging Face cache (as with HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
     /// Attach an image to the question (repeat for several).
     #[arg(long = "image", value_name = "PATH")]
     pub images: Vec<PathBuf>,
@@ -52,19 +61,20 @@ pub struct AskArgs {
     pub max_tokens: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
-    /// auto, cpu or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// auto (bf16 on CUDA, f32 on CPU), f32, bf16 or f16.
-    #[arg(long, default_value = "auto")]
-    pub dtype: DtypeChoice,
+    /// auto, cpu or cuda:N [default: the config's, else auto].
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
+    /// auto (bf16 on CUDA, f32 on CPU), f32, bf16 or f16 [default: the
+    /// config's, else auto].
+    #[arg(long)]
+    pub dtype: Option<DtypeChoice>,
     /// Limit the context below the model's maximum.
     #[arg(long = "max-context", value_name = "TOKENS")]
     pub max_context: Option<usize>,
     /// Scale images whose long edge exceeds THRESHOLD down to TARGET px first
-    /// ("THRESHOLD:TARGET", or "off").
-    #[arg(long = "long-edge-cap", default_value = "2000:1920", value_parser = parse_cap)]
-    pub long_edge_cap: CapArg,
+    /// ("THRESHOLD:TARGET", or "off") [default: the config's, else 2000:1920].
+    #[arg(long = "long-edge-cap", value_parser = parse_cap)]
+    pub long_edge_cap: Option<CapArg>,
     /// Transparent images: composite on white, or drop the alpha channel as
     /// transformers' image loading does (for exact parity).
     #[arg(long, default_value = "white")]
@@ -94,18 +104,7 @@ pub struct AskArgs {
 pub struct CapArg(pub Option<LongEdgeCap>);
 
 fn parse_cap(s: &str) -> Result<CapArg, String> {
-    if s == "off" {
-        return Ok(CapArg(None));
-    }
-    let (a, b) = s
-        .split_once(':')
-        .ok_or_else(|| format!("expected THRESHOLD:TARGET or off, got {s:?}"))?;
-    let threshold: u32 = a.parse().map_err(|_| format!("bad threshold {a:?}"))?;
-    let target: u32 = b.parse().map_err(|_| format!("bad target {b:?}"))?;
-    if target == 0 || target > threshold {
-        return Err("the target must be between 1 and the threshold".into());
-    }
-    Ok(CapArg(Some(LongEdgeCap { threshold, target })))
+    parse_long_edge_cap(s).map(CapArg)
 }
 
 /// The conversation the flags describe.
@@ -143,26 +142,34 @@ pub fn build_conversation(args: &AskArgs) -> anyhow::Result<Conversation> {
     Ok(conv)
 }
 
-fn engine_options(args: &AskArgs) -> EngineOptions {
-    EngineOptions {
-        model_dir: args.model.clone(),
-        device: args.device,
-        dtype: args.dtype,
-        long_edge_cap: args.long_edge_cap.0,
+/// The model directory and engine settings, from the flags with the config
+/// file's values filling the gaps. A hub id is resolved through the cache.
+fn engine_options(args: &AskArgs) -> anyhow::Result<EngineOptions> {
+    let config = Config::load()?;
+    let spec = args.model.clone().unwrap_or_else(|| config.model.clone());
+    let model_dir = super::model_arg::resolve_model_dir(&spec, args.offline)?;
+    Ok(EngineOptions {
+        model_dir,
+        device: args.device.unwrap_or(config.device),
+        dtype: args.dtype.unwrap_or(config.dtype),
+        long_edge_cap: match &args.long_edge_cap {
+            Some(cap) => cap.0,
+            None => config.long_edge_cap,
+        },
         max_context: args.max_context,
         alpha: args.alpha,
-    }
+    })
 }
 
 /// `--locate THING` becomes the question, in the model family's phrasing
 /// (read from `config.json`, before the weights load).
-fn apply_locate(args: &mut AskArgs) -> anyhow::Result<()> {
+fn apply_locate(args: &mut AskArgs, model_dir: &Path) -> anyhow::Result<()> {
     let Some(thing) = &args.locate else {
         return Ok(());
     };
-    check_model_dir(&args.model)?;
-    let config = ModelConfig::from_model_dir(&args.model)
-        .with_context(|| format!("reading the model in {}", args.model.display()))?;
+    check_model_dir(model_dir)?;
+    let config = ModelConfig::from_model_dir(model_dir)
+        .with_context(|| format!("reading the model in {}", model_dir.display()))?;
     let family = grounding::family_of(config.family.model_type())?;
     let question = family
         .locate_prompt(thing)
@@ -172,10 +179,11 @@ fn apply_locate(args: &mut AskArgs) -> anyhow::Result<()> {
 }
 
 pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
+    let options = engine_options(&args)?;
     if args.replay {
-        return replay(args);
+        return replay(args, options);
     }
-    apply_locate(&mut args)?;
+    apply_locate(&mut args, &options.model_dir)?;
     let conversation = build_conversation(&args)?;
     if args.locate.is_some() && conversation.images().is_empty() {
         bail!("--locate needs an image to look in; add one with --image");
@@ -183,9 +191,10 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
     if let Some(out) = &args.annotate {
         grounding::check_annotate_target(out, &conversation)?;
     }
-    let options = engine_options(&args);
+    let cap = options.long_edge_cap;
+    let model_dir = options.model_dir.clone();
     let engine = Engine::load(options)
-        .with_context(|| format!("loading the model from {}", args.model.display()))?;
+        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
     let sampling = SamplingOverrides {
         temperature: args.temperature,
         top_p: args.top_p,
@@ -241,13 +250,9 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
             } => {
                 let info = engine.info();
                 let found = match grounding::family_of(&info.model_type) {
-                    Ok(family) => grounding::ground(
-                        &text,
-                        family,
-                        &facts,
-                        args.long_edge_cap.0.as_ref(),
-                        &conversation,
-                    ),
+                    Ok(family) => {
+                        grounding::ground(&text, family, &facts, cap.as_ref(), &conversation)
+                    }
                     Err(e) => Grounding {
                         detections: Vec::new(),
                         warnings: vec![e.to_string()],
@@ -301,7 +306,7 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
 /// `--replay`: the conversation's last message is the answer; its boxes are
 /// placed with the image sizes the engine would use, without loading the
 /// model.
-fn replay(args: AskArgs) -> anyhow::Result<i32> {
+fn replay(args: AskArgs, options: EngineOptions) -> anyhow::Result<i32> {
     let conversation = build_conversation(&args)?;
     let answer = match conversation.messages.last() {
         Some(m) if m.role == Role::Assistant => m.joined_text(),
@@ -318,13 +323,13 @@ fn replay(args: AskArgs) -> anyhow::Result<i32> {
         .into_iter()
         .map(PathBuf::from)
         .collect();
-    let (model_type, facts) = describe_images(&engine_options(&args), &paths)?;
+    let (model_type, facts) = describe_images(&options, &paths)?;
     let family = grounding::family_of(&model_type)?;
     let found = grounding::ground(
         &answer,
         family,
         &facts,
-        args.long_edge_cap.0.as_ref(),
+        options.long_edge_cap.as_ref(),
         &conversation,
     );
     let annotated = match &args.annotate {
@@ -335,7 +340,7 @@ fn replay(args: AskArgs) -> anyhow::Result<i32> {
         let mut obj = json!({
             "replayed": true,
             "text": answer,
-            "model": {"dir": args.model, "model_type": model_type},
+            "model": {"dir": options.model_dir, "model_type": model_type},
             "images": facts,
             "detections": grounding::detections_json(&found),
             "detection_warnings": found.warnings,

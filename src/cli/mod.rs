@@ -2,7 +2,11 @@
 
 pub mod ask;
 pub mod bench;
+pub mod config;
 pub mod grounding;
+pub mod model_arg;
+pub mod models;
+pub mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -11,19 +15,25 @@ use clap::{Parser, Subcommand};
     name = "glimpse",
     version,
     about = "Ask Qwen-VL vision-language models about images, from the terminal",
-    long_about = "glimpse runs Qwen2-VL, Qwen2.5-VL and Qwen3-VL models itself (CPU, or CUDA when built with --features cuda) from a local Hugging Face model directory."
+    long_about = "glimpse runs Qwen2-VL, Qwen2.5-VL and Qwen3-VL models itself (CPU, or CUDA when built with --features cuda) from a local Hugging Face model directory or a hub id found in (or downloaded to) the Hugging Face cache."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+// Parsed once per run, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Ask one question (or continue a conversation file) and print the answer.
     Ask(ask::AskArgs),
     /// Measure vision, prefill, first-token and decode speed on one image.
     Bench(bench::BenchArgs),
+    /// List the known models and those already in the Hugging Face cache.
+    Models(models::ModelsArgs),
+    /// Show where the config file is, check it, or print a commented default.
+    Config(config::ConfigArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -32,6 +42,8 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Ask(args) => ask::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Models(args) => models::run(args),
+        Command::Config(args) => config::run(args),
     };
     match result {
         Ok(code) => code,

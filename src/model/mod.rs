@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod kv_cache;
+pub mod params;
 pub mod rope;
 pub mod rope_index;
 pub mod text;

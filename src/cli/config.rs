@@ -1,0 +1,53 @@
+//! `glimpse config`: where the config file is, a commented default to start
+//! from, and a check of the current file.
+
+use clap::Args;
+
+use crate::session::config::DEFAULT_FILE;
+use crate::session::{paths, Config};
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Print a commented config file with every setting at its default.
+    #[arg(long, conflicts_with = "path")]
+    pub print_default: bool,
+    /// Print where the config file is read from (set GLIMPSE_CONFIG to move it).
+    #[arg(long)]
+    pub path: bool,
+}
+
+pub fn run(args: ConfigArgs) -> anyhow::Result<i32> {
+    if args.print_default {
+        print!("{DEFAULT_FILE}");
+        return Ok(0);
+    }
+    let path = paths::config_file().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no config folder on this system; set {} to a file path",
+            paths::CONFIG_ENV
+        )
+    })?;
+    if args.path {
+        println!("{}", path.display());
+        return Ok(0);
+    }
+    if !path.exists() {
+        println!(
+            "{} does not exist: built-in defaults apply.\nStart one with: glimpse config --print-default > \"{}\"",
+            path.display(),
+            path.display()
+        );
+        return Ok(0);
+    }
+    let config = Config::load_from(&path)?;
+    let presets: Vec<&str> = config.presets.iter().map(|p| p.name.as_str()).collect();
+    println!("{} is valid.", path.display());
+    println!("model:   {}", config.model);
+    println!("preset:  {} (of {})", config.preset, presets.join(", "));
+    println!("theme:   {}", config.theme);
+    if !config.keys.is_empty() {
+        let actions: Vec<&str> = config.keys.keys().map(String::as_str).collect();
+        println!("keys:    rebinds {}", actions.join(", "));
+    }
+    Ok(0)
+}

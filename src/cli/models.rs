@@ -1,0 +1,139 @@
+//! `glimpse models`: the known models and which are already in the local
+//! Hugging Face cache, with their size on disk.
+
+use std::path::Path;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::progress::human_bytes;
+use crate::model::{Family, ModelConfig};
+use crate::session::hf_cache::{self, CachedRepo};
+use crate::session::registry::{cards, ESTIMATE_CONTEXT_TOKENS, ESTIMATE_OVERHEAD_GIB};
+use crate::session::{Config, HubOptions, ModelCard};
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: ModelsArgs) -> anyhow::Result<i32> {
+    let options = HubOptions::from_env();
+    let cache = &options.cache_dir;
+    // A broken config should not hide the model list; say so and go on.
+    let default_model = match Config::load() {
+        Ok(c) => c.model,
+        Err(e) => {
+            eprintln!("warning: {e}");
+            Config::default().model
+        }
+    };
+    let cards = cards();
+    let cached = hf_cache::scan(cache);
+    let find = |id: &str| cached.iter().find(|r| r.id.eq_ignore_ascii_case(id));
+    // Other runnable models in the cache: a supported model_type in config.json.
+    let others: Vec<(&CachedRepo, Family)> = cached
+        .iter()
+        .filter(|r| !cards.iter().any(|c| c.id.eq_ignore_ascii_case(&r.id)))
+        .filter_map(|r| Some((r, family_of(r.snapshot.as_deref()?)?)))
+        .collect();
+
+    if args.json {
+        let obj = json!({
+            "cache_dir": cache,
+            "default_model": default_model,
+            "models": cards.iter().map(|c| {
+                let mut v = card_json(c);
+                v["default"] = json!(c.id.eq_ignore_ascii_case(&default_model));
+                v["cache"] = find(&c.id).map(cache_json).unwrap_or(Value::Null);
+                v
+            }).collect::<Vec<_>>(),
+            "other_cached": others.iter().map(|(r, family)| {
+                json!({"id": r.id, "family": family.model_type(), "cache": cache_json(r)})
+            }).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+        return Ok(0);
+    }
+
+    println!(
+        "{:<30} {:>7} {:>9} {:>10}  IN CACHE",
+        "MODEL", "PARAMS", "BF16", "MEMORY"
+    );
+    for c in &cards {
+        let marker = if c.id.eq_ignore_ascii_case(&default_model) {
+            " (default)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<30} {:>7} {:>9} {:>10}  {}",
+            c.id,
+            format!("{:.2}B", c.parameters as f64 / 1e9),
+            format!("{:.1} GiB", c.bf16_gib),
+            format!("~{:.1} GiB", c.memory_gib),
+            find(&c.id).map_or_else(|| "-".to_string(), cache_state)
+        );
+        println!("    {}{marker}", c.notes);
+    }
+    if !others.is_empty() {
+        println!("\nOther Qwen-VL models in the cache:");
+        for (r, family) in &others {
+            println!(
+                "  {:<40} {:<11} {}",
+                r.id,
+                family.display_name(),
+                cache_state(r)
+            );
+        }
+    }
+    println!(
+        "\nMEMORY: bf16 weights + KV cache for {ESTIMATE_CONTEXT_TOKENS} tokens + {ESTIMATE_OVERHEAD_GIB} GiB; f32 on a CPU doubles the weights."
+    );
+    println!(
+        "Cache: {} (set HF_HUB_CACHE or HF_HOME to use another).",
+        cache.display()
+    );
+    println!("Use one with: glimpse ask --model <MODEL> ... (downloaded on first use)");
+    Ok(0)
+}
+
+fn family_of(snapshot: &Path) -> Option<Family> {
+    ModelConfig::from_model_dir(snapshot).ok().map(|c| c.family)
+}
+
+fn cache_state(r: &CachedRepo) -> String {
+    if r.is_complete() {
+        format!("{} complete", human_bytes(r.bytes))
+    } else {
+        format!(
+            "{} partial (missing {})",
+            human_bytes(r.bytes),
+            r.missing.len()
+        )
+    }
+}
+
+fn card_json(c: &ModelCard) -> Value {
+    json!({
+        "id": c.id,
+        "family": c.family.model_type(),
+        "parameters": c.parameters,
+        "bf16_gib": c.bf16_gib,
+        "memory_gib": c.memory_gib,
+        "context": c.context,
+        "notes": c.notes,
+    })
+}
+
+fn cache_json(r: &CachedRepo) -> Value {
+    json!({
+        "path": r.dir,
+        "snapshot": r.snapshot,
+        "complete": r.is_complete(),
+        "bytes": r.bytes,
+        "missing": r.missing,
+    })
+}

@@ -1,0 +1,714 @@
+//! The user's config file (`config.toml` in the platform config folder). Every
+//! setting is optional and falls back to a built-in default. Unknown keys and
+//! bad values are reported with the file, line and column, and the valid
+//! choices, so a typo never silently changes behaviour.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::keyspec::KeySpec;
+use super::paths;
+use crate::engine::{DeviceChoice, DtypeChoice, SamplingOverrides};
+use crate::processor::image::LongEdgeCap;
+
+/// The model glimpse loads when neither `--model` nor the config names one.
+pub const DEFAULT_MODEL: &str = "Qwen/Qwen3-VL-4B-Instruct";
+
+/// The commented default config, as `glimpse config --print-default` prints it.
+pub const DEFAULT_FILE: &str = include_str!("default_config.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}, line {line}, column {column}: {message}; fix it or remove it (`glimpse config --print-default` shows every setting)", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// How images are drawn in the terminal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageProtocol {
+    /// Detect the terminal's best protocol.
+    #[default]
+    Auto,
+    Kitty,
+    Iterm2,
+    Sixel,
+    /// Unicode half blocks; works everywhere.
+    Halfblocks,
+}
+
+/// Storage format of the KV cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvPolicy {
+    /// f16 until device memory in use passes the threshold, int8 above it.
+    #[default]
+    Auto,
+    F16,
+    Int8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KvCacheConfig {
+    pub policy: KvPolicy,
+    /// Fraction of device memory in use (0 to 1) above which `auto` picks int8.
+    pub threshold: f64,
+}
+
+impl Default for KvCacheConfig {
+    fn default() -> Self {
+        KvCacheConfig {
+            policy: KvPolicy::Auto,
+            threshold: 0.85,
+        }
+    }
+}
+
+/// Named sampling settings. `None` fields take the model's own defaults
+/// (`generation_config.json`, or the chat template's system prompt).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preset {
+    pub name: String,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<usize>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub repetition_penalty: Option<f32>,
+    pub system_prompt: Option<String>,
+}
+
+impl Preset {
+    fn builtin(name: &str, temperature: f64, max_tokens: usize) -> Preset {
+        Preset {
+            name: name.to_string(),
+            temperature: Some(temperature),
+            max_tokens: Some(max_tokens),
+            top_p: None,
+            top_k: None,
+            repetition_penalty: None,
+            system_prompt: None,
+        }
+    }
+
+    /// The engine's sampling settings for this preset.
+    pub fn sampling(&self, seed: Option<u64>) -> SamplingOverrides {
+        SamplingOverrides {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            repetition_penalty: self.repetition_penalty,
+            max_new_tokens: self.max_tokens,
+            seed,
+            ignore_eos: false,
+        }
+    }
+}
+
+/// Built-in presets, in the order they are offered.
+pub fn builtin_presets() -> Vec<Preset> {
+    vec![
+        Preset::builtin("diagnostic", 0.3, 768),
+        Preset::builtin("creative", 0.65, 384),
+        Preset::builtin("quick", 0.1, 128),
+    ]
+}
+
+/// The effective configuration: the file's settings over the built-in defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Hub id or local directory loaded when `--model` is not given.
+    pub model: String,
+    pub device: DeviceChoice,
+    pub dtype: DtypeChoice,
+    /// Name of the preset a new conversation starts with.
+    pub preset: String,
+    /// Built-in presets (possibly adjusted by the file) first, then the file's own.
+    pub presets: Vec<Preset>,
+    /// Action name → keys, only for actions the file rebinds.
+    pub keys: BTreeMap<String, Vec<KeySpec>>,
+    pub theme: String,
+    pub image_protocol: ImageProtocol,
+    /// `None` turns the cap off.
+    pub long_edge_cap: Option<LongEdgeCap>,
+    pub kv_cache: KvCacheConfig,
+    /// The file the settings came from; `None` when only defaults apply.
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            model: DEFAULT_MODEL.to_string(),
+            device: DeviceChoice::Auto,
+            dtype: DtypeChoice::Auto,
+            preset: "diagnostic".to_string(),
+            presets: builtin_presets(),
+            keys: BTreeMap::new(),
+            theme: "dark".to_string(),
+            image_protocol: ImageProtocol::Auto,
+            long_edge_cap: Some(LongEdgeCap::default()),
+            kv_cache: KvCacheConfig::default(),
+            source: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the config file (`GLIMPSE_CONFIG`, else the platform location);
+    /// a missing file means the defaults.
+    pub fn load() -> Result<Config, ConfigError> {
+        match paths::config_file() {
+            Some(path) => Self::load_from(&path),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// Reads `path`; a missing file means the defaults.
+    pub fn load_from(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_toml_str(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses config text; `path` names the file in messages.
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, message: String| {
+            let (line, column) = line_column(text, span.map_or(0, |s| s.start));
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: with_suggestion(&message),
+            }
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_string()))?;
+        let mut config = Config {
+            source: Some(path.to_path_buf()),
+            ..Config::default()
+        };
+        if let Some(m) = raw.model {
+            config.model = m.0;
+        }
+        if let Some(d) = raw.device {
+            config.device = d.0;
+        }
+        if let Some(d) = raw.dtype {
+            config.dtype = d.0;
+        }
+        if let Some(t) = raw.theme {
+            config.theme = t.0;
+        }
+        if let Some(p) = raw.image_protocol {
+            config.image_protocol = p;
+        }
+        if let Some(c) = raw.long_edge_cap {
+            config.long_edge_cap = c.0;
+        }
+        if let Some(kv) = raw.kv_cache {
+            if let Some(p) = kv.policy {
+                config.kv_cache.policy = p;
+            }
+            if let Some(t) = kv.threshold {
+                config.kv_cache.threshold = t.0;
+            }
+        }
+        for (name, p) in raw.presets {
+            let preset = match config.presets.iter_mut().find(|b| b.name == name) {
+                Some(existing) => existing,
+                None => {
+                    config.presets.push(Preset {
+                        name: name.clone(),
+                        temperature: None,
+                        max_tokens: None,
+                        top_p: None,
+                        top_k: None,
+                        repetition_penalty: None,
+                        system_prompt: None,
+                    });
+                    config.presets.last_mut().expect("just pushed")
+                }
+            };
+            p.apply_to(preset);
+        }
+        for (action, keys) in raw.keys {
+            config.keys.insert(action, keys.0);
+        }
+        if let Some(p) = raw.preset {
+            let name = &p.get_ref().0;
+            if !config.presets.iter().any(|q| &q.name == name) {
+                let names: Vec<String> = config
+                    .presets
+                    .iter()
+                    .map(|q| format!("`{}`", q.name))
+                    .collect();
+                return Err(invalid(
+                    Some(p.span()),
+                    format!(
+                        "unknown preset `{name}`, expected one of {}",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            config.preset = p.into_inner().0;
+        }
+        Ok(config)
+    }
+
+    pub fn preset(&self, name: &str) -> Option<&Preset> {
+        self.presets.iter().find(|p| p.name == name)
+    }
+
+    /// The preset a new conversation starts with.
+    pub fn default_preset(&self) -> &Preset {
+        self.preset(&self.preset)
+            .unwrap_or_else(|| &self.presets[0])
+    }
+}
+
+/// `"THRESHOLD:TARGET"` or `"off"`: images whose long edge exceeds THRESHOLD
+/// pixels are first scaled to TARGET.
+pub fn parse_long_edge_cap(s: &str) -> Result<Option<LongEdgeCap>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected THRESHOLD:TARGET or off, got {s:?}"))?;
+    let threshold: u32 = a.parse().map_err(|_| format!("bad threshold {a:?}"))?;
+    let target: u32 = b.parse().map_err(|_| format!("bad target {b:?}"))?;
+    if target == 0 || target > threshold {
+        return Err("the target must be between 1 and the threshold".into());
+    }
+    Ok(Some(LongEdgeCap { threshold, target }))
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Adds "did you mean" to serde's "unknown field/variant `x`, expected one of
+/// `a`, `b`" when one choice is a near miss.
+fn with_suggestion(message: &str) -> String {
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let Some((given, choices)) = quoted.split_first() else {
+        return message.to_string();
+    };
+    if !message.starts_with("unknown ") {
+        return message.to_string();
+    }
+    let best = choices
+        .iter()
+        .map(|c| (edit_distance(given, c), *c))
+        .filter(|(d, c)| *d > 0 && *d <= 2.max(c.len() / 4))
+        .min();
+    match best {
+        Some((_, c)) => format!("{message} (did you mean `{c}`?)"),
+        None => message.to_string(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            cur.push(substitute.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+// The file as written. Values that need checking deserialize through small
+// wrappers, so a bad value is reported at its own line.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    model: Option<NonEmpty>,
+    device: Option<Parsed<DeviceChoice>>,
+    dtype: Option<Parsed<DtypeChoice>>,
+    preset: Option<Spanned<PresetName>>,
+    theme: Option<NonEmpty>,
+    image_protocol: Option<ImageProtocol>,
+    long_edge_cap: Option<Cap>,
+    kv_cache: Option<RawKvCache>,
+    #[serde(default)]
+    presets: BTreeMap<String, RawPreset>,
+    #[serde(default)]
+    keys: BTreeMap<String, KeyList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKvCache {
+    policy: Option<KvPolicy>,
+    threshold: Option<InRange<Threshold>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPreset {
+    temperature: Option<InRange<Temperature>>,
+    max_tokens: Option<InRange<MaxTokens>>,
+    top_p: Option<InRange<TopP>>,
+    top_k: Option<usize>,
+    repetition_penalty: Option<InRange<RepetitionPenalty>>,
+    system_prompt: Option<String>,
+}
+
+impl RawPreset {
+    fn apply_to(self, p: &mut Preset) {
+        if let Some(t) = self.temperature {
+            p.temperature = Some(t.0);
+        }
+        if let Some(m) = self.max_tokens {
+            p.max_tokens = Some(m.0 as usize);
+        }
+        if let Some(v) = self.top_p {
+            p.top_p = Some(v.0);
+        }
+        if let Some(k) = self.top_k {
+            p.top_k = Some(k);
+        }
+        if let Some(r) = self.repetition_penalty {
+            p.repetition_penalty = Some(r.0 as f32);
+        }
+        if let Some(s) = self.system_prompt {
+            p.system_prompt = Some(s);
+        }
+    }
+}
+
+/// A string value parsed with `FromStr`, whose error lists the choices.
+#[derive(Debug)]
+struct Parsed<T>(T);
+
+impl<'de, T: FromStr<Err = String>> Deserialize<'de> for Parsed<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Parsed).map_err(de::Error::custom)
+    }
+}
+
+/// The starting preset's name. `[preset.x]` (a table) is a likely slip for
+/// `[presets.x]`, so it gets its own message.
+#[derive(Debug)]
+struct PresetName(String);
+
+impl<'de> Deserialize<'de> for PresetName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = PresetName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("the name of a preset")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<PresetName, E> {
+                Ok(PresetName(s.to_string()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<PresetName, A::Error> {
+                Err(de::Error::custom(
+                    "`preset` is the name of the preset to start with, like \"quick\"; settings of a preset go in a [presets.NAME] table",
+                ))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[derive(Debug)]
+struct NonEmpty(String);
+
+impl<'de> Deserialize<'de> for NonEmpty {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().is_empty() {
+            return Err(de::Error::custom("must not be empty"));
+        }
+        Ok(NonEmpty(s))
+    }
+}
+
+#[derive(Debug)]
+struct Cap(Option<LongEdgeCap>);
+
+impl<'de> Deserialize<'de> for Cap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_long_edge_cap(&s)
+            .map(Cap)
+            .map_err(|e| de::Error::custom(format!("long_edge_cap: {e}")))
+    }
+}
+
+/// The allowed range of a number, as a type so serde can check it in place.
+trait Range {
+    const WHAT: &'static str;
+    const MIN: f64;
+    const MAX: f64;
+    /// Whether the minimum itself is allowed.
+    const MIN_INCLUSIVE: bool = true;
+    const INTEGER: bool = false;
+}
+
+#[derive(Debug)]
+struct Temperature;
+impl Range for Temperature {
+    const WHAT: &'static str = "temperature must be between 0 (greedy) and 2";
+    const MIN: f64 = 0.0;
+    const MAX: f64 = 2.0;
+}
+
+#[derive(Debug)]
+struct TopP;
+impl Range for TopP {
+    const WHAT: &'static str = "top_p must be above 0 and at most 1";
+    const MIN: f64 = 0.0;
+    const MAX: f64 = 1.0;
+    const MIN_INCLUSIVE: bool = false;
+}
+
+#[derive(Debug)]
+struct RepetitionPenalty;
+impl Range for RepetitionPenalty {
+    const WHAT: &'static str = "repetition_penalty must be above 0 and at most 10 (1 = off)";
+    const MIN: f64 = 0.0;
+    const MAX: f64 = 10.0;
+    const MIN_INCLUSIVE: bool = false;
+}
+
+#[derive(Debug)]
+struct MaxTokens;
+impl Range for MaxTokens {
+    const WHAT: &'static str = "max_tokens must be a whole number from 1 to 1000000";
+    const MIN: f64 = 1.0;
+    const MAX: f64 = 1_000_000.0;
+    const INTEGER: bool = true;
+}
+
+#[derive(Debug)]
+struct Threshold;
+impl Range for Threshold {
+    const WHAT: &'static str =
+        "threshold must be a fraction of device memory above 0 and at most 1 (e.g. 0.85)";
+    const MIN: f64 = 0.0;
+    const MAX: f64 = 1.0;
+    const MIN_INCLUSIVE: bool = false;
+}
+
+struct InRange<R>(f64, std::marker::PhantomData<R>);
+
+impl<R> fmt::Debug for InRange<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<'de, R: Range> Deserialize<'de> for InRange<R> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        let above_min = if R::MIN_INCLUSIVE {
+            v >= R::MIN
+        } else {
+            v > R::MIN
+        };
+        let whole = !R::INTEGER || v.fract() == 0.0;
+        if !(above_min && v <= R::MAX && whole) {
+            return Err(de::Error::custom(format!("{}, got {v}", R::WHAT)));
+        }
+        Ok(InRange(v, std::marker::PhantomData))
+    }
+}
+
+/// One key spec or a list of them.
+#[derive(Debug)]
+struct KeyList(Vec<KeySpec>);
+
+impl<'de> Deserialize<'de> for KeyList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = KeyList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key like \"ctrl+s\" or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<KeyList, E> {
+                s.parse().map(|k| KeyList(vec![k])).map_err(E::custom)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<KeyList, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    keys.push(s.parse().map_err(de::Error::custom)?);
+                }
+                if keys.is_empty() {
+                    return Err(de::Error::custom(
+                        "an empty list would leave the action without a key",
+                    ));
+                }
+                Ok(KeyList(keys))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn empty_file_means_every_default() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            Config {
+                source: None,
+                ..c.clone()
+            },
+            Config::default()
+        );
+        assert_eq!(c.model, "Qwen/Qwen3-VL-4B-Instruct");
+        assert_eq!(c.default_preset().name, "diagnostic");
+    }
+
+    #[test]
+    fn builtin_presets_have_the_documented_values() {
+        let c = Config::default();
+        let t = |n: &str| {
+            let p = c.preset(n).unwrap();
+            (p.temperature.unwrap(), p.max_tokens.unwrap())
+        };
+        assert_eq!(t("diagnostic"), (0.3, 768));
+        assert_eq!(t("creative"), (0.65, 384));
+        assert_eq!(t("quick"), (0.1, 128));
+    }
+
+    #[test]
+    fn a_file_preset_adjusts_a_builtin_field_by_field_and_adds_new_ones() {
+        let c = parse(
+            "preset = \"terse\"\n[presets.quick]\nmax_tokens = 64\n[presets.terse]\ntemperature = 0\nsystem_prompt = \"Answer in one word.\"\n",
+        )
+        .unwrap();
+        let quick = c.preset("quick").unwrap();
+        assert_eq!((quick.temperature, quick.max_tokens), (Some(0.1), Some(64)));
+        let names: Vec<&str> = c.presets.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["diagnostic", "creative", "quick", "terse"]);
+        let terse = c.default_preset();
+        assert_eq!(terse.name, "terse");
+        assert_eq!(terse.max_tokens, None);
+        let s = terse.sampling(Some(7));
+        assert_eq!((s.temperature, s.seed), (Some(0.0), Some(7)));
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let e = parse("theme = \"light\"\n\n  devce = \"cpu\"\n").unwrap_err();
+        match e {
+            ConfigError::Invalid { line, column, .. } => assert_eq!((line, column), (3, 3)),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn near_misses_get_a_suggestion() {
+        let e = parse("[presets.quick]\ntempreature = 0.2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `temperature`?"), "{e}");
+        let e = parse("image_protocol = \"kity\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `kitty`?"), "{e}");
+        let e = parse("zzzzzz = 1\n").unwrap_err().to_string();
+        assert!(!e.contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn line_column_counts_characters_not_bytes() {
+        assert_eq!(line_column("a\nbé c", 6), (2, 4));
+        assert_eq!(line_column("", 0), (1, 1));
+    }
+
+    #[test]
+    fn long_edge_cap_values() {
+        assert_eq!(parse_long_edge_cap("off").unwrap(), None);
+        let c = parse_long_edge_cap("3000:2048").unwrap().unwrap();
+        assert_eq!((c.threshold, c.target), (3000, 2048));
+        assert!(parse_long_edge_cap("10:20").is_err());
+        assert!(parse_long_edge_cap("big").is_err());
+    }
+
+    /// Every `#key = value` line of the printed default file, uncommented,
+    /// must reproduce the built-in defaults: the file cannot drift from the code.
+    #[test]
+    fn the_printed_default_file_is_exactly_the_defaults() {
+        let commented = parse(DEFAULT_FILE).unwrap();
+        assert_eq!(commented.presets, Config::default().presets);
+        let uncommented: String = DEFAULT_FILE
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[') => {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_ne!(uncommented, DEFAULT_FILE);
+        let c = parse(&uncommented).unwrap();
+        assert_eq!(Config { source: None, ..c }, Config::default());
+        for key in [
+            "model",
+            "device",
+            "dtype",
+            "preset",
+            "theme",
+            "image_protocol",
+            "long_edge_cap",
+            "[kv_cache]",
+            "policy",
+            "threshold",
+            "[presets.diagnostic]",
+            "[presets.creative]",
+            "[presets.quick]",
+            "[keys]",
+        ] {
+            assert!(
+                DEFAULT_FILE.contains(&format!("#{key}")),
+                "{key} is not shown"
+            );
+        }
+    }
+}

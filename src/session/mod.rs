@@ -1,0 +1,19 @@
+//! What outlives one run: the user's config, saved conversations, the model
+//! registry, and finding models in (or downloading them into) the Hugging Face
+//! cache.
+
+pub mod atomic;
+pub mod config;
+pub mod export;
+pub mod hf_cache;
+pub mod hub;
+pub mod keyspec;
+pub mod paths;
+pub mod registry;
+pub mod store;
+pub mod timestamp;
+
+pub use config::{Config, ConfigError, Preset, DEFAULT_MODEL};
+pub use hub::{resolve_model, DownloadEvent, HubError, HubOptions, ModelSource, ResolvedModel};
+pub use registry::ModelCard;
+pub use store::{Saved, Session, SessionSettings, SessionStore, StoreError};

@@ -1,0 +1,274 @@
+//! Model cards: the checkpoints glimpse knows by name, with their size and
+//! memory needs. The cards are the TOML files in `models/`, built into the
+//! binary.
+//!
+//! The numbers follow from each model's `config.json` (see the tests):
+//! `bf16_gib` = parameters × 2 bytes; `memory_gib` = bf16 weights + a KV cache
+//! of 8192 tokens in bf16 + 1 GiB of working memory (activations, the vision
+//! tower on a large image, the CUDA context), rounded up to half a GiB. On a CPU
+//! glimpse computes in f32, which doubles the weights.
+
+use serde::Deserialize;
+
+use crate::model::Family;
+
+const CARD_FILES: &[(&str, &str)] = &[
+    (
+        "qwen2-vl-2b-instruct.toml",
+        include_str!("../../models/qwen2-vl-2b-instruct.toml"),
+    ),
+    (
+        "qwen2-vl-7b-instruct.toml",
+        include_str!("../../models/qwen2-vl-7b-instruct.toml"),
+    ),
+    (
+        "qwen2.5-vl-3b-instruct.toml",
+        include_str!("../../models/qwen2.5-vl-3b-instruct.toml"),
+    ),
+    (
+        "qwen2.5-vl-7b-instruct.toml",
+        include_str!("../../models/qwen2.5-vl-7b-instruct.toml"),
+    ),
+    (
+        "qwen3-vl-2b-instruct.toml",
+        include_str!("../../models/qwen3-vl-2b-instruct.toml"),
+    ),
+    (
+        "qwen3-vl-4b-instruct.toml",
+        include_str!("../../models/qwen3-vl-4b-instruct.toml"),
+    ),
+    (
+        "qwen3-vl-8b-instruct.toml",
+        include_str!("../../models/qwen3-vl-8b-instruct.toml"),
+    ),
+];
+
+/// Tokens of context the memory estimate reserves KV cache for.
+pub const ESTIMATE_CONTEXT_TOKENS: u64 = 8192;
+/// Working memory on top of weights and KV cache in the estimate.
+pub const ESTIMATE_OVERHEAD_GIB: f64 = 1.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCard {
+    /// Hugging Face hub id, e.g. `Qwen/Qwen3-VL-4B-Instruct`.
+    pub id: String,
+    pub family: Family,
+    pub parameters: u64,
+    /// Size of the weights in bf16 (as downloaded).
+    pub bf16_gib: f64,
+    /// GPU memory to expect in bf16 for a typical conversation.
+    pub memory_gib: f64,
+    /// Longest context the model was trained for, in tokens.
+    pub context: u64,
+    pub notes: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCard {
+    id: String,
+    family: String,
+    parameters: u64,
+    bf16_gib: f64,
+    memory_gib: f64,
+    context: u64,
+    notes: String,
+}
+
+fn parse_card(file: &str, text: &str) -> Result<ModelCard, String> {
+    let raw: RawCard = toml::from_str(text).map_err(|e| format!("models/{file}: {e}"))?;
+    let family = Family::from_model_type(&raw.family).ok_or_else(|| {
+        format!(
+            "models/{file}: unknown family {:?}; use qwen2_vl, qwen2_5_vl or qwen3_vl",
+            raw.family
+        )
+    })?;
+    Ok(ModelCard {
+        id: raw.id,
+        family,
+        parameters: raw.parameters,
+        bf16_gib: raw.bf16_gib,
+        memory_gib: raw.memory_gib,
+        context: raw.context,
+        notes: raw.notes,
+    })
+}
+
+/// Every card, smallest first within each family, families oldest first.
+pub fn cards() -> Vec<ModelCard> {
+    let mut cards: Vec<ModelCard> = CARD_FILES
+        .iter()
+        .map(|(file, text)| {
+            parse_card(file, text).expect("the built-in model cards are checked by tests")
+        })
+        .collect();
+    let family_order = |f: Family| match f {
+        Family::Qwen2Vl => 0,
+        Family::Qwen25Vl => 1,
+        Family::Qwen3Vl => 2,
+    };
+    cards.sort_by_key(|c| (family_order(c.family), c.parameters));
+    cards
+}
+
+/// The card of a hub id, compared without regard to case.
+pub fn card(id: &str) -> Option<ModelCard> {
+    cards().into_iter().find(|c| c.id.eq_ignore_ascii_case(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::ModelConfig;
+
+    const GIB: f64 = (1u64 << 30) as f64;
+
+    /// A config.json with the values of qwen-vl-family §2.2 (text) and §2.3
+    /// (vision) for one released checkpoint.
+    fn released_config(id: &str) -> ModelConfig {
+        // (model_type, vocab, hidden, intermediate, layers, heads, kv heads, tied, max_pos)
+        let text = match id {
+            "Qwen/Qwen2-VL-2B-Instruct" => ("qwen2_vl", 151936, 1536, 8960, 28, 12, 2, true, 32768),
+            "Qwen/Qwen2-VL-7B-Instruct" => {
+                ("qwen2_vl", 152064, 3584, 18944, 28, 28, 4, false, 32768)
+            }
+            "Qwen/Qwen2.5-VL-3B-Instruct" => {
+                ("qwen2_5_vl", 151936, 2048, 11008, 36, 16, 2, true, 128000)
+            }
+            "Qwen/Qwen2.5-VL-7B-Instruct" => {
+                ("qwen2_5_vl", 152064, 3584, 18944, 28, 28, 4, false, 128000)
+            }
+            "Qwen/Qwen3-VL-2B-Instruct" => {
+                ("qwen3_vl", 151936, 2048, 6144, 28, 16, 8, true, 262144)
+            }
+            "Qwen/Qwen3-VL-4B-Instruct" => {
+                ("qwen3_vl", 151936, 2560, 9728, 36, 32, 8, true, 262144)
+            }
+            "Qwen/Qwen3-VL-8B-Instruct" => {
+                ("qwen3_vl", 151936, 4096, 12288, 36, 32, 8, false, 262144)
+            }
+            other => panic!("no config values for {other}"),
+        };
+        let (model_type, vocab, hidden, inter, layers, heads, kv, tied, max_pos) = text;
+        let text_fields = json!({
+            "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": inter,
+            "num_hidden_layers": layers, "num_attention_heads": heads,
+            "num_key_value_heads": kv, "head_dim": 128, "tie_word_embeddings": tied,
+            "max_position_embeddings": max_pos,
+        });
+        let vision = match (model_type, id) {
+            ("qwen2_vl", _) => json!({
+                "depth": 32, "embed_dim": 1280, "num_heads": 16, "mlp_ratio": 4,
+                "hidden_size": hidden, "patch_size": 14, "spatial_merge_size": 2,
+                "temporal_patch_size": 2, "in_chans": 3,
+            }),
+            ("qwen2_5_vl", _) => json!({
+                "depth": 32, "hidden_size": 1280, "num_heads": 16, "intermediate_size": 3420,
+                "out_hidden_size": hidden, "patch_size": 14, "spatial_merge_size": 2,
+                "temporal_patch_size": 2, "in_channels": 3, "hidden_act": "silu",
+            }),
+            (_, "Qwen/Qwen3-VL-8B-Instruct") => json!({
+                "depth": 27, "hidden_size": 1152, "num_heads": 16, "intermediate_size": 4304,
+                "out_hidden_size": hidden, "patch_size": 16, "spatial_merge_size": 2,
+                "temporal_patch_size": 2, "in_channels": 3, "num_position_embeddings": 2304,
+                "deepstack_visual_indexes": [8, 16, 24], "hidden_act": "gelu_pytorch_tanh",
+            }),
+            _ => json!({
+                "depth": 24, "hidden_size": 1024, "num_heads": 16, "intermediate_size": 4096,
+                "out_hidden_size": hidden, "patch_size": 16, "spatial_merge_size": 2,
+                "temporal_patch_size": 2, "in_channels": 3, "num_position_embeddings": 2304,
+                "deepstack_visual_indexes": [5, 11, 17], "hidden_act": "gelu_pytorch_tanh",
+            }),
+        };
+        let mut cfg = json!({"model_type": model_type, "vision_config": vision});
+        if model_type == "qwen3_vl" {
+            cfg["text_config"] = text_fields;
+            cfg["tie_word_embeddings"] = json!(tied);
+        } else {
+            for (k, v) in text_fields.as_object().unwrap() {
+                cfg[k] = v.clone();
+            }
+        }
+        ModelConfig::from_json(&cfg).unwrap()
+    }
+
+    #[test]
+    fn card_numbers_follow_from_the_released_configs() {
+        let cards = cards();
+        assert_eq!(cards.len(), 7);
+        for card in &cards {
+            let cfg = released_config(&card.id);
+            assert_eq!(cfg.family, card.family, "{}", card.id);
+            let params = cfg.parameter_count().total();
+            assert_eq!(card.parameters, params, "{}: parameters", card.id);
+            let weights = params as f64 * 2.0 / GIB;
+            assert_eq!(
+                card.bf16_gib,
+                (weights * 10.0).round() / 10.0,
+                "{}: bf16_gib",
+                card.id
+            );
+            let kv = (cfg.kv_bytes_per_token(2) * ESTIMATE_CONTEXT_TOKENS) as f64 / GIB;
+            let memory = ((weights + kv + ESTIMATE_OVERHEAD_GIB) * 2.0).ceil() / 2.0;
+            assert_eq!(card.memory_gib, memory, "{}: memory_gib", card.id);
+            assert_eq!(
+                card.context, cfg.text.max_position_embeddings as u64,
+                "{}",
+                card.id
+            );
+        }
+    }
+
+    /// The count for the default model, written out term by term.
+    #[test]
+    fn qwen3_vl_4b_by_hand() {
+        // Text: 36 layers of hidden 2560, 32 query heads and 8 kv heads of 128.
+        let attention = 2560 * 4096 // q_proj
+            + 2 * 2560 * 1024 // k_proj, v_proj
+            + 4096 * 2560 // o_proj
+            + 2 * 128; // q_norm, k_norm
+        let mlp = 3 * 2560 * 9728; // gate, up, down
+        let layer = attention + mlp + 2 * 2560; // two RMSNorms
+        let text = 151936 * 2560 + 36 * layer + 2560; // tied embedding, final norm
+        assert_eq!(text, 4_022_468_096u64);
+        // Vision: 24 blocks of width 1024, MLP 4096, patches 3·2·16·16 = 1536.
+        let block = 2 * 2 * 1024 // two LayerNorms
+            + (1024 * 3072 + 3072) // qkv
+            + (1024 * 1024 + 1024) // proj
+            + (1024 * 4096 + 4096) // fc1
+            + (4096 * 1024 + 1024); // fc2
+        let merger_body = (4096 * 4096 + 4096) + (4096 * 2560 + 2560);
+        let vision = (1536 * 1024 + 1024) // patch embedding with bias
+            + 2304 * 1024 // 48×48 position table
+            + 24 * block
+            + (2 * 1024 + merger_body) // merger, norm before the 2×2 shuffle
+            + 3 * (2 * 4096 + merger_body); // DeepStack mergers, norm after it
+        assert_eq!(vision, 415_347_712u64);
+        assert_eq!(text + vision, 4_437_815_808);
+        let count = released_config("Qwen/Qwen3-VL-4B-Instruct").parameter_count();
+        assert_eq!((count.text, count.vision), (text, vision));
+    }
+
+    #[test]
+    fn every_file_in_models_is_built_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        on_disk.sort();
+        let mut built_in: Vec<String> = CARD_FILES.iter().map(|(f, _)| f.to_string()).collect();
+        built_in.sort();
+        assert_eq!(on_disk, built_in);
+    }
+
+    #[test]
+    fn lookup_ignores_case_and_the_default_model_has_a_card() {
+        assert!(card("qwen/qwen3-vl-4b-instruct").is_some());
+        assert!(card(crate::session::config::DEFAULT_MODEL).is_some());
+        assert!(card("Qwen/Qwen9-VL").is_none());
+    }
+}

@@ -1,0 +1,551 @@
+//! Conversations saved as they go, one JSON file per session in the data
+//! folder: the messages in the transformers chat format, every image's path
+//! and sha256, the model, the settings and timestamps, under a format version.
+//!
+//! A file this version cannot read (damaged, or written by a newer glimpse) is
+//! reported and never overwritten: saving over it picks a new id instead.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::atomic::{is_temp_name, write_atomic};
+use super::paths;
+use super::timestamp::Timestamp;
+use crate::conversation::{Content, Conversation, Message, Part, Role};
+use crate::engine::SamplingOverrides;
+
+/// Version of the session file format this build writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+
+const EXTENSION: &str = "json";
+const TITLE_CHARS: usize = 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "no folder for sessions on this system; set {} to choose one",
+        paths::DATA_DIR_ENV
+    )]
+    NoDataDir,
+    #[error("session folder {}: {source}", dir.display())]
+    Folder {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot save session {id} to {}: {source}", path.display())]
+    Write {
+        id: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no session {id:?} in {}; `glimpse chat --resume` without an id takes the latest", dir.display())]
+    NotFound { id: String, dir: PathBuf },
+    #[error("{id:?} matches several sessions ({}); give more of the id", candidates.join(", "))]
+    Ambiguous { id: String, candidates: Vec<String> },
+    #[error("no saved sessions in {} yet", dir.display())]
+    Empty { dir: PathBuf },
+    #[error(transparent)]
+    Unreadable(#[from] Unreadable),
+}
+
+/// Why one session file cannot be used. The file is left as it is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unreadable {
+    #[error("session file {} is damaged ({reason}); it is left untouched: move it away or start a new conversation", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("session file {} was written by a newer glimpse (format {found}, this one reads up to {FORMAT_VERSION}); it is left untouched: update glimpse to open it", path.display())]
+    Newer { path: PathBuf, found: u64 },
+}
+
+impl Unreadable {
+    pub fn path(&self) -> &Path {
+        match self {
+            Unreadable::Corrupt { path, .. } | Unreadable::Newer { path, .. } => path,
+        }
+    }
+}
+
+/// Settings the conversation was held with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    #[serde(default)]
+    pub sampling: SamplingOverrides,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
+}
+
+impl SessionSettings {
+    /// The settings a conversation held with `preset` records.
+    pub fn from_preset(preset: &super::config::Preset, seed: Option<u64>) -> SessionSettings {
+        SessionSettings {
+            preset: Some(preset.name.clone()),
+            sampling: preset.sampling(seed),
+            device: None,
+            dtype: None,
+        }
+    }
+}
+
+/// An image of the conversation with the digest of its content when it was
+/// attached, so a resumed session can tell a changed or missing file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub path: PathBuf,
+    /// Lower-case hex; `None` when the file could not be read at save time.
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageState {
+    Unchanged,
+    Changed,
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: String,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    /// The model as the user named it (hub id or directory).
+    pub model: String,
+    pub settings: SessionSettings,
+    /// Image paths are kept absolute, so a session resumes from any folder.
+    pub conversation: Conversation,
+    pub images: Vec<ImageRecord>,
+}
+
+/// What `list` shows of a session without keeping all of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSummary {
+    pub id: String,
+    pub title: String,
+    pub model: String,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    pub messages: usize,
+    pub images: usize,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    /// Newest first.
+    pub sessions: Vec<SessionSummary>,
+    /// Files that look like sessions but cannot be read.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// What `save` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Saved {
+    /// Written under the session's id.
+    InPlace(PathBuf),
+    /// The file under the old id could not be read, so it was kept and the
+    /// session now has a new id.
+    AsNew {
+        old_id: String,
+        path: PathBuf,
+        kept: Unreadable,
+    },
+}
+
+impl Session {
+    pub fn new(model: impl Into<String>, settings: SessionSettings) -> Session {
+        let now = Timestamp::now();
+        Session {
+            id: new_id(now),
+            created: now,
+            updated: now,
+            model: model.into(),
+            settings,
+            conversation: Conversation::new(),
+            images: Vec::new(),
+        }
+    }
+
+    /// First line of the first question, shortened.
+    pub fn title(&self) -> String {
+        title_of(&self.conversation)
+    }
+
+    /// Compares every recorded image with the file on disk now.
+    pub fn check_images(&self) -> Vec<(PathBuf, ImageState)> {
+        self.images
+            .iter()
+            .map(|r| {
+                let state = match sha256_file(&r.path) {
+                    Err(_) => ImageState::Missing,
+                    Ok(now) if Some(&now) == r.sha256.as_ref() => ImageState::Unchanged,
+                    Ok(_) => ImageState::Changed,
+                };
+                (r.path.clone(), state)
+            })
+            .collect()
+    }
+
+    /// Makes image paths absolute and records the digest of images not seen before.
+    fn prepare_for_save(&mut self) {
+        for message in &mut self.conversation.messages {
+            if let Content::Parts(parts) = &mut message.content {
+                for part in parts {
+                    if let Part::Image(path) = part {
+                        if let Ok(abs) = std::path::absolute(&*path) {
+                            *path = abs;
+                        }
+                    }
+                }
+            }
+        }
+        let paths: Vec<PathBuf> = self
+            .conversation
+            .images()
+            .into_iter()
+            .map(Path::to_path_buf)
+            .collect();
+        for path in paths {
+            if !self.images.iter().any(|r| r.path == path) {
+                let sha256 = sha256_file(&path).ok();
+                self.images.push(ImageRecord { path, sha256 });
+            }
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "format_version": FORMAT_VERSION,
+            "id": self.id,
+            "title": self.title(),
+            "created": self.created,
+            "updated": self.updated,
+            "model": self.model,
+            "settings": self.settings,
+            "images": self.images,
+            "messages": self.conversation.to_json_value(),
+        })
+    }
+
+    fn from_json(value: &Value, path: &Path) -> Result<Session, Unreadable> {
+        let corrupt = |reason: String| Unreadable::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let version = value
+            .get("format_version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| corrupt("no format_version; not a glimpse session".into()))?;
+        if version > FORMAT_VERSION {
+            return Err(Unreadable::Newer {
+                path: path.to_path_buf(),
+                found: version,
+            });
+        }
+        #[derive(Deserialize)]
+        struct Fields {
+            id: String,
+            created: Timestamp,
+            updated: Timestamp,
+            model: String,
+            #[serde(default)]
+            settings: SessionSettings,
+            #[serde(default)]
+            images: Vec<ImageRecord>,
+            messages: Value,
+        }
+        let f = Fields::deserialize(value).map_err(|e| corrupt(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let conversation =
+            Conversation::from_json_value(&f.messages, base).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Session {
+            id: f.id,
+            created: f.created,
+            updated: f.updated,
+            model: f.model,
+            settings: f.settings,
+            conversation,
+            images: f.images,
+        })
+    }
+}
+
+fn title_of(conversation: &Conversation) -> String {
+    let Some(first) = conversation.messages.iter().find(|m| m.role == Role::User) else {
+        return "(empty)".to_string();
+    };
+    let text = first.joined_text();
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty());
+    match line {
+        Some(line) if line.chars().count() > TITLE_CHARS => {
+            let cut: String = line.chars().take(TITLE_CHARS - 1).collect();
+            format!("{}…", cut.trim_end())
+        }
+        Some(line) => line.to_string(),
+        None => match first.images().next() {
+            Some(p) => format!(
+                "(image {})",
+                p.file_name().unwrap_or(p.as_os_str()).to_string_lossy()
+            ),
+            None => "(empty)".to_string(),
+        },
+    }
+}
+
+/// `20250131-090500-3fa2c1`: sorts by creation time, unique in practice.
+fn new_id(now: Timestamp) -> String {
+    let random = RandomState::new().hash_one((now.0, std::process::id()));
+    format!("{}-{:06x}", now.compact(), random & 0xff_ffff)
+}
+
+/// Lower-case hex sha256 of a file's content.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The folder of session files.
+#[derive(Debug, Clone)]
+pub struct SessionStore {
+    dir: PathBuf,
+}
+
+impl SessionStore {
+    /// The platform data folder's `sessions/` (or `$GLIMPSE_DATA_DIR/sessions`).
+    pub fn open_default() -> Result<SessionStore, StoreError> {
+        paths::sessions_dir()
+            .map(SessionStore::at)
+            .ok_or(StoreError::NoDataDir)
+    }
+
+    pub fn at(dir: impl Into<PathBuf>) -> SessionStore {
+        SessionStore { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path_of(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{EXTENSION}"))
+    }
+
+    /// Writes the session atomically, updating its `updated` time. A file of
+    /// the same id that cannot be read is kept, and the session moves to a new id.
+    pub fn save(&self, session: &mut Session) -> Result<Saved, StoreError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| StoreError::Folder {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        session.prepare_for_save();
+        session.updated = Timestamp::now().max(session.created);
+        let mut kept = None;
+        let old_id = session.id.clone();
+        while let Some(problem) = self.blocking_file(&session.id) {
+            kept.get_or_insert(problem);
+            session.id = new_id(session.updated);
+        }
+        let path = self.path_of(&session.id);
+        let mut bytes =
+            serde_json::to_vec_pretty(&session.to_json()).expect("JSON values serialise");
+        bytes.push(b'\n');
+        write_atomic(&path, &bytes).map_err(|source| StoreError::Write {
+            id: session.id.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        Ok(match kept {
+            None => Saved::InPlace(path),
+            Some(kept) => Saved::AsNew { old_id, path, kept },
+        })
+    }
+
+    /// Why the file for `id` must not be overwritten, if it must not.
+    fn blocking_file(&self, id: &str) -> Option<Unreadable> {
+        let path = self.path_of(id);
+        if !path.exists() {
+            return None;
+        }
+        match read_session(&path) {
+            Ok(s) if s.id == id => None,
+            Ok(s) => Some(Unreadable::Corrupt {
+                path,
+                reason: format!("it holds session {:?}", s.id),
+            }),
+            Err(problem) => Some(problem),
+        }
+    }
+
+    /// Every session, newest first, and the files that cannot be read.
+    pub fn list(&self) -> Result<Listing, StoreError> {
+        let mut listing = Listing::default();
+        for path in self.session_files()? {
+            match read_session(&path) {
+                Ok(s) => listing.sessions.push(SessionSummary {
+                    title: s.title(),
+                    messages: s.conversation.messages.len(),
+                    images: s.images.len(),
+                    id: s.id,
+                    model: s.model,
+                    created: s.created,
+                    updated: s.updated,
+                    path,
+                }),
+                Err(problem) => listing.unreadable.push(problem),
+            }
+        }
+        listing
+            .sessions
+            .sort_by(|a, b| (b.updated, &b.id).cmp(&(a.updated, &a.id)));
+        Ok(listing)
+    }
+
+    /// A session by id, by unique id prefix, or `"latest"`.
+    pub fn load(&self, id: &str) -> Result<Session, StoreError> {
+        if id == "latest" {
+            return self.load_latest();
+        }
+        let exact = self.path_of(id);
+        if exact.is_file() && !id.contains(['/', '\\']) {
+            return Ok(read_session(&exact)?);
+        }
+        let matches: Vec<PathBuf> = self
+            .session_files()?
+            .into_iter()
+            .filter(|p| {
+                p.file_stem()
+                    .is_some_and(|s| s.to_string_lossy().starts_with(id))
+            })
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(read_session(one)?),
+            [] => Err(StoreError::NotFound {
+                id: id.to_string(),
+                dir: self.dir.clone(),
+            }),
+            many => Err(StoreError::Ambiguous {
+                id: id.to_string(),
+                candidates: many
+                    .iter()
+                    .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The most recently updated readable session.
+    pub fn load_latest(&self) -> Result<Session, StoreError> {
+        let listing = self.list()?;
+        match listing.sessions.first() {
+            Some(newest) => Ok(read_session(&newest.path)?),
+            None => Err(StoreError::Empty {
+                dir: self.dir.clone(),
+            }),
+        }
+    }
+
+    /// Session files, without temporary files of unfinished writes.
+    fn session_files(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StoreError::Folder {
+                    dir: self.dir.clone(),
+                    source,
+                })
+            }
+        };
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_session = !name.starts_with('.')
+                && !is_temp_name(&name)
+                && path.extension().is_some_and(|e| e == EXTENSION)
+                && path.is_file();
+            if is_session {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+}
+
+fn read_session(path: &Path) -> Result<Session, Unreadable> {
+    let corrupt = |reason: String| Unreadable::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| corrupt(format!("cannot read it: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
+    Session::from_json(&value, path)
+}
+
+/// A user message with images and text, as front ends build it.
+pub fn user_message(images: Vec<PathBuf>, text: impl Into<String>) -> Message {
+    let mut parts: Vec<Part> = images.into_iter().map(Part::Image).collect();
+    parts.push(Part::Text(text.into()));
+    Message::parts(Role::User, parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_come_from_the_first_question() {
+        let mut c = Conversation::new();
+        assert_eq!(title_of(&c), "(empty)");
+        c.push(Message::text(Role::System, "Be brief."));
+        c.push(user_message(vec!["/x/shelf.jpg".into()], ""));
+        assert_eq!(title_of(&c), "(image shelf.jpg)");
+        c.messages[1] = user_message(vec![], "\n  What is on the\nsecond shelf?");
+        assert_eq!(title_of(&c), "What is on the");
+        c.messages[1] = Message::text(Role::User, "x".repeat(100));
+        let t = title_of(&c);
+        assert_eq!(t.chars().count(), TITLE_CHARS);
+        assert!(t.ends_with('…'));
+    }
+
+    #[test]
+    fn settings_from_a_preset_record_its_name_and_sampling() {
+        let config = crate::session::Config::default();
+        let s = SessionSettings::from_preset(config.preset("quick").unwrap(), Some(3));
+        assert_eq!(s.preset.as_deref(), Some("quick"));
+        assert_eq!(s.sampling.temperature, Some(0.1));
+        assert_eq!(s.sampling.max_new_tokens, Some(128));
+        assert_eq!(s.sampling.seed, Some(3));
+    }
+
+    #[test]
+    fn ids_sort_by_creation_time() {
+        let a = new_id(Timestamp(1_700_000_000));
+        assert!(a.starts_with("20231114-221320-"), "{a}");
+        assert_eq!(a.len(), "20231114-221320-".len() + 6);
+        assert!(new_id(Timestamp(1_700_000_001)) > a);
+    }
+}

@@ -1,0 +1,128 @@
+//! Config files as users write them: every file in `fixtures/config/valid`
+//! loads; every file in `fixtures/config/invalid` is refused with a message
+//! naming the file, the line, and what would be valid. Each invalid file says
+//! what its message must contain in `# expect-line: N` and `# expect: TEXT`
+//! comments at its top.
+
+use std::path::{Path, PathBuf};
+
+use glimpse::engine::{DeviceChoice, DtypeChoice};
+use glimpse::session::config::{ImageProtocol, KvPolicy};
+use glimpse::session::keyspec::{Key, KeySpec};
+use glimpse::session::{Config, ConfigError};
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no {kind} fixtures");
+    files
+}
+
+fn fixture(kind: &str, name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(kind)
+        .join(name)
+}
+
+#[test]
+fn every_valid_file_loads() {
+    for path in fixtures("valid") {
+        if let Err(e) = Config::load_from(&path) {
+            panic!("{}: {e}", path.display());
+        }
+    }
+}
+
+#[test]
+fn every_invalid_file_names_its_line_and_the_valid_choices() {
+    for path in fixtures("invalid") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected_line: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect-line: "))
+            .unwrap_or_else(|| panic!("{}: no expect-line", path.display()))
+            .parse()
+            .unwrap();
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(!expected.is_empty(), "{}: no expect", path.display());
+
+        let err = Config::load_from(&path).expect_err(&path.display().to_string());
+        let message = err.to_string();
+        match &err {
+            ConfigError::Invalid { line, .. } => {
+                assert_eq!(*line, expected_line, "{}: {message}", path.display())
+            }
+            other => panic!("{}: not a content error: {other}", path.display()),
+        }
+        assert!(
+            message.starts_with(&format!(
+                "{}, line {expected_line}, column ",
+                path.display()
+            )),
+            "{message}"
+        );
+        for part in expected {
+            assert!(
+                message.contains(part),
+                "{}: {message:?} lacks {part:?}",
+                path.display()
+            );
+        }
+        assert!(!message.contains('\n'), "one line: {message:?}");
+    }
+}
+
+#[test]
+fn a_file_with_every_setting_changes_every_setting() {
+    let c = Config::load_from(&fixture("valid", "everything.toml")).unwrap();
+    assert_eq!(c.model, "Qwen/Qwen2.5-VL-7B-Instruct");
+    assert_eq!(c.device, DeviceChoice::Cuda(1));
+    assert_eq!(c.dtype, DtypeChoice::Bf16);
+    assert_eq!(c.theme, "light");
+    assert_eq!(c.image_protocol, ImageProtocol::Halfblocks);
+    assert_eq!(c.long_edge_cap, None);
+    assert_eq!(c.kv_cache.policy, KvPolicy::Int8);
+    assert_eq!(c.kv_cache.threshold, 0.5);
+
+    let diagnostic = c.preset("diagnostic").unwrap();
+    assert_eq!(diagnostic.top_k, Some(40));
+    assert_eq!(diagnostic.repetition_penalty, Some(1.05));
+    let ocr = c.default_preset();
+    assert_eq!(ocr.name, "ocr");
+    assert_eq!(ocr.temperature, Some(0.0));
+    assert_eq!(
+        ocr.system_prompt.as_deref(),
+        Some("Transcribe every piece of text in the image.\nKeep the layout.")
+    );
+
+    let key = |s: &str| s.parse::<KeySpec>().unwrap();
+    assert_eq!(
+        c.keys["newline"],
+        vec![key("alt+enter"), key("shift+enter")]
+    );
+    assert_eq!(c.keys["toggle-gpu"][0].key, Key::F(2));
+    assert_eq!(c.keys.len(), 4);
+}
+
+#[test]
+fn the_uncommented_default_file_equals_no_file_at_all() {
+    let c = Config::load_from(&fixture("valid", "printed_default.toml")).unwrap();
+    assert_eq!(Config { source: None, ..c }, Config::default());
+}
+
+#[test]
+fn a_missing_file_means_the_defaults() {
+    let c = Config::load_from(Path::new("/nonexistent/glimpse/config.toml")).unwrap();
+    assert_eq!(c, Config::default());
+}
