@@ -7,5 +7,6 @@
 pub mod cli;
 pub mod conversation;
 pub mod engine;
+pub mod gpu;
 pub mod model;
 pub mod processor;
