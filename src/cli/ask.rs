@@ -11,10 +11,12 @@ use clap::Args;
 use serde_json::json;
 
 use crate::conversation::{Content, Conversation, Message, Part, Role};
+use crate::engine::kv_policy::{parse_threshold, DEFAULT_THRESHOLD};
 use crate::engine::{
-    ContextPolicy, DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason, Request,
-    SamplingOverrides,
+    ContextPolicy, DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason,
+    KvCachePolicy, Request, SamplingOverrides,
 };
+use crate::gpu::{gib, NvmlMonitor, Sampler};
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 
 #[derive(Debug, Args)]
@@ -52,12 +54,19 @@ pub struct AskArgs {
     /// auto, cpu or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// auto (bf16 on CUDA, f32 on CPU), f32, bf16 or f16.
+    /// auto (bf16 on CUDA compute capability 8+, f16 below, f32 on CPU), f32, bf16 or f16.
     #[arg(long, default_value = "auto")]
     pub dtype: DtypeChoice,
-    /// Limit the context below the model's maximum.
+    /// Context to reserve and allow (default: the model's, at most 32768).
     #[arg(long = "max-context", value_name = "TOKENS")]
     pub max_context: Option<usize>,
+    /// KV cache: auto (the model's dtype, INT8 once device memory use reaches
+    /// --kv-threshold), f16 (always the model's dtype) or int8.
+    #[arg(long = "kv-cache", default_value = "auto")]
+    pub kv_cache: KvCachePolicy,
+    /// Device memory use, in percent, at which `--kv-cache auto` turns to INT8.
+    #[arg(long = "kv-threshold", value_name = "PERCENT", value_parser = parse_threshold)]
+    pub kv_threshold: Option<f64>,
     /// Scale images whose long edge exceeds THRESHOLD down to TARGET px first
     /// ("THRESHOLD:TARGET", or "off").
     #[arg(long = "long-edge-cap", default_value = "2000:1920", value_parser = parse_cap)]
@@ -126,6 +135,13 @@ pub fn build_conversation(args: &AskArgs) -> anyhow::Result<Conversation> {
 
 pub fn run(args: AskArgs) -> anyhow::Result<i32> {
     let conversation = build_conversation(&args)?;
+    let kv_cache = match (args.kv_cache, args.kv_threshold) {
+        (KvCachePolicy::Auto { .. }, Some(threshold)) => KvCachePolicy::Auto { threshold },
+        (_, Some(_)) => bail!("--kv-threshold only applies to --kv-cache auto"),
+        (policy, None) => policy,
+    };
+    // Device readings for the device choice and the KV-cache policy.
+    let sampler = Sampler::start(Box::new(NvmlMonitor::open()), crate::gpu::sampler::PERIOD);
     let options = EngineOptions {
         model_dir: args.model.clone(),
         device: args.device,
@@ -133,9 +149,23 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
         long_edge_cap: args.long_edge_cap.0,
         max_context: args.max_context,
         alpha: args.alpha,
+        kv_cache,
+        readings: Some(sampler.readings()),
     };
     let engine = Engine::load(options)
         .with_context(|| format!("loading the model from {}", args.model.display()))?;
+    let info = engine.info();
+    if let Some(notice) = &info.notice {
+        eprintln!("glimpse: {notice}");
+    }
+    eprintln!(
+        "glimpse: {} on {} in {}, memory estimate {}",
+        info.family,
+        info.device,
+        info.dtype,
+        info.memory_estimate.summary()
+    );
+    let mut kv_switch = serde_json::Value::Null;
     let sampling = SamplingOverrides {
         temperature: args.temperature,
         top_p: args.top_p,
@@ -170,6 +200,24 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
                 images = serde_json::to_value(&facts)?;
             }
             Event::VisionDone { .. } => {}
+            Event::KvCacheConverted {
+                memory_fraction,
+                bytes_before,
+                bytes_after,
+                ..
+            } => {
+                eprintln!(
+                    "glimpse: device memory use reached {:.0} % — KV cache now INT8 ({} → {})",
+                    memory_fraction * 100.0,
+                    gib(bytes_before as u64),
+                    gib(bytes_after as u64)
+                );
+                kv_switch = json!({
+                    "memory_fraction": memory_fraction,
+                    "bytes_before": bytes_before,
+                    "bytes_after": bytes_after,
+                });
+            }
             Event::Token { text, .. } => {
                 if !args.json && !text.is_empty() {
                     let mut out = stdout.lock();
@@ -185,7 +233,6 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
                 timings,
             } => {
                 if args.json {
-                    let info = engine.info();
                     let obj = json!({
                         "prompt_tokens": prompt_ids,
                         "image_grid_thw": grids,
@@ -200,6 +247,12 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
                             "dtype": info.dtype,
                         },
                         "images": images,
+                        "memory_estimate": info.memory_estimate,
+                        "kv_cache": {
+                            "policy": policy_name(kv_cache),
+                            "format": engine.kv_cache_label(),
+                            "converted": kv_switch,
+                        },
                     });
                     println!("{}", serde_json::to_string(&obj)?);
                 } else {
@@ -214,6 +267,15 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
         }
     }
     bail!("the engine stopped without finishing the answer")
+}
+
+fn policy_name(p: KvCachePolicy) -> String {
+    match p {
+        KvCachePolicy::Auto { threshold } if threshold == DEFAULT_THRESHOLD => "auto".into(),
+        KvCachePolicy::Auto { threshold } => format!("auto ({:.0} %)", threshold * 100.0),
+        KvCachePolicy::Model => "f16".into(),
+        KvCachePolicy::Int8 => "int8".into(),
+    }
 }
 
 /// First Ctrl-C asks the engine to stop after the current token; a second one

@@ -24,6 +24,12 @@ pub enum Command {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
+    // CUDA numbers devices fastest first unless told otherwise; NVML, whose
+    // numbers the device choice and the GPU pane use, goes by PCI bus. Set
+    // before any thread starts and before CUDA is touched.
+    if std::env::var_os("CUDA_DEVICE_ORDER").is_none() {
+        std::env::set_var("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ask(args) => ask::run(args),

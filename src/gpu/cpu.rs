@@ -88,7 +88,8 @@ mod tests {
             cpu_model(x86).as_deref(),
             Some("AMD EPYC 7B13 64-Core Processor")
         );
-        let arm = "processor\t: 0\nBogoMIPS\t: 243.75\n\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n";
+        let arm =
+            "processor\t: 0\nBogoMIPS\t: 243.75\n\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n";
         assert_eq!(
             cpu_model(arm).as_deref(),
             Some("Raspberry Pi 5 Model B Rev 1.0")
@@ -98,7 +99,8 @@ mod tests {
 
     #[test]
     fn reads_kib_fields_in_bytes() {
-        let meminfo = "MemTotal:       24576000 kB\nMemFree:         1000 kB\nMemAvailable:   12288000 kB\n";
+        let meminfo =
+            "MemTotal:       24576000 kB\nMemFree:         1000 kB\nMemAvailable:   12288000 kB\n";
         assert_eq!(kib_field(meminfo, "MemTotal"), Some(24_576_000 * 1024));
         assert_eq!(kib_field(meminfo, "MemAvailable"), Some(12_288_000 * 1024));
         assert_eq!(kib_field(meminfo, "SwapTotal"), None);

@@ -75,9 +75,13 @@ impl GpuSample {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum GpuState {
-    Present { devices: Vec<GpuSample> },
+    Present {
+        devices: Vec<GpuSample>,
+    },
     /// No usable NVIDIA GPU, and why (no driver library, no device, ...).
-    Absent { reason: String },
+    Absent {
+        reason: String,
+    },
 }
 
 impl GpuState {

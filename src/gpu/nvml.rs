@@ -68,7 +68,10 @@ impl GpuMonitor for NvmlMonitor {
 fn read_device(index: u32, d: &Device, own_pid: u32) -> GpuSample {
     let memory = d.memory_info().ok();
     let mut processes: Vec<GpuProcess> = Vec::new();
-    let lists = [d.running_compute_processes(), d.running_graphics_processes()];
+    let lists = [
+        d.running_compute_processes(),
+        d.running_graphics_processes(),
+    ];
     for info in lists.into_iter().flatten().flatten() {
         if processes.iter().any(|p| p.pid == info.pid) {
             continue;

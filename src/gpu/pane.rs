@@ -173,7 +173,10 @@ fn rows<'a>(view: &'a GpuView, s: &PaneStyles) -> Vec<Row<'a>> {
             out.push(Row::Text(Line::styled("reading the devices…", s.dim)));
             return out;
         };
-        out.push(Row::Text(Line::styled(no_gpu_line(cpu.threads), s.highlight)));
+        out.push(Row::Text(Line::styled(
+            no_gpu_line(cpu.threads),
+            s.highlight,
+        )));
         if let Some(model) = &cpu.model {
             out.push(Row::Text(Line::styled(model.clone(), s.text)));
         }
@@ -205,7 +208,12 @@ fn rows<'a>(view: &'a GpuView, s: &PaneStyles) -> Vec<Row<'a>> {
         let in_use = view.in_use == Some(d.index);
         let head_style = if in_use { s.highlight } else { s.title };
         let mut head = vec![Span::styled(
-            format!("{} GPU {} {}", if in_use { "▶" } else { " " }, d.index, d.name),
+            format!(
+                "{} GPU {} {}",
+                if in_use { "▶" } else { " " },
+                d.index,
+                d.name
+            ),
             head_style,
         )];
         if in_use {

@@ -59,11 +59,7 @@ impl History {
 
     /// One value per sample for the GPU with NVML index `index` (samples where it
     /// was missing or the value unknown are skipped), oldest first.
-    pub fn series(
-        &self,
-        index: u32,
-        value: impl Fn(&super::GpuSample) -> Option<u64>,
-    ) -> Vec<u64> {
+    pub fn series(&self, index: u32, value: impl Fn(&super::GpuSample) -> Option<u64>) -> Vec<u64> {
         self.samples
             .iter()
             .filter_map(|s| s.gpus.device(index).and_then(&value))
@@ -241,7 +237,10 @@ mod tests {
         h.push(sample(2, present(vec![h100(1, 60.0, 95)])));
         assert_eq!(h.series(1, |d| d.utilization_pct.map(u64::from)), [90, 95]);
         assert_eq!(h.series(0, |d| d.utilization_pct.map(u64::from)), [5]);
-        assert_eq!(h.series(7, |d| d.utilization_pct.map(u64::from)), [] as [u64; 0]);
+        assert_eq!(
+            h.series(7, |d| d.utilization_pct.map(u64::from)),
+            [] as [u64; 0]
+        );
     }
 
     #[test]
@@ -260,11 +259,14 @@ mod tests {
         );
         // A generous guard against a hang, not a timing expectation.
         let guard = Duration::from_secs(60);
-        let got: Vec<(u64, Option<u32>)> = (0..6).map(|_| rx.recv_timeout(guard).unwrap()).collect();
+        let got: Vec<(u64, Option<u32>)> =
+            (0..6).map(|_| rx.recv_timeout(guard).unwrap()).collect();
         sampler.stop();
         assert_eq!(
             got,
-            (0..6u64).map(|i| (i, Some(10 * i as u32))).collect::<Vec<_>>()
+            (0..6u64)
+                .map(|i| (i, Some(10 * i as u32)))
+                .collect::<Vec<_>>()
         );
         // Nothing is posted after stop() returned.
         let after: Vec<_> = rx.try_iter().collect();
@@ -272,22 +274,25 @@ mod tests {
     }
 
     /// Counts live monitors so a test can see the thread let go of its own.
-    struct Tracked(Replay, Arc<()>);
+    struct Tracked {
+        replay: Replay,
+        _alive: Arc<()>,
+    }
     impl crate::gpu::GpuMonitor for Tracked {
         fn read(&mut self) -> GpuState {
-            self.0.read()
+            self.replay.read()
         }
     }
 
     #[test]
     fn the_first_sample_is_there_at_once_and_stop_ends_the_thread() {
         let alive = Arc::new(());
-        let monitor = Tracked(
-            Replay::new(vec![GpuState::Absent {
+        let monitor = Tracked {
+            replay: Replay::new(vec![GpuState::Absent {
                 reason: "the NVIDIA driver library (libnvidia-ml) is not installed".into(),
             }]),
-            alive.clone(),
-        );
+            _alive: alive.clone(),
+        };
         // An hour-long period: stop() must wake the thread, not wait it out.
         let sampler = Sampler::start(Box::new(monitor), Duration::from_secs(3600));
         let readings = sampler.readings();
@@ -297,7 +302,11 @@ mod tests {
         assert!(first.cpu.threads >= 1);
         assert_eq!(Arc::strong_count(&alive), 2);
         sampler.stop();
-        assert_eq!(Arc::strong_count(&alive), 1, "the sampler thread still runs");
+        assert_eq!(
+            Arc::strong_count(&alive),
+            1,
+            "the sampler thread still runs"
+        );
         assert_eq!(readings.history().len(), 1);
     }
 }

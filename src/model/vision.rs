@@ -5,6 +5,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, RmsNorm, VarBuilder};
 
+use super::attention::{attention, Visibility, MAX_SCORES};
 use super::config::{Family, VisionAct, VisionConfig};
 use super::rope::{vision_tables, RopeTables};
 use super::rope_index::Grid;
@@ -169,10 +170,14 @@ impl Block {
             let qs = q.narrow(2, start, len)?;
             let ks = k.narrow(2, start, len)?;
             let vs = v.narrow(2, start, len)?;
-            let att = (qs.matmul(&ks.t()?)? * scale)?;
-            let att =
-                candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
-            outs.push(att.matmul(&vs)?);
+            outs.push(attention(
+                &qs,
+                &ks,
+                &vs,
+                scale,
+                Visibility::All,
+                MAX_SCORES,
+            )?);
         }
         let out = Tensor::cat(&outs, 2)?; // (1, heads, N, head_dim)
         let out = out.squeeze(0)?.transpose(0, 1)?.reshape((n, d))?;

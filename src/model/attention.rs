@@ -1,0 +1,159 @@
+//! Scaled dot-product attention for the decoder and the vision towers, run in
+//! blocks of query rows so that the score matrix of a long prompt or a large
+//! image stays within a fixed budget. Rows of a softmax are independent, so
+//! the blocks compute exactly what one pass over all rows would.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+/// Most score elements (batch × heads × query rows × keys) held at once:
+/// 64 Mi, i.e. 256 MiB in f32 plus the same count in the model dtype.
+pub const MAX_SCORES: usize = 1 << 26;
+
+/// Which keys each query may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Every key (vision attention within one image or window).
+    All,
+    /// Decoder: the `past` cached keys and the chunk's keys up to the query itself.
+    Causal { past: usize },
+}
+
+/// `softmax(q kᵀ · scale + mask) v` for `q` `(b, heads, L, d)` and `k`, `v`
+/// `(b, heads, T, d)`; the softmax runs in f32 and the result is in `v`'s dtype.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    visibility: Visibility,
+    max_scores: usize,
+) -> Result<Tensor> {
+    let (b, heads, l, _) = q.dims4()?;
+    let t = k.dim(2)?;
+    let rows = (max_scores / (b * heads * t).max(1)).max(1);
+    if rows >= l {
+        return block(q, k, v, scale, visibility, 0, l);
+    }
+    let mut outs = Vec::with_capacity(l.div_ceil(rows));
+    for start in (0..l).step_by(rows) {
+        let n = rows.min(l - start);
+        outs.push(block(
+            &q.narrow(2, start, n)?,
+            k,
+            v,
+            scale,
+            visibility,
+            start,
+            l,
+        )?);
+    }
+    Tensor::cat(&outs, 2)
+}
+
+/// Query rows `first..first + n` of a chunk of `l` queries.
+fn block(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    visibility: Visibility,
+    first: usize,
+    l: usize,
+) -> Result<Tensor> {
+    let n = q.dim(2)?;
+    let mut att = (q.matmul(&k.t()?)? * scale)?;
+    if let Visibility::Causal { past } = visibility {
+        if l > 1 {
+            let mask = causal_mask(first, n, past, l, att.dtype(), att.device())?;
+            att = att.broadcast_add(&mask)?;
+        }
+    }
+    let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+    att.matmul(v)
+}
+
+/// Additive mask `(n, past + l)` for query rows `first..first + n` of a chunk of
+/// `l` new positions: a query sees everything cached and the chunk up to itself.
+fn causal_mask(
+    first: usize,
+    n: usize,
+    past: usize,
+    l: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let total = past + l;
+    let data: Vec<f32> = (first..first + n)
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(data, (n, total), device)?.to_dtype(dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
+        // A small deterministic generator: the values only need to be varied.
+        let n = shape.0 * shape.1 * shape.2 * shape.3;
+        let mut x = seed;
+        let data: Vec<f32> = (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn blocks_of_rows_give_the_same_result_as_one_pass() {
+        let q = random((1, 3, 10, 8), 1);
+        let k = random((1, 3, 14, 8), 2);
+        let v = random((1, 3, 14, 8), 3);
+        for vis in [Visibility::All, Visibility::Causal { past: 4 }] {
+            let whole = attention(&q, &k, &v, 0.35, vis, usize::MAX).unwrap();
+            // 3 heads × 14 keys × 3 rows per block: blocks of 3, 3, 3 and 1 rows.
+            let blocked = attention(&q, &k, &v, 0.35, vis, 3 * 14 * 3).unwrap();
+            assert_eq!(blocked.dims(), [1, 3, 10, 8]);
+            let d = max_abs_diff(&whole, &blocked);
+            assert!(d < 1e-6, "{vis:?}: blocks differ by {d}");
+        }
+    }
+
+    #[test]
+    fn a_causal_query_ignores_later_keys() {
+        // Two new positions after 2 cached ones: the first new query must not
+        // see the last key, so changing that key's value leaves its row alone.
+        let q = random((1, 1, 2, 4), 5);
+        let k = random((1, 1, 4, 4), 6);
+        let v = random((1, 1, 4, 4), 7);
+        let v2 = v
+            .slice_assign(
+                &[0..1, 0..1, 3..4, 0..4],
+                &Tensor::ones((1, 1, 1, 4), DType::F32, &Device::Cpu).unwrap(),
+            )
+            .unwrap();
+        let causal = Visibility::Causal { past: 2 };
+        let a = attention(&q, &k, &v, 0.5, causal, 2).unwrap();
+        let b = attention(&q, &k, &v2, 0.5, causal, 2).unwrap();
+        let row = |t: &Tensor, i| t.narrow(2, i, 1).unwrap();
+        assert_eq!(max_abs_diff(&row(&a, 0), &row(&b, 0)), 0.0);
+        assert!(max_abs_diff(&row(&a, 1), &row(&b, 1)) > 0.0);
+    }
+}
