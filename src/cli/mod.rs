@@ -1,6 +1,7 @@
 //! Command-line front doors wiring the layers together.
 
 pub mod ask;
+pub mod devices;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Ask one question (or continue a conversation file) and print the answer.
     Ask(ask::AskArgs),
+    /// Show the GPUs (or the CPU) as glimpse sees them: the GPU pane, or JSON samples.
+    Devices(devices::DevicesArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -33,6 +36,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ask(args) => ask::run(args),
+        Command::Devices(args) => devices::run(args),
     };
     match result {
         Ok(code) => code,

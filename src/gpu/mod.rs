@@ -118,9 +118,13 @@ pub fn no_gpu_line(threads: usize) -> String {
     format!("no NVIDIA GPU found — running on CPU ({threads} threads)")
 }
 
-/// `12.3 GiB`.
+/// `12.3 GiB`, or `456 MiB` under a GiB.
 pub fn gib(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / GIB)
+    if (bytes as f64) < GIB {
+        format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+    } else {
+        format!("{:.1} GiB", bytes as f64 / GIB)
+    }
 }
 
 pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;

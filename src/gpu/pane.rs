@@ -110,6 +110,32 @@ impl Default for PaneStyles {
     }
 }
 
+/// Rows the pane needs to show everything in `view`, borders included.
+pub fn pane_height(view: &GpuView) -> u16 {
+    let styles = PaneStyles::default();
+    (rows(view, &styles).len() + usize::from(footer(view, &styles).is_some()) + 2) as u16
+}
+
+/// The pane as plain text lines (for `glimpse devices` and logs).
+pub fn pane_text(view: &GpuView, width: u16) -> Vec<String> {
+    let area = Rect::new(0, 0, width, pane_height(view));
+    let mut buf = Buffer::empty(area);
+    GpuPane {
+        view,
+        styles: &PaneStyles::default(),
+    }
+    .render(area, &mut buf);
+    (area.top()..area.bottom())
+        .map(|y| {
+            (area.left()..area.right())
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
 /// Draws the pane into `area` of the frame.
 pub fn draw_gpu_pane(frame: &mut Frame, area: Rect, view: &GpuView, styles: &PaneStyles) {
     frame.render_widget(GpuPane { view, styles }, area);
@@ -350,6 +376,18 @@ mod tests {
     use super::*;
     use crate::gpu::replay::{h100, present};
     use crate::gpu::{GpuProcess, GpuState, Sample};
+
+    #[test]
+    fn the_text_form_is_as_tall_as_its_content() {
+        let h = history_of(vec![GpuState::Absent {
+            reason: "no driver".into(),
+        }]);
+        let view = GpuView::from_history(&h, None, None, None);
+        let lines = pane_text(&view, 60);
+        assert_eq!(lines.len(), 7);
+        assert!(lines[1].contains("running on CPU (16 threads)"));
+        assert!(lines[5].contains("(no driver)"));
+    }
 
     fn render(view: &GpuView, width: u16, height: u16) -> Vec<String> {
         let area = Rect::new(0, 0, width, height);
