@@ -325,7 +325,7 @@ mod tests {
         assert_eq!(e.total_bytes, 8_076_012_032); // 7.52 GiB
         assert!(e
             .summary()
-            .starts_with("7.5 GiB (weights 4.1 GiB, KV cache 0.9 GiB for 32768 tokens"));
+            .starts_with("7.5 GiB (weights 4.1 GiB, KV cache 896 MiB for 32768 tokens"));
     }
 
     #[test]
