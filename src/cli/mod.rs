@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Ask one question (or continue a conversation file) and print the answer.
-    Ask(ask::AskArgs),
+    Ask(Box<ask::AskArgs>),
     /// Show the GPUs (or the CPU) as glimpse sees them: the GPU pane, or JSON samples.
     Devices(devices::DevicesArgs),
 }
@@ -35,7 +35,7 @@ pub fn main() -> i32 {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Ask(args) => ask::run(args),
+        Command::Ask(args) => ask::run(*args),
         Command::Devices(args) => devices::run(args),
     };
     match result {

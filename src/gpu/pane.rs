@@ -348,7 +348,7 @@ fn bar(ratio: f64, width: u16) -> String {
     let full = eighths / 8;
     let mut out = "█".repeat(full);
     out.push_str(EIGHTHS[eighths % 8]);
-    let used = full + usize::from(eighths % 8 > 0);
+    let used = full + usize::from(!eighths.is_multiple_of(8));
     out.push_str(&" ".repeat(usize::from(width).saturating_sub(used)));
     out
 }

@@ -151,12 +151,8 @@ impl Sampler {
             .name("glimpse-gpu-sampler".into())
             .spawn(move || {
                 on_sample(&first);
-                loop {
-                    match stopped.recv_timeout(period) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        // A stop request, or the Sampler is gone.
-                        _ => break,
-                    }
+                // Ends on a stop request, or when the Sampler is gone.
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
                     let s = ticker.tick();
                     shared.push(s.clone());
                     on_sample(&s);
