@@ -2,9 +2,9 @@
 //! processor's name, system memory and this process's own resident memory.
 //! Read from /proc on Linux; elsewhere only the thread count is known.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CpuFacts {
     pub threads: usize,
     pub model: Option<String>,

@@ -9,14 +9,14 @@ pub mod nvml;
 pub mod pane;
 pub mod sampler;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use cpu::CpuFacts;
 pub use nvml::NvmlMonitor;
 pub use sampler::{History, Readings, Sampler};
 
 /// One process holding memory on a GPU.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuProcess {
     pub pid: u32,
     /// From the process table; `None` when the process is not visible here
@@ -30,7 +30,7 @@ pub struct GpuProcess {
 
 /// One GPU at one moment. Every reading the driver may refuse is optional, so
 /// one unsupported counter never hides the others.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuSample {
     /// NVML's index (PCI bus order).
     pub index: u32,
@@ -72,7 +72,7 @@ impl GpuSample {
 }
 
 /// What the GPU side of one sample found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum GpuState {
     Present {
@@ -105,7 +105,7 @@ pub trait GpuMonitor: Send {
 }
 
 /// Everything observed at one tick of the sampler.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// Tick number since the sampler started.
     pub seq: u64,

@@ -206,6 +206,27 @@ mod tests {
     }
 
     #[test]
+    fn samples_round_trip_through_json_for_recording() {
+        let mut busy = h100(0, 40.0, 70);
+        busy.processes.push(crate::gpu::GpuProcess {
+            pid: 7,
+            name: Some("glimpse".into()),
+            memory_bytes: None,
+            is_self: true,
+        });
+        for gpus in [
+            present(vec![busy]),
+            GpuState::Absent {
+                reason: "no driver".into(),
+            },
+        ] {
+            let s = sample(3, gpus);
+            let text = serde_json::to_string(&s).unwrap();
+            assert_eq!(serde_json::from_str::<Sample>(&text).unwrap(), s);
+        }
+    }
+
+    #[test]
     fn history_keeps_only_the_last_minute() {
         let mut h = History::new(HISTORY_LEN);
         for seq in 0..70 {
