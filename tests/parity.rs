@@ -117,6 +117,24 @@ fn vision_tower_outputs_match_transformers() {
 }
 
 #[test]
+fn vision_attention_in_small_row_blocks_gives_the_same_features() {
+    let r = Reference::by_name("qwen2_vl__system_prompt");
+    let mut p = prepare(&r);
+    // A few query rows per block instead of whole images.
+    p.model.set_vision_attention_block(2 * 7 * 240);
+    let out = p
+        .model
+        .encode_images(&p.pixel_values().unwrap(), &p.grids())
+        .unwrap();
+    check_stats(
+        "blocked image_embeds",
+        &out.embeds,
+        &r.json["image_embeds"],
+        1e-4,
+    );
+}
+
+#[test]
 fn first_step_logits_match_transformers() {
     for r in Reference::all() {
         let p = prepare(&r);

@@ -10,13 +10,16 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 
+use super::grounding;
 use crate::conversation::{Content, Conversation, Message, Part, Role};
 use crate::engine::kv_policy::{parse_threshold, DEFAULT_THRESHOLD};
 use crate::engine::{
-    ContextPolicy, DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason,
-    KvCachePolicy, Request, SamplingOverrides,
+    check_model_dir, describe_images, ContextPolicy, DeviceChoice, DtypeChoice, Engine,
+    EngineOptions, Event, FinishReason, KvCachePolicy, Request, SamplingOverrides,
 };
 use crate::gpu::{gib, NvmlMonitor, Sampler};
+use crate::model::ModelConfig;
+use crate::processor::grounding::Grounding;
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 
 #[derive(Debug, Args)]
@@ -78,6 +81,22 @@ pub struct AskArgs {
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
+    /// Draw the boxes and points of the answer over a copy of the image and
+    /// write it to OUT (.png or .jpg).
+    #[arg(long, value_name = "OUT")]
+    pub annotate: Option<PathBuf>,
+    /// Ask the model to find THING and answer with boxes, phrased the way the
+    /// model's family expects (instead of --prompt).
+    #[arg(long, value_name = "THING", conflicts_with = "prompt")]
+    pub locate: Option<String>,
+    /// Do not run the model: take the last (assistant) message of
+    /// --conversation as the answer, to list or draw its boxes again.
+    #[arg(
+        long,
+        requires = "conversation",
+        conflicts_with_all = ["prompt", "images", "locate"]
+    )]
+    pub replay: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -133,24 +152,64 @@ pub fn build_conversation(args: &AskArgs) -> anyhow::Result<Conversation> {
     Ok(conv)
 }
 
-pub fn run(args: AskArgs) -> anyhow::Result<i32> {
-    let conversation = build_conversation(&args)?;
-    let kv_cache = match (args.kv_cache, args.kv_threshold) {
+/// `--kv-cache` with `--kv-threshold` folded in.
+fn kv_policy(args: &AskArgs) -> anyhow::Result<KvCachePolicy> {
+    Ok(match (args.kv_cache, args.kv_threshold) {
         (KvCachePolicy::Auto { .. }, Some(threshold)) => KvCachePolicy::Auto { threshold },
         (_, Some(_)) => bail!("--kv-threshold only applies to --kv-cache auto"),
         (policy, None) => policy,
-    };
-    // Device readings for the device choice and the KV-cache policy.
-    let sampler = Sampler::start(Box::new(NvmlMonitor::open()), crate::gpu::sampler::PERIOD);
-    let options = EngineOptions {
+    })
+}
+
+fn engine_options(args: &AskArgs) -> EngineOptions {
+    EngineOptions {
         model_dir: args.model.clone(),
         device: args.device,
         dtype: args.dtype,
         long_edge_cap: args.long_edge_cap.0,
         max_context: args.max_context,
         alpha: args.alpha,
+        kv_cache: args.kv_cache,
+        readings: None,
+    }
+}
+
+/// `--locate THING` becomes the question, in the model family's phrasing
+/// (read from `config.json`, before the weights load).
+fn apply_locate(args: &mut AskArgs) -> anyhow::Result<()> {
+    let Some(thing) = &args.locate else {
+        return Ok(());
+    };
+    check_model_dir(&args.model)?;
+    let config = ModelConfig::from_model_dir(&args.model)
+        .with_context(|| format!("reading the model in {}", args.model.display()))?;
+    let family = grounding::family_of(config.family.model_type())?;
+    let question = family
+        .locate_prompt(thing)
+        .context("--locate needs a description of what to find, e.g. --locate \"red car\"")?;
+    args.prompt = Some(question);
+    Ok(())
+}
+
+pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
+    if args.replay {
+        return replay(args);
+    }
+    apply_locate(&mut args)?;
+    let conversation = build_conversation(&args)?;
+    if args.locate.is_some() && conversation.images().is_empty() {
+        bail!("--locate needs an image to look in; add one with --image");
+    }
+    if let Some(out) = &args.annotate {
+        grounding::check_annotate_target(out, &conversation)?;
+    }
+    let kv_cache = kv_policy(&args)?;
+    // Device readings for the device choice and the KV-cache policy.
+    let sampler = Sampler::start(Box::new(NvmlMonitor::open()), crate::gpu::sampler::PERIOD);
+    let options = EngineOptions {
         kv_cache,
         readings: Some(sampler.readings()),
+        ..engine_options(&args)
     };
     let engine = Engine::load(options)
         .with_context(|| format!("loading the model from {}", args.model.display()))?;
@@ -173,13 +232,14 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
         repetition_penalty: args.repetition_penalty,
         max_new_tokens: args.max_tokens,
         seed: args.seed,
+        ignore_eos: false,
     };
 
     let cancel = Arc::new(AtomicBool::new(false));
     install_ctrl_c(cancel.clone());
     let (reply, events) = mpsc::channel();
     engine.submit(Request {
-        conversation,
+        conversation: conversation.clone(),
         sampling,
         reply,
         cancel,
@@ -189,15 +249,19 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
     let mut prompt_ids = Vec::new();
     let mut grids = Vec::new();
     let mut images = serde_json::Value::Null;
+    let mut facts = Vec::new();
     let stdout = std::io::stdout();
     for event in events {
         match event {
             Event::Prompt {
-                ids, images: facts, ..
+                ids,
+                images: prompt_images,
+                ..
             } => {
                 prompt_ids = ids;
-                grids = facts.iter().map(|f| f.grid_thw).collect();
-                images = serde_json::to_value(&facts)?;
+                grids = prompt_images.iter().map(|f| f.grid_thw).collect();
+                images = serde_json::to_value(&prompt_images)?;
+                facts = prompt_images;
             }
             Event::VisionDone { .. } => {}
             Event::KvCacheConverted {
@@ -232,8 +296,31 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
                 text,
                 timings,
             } => {
+                let info = engine.info();
+                let found = match grounding::family_of(&info.model_type) {
+                    Ok(family) => grounding::ground(
+                        &text,
+                        family,
+                        &facts,
+                        args.long_edge_cap.0.as_ref(),
+                        &conversation,
+                    ),
+                    Err(e) => Grounding {
+                        detections: Vec::new(),
+                        warnings: vec![e.to_string()],
+                    },
+                };
+                if !args.json {
+                    println!();
+                }
+                let annotated = match &args.annotate {
+                    Some(out) => {
+                        grounding::write_annotations(out, &conversation, &found, args.alpha)?
+                    }
+                    None => Vec::new(),
+                };
                 if args.json {
-                    let obj = json!({
+                    let mut obj = json!({
                         "prompt_tokens": prompt_ids,
                         "image_grid_thw": grids,
                         "tokens": tokens,
@@ -247,6 +334,8 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
                             "dtype": info.dtype,
                         },
                         "images": images,
+                        "detections": grounding::detections_json(&found),
+                        "detection_warnings": found.warnings,
                         "memory_estimate": info.memory_estimate,
                         "kv_cache": {
                             "policy": policy_name(kv_cache),
@@ -254,9 +343,12 @@ pub fn run(args: AskArgs) -> anyhow::Result<i32> {
                             "converted": kv_switch,
                         },
                     });
+                    if args.annotate.is_some() {
+                        obj["annotated"] = json!(annotated);
+                    }
                     println!("{}", serde_json::to_string(&obj)?);
-                } else {
-                    println!();
+                } else if args.annotate.is_some() || args.locate.is_some() {
+                    report(&found, &conversation, &annotated);
                 }
                 return Ok(if finish_reason == FinishReason::Cancelled {
                     130
@@ -275,6 +367,74 @@ fn policy_name(p: KvCachePolicy) -> String {
         KvCachePolicy::Auto { threshold } => format!("auto ({:.0} %)", threshold * 100.0),
         KvCachePolicy::Model => "f16".into(),
         KvCachePolicy::Int8 => "int8".into(),
+    }
+}
+
+/// `--replay`: the conversation's last message is the answer; its boxes are
+/// placed with the image sizes the engine would use, without loading the
+/// model.
+fn replay(args: AskArgs) -> anyhow::Result<i32> {
+    let conversation = build_conversation(&args)?;
+    let answer = match conversation.messages.last() {
+        Some(m) if m.role == Role::Assistant => m.joined_text(),
+        _ => bail!(
+            "--replay takes the answer from the conversation's last message, \
+             but that is not an assistant message; end the file with the answer to replay"
+        ),
+    };
+    if let Some(out) = &args.annotate {
+        grounding::check_annotate_target(out, &conversation)?;
+    }
+    let paths: Vec<PathBuf> = conversation
+        .images()
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    let (model_type, facts) = describe_images(&engine_options(&args), &paths)?;
+    let family = grounding::family_of(&model_type)?;
+    let found = grounding::ground(
+        &answer,
+        family,
+        &facts,
+        args.long_edge_cap.0.as_ref(),
+        &conversation,
+    );
+    let annotated = match &args.annotate {
+        Some(out) => grounding::write_annotations(out, &conversation, &found, args.alpha)?,
+        None => Vec::new(),
+    };
+    if args.json {
+        let mut obj = json!({
+            "replayed": true,
+            "text": answer,
+            "model": {"dir": args.model, "model_type": model_type},
+            "images": facts,
+            "detections": grounding::detections_json(&found),
+            "detection_warnings": found.warnings,
+        });
+        if args.annotate.is_some() {
+            obj["annotated"] = json!(annotated);
+        }
+        println!("{}", serde_json::to_string(&obj)?);
+    } else {
+        println!("{answer}");
+        report(&found, &conversation, &annotated);
+    }
+    Ok(0)
+}
+
+/// The detections, warnings and written files, on stderr.
+fn report(found: &Grounding, conversation: &Conversation, annotated: &[PathBuf]) {
+    let paths = conversation.images();
+    let mut err = std::io::stderr().lock();
+    if found.detections.is_empty() {
+        let _ = writeln!(err, "no boxes or points in the answer");
+    }
+    for line in grounding::summary(found, &paths) {
+        let _ = writeln!(err, "{line}");
+    }
+    for path in annotated {
+        let _ = writeln!(err, "wrote {}", path.display());
     }
 }
 

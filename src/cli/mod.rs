@@ -1,7 +1,9 @@
 //! Command-line front doors wiring the layers together.
 
 pub mod ask;
+pub mod bench;
 pub mod devices;
+pub mod grounding;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Ask one question (or continue a conversation file) and print the answer.
     Ask(Box<ask::AskArgs>),
+    /// Measure vision, prefill, first-token and decode speed on one image.
+    Bench(bench::BenchArgs),
     /// Show the GPUs (or the CPU) as glimpse sees them: the GPU pane, or JSON samples.
     Devices(devices::DevicesArgs),
 }
@@ -36,6 +40,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ask(args) => ask::run(*args),
+        Command::Bench(args) => bench::run(args),
         Command::Devices(args) => devices::run(args),
     };
     match result {

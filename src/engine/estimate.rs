@@ -7,7 +7,8 @@
 //!   byte per value plus a 4-byte scale per token and head);
 //! - vision: the tower's peak activations for the largest image allowed;
 //! - prefill: the decoder's peak activations when the whole context is one
-//!   prompt (attention runs in blocks of at most [`MAX_SCORES`] scores);
+//!   prompt (attention runs in blocks of at most [`MAX_SCORES`] scores, the
+//!   vision tower's in blocks of [`ATTENTION_BLOCK_ELEMENTS`]);
 //! - runtime: the CUDA context and libraries (nothing on the CPU).
 //!
 //! The vision and prefill peaks never coexist (image features are computed
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 use crate::model::attention::MAX_SCORES;
 use crate::model::kv_cache::{bytes_per_position, KvFormat};
+use crate::model::vision::ATTENTION_BLOCK_ELEMENTS;
 use crate::model::{Family, ModelConfig, ModelError};
 use crate::processor::image::LongEdgeCap;
 use crate::processor::resize::smart_resize;
@@ -138,9 +140,9 @@ pub fn estimate(i: &EstimateInputs) -> MemoryEstimate {
 /// Bytes of one block of attention scores over `keys` keys: the products and
 /// their scaled copy in the model dtype, the f32 copy and its softmax, and the
 /// softmax back in the model dtype.
-fn score_block_bytes(heads: u64, queries: u64, keys: u64, b: u64) -> u64 {
+fn score_block_bytes(heads: u64, queries: u64, keys: u64, b: u64, budget: usize) -> u64 {
     let per_row = heads * keys;
-    let rows = (MAX_SCORES as u64 / per_row.max(1)).clamp(1, queries.max(1));
+    let rows = (budget as u64 / per_row.max(1)).clamp(1, queries.max(1));
     rows * per_row * (3 * b + 2 * 4)
 }
 
@@ -155,7 +157,7 @@ fn vision_peak(cfg: &ModelConfig, n: u64, b: u64) -> u64 {
     // back in the dtype, contiguous v, per-block outputs and their
     // concatenation, the projection.
     let attention = n * d * (b + 3 * b + 2 * (4 + 4 + b) + b + 2 * b + b)
-        + score_block_bytes(v.num_heads as u64, n, n, b);
+        + score_block_bytes(v.num_heads as u64, n, n, b, ATTENTION_BLOCK_ELEMENTS);
     // MLP: norm, the wide layer(s) and the activation's temporaries, output.
     let wide = match cfg.family {
         Family::Qwen25Vl => 4,
@@ -180,17 +182,12 @@ fn prefill_peak(cfg: &ModelConfig, n: u64, b: u64) -> u64 {
     // stream, its norm and the layer output; rotary tables; the last logits.
     let resident = 4 * n * h * b + 2 * n * hd * b + t.vocab_size as u64 * 4;
     // q, k, v projected and made contiguous after the transpose and rotation;
-    // the layer's cache concatenation; keys and values repeated for every
-    // query head (grouped-query attention), the scores and the output.
+    // the layer's cache concatenation; the scores and the output (query heads
+    // share their kv head's keys and values: nothing is repeated).
     let qkv = 2 * n * (heads + 2 * kv_heads) * hd * b;
     let cat = 2 * n * kv_heads * hd * b;
-    let repeated = if heads == kv_heads {
-        0
-    } else {
-        2 * n * heads * hd * b
-    };
     let attention =
-        qkv + cat + repeated + score_block_bytes(heads, n, n, b) + 2 * n * heads * hd * b;
+        qkv + cat + score_block_bytes(heads, n, n, b, MAX_SCORES) + 2 * n * heads * hd * b;
     let mlp = 3 * n * t.intermediate_size as u64 * b;
     resident + attention.max(mlp)
 }
@@ -310,11 +307,8 @@ mod tests {
         // attention.
         let t = 32_768u64;
         let resident = t * (4 * 1536 * 2 + 2 * 128 * 2) + 151_936 * 4;
-        let attention = t * 2 * 16 * 128 * 2
-            + t * 2 * 2 * 128 * 2
-            + t * 2 * 12 * 128 * 2
-            + 170 * 12 * t * 14
-            + t * 2 * 12 * 128 * 2;
+        let attention =
+            t * 2 * 16 * 128 * 2 + t * 2 * 2 * 128 * 2 + 170 * 12 * t * 14 + t * 2 * 12 * 128 * 2;
         let mlp = t * 3 * 8960 * 2;
         assert!(mlp > attention);
         assert_eq!(e.prefill_bytes, resident + mlp);
@@ -395,18 +389,15 @@ mod tests {
             + (n / 4) * 2560 * 2 * 4;
         assert_eq!(e.vision_bytes, vision);
         // Prefill: with 32 query heads over 8 kv heads, attention (q/k/v, the
-        // cache concatenation, repeated k/v, 64-row score blocks, the output)
+        // cache concatenation, 64-row score blocks, the output)
         // beats the MLP.
         let t = 32_768u64;
         let resident = t * (4 * 2560 * 2 + 2 * 128 * 2) + 151_936 * 4;
-        let attention = t * 2 * 48 * 128 * 2
-            + t * 2 * 8 * 128 * 2
-            + t * 2 * 32 * 128 * 2
-            + 64 * 32 * t * 14
-            + t * 2 * 32 * 128 * 2;
+        let attention =
+            t * 2 * 48 * 128 * 2 + t * 2 * 8 * 128 * 2 + 64 * 32 * t * 14 + t * 2 * 32 * 128 * 2;
         assert!(attention > t * 3 * 9728 * 2);
         assert_eq!(e.prefill_bytes, resident + attention);
-        assert_eq!(e.total_bytes, 17_885_604_352); // 16.66 GiB
+        assert_eq!(e.total_bytes, 17_348_733_440); // 16.16 GiB
         assert!(e.total_bytes > 16 * GIB && e.total_bytes < 17 * GIB);
 
         // INT8 keys and values: 128 one-byte values plus a 4-byte scale per

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::conversation::Conversation;
 use crate::gpu::Readings;
 use crate::model::kv_cache::KvFormat;
+use crate::processor::grounding::ImageGeometry;
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 
 pub use device::{DeviceChoice, DtypeChoice};
@@ -145,6 +146,16 @@ pub struct ImageFacts {
     pub tokens: usize,
 }
 
+impl ImageFacts {
+    /// How this image was resized on its way to the model, given the long-edge
+    /// cap that was in force, for placing the model's boxes on the original.
+    pub fn geometry(&self, cap: Option<&LongEdgeCap>) -> ImageGeometry {
+        let [ow, oh] = self.original_size;
+        let [mw, mh] = self.model_size;
+        ImageGeometry::new((ow, oh), cap, (mw, mh))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The prompt is built: every input id after image expansion.
@@ -183,6 +194,8 @@ pub enum Event {
 
 enum Command {
     Generate(Request),
+    /// Forget the cached conversation, so the next request starts cold.
+    Reset,
     Shutdown,
 }
 
@@ -253,6 +266,13 @@ impl Engine {
             .map_err(|_| anyhow::anyhow!("the engine thread has stopped"))
     }
 
+    /// Drops the KV cache of the previous conversation.
+    pub fn reset(&self) -> anyhow::Result<()> {
+        self.tx
+            .send(Command::Reset)
+            .map_err(|_| anyhow::anyhow!("the engine thread has stopped"))
+    }
+
     /// Convenience: submit and return the event receiver and cancel flag.
     pub fn ask(
         &self,
@@ -285,6 +305,7 @@ fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
     while let Ok(cmd) = rx.recv() {
         match cmd {
             Command::Shutdown => break,
+            Command::Reset => worker.reset(),
             Command::Generate(req) => {
                 if req.cancel.load(Ordering::Relaxed) {
                     let _ = req.reply.send(Event::Done {
@@ -320,6 +341,17 @@ fn kv_format_from(code: u8) -> KvFormat {
     } else {
         KvFormat::Model
     }
+}
+
+/// What the engine would report about each image of a prompt (sizes, grid,
+/// token count), worked out from the model directory's config files without
+/// loading the model; with the model's `model_type`.
+pub fn describe_images(
+    options: &EngineOptions,
+    paths: &[PathBuf],
+) -> anyhow::Result<(String, Vec<ImageFacts>)> {
+    let (family, facts) = worker::describe_images(options, paths)?;
+    Ok((family.model_type().to_string(), facts))
 }
 
 /// Resolves the model directory argument, with a clear message when it is not one.

@@ -19,6 +19,9 @@ pub struct SamplingOverrides {
     pub repetition_penalty: Option<f32>,
     pub max_new_tokens: Option<usize>,
     pub seed: Option<u64>,
+    /// Keep generating through stop tokens (benchmarks force a token count).
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 /// Fully resolved settings used for one generation.

@@ -82,11 +82,7 @@ impl Worker {
         let config_probe = crate::model::ModelConfig::from_model_dir(dir)?;
         let tokenizer = TextTokenizer::from_model_dir(dir)?;
         let template = ChatTemplate::from_model_dir(dir)?;
-        let defaults = match config_probe.family {
-            Family::Qwen3Vl => VisionPreprocessConfig::qwen3_vl_defaults(),
-            Family::Qwen2Vl | Family::Qwen25Vl => VisionPreprocessConfig::qwen2_vl_defaults(),
-        };
-        let preprocess = VisionPreprocessConfig::from_model_dir(dir, defaults)?;
+        let preprocess = preprocess_config(dir, config_probe.family)?;
         let generation = GenerationDefaults::from_model_dir(dir, &config_probe.eos_token_ids)
             .map_err(anyhow::Error::msg)?;
         let model_limit = config_probe.text.max_position_embeddings;
@@ -350,7 +346,7 @@ impl Worker {
             }
             tokens.push(next);
             history.push(next);
-            if self.generation.eos_token_ids.contains(&next) {
+            if !req.sampling.ignore_eos && self.generation.eos_token_ids.contains(&next) {
                 finish = FinishReason::Stop;
                 break;
             }
@@ -423,6 +419,53 @@ fn observed_gpus(options: &EngineOptions) -> GpuState {
 /// Removes the oldest exchange after any system prompt: one user message and
 /// the replies up to the next user message. Never removes the last user
 /// message. Returns how many messages went.
+/// The model directory's image preprocessing settings, with the family's
+/// defaults for whatever `preprocessor_config.json` leaves out.
+fn preprocess_config(dir: &Path, family: Family) -> anyhow::Result<VisionPreprocessConfig> {
+    let defaults = match family {
+        Family::Qwen3Vl => VisionPreprocessConfig::qwen3_vl_defaults(),
+        Family::Qwen2Vl | Family::Qwen25Vl => VisionPreprocessConfig::qwen2_vl_defaults(),
+    };
+    Ok(VisionPreprocessConfig::from_model_dir(dir, defaults)?)
+}
+
+/// The facts [`Event::Prompt`] would report for these images, from the
+/// model directory's config files alone: no weights are loaded and no
+/// pixels are resized.
+pub fn describe_images(
+    options: &EngineOptions,
+    paths: &[PathBuf],
+) -> anyhow::Result<(Family, Vec<ImageFacts>)> {
+    let dir = &options.model_dir;
+    super::check_model_dir(dir)?;
+    let family = crate::model::ModelConfig::from_model_dir(dir)?.family;
+    let preprocess = preprocess_config(dir, family)?;
+    let mut facts = Vec::with_capacity(paths.len());
+    for path in paths {
+        // Only the size goes through the cap: the engine resizes the decoded
+        // original to exactly `capped_size`.
+        let decoded = load_image_with(path, None, options.alpha)?;
+        let (w, h) = decoded.rgb.dimensions();
+        let (cw, ch) = options
+            .long_edge_cap
+            .and_then(|c| c.capped_size(w, h))
+            .unwrap_or((w, h));
+        let (mw, mh) = preprocess
+            .model_input_size(cw, ch)
+            .with_context(|| format!("preparing {}", path.display()))?;
+        let (p, m) = (preprocess.patch_size, preprocess.merge_size);
+        let grid_thw = [1, mh as usize / p, mw as usize / p];
+        facts.push(ImageFacts {
+            path: path.clone(),
+            original_size: [w, h],
+            model_size: [mw, mh],
+            grid_thw,
+            tokens: grid_thw[1] * grid_thw[2] / (m * m).max(1),
+        });
+    }
+    Ok((family, facts))
+}
+
 fn drop_oldest_turn(conversation: &mut Conversation) -> usize {
     let msgs = &conversation.messages;
     let Some(first) = msgs.iter().position(|m| m.role != Role::System) else {

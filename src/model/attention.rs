@@ -19,7 +19,9 @@ pub enum Visibility {
 }
 
 /// `softmax(q kᵀ · scale + mask) v` for `q` `(b, heads, L, d)` and `k`, `v`
-/// `(b, heads, T, d)`; the softmax runs in f32 and the result is in `v`'s dtype.
+/// `(b, kv_heads, T, d)` (grouped-query attention when there are fewer kv
+/// heads); the softmax runs in f32 and the result, `(b, heads, L, d)`, is in
+/// `v`'s dtype.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -28,17 +30,20 @@ pub fn attention(
     visibility: Visibility,
     max_scores: usize,
 ) -> Result<Tensor> {
-    let (b, heads, l, _) = q.dims4()?;
-    let t = k.dim(2)?;
+    let (b, heads, l, d) = q.dims4()?;
+    let (kv_heads, t) = (k.dim(1)?, k.dim(2)?);
+    // No copy of the keys and values per query head: the query heads sharing
+    // a kv head are stacked along the rows of one product.
+    let q = q.reshape((b, kv_heads, heads / kv_heads, l, d))?;
     let rows = (max_scores / (b * heads * t).max(1)).max(1);
     if rows >= l {
-        return block(q, k, v, scale, visibility, 0, l);
+        return block(&q, k, v, scale, visibility, 0, l)?.reshape((b, heads, l, d));
     }
     let mut outs = Vec::with_capacity(l.div_ceil(rows));
     for start in (0..l).step_by(rows) {
         let n = rows.min(l - start);
         outs.push(block(
-            &q.narrow(2, start, n)?,
+            &q.narrow(3, start, n)?,
             k,
             v,
             scale,
@@ -47,10 +52,11 @@ pub fn attention(
             l,
         )?);
     }
-    Tensor::cat(&outs, 2)
+    Tensor::cat(&outs, 3)?.reshape((b, heads, l, d))
 }
 
-/// Query rows `first..first + n` of a chunk of `l` queries.
+/// Query rows `first..first + n` of a chunk of `l` queries, `q` being
+/// `(b, kv_heads, n_rep, n, d)`; the result has the same shape.
 fn block(
     q: &Tensor,
     k: &Tensor,
@@ -60,16 +66,21 @@ fn block(
     first: usize,
     l: usize,
 ) -> Result<Tensor> {
-    let n = q.dim(2)?;
+    let (b, kv_heads, n_rep, n, d) = q.dims5()?;
+    let t = k.dim(2)?;
+    let q = q.contiguous()?.reshape((b, kv_heads, n_rep * n, d))?;
     let mut att = (q.matmul(&k.t()?)? * scale)?;
     if let Visibility::Causal { past } = visibility {
         if l > 1 {
             let mask = causal_mask(first, n, past, l, att.dtype(), att.device())?;
-            att = att.broadcast_add(&mask)?;
+            att = att
+                .reshape((b, kv_heads, n_rep, n, t))?
+                .broadcast_add(&mask)?
+                .reshape((b, kv_heads, n_rep * n, t))?;
         }
     }
     let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
-    att.matmul(v)
+    att.matmul(v)?.reshape((b, kv_heads, n_rep, n, d))
 }
 
 /// Additive mask `(n, past + l)` for query rows `first..first + n` of a chunk of
@@ -137,6 +148,29 @@ mod tests {
             assert_eq!(blocked.dims(), [1, 3, 10, 8]);
             let d = max_abs_diff(&whole, &blocked);
             assert!(d < 1e-6, "{vis:?}: blocks differ by {d}");
+        }
+    }
+
+    #[test]
+    fn shared_kv_heads_give_what_repeated_ones_give() {
+        // 4 query heads over 2 kv heads: the same as repeating each kv head twice.
+        let q = random((1, 4, 6, 8), 11);
+        let k = random((1, 2, 9, 8), 12);
+        let v = random((1, 2, 9, 8), 13);
+        let repeat = |t: &Tensor| {
+            let (b, h, n, d) = t.dims4().unwrap();
+            t.unsqueeze(2)
+                .unwrap()
+                .expand((b, h, 2, n, d))
+                .unwrap()
+                .reshape((b, h * 2, n, d))
+                .unwrap()
+        };
+        let causal = Visibility::Causal { past: 3 };
+        for budget in [usize::MAX, 4 * 9 * 2] {
+            let shared = attention(&q, &k, &v, 0.3, causal, budget).unwrap();
+            let repeated = attention(&q, &repeat(&k), &repeat(&v), 0.3, causal, budget).unwrap();
+            assert!(max_abs_diff(&shared, &repeated) < 1e-6, "budget {budget}");
         }
     }
 

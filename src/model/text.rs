@@ -72,9 +72,6 @@ impl Attention {
         let k = candle_nn::rotary_emb::rope(&k, &rope.cos, &rope.sin)?;
         let (k, v) = cache.append(layer, &k, &v)?;
 
-        let n_rep = self.num_heads / self.num_kv_heads;
-        let k = candle_transformers::utils::repeat_kv(k, n_rep)?.contiguous()?;
-        let v = candle_transformers::utils::repeat_kv(v, n_rep)?.contiguous()?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let out = attention(&q, &k, &v, scale, Visibility::Causal { past }, MAX_SCORES)?;
         let out = out

@@ -5,7 +5,6 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, RmsNorm, VarBuilder};
 
-use super::attention::{attention, Visibility, MAX_SCORES};
 use super::config::{Family, VisionAct, VisionConfig};
 use super::rope::{vision_tables, RopeTables};
 use super::rope_index::Grid;
@@ -135,8 +134,9 @@ impl Block {
         h: &Tensor,
         rope: &RopeTables,
         segments: &[(usize, usize)],
+        block_elements: usize,
     ) -> Result<Tensor> {
-        let a = self.attention(&self.norm1.forward(h)?, rope, segments)?;
+        let a = self.attention(&self.norm1.forward(h)?, rope, segments, block_elements)?;
         let h = (h + a)?;
         let m = self.mlp.forward(&self.norm2.forward(&h)?)?;
         h + m
@@ -147,6 +147,7 @@ impl Block {
         x: &Tensor,
         rope: &RopeTables,
         segments: &[(usize, usize)],
+        block_elements: usize,
     ) -> Result<Tensor> {
         let (n, d) = x.dims2()?;
         let dtype = x.dtype();
@@ -167,17 +168,21 @@ impl Block {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let mut outs = Vec::with_capacity(segments.len());
         for &(start, len) in segments {
-            let qs = q.narrow(2, start, len)?;
             let ks = k.narrow(2, start, len)?;
             let vs = v.narrow(2, start, len)?;
-            outs.push(attention(
-                &qs,
-                &ks,
-                &vs,
-                scale,
-                Visibility::All,
-                MAX_SCORES,
-            )?);
+            // Queries go in row blocks so a large image never materialises its
+            // whole attention matrix (a 1920 px image has ~10k patches).
+            let rows = query_rows_per_block(block_elements, self.num_heads, len);
+            let mut q0 = 0;
+            while q0 < len {
+                let n = rows.min(len - q0);
+                let qs = q.narrow(2, start + q0, n)?;
+                let att = (qs.matmul(&ks.t()?)? * scale)?;
+                let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?
+                    .to_dtype(dtype)?;
+                outs.push(att.matmul(&vs)?);
+                q0 += n;
+            }
         }
         let out = Tensor::cat(&outs, 2)?; // (1, heads, N, head_dim)
         let out = out.squeeze(0)?.transpose(0, 1)?.reshape((n, d))?;
@@ -232,6 +237,9 @@ pub struct VisionTower {
     merger: Merger,
     deepstack_mergers: Vec<Merger>,
     pub(crate) full_attention_everywhere: bool,
+    /// Memory/speed trade-off of the per-image attention (see
+    /// [`ATTENTION_BLOCK_ELEMENTS`]).
+    pub(crate) attention_block_elements: usize,
 }
 
 impl VisionTower {
@@ -275,6 +283,7 @@ impl VisionTower {
             merger,
             deepstack_mergers,
             full_attention_everywhere: false,
+            attention_block_elements: ATTENTION_BLOCK_ELEMENTS,
         })
     }
 
@@ -332,7 +341,7 @@ impl VisionTower {
                 }
                 _ => &frames,
             };
-            h = block.forward(&h, &rope, segments)?;
+            h = block.forward(&h, &rope, segments, self.attention_block_elements)?;
             if let Some(k) = self
                 .cfg
                 .deepstack_visual_indexes
@@ -392,6 +401,13 @@ impl VisionTower {
         }
         sum.expect("four corners").to_dtype(self.dtype())
     }
+}
+
+/// Attention scores held at once per block of queries, in values.
+pub const ATTENTION_BLOCK_ELEMENTS: usize = 64 << 20;
+
+fn query_rows_per_block(budget: usize, heads: usize, keys: usize) -> usize {
+    (budget / (heads * keys).max(1)).max(1)
 }
 
 /// For each index along an axis of `n` patches: the two table rows it falls
@@ -456,6 +472,15 @@ fn permute_units(x: &Tensor, order: &[u32], unit: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_images_attend_in_row_blocks() {
+        // 1920×1080 at patch 14: ~10.5k patches, 16 heads.
+        let rows = query_rows_per_block(ATTENTION_BLOCK_ELEMENTS, 16, 10_488);
+        assert!(rows < 10_488 && rows * 16 * 10_488 <= ATTENTION_BLOCK_ELEMENTS);
+        assert_eq!(query_rows_per_block(1000, 2, 64), 7);
+        assert_eq!(query_rows_per_block(10, 2, 64), 1);
+    }
 
     #[test]
     fn bilinear_axis_matches_the_reference_example() {

@@ -1,7 +1,9 @@
 //! Everything between a person's input and tensors: image decoding, resizing,
-//! patchifying, the model's chat template, tokenizing and detokenizing.
+//! patchifying, the model's chat template, tokenizing and detokenizing, and
+//! on the way back, the boxes and points in the model's answers.
 
 pub mod detokenize;
+pub mod grounding;
 pub mod image;
 pub mod prompt;
 pub mod resize;

@@ -203,6 +203,23 @@ impl VisionPreprocessConfig {
         Ok(cfg)
     }
 
+    /// The `(width, height)` an image of the given size is resized to for the
+    /// model (`smart_resize` with this config's factor and pixel budget).
+    pub fn model_input_size(
+        &self,
+        width: u32,
+        height: u32,
+    ) -> Result<(u32, u32), VisionInputError> {
+        let (h, w) = smart_resize(
+            height,
+            width,
+            self.factor(),
+            self.min_pixels,
+            self.max_pixels,
+        )?;
+        Ok((w, h))
+    }
+
     fn validate(&self) -> Result<(), VisionInputError> {
         if self.patch_size == 0 || self.merge_size == 0 || self.temporal_patch_size == 0 {
             return Err(VisionInputError::InvalidConfig(format!(
@@ -304,7 +321,7 @@ pub fn preprocess_image(
 ) -> Result<PreprocessedImage, VisionInputError> {
     cfg.validate()?;
     let (in_w, in_h) = img.rgb.dimensions();
-    let (height, width) = smart_resize(in_h, in_w, cfg.factor(), cfg.min_pixels, cfg.max_pixels)?;
+    let (width, height) = cfg.model_input_size(in_w, in_h)?;
     let resized;
     let rgb = if (width, height) == (in_w, in_h) {
         &img.rgb

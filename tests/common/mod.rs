@@ -1,5 +1,6 @@
-//! Shared helpers for the parity tests: reading the recorded transformers
-//! outputs and running glimpse's own pipeline up to the same points.
+//! Shared helpers for the integration tests: reading the recorded
+//! transformers outputs, running glimpse's own pipeline up to the same
+//! points, and facts about the fixture images.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use serde_json::Value;
 use glimpse::conversation::Conversation;
 use glimpse::model::rope_index::rope_index;
 use glimpse::model::{Family, VlModel};
+use glimpse::processor::grounding::ImageGeometry;
 use glimpse::processor::image::{load_image_with, AlphaMode};
 use glimpse::processor::prompt::build_prompt_ids;
 use glimpse::processor::template::ChatTemplate;
@@ -20,6 +22,27 @@ use glimpse::processor::vision_input::{
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The bounds `[left, top, right, bottom]` (right and bottom exclusive) of
+/// the orange square in `images/scene_333x211.png`, read from its pixels.
+pub fn orange_square_in_scene() -> [u32; 4] {
+    let img = load_image_with(
+        &fixtures().join("images/scene_333x211.png"),
+        None,
+        AlphaMode::White,
+    )
+    .unwrap()
+    .rgb;
+    let (mut l, mut t, mut r, mut b) = (u32::MAX, u32::MAX, 0, 0);
+    for (x, y, p) in img.enumerate_pixels() {
+        let [red, green, blue] = p.0;
+        if red > 220 && green < 140 && blue < 60 {
+            (l, t, r, b) = (l.min(x), t.min(y), r.max(x + 1), b.max(y + 1));
+        }
+    }
+    assert!(l < r && t < b, "the scene has an orange square");
+    [l, t, r, b]
 }
 
 pub struct Reference {
@@ -229,4 +252,38 @@ pub fn check_stats(name: &str, t: &Tensor, stats: &Value, tol: f64) {
         (sum - want_sum).abs() <= tol * want_abs.max(1e-9),
         "{name}: sum {sum} vs {want_sum}"
     );
+}
+
+/// What a perfect model of each family would write for a box, given the
+/// box in original pixels: rounded to whole numbers in its own space.
+pub fn perfect_box_reply(model: &str, g: &ImageGeometry, [l, t, r, b]: [f64; 4]) -> String {
+    let (w, h) = (g.original.0 as f64, g.original.1 as f64);
+    let rel = |x: f64, side: f64| (x / side * 1000.0).round();
+    match model {
+        "qwen2_vl" => format!(
+            "<|object_ref_start|>orange square<|object_ref_end|><|box_start|>({},{}),({},{})<|box_end|>",
+            rel(l, w),
+            rel(t, h),
+            rel(r, w),
+            rel(b, h)
+        ),
+        "qwen2_5_vl" => {
+            let (x1, y1) = g.original_to_model(l, t);
+            let (x2, y2) = g.original_to_model(r, b);
+            format!(
+                "```json\n[{{\"bbox_2d\": [{}, {}, {}, {}], \"label\": \"orange square\"}}]\n```",
+                x1.round(),
+                y1.round(),
+                x2.round(),
+                y2.round()
+            )
+        }
+        _ => format!(
+            "```json\n[{{\"bbox_2d\": [{}, {}, {}, {}], \"label\": \"orange square\"}}]\n```",
+            rel(l, w),
+            rel(t, h),
+            rel(r, w),
+            rel(b, h)
+        ),
+    }
 }

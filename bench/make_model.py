@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Write a random-weight model directory of a known Qwen-VL configuration.
+
+Speed does not depend on weight values, so benchmarks run on real-size models
+with random weights: same shapes, same token counts, same kernels. The
+directory is complete (config, safetensors, tokenizer, chat template,
+preprocessor and generation configs) and loads in both glimpse and
+transformers.
+
+    python bench/make_model.py --config qwen2_vl_2b --tokenizer path/to/tokenizer.json --out /tmp/q2vl2b
+
+Needs torch and transformers (pinned in tests/fixtures/requirements.txt).
+"""
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import transformers
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE.parent / "tests" / "fixtures" / "templates"
+
+# Token ids of the real Qwen2 tokenizer.
+IDS = {
+    "bos_token_id": 151643,
+    "eos_token_id": 151645,
+    "pad_token_id": 151643,
+    "image_token_id": 151655,
+    "video_token_id": 151656,
+    "vision_start_token_id": 151652,
+    "vision_end_token_id": 151653,
+}
+
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def qwen2_vl(text, vision, tie):
+    return "qwen2_vl", transformers.Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=151936,
+            rms_norm_eps=1e-6,
+            hidden_act="silu",
+            max_position_embeddings=32768,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
+            bos_token_id=IDS["bos_token_id"],
+            eos_token_id=IDS["eos_token_id"],
+        ) | text,
+        vision_config=dict(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, hidden_act="quick_gelu",
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3) | vision,
+        image_token_id=IDS["image_token_id"],
+        video_token_id=IDS["video_token_id"],
+        vision_start_token_id=IDS["vision_start_token_id"],
+        vision_end_token_id=IDS["vision_end_token_id"],
+        tie_word_embeddings=tie,
+    )
+
+
+def qwen2_5_vl(text, vision, tie):
+    return "qwen2_5_vl", transformers.Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=151936,
+            rms_norm_eps=1e-6,
+            hidden_act="silu",
+            max_position_embeddings=128000,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
+            bos_token_id=IDS["bos_token_id"],
+            eos_token_id=IDS["eos_token_id"],
+        ) | text,
+        vision_config=dict(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420, hidden_act="silu",
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                           window_size=112, fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2) | vision,
+        image_token_id=IDS["image_token_id"],
+        video_token_id=IDS["video_token_id"],
+        vision_start_token_id=IDS["vision_start_token_id"],
+        vision_end_token_id=IDS["vision_end_token_id"],
+        tie_word_embeddings=tie,
+    )
+
+
+def qwen3_vl(text, vision, tie):
+    return "qwen3_vl", transformers.Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=151936,
+            rms_norm_eps=1e-6,
+            hidden_act="silu",
+            max_position_embeddings=262144,
+            head_dim=128,
+            rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [24, 20, 20],
+                             "mrope_interleaved": True},
+            bos_token_id=IDS["bos_token_id"],
+            eos_token_id=IDS["eos_token_id"],
+        ) | text,
+        vision_config=dict(patch_size=16, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                           hidden_act="gelu_pytorch_tanh", num_position_embeddings=2304) | vision,
+        image_token_id=IDS["image_token_id"],
+        video_token_id=IDS["video_token_id"],
+        vision_start_token_id=IDS["vision_start_token_id"],
+        vision_end_token_id=IDS["vision_end_token_id"],
+        tie_word_embeddings=tie,
+    )
+
+
+# The released checkpoints' shapes (see the family reference tables).
+CONFIGS = {
+    "qwen2_vl_2b": lambda: qwen2_vl(
+        dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+             num_key_value_heads=2), dict(hidden_size=1536), True),
+    "qwen2_vl_7b": lambda: qwen2_vl(
+        dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+             num_key_value_heads=4), dict(hidden_size=3584), False),
+    "qwen2_5_vl_3b": lambda: qwen2_5_vl(
+        dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+             num_key_value_heads=2), dict(out_hidden_size=2048), True),
+    "qwen3_vl_2b": lambda: qwen3_vl(
+        dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+             num_key_value_heads=8),
+        dict(depth=24, hidden_size=1024, num_heads=16, intermediate_size=4096, out_hidden_size=2048,
+             deepstack_visual_indexes=[5, 11, 17]), True),
+    "qwen3_vl_4b": lambda: qwen3_vl(
+        dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+             num_key_value_heads=8),
+        dict(depth=24, hidden_size=1024, num_heads=16, intermediate_size=4096, out_hidden_size=2560,
+             deepstack_visual_indexes=[5, 11, 17]), True),
+    # Small enough to benchmark on a laptop CPU, with the real vocabulary.
+    "qwen2_vl_cpu_small": lambda: qwen2_vl(
+        dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=6, num_attention_heads=8,
+             num_key_value_heads=2,
+             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]}),
+        dict(hidden_size=512, depth=6, embed_dim=256, num_heads=4), True),
+    "qwen3_vl_cpu_small": lambda: qwen3_vl(
+        dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=6, num_attention_heads=8,
+             num_key_value_heads=2, head_dim=64,
+             rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [12, 10, 10],
+                              "mrope_interleaved": True}),
+        dict(depth=6, hidden_size=256, num_heads=4, intermediate_size=1024, out_hidden_size=512,
+             deepstack_visual_indexes=[1, 3]), True),
+}
+
+MODEL_CLASSES = {
+    "qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
+    "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
+    "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
+}
+
+
+def tokenizer_config(family: str) -> dict:
+    names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+             "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+             "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+    added = {
+        str(151643 + i): {"content": n, "lstrip": False, "normalized": False, "rstrip": False,
+                          "single_word": False, "special": True}
+        for i, n in enumerate(names)
+    }
+    return {
+        "add_prefix_space": False,
+        "added_tokens_decoder": added,
+        "bos_token": None,
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "errors": "replace",
+        "model_max_length": 131072,
+        "clean_up_tokenization_spaces": False,
+        "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer",
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", choices=sorted(CONFIGS), required=True)
+    ap.add_argument("--tokenizer", type=Path, required=True, help="the real Qwen2 tokenizer.json")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+
+    start = time.time()
+    family, config = CONFIGS[args.config]()
+    dtype = getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    with torch.device(args.device):
+        model = MODEL_CLASSES[family](config).to(dtype)
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(args.out, safe_serialization=True, max_shard_size="4GB")
+    del model
+
+    shutil.copy(args.tokenizer, args.out / "tokenizer.json")
+    (args.out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(family), indent=2))
+    template = (TEMPLATES / ("qwen3_vl.jinja" if family == "qwen3_vl" else "qwen2_vl.jinja")).read_text()
+    (args.out / "chat_template.json").write_text(json.dumps({"chat_template": template}, indent=2))
+    if family == "qwen3_vl":
+        pre = {"size": {"shortest_edge": 65536, "longest_edge": 16777216}, "patch_size": 16,
+               "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
+               "image_processor_type": "Qwen2VLImageProcessorFast", "processor_class": "Qwen3VLProcessor"}
+    else:
+        pre = {"min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2,
+               "merge_size": 2, "image_mean": CLIP_MEAN, "image_std": CLIP_STD,
+               "image_processor_type": "Qwen2VLImageProcessor",
+               "processor_class": "Qwen2_5_VLProcessor" if family == "qwen2_5_vl" else "Qwen2VLProcessor"}
+    (args.out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
+    gen = {"bos_token_id": 151643, "pad_token_id": 151643, "eos_token_id": [151645, 151643],
+           "do_sample": False, "repetition_penalty": 1.0}
+    (args.out / "generation_config.json").write_text(json.dumps(gen, indent=2))
+    print(json.dumps({"config": args.config, "out": str(args.out), "seconds": round(time.time() - start, 1)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+//! `glimpse bench`: time to first token, vision encoding, prefill, decode speed
+//! and peak memory of the engine on one image, as medians over repeats after a
+//! warm-up. The output fields match `bench/reference.py`, which times
+//! transformers the same way, so the two can be compared as ratios.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Serialize;
+
+use crate::conversation::{Conversation, Message, Part, Role};
+use crate::engine::{DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, SamplingOverrides};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Local model directory.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Image to describe.
+    #[arg(long, value_name = "FILE", conflicts_with = "synthetic")]
+    pub image: Option<PathBuf>,
+    /// Draw a synthetic test image of this size instead, e.g. 1280x720.
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub synthetic: Option<(u32, u32)>,
+    #[arg(long, default_value = "Describe this image in detail.")]
+    pub prompt: String,
+    /// Tokens generated per run; stop tokens are ignored so every run decodes
+    /// exactly this many.
+    #[arg(long = "new-tokens", default_value_t = 64)]
+    pub new_tokens: usize,
+    /// Timed runs after one untimed warm-up.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    #[arg(long, default_value = "auto")]
+    pub dtype: DtypeChoice,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected WIDTHxHEIGHT, got {s:?}"))?;
+    let w: u32 = w.parse().map_err(|_| format!("bad width {w:?}"))?;
+    let h: u32 = h.parse().map_err(|_| format!("bad height {h:?}"))?;
+    if w == 0 || h == 0 || w > 8192 || h > 8192 {
+        return Err("sizes must be between 1 and 8192".into());
+    }
+    Ok((w, h))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub implementation: &'static str,
+    pub model: PathBuf,
+    pub model_type: String,
+    pub device: String,
+    pub dtype: String,
+    pub image_size: Option<[u32; 2]>,
+    pub image_tokens: usize,
+    pub prompt_tokens: usize,
+    pub new_tokens: usize,
+    pub repeats: usize,
+    pub load_s: f64,
+    pub vision_s: f64,
+    pub prefill_s: f64,
+    pub ttft_s: f64,
+    pub decode_tok_s: f64,
+    /// Peak resident memory of the process (CPU) in bytes.
+    pub peak_memory_bytes: Option<u64>,
+    pub peak_memory_kind: &'static str,
+}
+
+/// A deterministic test card: gradients, bars and a grid, so the image is
+/// neither flat nor noise.
+pub fn synthetic_image(width: u32, height: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let fx = x as f32 / width as f32;
+        let fy = y as f32 / height as f32;
+        let bar = ((x * 8 / width.max(1)) % 2) as u8 * 60;
+        let grid = if x % 64 == 0 || y % 64 == 0 { 255 } else { 0 };
+        image::Rgb([
+            ((fx * 255.0) as u8).saturating_add(bar) | grid,
+            ((fy * 255.0) as u8) | grid,
+            (((1.0 - fx) * fy * 255.0) as u8) | grid,
+        ])
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Peak resident set size of this process, from /proc (Linux only).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+struct SyntheticFile(PathBuf);
+
+impl Drop for SyntheticFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    if args.repeats == 0 || args.new_tokens == 0 {
+        bail!("--repeats and --new-tokens must be at least 1");
+    }
+    // The engine takes image paths; a synthetic card is written to a
+    // temporary PNG that is removed when the run ends.
+    let mut _synthetic_file = None;
+    let image_path: Option<PathBuf> = match (&args.image, args.synthetic) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some((w, h))) => {
+            let path = std::env::temp_dir()
+                .join(format!("glimpse-bench-{}-{w}x{h}.png", std::process::id()));
+            synthetic_image(w, h)
+                .save(&path)
+                .with_context(|| format!("writing the synthetic image {}", path.display()))?;
+            _synthetic_file = Some(SyntheticFile(path.clone()));
+            Some(path)
+        }
+        (None, None) => None,
+    };
+    let engine = Engine::load(EngineOptions {
+        device: args.device,
+        dtype: args.dtype,
+        ..EngineOptions::new(&args.model)
+    })
+    .with_context(|| format!("loading the model from {}", args.model.display()))?;
+
+    let mut parts = Vec::new();
+    if let Some(p) = &image_path {
+        parts.push(Part::Image(p.clone()));
+    }
+    parts.push(Part::Text(args.prompt.clone()));
+    let conversation = Conversation {
+        messages: vec![Message::parts(Role::User, parts)],
+    };
+    let sampling = SamplingOverrides {
+        temperature: Some(0.0),
+        repetition_penalty: Some(1.0),
+        max_new_tokens: Some(args.new_tokens),
+        ignore_eos: true,
+        ..Default::default()
+    };
+
+    let mut runs = Vec::new();
+    let mut prompt_tokens = 0;
+    let mut image_tokens = 0;
+    let mut image_size = None;
+    for i in 0..=args.repeats {
+        engine.reset()?;
+        let (rx, _cancel) = engine.ask(conversation.clone(), sampling.clone())?;
+        for ev in rx {
+            match ev {
+                Event::Prompt { ids, images, .. } => {
+                    prompt_tokens = ids.len();
+                    image_tokens = images.iter().map(|f| f.tokens).sum();
+                    image_size = images.first().map(|f| f.original_size);
+                }
+                Event::Error(e) => bail!(e),
+                Event::Done {
+                    timings, tokens, ..
+                } => {
+                    if tokens.len() != args.new_tokens {
+                        bail!(
+                            "generated {} tokens instead of {}; the context is too small for the benchmark",
+                            tokens.len(),
+                            args.new_tokens
+                        );
+                    }
+                    if i > 0 {
+                        runs.push(timings);
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let info = engine.info();
+    let report = BenchReport {
+        implementation: "glimpse",
+        model: args.model.clone(),
+        model_type: info.model_type.clone(),
+        device: info.device.clone(),
+        dtype: info.dtype.clone(),
+        image_size,
+        image_tokens,
+        prompt_tokens,
+        new_tokens: args.new_tokens,
+        repeats: args.repeats,
+        load_s: info.load_s,
+        vision_s: median(runs.iter().map(|t| t.vision_s).collect()),
+        prefill_s: median(runs.iter().map(|t| t.prefill_s).collect()),
+        ttft_s: median(runs.iter().map(|t| t.ttft_s).collect()),
+        decode_tok_s: median(runs.iter().map(|t| t.decode_tok_s).collect()),
+        peak_memory_bytes: peak_rss_bytes(),
+        peak_memory_kind: "process_rss",
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_human(&report, &args.model);
+    }
+    Ok(0)
+}
+
+fn print_human(r: &BenchReport, model: &Path) {
+    println!(
+        "model        {} ({}, {} {})",
+        model.display(),
+        r.model_type,
+        r.device,
+        r.dtype
+    );
+    if let Some([w, h]) = r.image_size {
+        println!("image        {w}×{h} → {} tokens", r.image_tokens);
+    }
+    println!(
+        "prompt       {} tokens, {} new tokens, median of {}",
+        r.prompt_tokens, r.new_tokens, r.repeats
+    );
+    println!("load         {:.3} s", r.load_s);
+    println!("vision       {:.1} ms", r.vision_s * 1e3);
+    println!("prefill      {:.1} ms", r.prefill_s * 1e3);
+    println!("first token  {:.1} ms", r.ttft_s * 1e3);
+    println!("decode       {:.1} tokens/s", r.decode_tok_s);
+    if let Some(b) = r.peak_memory_bytes {
+        println!(
+            "peak memory  {:.2} GiB ({})",
+            b as f64 / (1u64 << 30) as f64,
+            r.peak_memory_kind
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_flag_and_median() {
+        assert_eq!(parse_size("1280x720"), Ok((1280, 720)));
+        assert!(parse_size("1280").is_err());
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn synthetic_image_is_deterministic() {
+        assert_eq!(synthetic_image(97, 31), synthetic_image(97, 31));
+    }
+}
