@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod conversation;
 pub mod engine;
+pub mod gpu;
 pub mod model;
 pub mod processor;
 pub mod session;

@@ -12,14 +12,17 @@ use serde_json::json;
 
 use super::grounding;
 use crate::conversation::{Content, Conversation, Message, Part, Role};
+use crate::engine::kv_policy::{parse_threshold, DEFAULT_THRESHOLD};
 use crate::engine::{
     check_model_dir, describe_images, ContextPolicy, DeviceChoice, DtypeChoice, Engine,
-    EngineOptions, Event, FinishReason, Request, SamplingOverrides,
+    EngineOptions, Event, FinishReason, KvCachePolicy, Request, SamplingOverrides,
 };
+use crate::gpu::{gib, NvmlMonitor, Sampler};
 use crate::model::ModelConfig;
 use crate::processor::grounding::Grounding;
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 use crate::session::config::parse_long_edge_cap;
+use crate::session::config::KvPolicy;
 use crate::session::Config;
 
 #[derive(Debug, Args)]
@@ -64,13 +67,21 @@ pub struct AskArgs {
     /// auto, cpu or cuda:N [default: the config's, else auto].
     #[arg(long)]
     pub device: Option<DeviceChoice>,
-    /// auto (bf16 on CUDA, f32 on CPU), f32, bf16 or f16 [default: the
-    /// config's, else auto].
+    /// auto (bf16 on CUDA compute capability 8+, f16 below, f32 on CPU), f32,
+    /// bf16 or f16 [default: the config's, else auto].
     #[arg(long)]
     pub dtype: Option<DtypeChoice>,
-    /// Limit the context below the model's maximum.
+    /// Context to reserve and allow (default: the model's, at most 32768).
     #[arg(long = "max-context", value_name = "TOKENS")]
     pub max_context: Option<usize>,
+    /// KV cache: auto (the model's dtype, INT8 once device memory use reaches
+    /// --kv-threshold), f16 (always the model's dtype) or int8.
+    /// [default: the config's, else auto].
+    #[arg(long = "kv-cache")]
+    pub kv_cache: Option<KvCachePolicy>,
+    /// Device memory use, in percent, at which `--kv-cache auto` turns to INT8.
+    #[arg(long = "kv-threshold", value_name = "PERCENT", value_parser = parse_threshold)]
+    pub kv_threshold: Option<f64>,
     /// Scale images whose long edge exceeds THRESHOLD down to TARGET px first
     /// ("THRESHOLD:TARGET", or "off") [default: the config's, else 2000:1920].
     #[arg(long = "long-edge-cap", value_parser = parse_cap)]
@@ -142,6 +153,24 @@ pub fn build_conversation(args: &AskArgs) -> anyhow::Result<Conversation> {
     Ok(conv)
 }
 
+/// `--kv-cache` with `--kv-threshold` folded in; the config file fills gaps.
+fn kv_policy(args: &AskArgs, config: &Config) -> anyhow::Result<KvCachePolicy> {
+    let from_config = match config.kv_cache.policy {
+        KvPolicy::Auto => KvCachePolicy::Auto {
+            threshold: config.kv_cache.threshold,
+        },
+        KvPolicy::F16 => KvCachePolicy::Model,
+        KvPolicy::Int8 => KvCachePolicy::Int8,
+    };
+    Ok(
+        match (args.kv_cache.unwrap_or(from_config), args.kv_threshold) {
+            (KvCachePolicy::Auto { .. }, Some(threshold)) => KvCachePolicy::Auto { threshold },
+            (_, Some(_)) => bail!("--kv-threshold only applies to --kv-cache auto"),
+            (policy, None) => policy,
+        },
+    )
+}
+
 /// The model directory and engine settings, from the flags with the config
 /// file's values filling the gaps. A hub id is resolved through the cache.
 fn engine_options(args: &AskArgs) -> anyhow::Result<EngineOptions> {
@@ -158,6 +187,8 @@ fn engine_options(args: &AskArgs) -> anyhow::Result<EngineOptions> {
         },
         max_context: args.max_context,
         alpha: args.alpha,
+        kv_cache: kv_policy(args, &config)?,
+        readings: None,
     })
 }
 
@@ -192,9 +223,28 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
         grounding::check_annotate_target(out, &conversation)?;
     }
     let cap = options.long_edge_cap;
+    let kv_cache = options.kv_cache;
     let model_dir = options.model_dir.clone();
+    // Device readings for the device choice and the KV-cache policy.
+    let sampler = Sampler::start(Box::new(NvmlMonitor::open()), crate::gpu::sampler::PERIOD);
+    let options = EngineOptions {
+        readings: Some(sampler.readings()),
+        ..options
+    };
     let engine = Engine::load(options)
         .with_context(|| format!("loading the model from {}", model_dir.display()))?;
+    let info = engine.info();
+    if let Some(notice) = &info.notice {
+        eprintln!("glimpse: {notice}");
+    }
+    eprintln!(
+        "glimpse: {} on {} in {}, memory estimate {}",
+        info.family,
+        info.device,
+        info.dtype,
+        info.memory_estimate.summary()
+    );
+    let mut kv_switch = serde_json::Value::Null;
     let sampling = SamplingOverrides {
         temperature: args.temperature,
         top_p: args.top_p,
@@ -234,6 +284,24 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
                 facts = prompt_images;
             }
             Event::VisionDone { .. } => {}
+            Event::KvCacheConverted {
+                memory_fraction,
+                bytes_before,
+                bytes_after,
+                ..
+            } => {
+                eprintln!(
+                    "glimpse: device memory use reached {:.0} % — KV cache now INT8 ({} → {})",
+                    memory_fraction * 100.0,
+                    gib(bytes_before as u64),
+                    gib(bytes_after as u64)
+                );
+                kv_switch = json!({
+                    "memory_fraction": memory_fraction,
+                    "bytes_before": bytes_before,
+                    "bytes_after": bytes_after,
+                });
+            }
             Event::Token { text, .. } => {
                 if !args.json && !text.is_empty() {
                     let mut out = stdout.lock();
@@ -284,6 +352,12 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
                         "images": images,
                         "detections": grounding::detections_json(&found),
                         "detection_warnings": found.warnings,
+                        "memory_estimate": info.memory_estimate,
+                        "kv_cache": {
+                            "policy": policy_name(kv_cache),
+                            "format": engine.kv_cache_label(),
+                            "converted": kv_switch,
+                        },
                     });
                     if args.annotate.is_some() {
                         obj["annotated"] = json!(annotated);
@@ -301,6 +375,15 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
         }
     }
     bail!("the engine stopped without finishing the answer")
+}
+
+fn policy_name(p: KvCachePolicy) -> String {
+    match p {
+        KvCachePolicy::Auto { threshold } if threshold == DEFAULT_THRESHOLD => "auto".into(),
+        KvCachePolicy::Auto { threshold } => format!("auto ({:.0} %)", threshold * 100.0),
+        KvCachePolicy::Model => "f16".into(),
+        KvCachePolicy::Int8 => "int8".into(),
+    }
 }
 
 /// `--replay`: the conversation's last message is the answer; its boxes are

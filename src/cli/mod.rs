@@ -3,6 +3,7 @@
 pub mod ask;
 pub mod bench;
 pub mod config;
+pub mod devices;
 pub mod grounding;
 pub mod model_arg;
 pub mod models;
@@ -27,23 +28,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Ask one question (or continue a conversation file) and print the answer.
-    Ask(ask::AskArgs),
+    Ask(Box<ask::AskArgs>),
     /// Measure vision, prefill, first-token and decode speed on one image.
     Bench(bench::BenchArgs),
     /// List the known models and those already in the Hugging Face cache.
     Models(models::ModelsArgs),
     /// Show where the config file is, check it, or print a commented default.
     Config(config::ConfigArgs),
+    /// Show the GPUs (or the CPU) as glimpse sees them: the GPU pane, or JSON samples.
+    Devices(devices::DevicesArgs),
 }
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
+    // CUDA numbers devices fastest first unless told otherwise; NVML, whose
+    // numbers the device choice and the GPU pane use, goes by PCI bus. Set
+    // before any thread starts and before CUDA is touched.
+    if std::env::var_os("CUDA_DEVICE_ORDER").is_none() {
+        std::env::set_var("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Ask(args) => ask::run(args),
+        Command::Ask(args) => ask::run(*args),
         Command::Bench(args) => bench::run(args),
         Command::Models(args) => models::run(args),
         Command::Config(args) => config::run(args),
+        Command::Devices(args) => devices::run(args),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,8 @@ use std::str::FromStr;
 
 use candle_core::{DType, Device};
 
+use super::placement::Target;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {
     Auto,
@@ -48,20 +50,11 @@ impl FromStr for DtypeChoice {
     }
 }
 
-/// Opens the chosen device. `auto` takes the first CUDA device when this build
-/// has CUDA and one is present, the CPU otherwise.
-pub fn open_device(choice: DeviceChoice) -> anyhow::Result<Device> {
-    match choice {
-        DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Auto => {
-            if candle_core::utils::cuda_is_available() {
-                if let Ok(d) = Device::new_cuda(0) {
-                    return Ok(d);
-                }
-            }
-            Ok(Device::Cpu)
-        }
-        DeviceChoice::Cuda(n) => {
+/// Opens a placed device.
+pub fn open_device(target: Target) -> anyhow::Result<Device> {
+    match target {
+        Target::Cpu => Ok(Device::Cpu),
+        Target::Cuda { ordinal: n, .. } => {
             if !candle_core::utils::cuda_is_available() {
                 anyhow::bail!(
                     "this glimpse was built without CUDA; rebuild with `--features cuda` or use --device cpu"
@@ -69,39 +62,18 @@ pub fn open_device(choice: DeviceChoice) -> anyhow::Result<Device> {
             }
             Device::new_cuda(n).map_err(|e| {
                 anyhow::anyhow!(
-                    "cannot open CUDA device {n} ({e}); check nvidia-smi or use --device cpu"
+                    "cannot open CUDA device {n} ({}); check nvidia-smi or use --device cpu",
+                    crate::model::without_backtrace(&e)
                 )
             })
         }
     }
 }
 
-/// bf16 on CUDA, f32 on the CPU (CPU bf16 matmuls are slow).
-pub fn resolve_dtype(choice: DtypeChoice, device: &Device) -> DType {
-    match choice {
-        DtypeChoice::F32 => DType::F32,
-        DtypeChoice::Bf16 => DType::BF16,
-        DtypeChoice::F16 => DType::F16,
-        DtypeChoice::Auto => {
-            if device.is_cuda() {
-                DType::BF16
-            } else {
-                DType::F32
-            }
-        }
-    }
-}
-
-pub fn describe_device(device: &Device) -> String {
-    match device {
-        Device::Cpu => format!(
-            "cpu ({} threads)",
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        ),
-        Device::Cuda(_) => "cuda".into(),
-        Device::Metal(_) => "metal".into(),
+pub fn describe_device(target: Target) -> String {
+    match target {
+        Target::Cpu => format!("cpu ({} threads)", crate::gpu::cpu::threads()),
+        Target::Cuda { ordinal, .. } => format!("cuda:{ordinal}"),
     }
 }
 
@@ -127,6 +99,6 @@ mod tests {
             .unwrap_err()
             .contains("cuda:N"));
         assert_eq!("bf16".parse::<DtypeChoice>(), Ok(DtypeChoice::Bf16));
-        assert_eq!(resolve_dtype(DtypeChoice::Auto, &Device::Cpu), DType::F32);
+        assert_eq!(describe_device(Target::Cpu).split(' ').next(), Some("cpu"));
     }
 }

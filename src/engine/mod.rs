@@ -4,11 +4,14 @@
 //! backend could serve the same front ends.
 
 pub mod device;
+pub mod estimate;
+pub mod kv_policy;
+pub mod placement;
 pub mod sampling;
 mod worker;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,10 +20,14 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::conversation::Conversation;
+use crate::gpu::Readings;
+use crate::model::kv_cache::KvFormat;
 use crate::processor::grounding::ImageGeometry;
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 
 pub use device::{DeviceChoice, DtypeChoice};
+pub use estimate::MemoryEstimate;
+pub use kv_policy::KvCachePolicy;
 pub use sampling::{GenerationDefaults, SamplingOverrides, SamplingParams};
 
 /// How to load a model.
@@ -31,11 +38,22 @@ pub struct EngineOptions {
     pub dtype: DtypeChoice,
     /// Images whose long edge exceeds the threshold are scaled down first.
     pub long_edge_cap: Option<LongEdgeCap>,
-    /// Caps the context below the model's own limit.
+    /// The context to reserve and allow; by default the model's own limit,
+    /// at most [`DEFAULT_CONTEXT`].
     pub max_context: Option<usize>,
     /// How transparent images are flattened.
     pub alpha: AlphaMode,
+    pub kv_cache: KvCachePolicy,
+    /// Live device readings (the GPU sampler's), for the device choice and the
+    /// `auto` KV-cache policy. Without them the GPUs are read once at load and
+    /// the KV cache never changes format by itself.
+    pub readings: Option<Readings>,
 }
+
+/// Context reserved when `--max-context` is not given: the model's limit, but
+/// no more than this (Qwen3-VL allows 256 Ki tokens, whose KV cache alone
+/// would need tens of GiB).
+pub const DEFAULT_CONTEXT: usize = 32_768;
 
 impl EngineOptions {
     pub fn new(model_dir: impl Into<PathBuf>) -> Self {
@@ -46,6 +64,8 @@ impl EngineOptions {
             long_edge_cap: Some(LongEdgeCap::default()),
             max_context: None,
             alpha: AlphaMode::White,
+            kv_cache: KvCachePolicy::default(),
+            readings: None,
         }
     }
 }
@@ -60,6 +80,12 @@ pub struct ModelInfo {
     pub dtype: String,
     pub max_context: usize,
     pub load_s: f64,
+    /// The estimate the device was chosen with.
+    pub memory_estimate: MemoryEstimate,
+    /// What the user should know about the choice (e.g. running on the CPU).
+    pub notice: Option<String>,
+    /// NVML index of the GPU in use, for the GPU pane.
+    pub gpu_index: Option<u32>,
     #[serde(skip)]
     pub generation: GenerationDefaults,
 }
@@ -145,6 +171,14 @@ pub enum Event {
     VisionDone {
         ms: f64,
     },
+    /// The `auto` policy turned the KV cache to INT8: device memory use had
+    /// reached `memory_fraction`.
+    KvCacheConverted {
+        format: KvFormat,
+        memory_fraction: f64,
+        bytes_before: usize,
+        bytes_after: usize,
+    },
     Token {
         id: u32,
         text: String,
@@ -169,6 +203,7 @@ enum Command {
 pub struct Engine {
     tx: Sender<Command>,
     info: ModelInfo,
+    kv_format: Arc<AtomicU8>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -177,11 +212,13 @@ impl Engine {
     pub fn load(options: EngineOptions) -> anyhow::Result<Engine> {
         let (tx, rx) = mpsc::channel::<Command>();
         let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<ModelInfo>>();
+        let kv_format = Arc::new(AtomicU8::new(KV_MODEL));
+        let kv_shared = kv_format.clone();
         let handle = std::thread::Builder::new()
             .name("glimpse-engine".into())
             .spawn(move || {
                 let start = Instant::now();
-                match worker::Worker::load(&options) {
+                match worker::Worker::load(&options, kv_shared) {
                     Ok(mut w) => {
                         let mut info = w.info();
                         info.load_s = start.elapsed().as_secs_f64();
@@ -200,12 +237,26 @@ impl Engine {
         Ok(Engine {
             tx,
             info,
+            kv_format,
             handle: Some(handle),
         })
     }
 
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The KV cache's format now (the `auto` policy may have changed it).
+    pub fn kv_format(&self) -> KvFormat {
+        kv_format_from(self.kv_format.load(Ordering::Relaxed))
+    }
+
+    /// `bf16`, `f32` or `int8`: what the GPU pane shows.
+    pub fn kv_cache_label(&self) -> String {
+        match self.kv_format() {
+            KvFormat::Model => self.info.dtype.clone(),
+            KvFormat::Int8 => "int8".into(),
+        }
     }
 
     /// Queues a request; its events arrive on `request.reply`.
@@ -271,6 +322,24 @@ fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
                 }
             }
         }
+    }
+}
+
+const KV_MODEL: u8 = 0;
+const KV_INT8: u8 = 1;
+
+fn kv_format_code(f: KvFormat) -> u8 {
+    match f {
+        KvFormat::Model => KV_MODEL,
+        KvFormat::Int8 => KV_INT8,
+    }
+}
+
+fn kv_format_from(code: u8) -> KvFormat {
+    if code == KV_INT8 {
+        KvFormat::Int8
+    } else {
+        KvFormat::Model
     }
 }
 

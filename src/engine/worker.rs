@@ -10,12 +10,18 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use candle_core::Tensor;
 
-use super::device::{describe_device, dtype_name, open_device, resolve_dtype};
+use super::device::{describe_device, dtype_name, open_device};
+use super::estimate::{checkpoint_elements, estimate, EstimateInputs, LargestImage};
+use super::kv_policy::{memory_fraction, KvCachePolicy};
+use super::placement::{place, Host, Placement, Target};
 use super::sampling::{GenerationDefaults, Sampler};
 use super::{
-    ContextPolicy, EngineOptions, Event, FinishReason, ImageFacts, ModelInfo, Request, Timings,
+    kv_format_code, ContextPolicy, EngineOptions, Event, FinishReason, ImageFacts, ModelInfo,
+    Request, Timings, DEFAULT_CONTEXT,
 };
 use crate::conversation::{Conversation, Role};
+use crate::gpu::{GpuMonitor, GpuState, NvmlMonitor, Readings};
+use crate::model::kv_cache::KvFormat;
 use crate::model::rope_index::{decode_position, rope_index};
 use crate::model::{Family, KvCache, VisionOutput, VlModel};
 use crate::processor::detokenize::IncrementalDecoder;
@@ -55,17 +61,23 @@ pub struct Worker {
     max_context: usize,
     load_s: f64,
     cache: KvCache,
+    kv_policy: KvCachePolicy,
+    /// Shared with the engine handle: the cache's current format.
+    kv_shared: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    readings: Option<Readings>,
+    placement: Placement,
     /// Ids whose keys and values are in `cache`.
     cached_ids: Vec<u32>,
     images: HashMap<ImageKey, std::sync::Arc<PreprocessedImage>>,
 }
 
 impl Worker {
-    pub fn load(options: &EngineOptions) -> anyhow::Result<Worker> {
+    pub fn load(
+        options: &EngineOptions,
+        kv_shared: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    ) -> anyhow::Result<Worker> {
         let dir = &options.model_dir;
         super::check_model_dir(dir)?;
-        let device = open_device(options.device)?;
-        let dtype = resolve_dtype(options.dtype, &device);
         // Cheap files first, so a broken directory fails before the weights load.
         let config_probe = crate::model::ModelConfig::from_model_dir(dir)?;
         let tokenizer = TextTokenizer::from_model_dir(dir)?;
@@ -73,13 +85,40 @@ impl Worker {
         let preprocess = preprocess_config(dir, config_probe.family)?;
         let generation = GenerationDefaults::from_model_dir(dir, &config_probe.eos_token_ids)
             .map_err(anyhow::Error::msg)?;
-        let model = VlModel::load(dir, &device, dtype)?;
-        let model_limit = model.config.text.max_position_embeddings;
+        let model_limit = config_probe.text.max_position_embeddings;
         let max_context = options
             .max_context
-            .map(|m| m.min(model_limit))
-            .unwrap_or(model_limit);
-        let cache = model.new_cache();
+            .unwrap_or(DEFAULT_CONTEXT)
+            .min(model_limit);
+
+        let weight_elements = checkpoint_elements(dir)?;
+        let image = LargestImage::allowed(&preprocess, options.long_edge_cap);
+        let kv_format = options.kv_cache.initial_format();
+        let gpus = observed_gpus(options);
+        let cpu = crate::gpu::cpu::read_facts();
+        let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+        let host = Host {
+            gpus: &gpus,
+            cuda_built: candle_core::utils::cuda_is_available(),
+            cpu_threads: cpu.threads,
+            cpu_available: cpu.memory_available,
+            visible_devices: visible.as_deref(),
+        };
+        let placement = place(options.device, options.dtype, &host, |dtype, cuda| {
+            estimate(&EstimateInputs {
+                config: &config_probe,
+                weight_elements,
+                dtype,
+                context_tokens: max_context,
+                kv_format,
+                image,
+                cuda,
+            })
+        })?;
+        let device = open_device(placement.target)?;
+        let model = VlModel::load(dir, &device, placement.dtype)?;
+        let cache = KvCache::with_format(model.config.text.num_hidden_layers, kv_format);
+        kv_shared.store(kv_format_code(kv_format), Ordering::Relaxed);
         Ok(Worker {
             model,
             tokenizer,
@@ -91,6 +130,10 @@ impl Worker {
             max_context,
             load_s: 0.0,
             cache,
+            kv_policy: options.kv_cache,
+            kv_shared,
+            readings: options.readings.clone(),
+            placement,
             cached_ids: Vec::new(),
             images: HashMap::new(),
         })
@@ -102,12 +145,42 @@ impl Worker {
             dir: self.model.dir.clone(),
             model_type: family.model_type().into(),
             family: family.display_name().into(),
-            device: describe_device(self.model.device()),
+            device: describe_device(self.placement.target),
             dtype: dtype_name(self.model.dtype()).into(),
             max_context: self.max_context,
             load_s: self.load_s,
+            memory_estimate: self.placement.estimate.clone(),
+            notice: self.placement.notice.clone(),
+            gpu_index: match self.placement.target {
+                Target::Cuda { nvml_index, .. } => nvml_index,
+                Target::Cpu => None,
+            },
             generation: self.generation.clone(),
         }
+    }
+
+    /// Under the `auto` policy, turns the cache to INT8 once the device's
+    /// memory use reaches the threshold, and says so.
+    fn apply_kv_policy(&mut self, send: &impl Fn(Event)) -> anyhow::Result<()> {
+        let used = self
+            .readings
+            .as_ref()
+            .and_then(Readings::latest)
+            .and_then(|s| memory_fraction(&s, self.placement.target));
+        if !self.kv_policy.should_convert(self.cache.format(), used) {
+            return Ok(());
+        }
+        let bytes_before = self.cache.size_in_bytes();
+        self.cache.convert_to_int8()?;
+        self.kv_shared
+            .store(kv_format_code(KvFormat::Int8), Ordering::Relaxed);
+        send(Event::KvCacheConverted {
+            format: KvFormat::Int8,
+            memory_fraction: used.unwrap_or(0.0),
+            bytes_before,
+            bytes_after: self.cache.size_in_bytes(),
+        });
+        Ok(())
     }
 
     pub fn set_load_s(&mut self, s: f64) {
@@ -243,6 +316,7 @@ impl Worker {
             return Ok(());
         }
 
+        self.apply_kv_policy(&send)?;
         let t0 = Instant::now();
         let mut logits = self.model.forward(
             &ids[reuse..],
@@ -286,6 +360,7 @@ impl Worker {
                 break;
             }
             let pos = decode_position(history.len() - 1, rope.delta);
+            self.apply_kv_policy(&send)?;
             logits = self.model.forward(&[next], &[pos], None, &mut self.cache)?;
             self.cached_ids.push(next);
         }
@@ -324,6 +399,20 @@ impl Worker {
         let pixels = Tensor::from_vec(data, (rows, cols), self.model.device())?;
         let grids: Vec<[usize; 3]> = images.iter().map(|i| i.grid_thw).collect();
         Ok(self.model.encode_images(&pixels, &grids)?)
+    }
+}
+
+/// The GPUs as the sampler last saw them, or read once now; not read at all
+/// for `--device cpu`.
+fn observed_gpus(options: &EngineOptions) -> GpuState {
+    if let Some(s) = options.readings.as_ref().and_then(Readings::latest) {
+        return s.gpus;
+    }
+    match options.device {
+        super::DeviceChoice::Cpu => GpuState::Absent {
+            reason: "--device cpu".into(),
+        },
+        _ => NvmlMonitor::open().read(),
     }
 }
 

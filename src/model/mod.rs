@@ -2,6 +2,7 @@
 //! multimodal-rotary decoder. Tensors in, logits out; nothing here knows about
 //! files other than the checkpoint, chat templates or terminals.
 
+pub mod attention;
 pub mod config;
 pub mod kv_cache;
 pub mod params;

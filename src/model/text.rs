@@ -4,6 +4,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{linear_b, linear_no_bias, Embedding, Linear, RmsNorm, VarBuilder};
 
+use super::attention::{attention, Visibility, MAX_SCORES};
 use super::config::TextConfig;
 use super::kv_cache::KvCache;
 use super::rope::RopeTables;
@@ -51,7 +52,7 @@ impl Attention {
         &self,
         x: &Tensor,
         rope: &RopeTables,
-        mask: Option<&Tensor>,
+        past: usize,
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<Tensor> {
@@ -71,24 +72,8 @@ impl Attention {
         let k = candle_nn::rotary_emb::rope(&k, &rope.cos, &rope.sin)?;
         let (k, v) = cache.append(layer, &k, &v)?;
 
-        // Grouped-query attention without copying keys and values per head:
-        // the query heads sharing a kv head are stacked along the rows.
-        let n_rep = self.num_heads / self.num_kv_heads;
-        let kv_len = k.dim(2)?;
-        let q = q.reshape((b, self.num_kv_heads, n_rep * l, self.head_dim))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut att = (q.matmul(&k.t()?)? * scale)?;
-        if let Some(mask) = mask {
-            att = att
-                .reshape((b, self.num_kv_heads, n_rep, l, kv_len))?
-                .broadcast_add(mask)?
-                .reshape((b, self.num_kv_heads, n_rep * l, kv_len))?;
-        }
-        let att =
-            candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
-        let out = att
-            .matmul(&v)?
-            .reshape((b, self.num_heads, l, self.head_dim))?;
+        let out = attention(&q, &k, &v, scale, Visibility::Causal { past }, MAX_SCORES)?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, l, self.num_heads * self.head_dim))?;
@@ -197,12 +182,11 @@ impl TextModel {
     ) -> Result<Tensor> {
         let (_, l, _) = embeds.dims3()?;
         let past = cache.len();
-        let mask = causal_mask(l, past, embeds.dtype(), embeds.device())?;
         let mut h = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let residual = h.clone();
             let x = layer.input_layernorm.forward(&h)?;
-            let x = layer.self_attn.forward(&x, rope, mask.as_ref(), cache, i)?;
+            let x = layer.self_attn.forward(&x, rope, past, cache, i)?;
             let h1 = (residual + x)?;
             let x = layer.post_attention_layernorm.forward(&h1)?;
             h = (h1.clone() + layer.mlp.forward(&x)?)?;
@@ -224,24 +208,4 @@ impl TextModel {
             .squeeze(0)?
             .to_dtype(DType::F32)
     }
-}
-
-/// Additive mask `(L, past + L)`: a query may see everything cached and the
-/// chunk up to itself. `None` for a single new token.
-fn causal_mask(
-    l: usize,
-    past: usize,
-    dtype: DType,
-    device: &candle_core::Device,
-) -> Result<Option<Tensor>> {
-    if l == 1 {
-        return Ok(None);
-    }
-    let total = past + l;
-    let data: Vec<f32> = (0..l)
-        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Ok(Some(
-        Tensor::from_vec(data, (l, total), device)?.to_dtype(dtype)?,
-    ))
 }

@@ -145,3 +145,97 @@ pub fn open_checkpoint(
         vb,
     })
 }
+
+/// Number of values in all tensors of one safetensors file, from its header
+/// alone (an 8-byte little-endian length, then that much JSON).
+pub fn header_elements(path: &Path) -> Result<u64, ModelError> {
+    use std::io::Read;
+    let bad = |what: String| ModelError::BadWeights {
+        path: path.to_path_buf(),
+        what,
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|_| {
+        bad("too short for a safetensors header; the download may be truncated".into())
+    })?;
+    let len = u64::from_le_bytes(len);
+    // The format caps headers at 100 MB; anything bigger is not safetensors.
+    if len > 100_000_000 {
+        return Err(bad(format!(
+            "claims a {len}-byte header; not a safetensors file"
+        )));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header)
+        .map_err(|_| bad("the header is cut short; the download may be truncated".into()))?;
+    let value: Value = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("the header is not valid JSON: {e}")))?;
+    let tensors = value
+        .as_object()
+        .ok_or_else(|| bad("the header is not a JSON object".into()))?;
+    let mut total = 0u64;
+    for (name, info) in tensors {
+        if name == "__metadata__" {
+            continue;
+        }
+        let shape = info
+            .get("shape")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad(format!("tensor {name} has no shape")))?;
+        let mut n = 1u64;
+        for dim in shape {
+            n *= dim
+                .as_u64()
+                .ok_or_else(|| bad(format!("tensor {name} has a bad shape")))?;
+        }
+        total += n;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/models")
+            .join(name)
+    }
+
+    #[test]
+    fn header_element_counts_account_for_every_f32_byte_of_the_fixtures() {
+        // The fixture checkpoints are float32: the data after each header is
+        // exactly 4 bytes per value the header lists.
+        for model in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+            let mut elements = 0;
+            let mut data_bytes = 0;
+            for file in safetensors_files(&fixture(model)).unwrap() {
+                let bytes = std::fs::read(&file).unwrap();
+                let header = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+                data_bytes += bytes.len() as u64 - 8 - header;
+                elements += header_elements(&file).unwrap();
+            }
+            assert!(elements > 10_000, "{model}: {elements}");
+            assert_eq!(elements * 4, data_bytes, "{model}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_safetensors_is_named_in_the_error() {
+        let dir = std::env::temp_dir().join(format!("glimpse-header-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.safetensors");
+        std::fs::write(&path, b"<html>not found</html>").unwrap();
+        let e = header_elements(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("model.safetensors") && e.contains("safetensors"),
+            "{e}"
+        );
+        std::fs::write(&path, b"abc").unwrap();
+        let e = header_elements(&path).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,50 @@
+//! `glimpse devices`: what glimpse sees of this machine's GPUs (or, without
+//! one, its CPU), as the GPU pane shows it, or as JSON samples.
+
+use std::sync::mpsc;
+
+use clap::Args;
+
+use crate::gpu::pane::{pane_text, GpuView};
+use crate::gpu::sampler::{HISTORY_LEN, PERIOD};
+use crate::gpu::{NvmlMonitor, Sampler};
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// Samples to take, one a second (the pane's sparklines show them).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub samples: u64,
+    /// Print every sample as one JSON line instead of the pane.
+    #[arg(long)]
+    pub json: bool,
+    /// Width of the pane in columns.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u16).range(40..=400))]
+    pub width: u16,
+}
+
+pub fn run(args: DevicesArgs) -> anyhow::Result<i32> {
+    let (tx, rx) = mpsc::channel();
+    let sampler = Sampler::start_with(
+        Box::new(NvmlMonitor::open()),
+        PERIOD,
+        HISTORY_LEN,
+        move |s| {
+            let _ = tx.send(s.clone());
+        },
+    );
+    for _ in 0..args.samples {
+        let Ok(sample) = rx.recv() else { break };
+        if args.json {
+            println!("{}", serde_json::to_string(&sample)?);
+        }
+    }
+    let history = sampler.readings().history();
+    sampler.stop();
+    if !args.json {
+        let view = GpuView::from_history(&history, None, None, None);
+        for line in pane_text(&view, args.width) {
+            println!("{line}");
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,439 @@
+//! How much memory a model will need, worked out before loading it: from the
+//! config, the safetensors headers (never the weights) and the settings.
+//!
+//! total = weights + KV cache + max(vision, prefill) + runtime, where
+//! - weights: every checkpoint tensor in the target dtype;
+//! - KV cache: layers × 2 × kv_heads × head_dim × context × bytes (INT8: one
+//!   byte per value plus a 4-byte scale per token and head);
+//! - vision: the tower's peak activations for the largest image allowed;
+//! - prefill: the decoder's peak activations when the whole context is one
+//!   prompt (attention runs in blocks of at most [`MAX_SCORES`] scores, the
+//!   vision tower's in blocks of [`ATTENTION_BLOCK_ELEMENTS`]);
+//! - runtime: the CUDA context and libraries (nothing on the CPU).
+//!
+//! The vision and prefill peaks never coexist (image features are computed
+//! before the prefill), hence the max.
+
+use std::path::Path;
+
+use candle_core::DType;
+use serde::Serialize;
+
+use crate::model::attention::MAX_SCORES;
+use crate::model::kv_cache::{bytes_per_position, KvFormat};
+use crate::model::vision::ATTENTION_BLOCK_ELEMENTS;
+use crate::model::{Family, ModelConfig, ModelError};
+use crate::processor::image::LongEdgeCap;
+use crate::processor::resize::smart_resize;
+use crate::processor::vision_input::VisionPreprocessConfig;
+
+use super::device::dtype_name;
+
+/// What a CUDA process holds before any tensor: context, cuBLAS, kernels.
+pub const CUDA_RUNTIME_BYTES: u64 = 512 << 20;
+
+/// The biggest image the processor lets through, and its patch count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LargestImage {
+    pub width: u32,
+    pub height: u32,
+    pub patches: usize,
+}
+
+impl LargestImage {
+    /// A square at the long-edge cap's threshold (a square has the most area
+    /// for a long edge), or at `max_pixels` without a cap, resized as the
+    /// processor would.
+    pub fn allowed(pre: &VisionPreprocessConfig, cap: Option<LongEdgeCap>) -> LargestImage {
+        let side = match cap {
+            Some(c) => c.threshold,
+            None => (pre.max_pixels as f64).sqrt().ceil() as u32,
+        };
+        let (height, width) =
+            smart_resize(side, side, pre.factor(), pre.min_pixels, pre.max_pixels)
+                .unwrap_or((side, side));
+        let p = pre.patch_size.max(1) as u32;
+        LargestImage {
+            width,
+            height,
+            patches: ((height / p) * (width / p)) as usize,
+        }
+    }
+}
+
+/// Everything the estimate depends on.
+#[derive(Debug, Clone)]
+pub struct EstimateInputs<'a> {
+    pub config: &'a ModelConfig,
+    /// Number of values in all checkpoint tensors.
+    pub weight_elements: u64,
+    pub dtype: DType,
+    /// Context to reserve for the KV cache and the largest prefill.
+    pub context_tokens: usize,
+    pub kv_format: KvFormat,
+    pub image: LargestImage,
+    pub cuda: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryEstimate {
+    pub total_bytes: u64,
+    pub weights_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub vision_bytes: u64,
+    pub prefill_bytes: u64,
+    pub runtime_bytes: u64,
+    pub dtype: &'static str,
+    pub kv_cache: KvFormat,
+    pub context_tokens: usize,
+    /// `[width, height]` of the largest image allowed.
+    pub largest_image: [u32; 2],
+}
+
+impl MemoryEstimate {
+    /// `9.1 GiB (weights 8.3 GiB, KV cache 0.6 GiB for 8192 tokens, activations 0.2 GiB)`.
+    pub fn summary(&self) -> String {
+        let g = crate::gpu::gib;
+        let mut s = format!(
+            "{} (weights {}, KV cache {} for {} tokens, activations {}",
+            g(self.total_bytes),
+            g(self.weights_bytes),
+            g(self.kv_cache_bytes),
+            self.context_tokens,
+            g(self.vision_bytes.max(self.prefill_bytes)),
+        );
+        if self.runtime_bytes > 0 {
+            s.push_str(&format!(", CUDA runtime {}", g(self.runtime_bytes)));
+        }
+        s.push(')');
+        s
+    }
+}
+
+pub fn estimate(i: &EstimateInputs) -> MemoryEstimate {
+    let b = i.dtype.size_in_bytes() as u64;
+    let t = &i.config.text;
+    let weights_bytes = i.weight_elements * b;
+    let kv_cache_bytes = t.num_hidden_layers as u64
+        * bytes_per_position(i.kv_format, t.num_key_value_heads, t.head_dim, i.dtype)
+        * i.context_tokens as u64;
+    let vision_bytes = vision_peak(i.config, i.image.patches as u64, b);
+    let prefill_bytes = prefill_peak(i.config, i.context_tokens as u64, b);
+    let runtime_bytes = if i.cuda { CUDA_RUNTIME_BYTES } else { 0 };
+    MemoryEstimate {
+        total_bytes: weights_bytes
+            + kv_cache_bytes
+            + vision_bytes.max(prefill_bytes)
+            + runtime_bytes,
+        weights_bytes,
+        kv_cache_bytes,
+        vision_bytes,
+        prefill_bytes,
+        runtime_bytes,
+        dtype: dtype_name(i.dtype),
+        kv_cache: i.kv_format,
+        context_tokens: i.context_tokens,
+        largest_image: [i.image.width, i.image.height],
+    }
+}
+
+/// Bytes of one block of attention scores over `keys` keys: the products and
+/// their scaled copy in the model dtype, the f32 copy and its softmax, and the
+/// softmax back in the model dtype.
+fn score_block_bytes(heads: u64, queries: u64, keys: u64, b: u64, budget: usize) -> u64 {
+    let per_row = heads * keys;
+    let rows = (budget as u64 / per_row.max(1)).clamp(1, queries.max(1));
+    rows * per_row * (3 * b + 2 * 4)
+}
+
+/// Peak activations of the vision tower on `n` patches.
+fn vision_peak(cfg: &ModelConfig, n: u64, b: u64) -> u64 {
+    let v = &cfg.vision;
+    let (d, i) = (v.hidden_size as u64, v.intermediate_size as u64);
+    // pixel_values in f32 and in the model dtype, the hidden state alive
+    // throughout, rotary tables (f32 cos and sin).
+    let resident = n * v.patch_dim() as u64 * (4 + b) + n * d * b + 2 * n * v.head_dim() as u64 * 4;
+    // Attention: norm, qkv, q and k in f32 before and after the rotation and
+    // back in the dtype, contiguous v, per-block outputs and their
+    // concatenation, the projection.
+    let attention = n * d * (b + 3 * b + 2 * (4 + 4 + b) + b + 2 * b + b)
+        + score_block_bytes(v.num_heads as u64, n, n, b, ATTENTION_BLOCK_ELEMENTS);
+    // MLP: norm, the wide layer(s) and the activation's temporaries, output.
+    let wide = match cfg.family {
+        Family::Qwen25Vl => 4,
+        _ => 3,
+    };
+    let mlp = n * d * 2 * b + n * i * wide * b;
+    // Merged tokens of the main merger and the DeepStack mergers.
+    let merged = (n / (v.spatial_merge_size * v.spatial_merge_size).max(1) as u64)
+        * v.out_hidden_size as u64
+        * b
+        * (1 + v.deepstack_visual_indexes.len() as u64);
+    resident + attention.max(mlp) + merged
+}
+
+/// Peak activations of the decoder running `n` new tokens at once into a
+/// cache that will hold `n` positions.
+fn prefill_peak(cfg: &ModelConfig, n: u64, b: u64) -> u64 {
+    let t = &cfg.text;
+    let (h, hd) = (t.hidden_size as u64, t.head_dim as u64);
+    let (heads, kv_heads) = (t.num_attention_heads as u64, t.num_key_value_heads as u64);
+    // Embeddings (text rows, image rows, the merged copy), the residual
+    // stream, its norm and the layer output; rotary tables; the last logits.
+    let resident = 4 * n * h * b + 2 * n * hd * b + t.vocab_size as u64 * 4;
+    // q, k, v projected and made contiguous after the transpose and rotation;
+    // the layer's cache concatenation; the scores and the output (query heads
+    // share their kv head's keys and values: nothing is repeated).
+    let qkv = 2 * n * (heads + 2 * kv_heads) * hd * b;
+    let cat = 2 * n * kv_heads * hd * b;
+    let attention =
+        qkv + cat + score_block_bytes(heads, n, n, b, MAX_SCORES) + 2 * n * heads * hd * b;
+    let mlp = 3 * n * t.intermediate_size as u64 * b;
+    resident + attention.max(mlp)
+}
+
+/// Number of values in all tensors of a model directory's safetensors files,
+/// read from their headers.
+pub fn checkpoint_elements(dir: &Path) -> Result<u64, ModelError> {
+    let mut total = 0;
+    for file in crate::model::weights::safetensors_files(dir)? {
+        total += crate::model::weights::header_elements(&file)?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    const GIB: u64 = 1 << 30;
+
+    fn released_config(name: &str) -> ModelConfig {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/configs")
+            .join(name);
+        let json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        ModelConfig::from_json(&json).unwrap()
+    }
+
+    /// A checkpoint directory whose one safetensors file has a real header
+    /// listing `tensors` and no data: the estimate must never need the data.
+    fn header_only_checkpoint(tag: &str, tensors: &[(&str, &[u64])]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("glimpse-estimate-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut header = serde_json::Map::new();
+        let mut offset = 0u64;
+        for (name, shape) in tensors {
+            let bytes = shape.iter().product::<u64>() * 2;
+            header.insert(
+                name.to_string(),
+                serde_json::json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + bytes]}),
+            );
+            offset += bytes;
+        }
+        let text = serde_json::to_vec(&header).unwrap();
+        let mut file = (text.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(&text);
+        std::fs::write(dir.join("model.safetensors"), file).unwrap();
+        dir
+    }
+
+    fn qwen2_defaults() -> VisionPreprocessConfig {
+        VisionPreprocessConfig::qwen2_vl_defaults()
+    }
+
+    #[test]
+    fn qwen2_vl_2b_in_bf16_by_hand() {
+        let cfg = released_config("qwen2_vl_2b_instruct.json");
+        // Parameters, from the config (tied embeddings: no separate lm_head).
+        // Decoder layer: q 1536·1536+1536, k and v 1536·256+256 each, o 1536·1536,
+        // MLP 3·1536·8960, two norms 2·1536 = 46 797 824.
+        // Vision block: two LayerNorms 2·2560, qkv 1280·3840+3840, proj
+        // 1280·1280+1280, fc1 1280·5120+5120, fc2 5120·1280+1280 = 19 677 440.
+        // Merger: LayerNorm 2560, 5120·5120+5120, 5120·1536+1536 = 34 087 936.
+        let dir = header_only_checkpoint(
+            "q2",
+            &[
+                ("model.embed_tokens.weight", &[151_936, 1536]),
+                ("model.layers", &[28, 46_797_824]),
+                ("model.norm.weight", &[1536]),
+                ("visual.patch_embed.proj.weight", &[1280, 3, 2, 14, 14]),
+                ("visual.blocks", &[32, 19_677_440]),
+                ("visual.merger", &[34_087_936]),
+            ],
+        );
+        let elements = checkpoint_elements(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        // 2 208 985 600: the published size of Qwen2-VL-2B-Instruct (2.21B).
+        assert_eq!(elements, 2_208_985_600);
+
+        // The largest image under the default 2000 px cap: 2000/28 = 71.4 → 71
+        // → 1988 px a side, 142 × 142 = 20 164 patches.
+        let image = LargestImage::allowed(&qwen2_defaults(), Some(LongEdgeCap::default()));
+        assert_eq!(
+            image,
+            LargestImage {
+                width: 1988,
+                height: 1988,
+                patches: 20_164
+            }
+        );
+
+        let e = estimate(&EstimateInputs {
+            config: &cfg,
+            weight_elements: elements,
+            dtype: DType::BF16,
+            context_tokens: 32_768,
+            kv_format: KvFormat::Model,
+            image,
+            cuda: true,
+        });
+        assert_eq!(e.weights_bytes, 2_208_985_600 * 2);
+        // 28 layers × (k, v) × 2 kv heads × 128 × 2 bytes × 32 768 tokens = 0.875 GiB.
+        assert_eq!(e.kv_cache_bytes, 28 * 2 * 2 * 128 * 2 * 32_768);
+        let n = 20_164u64;
+        // Vision: pixel values (1176 values in f32 and bf16), hidden state, rotary
+        // tables; attention 36 bytes per patch and channel (1280) plus one block of
+        // scores (208 rows × 16 heads × 20 164 keys × 14 bytes); merged tokens.
+        let vision = n * (1176 * 6 + 1280 * 2 + 2 * 80 * 4)
+            + n * 1280 * 36
+            + 208 * 16 * n * 14
+            + (n / 4) * 1536 * 2;
+        assert_eq!(e.vision_bytes, vision);
+        // Prefill of 32 768 tokens: residual stream etc. 4 × 1536 × 2 bytes, rotary
+        // tables, last logits; then the MLP (3 × 8960 × 2 bytes per token) beats
+        // attention.
+        let t = 32_768u64;
+        let resident = t * (4 * 1536 * 2 + 2 * 128 * 2) + 151_936 * 4;
+        let attention =
+            t * 2 * 16 * 128 * 2 + t * 2 * 2 * 128 * 2 + 170 * 12 * t * 14 + t * 2 * 12 * 128 * 2;
+        let mlp = t * 3 * 8960 * 2;
+        assert!(mlp > attention);
+        assert_eq!(e.prefill_bytes, resident + mlp);
+        assert_eq!(
+            e.total_bytes,
+            e.weights_bytes + e.kv_cache_bytes + e.prefill_bytes + (512 << 20)
+        );
+        assert_eq!(e.total_bytes, 8_076_012_032); // 7.52 GiB
+        assert!(e
+            .summary()
+            .starts_with("7.5 GiB (weights 4.1 GiB, KV cache 896 MiB for 32768 tokens"));
+    }
+
+    #[test]
+    fn qwen3_vl_4b_in_bf16_by_hand() {
+        let cfg = released_config("qwen3_vl_4b_instruct.json");
+        // Decoder layer (no biases, q/k norms of 128): q 2560·4096, k and v
+        // 2560·1024 each, o 4096·2560, norms 2·128 + 2·2560, MLP 3·2560·9728
+        // = 100 930 816.
+        // Vision: patch embedding 1024·1536 + 1024, position table 2304·1024,
+        // block 2·2048 + 1024·3072+3072 + 1024·1024+1024 + 1024·4096+4096 +
+        // 4096·1024+1024 = 12 596 224, merger 2048 + 4096·4096+4096 +
+        // 4096·2560+2560 = 27 271 680, three DeepStack mergers (norm over 4096)
+        // 27 277 824 each.
+        let dir = header_only_checkpoint(
+            "q3",
+            &[
+                ("model.language_model.embed_tokens.weight", &[151_936, 2560]),
+                ("model.language_model.layers", &[36, 100_930_816]),
+                ("model.language_model.norm.weight", &[2560]),
+                (
+                    "model.visual.patch_embed.proj.weight",
+                    &[1024, 3, 2, 16, 16],
+                ),
+                ("model.visual.patch_embed.proj.bias", &[1024]),
+                ("model.visual.pos_embed.weight", &[2304, 1024]),
+                ("model.visual.blocks", &[24, 12_596_224]),
+                ("model.visual.merger", &[27_271_680]),
+                ("model.visual.deepstack_merger_list", &[3, 27_277_824]),
+            ],
+        );
+        let elements = checkpoint_elements(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        // The published size of Qwen3-VL-4B-Instruct (4.44B).
+        assert_eq!(elements, 4_437_815_808);
+
+        // 2000/32 = 62.5 → 62 (ties to even) → 1984 px, 124 × 124 = 15 376 patches.
+        let image = LargestImage::allowed(
+            &VisionPreprocessConfig::qwen3_vl_defaults(),
+            Some(LongEdgeCap::default()),
+        );
+        assert_eq!(
+            image,
+            LargestImage {
+                width: 1984,
+                height: 1984,
+                patches: 15_376
+            }
+        );
+
+        let inputs = EstimateInputs {
+            config: &cfg,
+            weight_elements: elements,
+            dtype: DType::BF16,
+            context_tokens: 32_768,
+            kv_format: KvFormat::Model,
+            image,
+            cuda: true,
+        };
+        let e = estimate(&inputs);
+        assert_eq!(e.weights_bytes, 8_875_631_616);
+        // 36 × 2 × 8 kv heads × 128 × 2 bytes × 32 768 = 4.5 GiB.
+        assert_eq!(e.kv_cache_bytes, 36 * 2 * 8 * 128 * 2 * 32_768);
+        let n = 15_376u64;
+        let vision = n * (1536 * 6 + 1024 * 2 + 2 * 64 * 4)
+            + n * 1024 * 36
+            + 272 * 16 * n * 14
+            + (n / 4) * 2560 * 2 * 4;
+        assert_eq!(e.vision_bytes, vision);
+        // Prefill: with 32 query heads over 8 kv heads, attention (q/k/v, the
+        // cache concatenation, 64-row score blocks, the output)
+        // beats the MLP.
+        let t = 32_768u64;
+        let resident = t * (4 * 2560 * 2 + 2 * 128 * 2) + 151_936 * 4;
+        let attention =
+            t * 2 * 48 * 128 * 2 + t * 2 * 8 * 128 * 2 + 64 * 32 * t * 14 + t * 2 * 32 * 128 * 2;
+        assert!(attention > t * 3 * 9728 * 2);
+        assert_eq!(e.prefill_bytes, resident + attention);
+        assert_eq!(e.total_bytes, 17_348_733_440); // 16.16 GiB
+        assert!(e.total_bytes > 16 * GIB && e.total_bytes < 17 * GIB);
+
+        // INT8 keys and values: 128 one-byte values plus a 4-byte scale per
+        // token and head instead of 256 bytes: 51.6 % of the bf16 cache.
+        let int8 = estimate(&EstimateInputs {
+            kv_format: KvFormat::Int8,
+            ..inputs.clone()
+        });
+        assert_eq!(int8.kv_cache_bytes, 36 * 2 * 8 * (128 + 4) * 32_768);
+        assert_eq!(
+            e.total_bytes - int8.total_bytes,
+            36 * 2 * 8 * (256 - 132) * 32_768
+        );
+
+        // On the CPU in f32 there is no CUDA runtime and everything doubles.
+        let cpu = estimate(&EstimateInputs {
+            dtype: DType::F32,
+            cuda: false,
+            ..inputs
+        });
+        assert_eq!(cpu.runtime_bytes, 0);
+        assert_eq!(cpu.weights_bytes, 2 * e.weights_bytes);
+        assert_eq!(cpu.kv_cache_bytes, 2 * e.kv_cache_bytes);
+    }
+
+    #[test]
+    fn without_a_cap_the_largest_image_is_max_pixels() {
+        // 12 845 056 = 3584²: 128 × 128 merged tokens of 28 px, 256² patches.
+        let image = LargestImage::allowed(&qwen2_defaults(), None);
+        assert_eq!(
+            image,
+            LargestImage {
+                width: 3584,
+                height: 3584,
+                patches: 65_536
+            }
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! Scaled dot-product attention for the decoder and the vision towers, run in
+//! blocks of query rows so that the score matrix of a long prompt or a large
+//! image stays within a fixed budget. Rows of a softmax are independent, so
+//! the blocks compute exactly what one pass over all rows would.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+/// Most score elements (batch × heads × query rows × keys) held at once:
+/// 64 Mi, i.e. 256 MiB in f32 plus the same count in the model dtype.
+pub const MAX_SCORES: usize = 1 << 26;
+
+/// Which keys each query may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Every key (vision attention within one image or window).
+    All,
+    /// Decoder: the `past` cached keys and the chunk's keys up to the query itself.
+    Causal { past: usize },
+}
+
+/// `softmax(q kᵀ · scale + mask) v` for `q` `(b, heads, L, d)` and `k`, `v`
+/// `(b, kv_heads, T, d)` (grouped-query attention when there are fewer kv
+/// heads); the softmax runs in f32 and the result, `(b, heads, L, d)`, is in
+/// `v`'s dtype.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    visibility: Visibility,
+    max_scores: usize,
+) -> Result<Tensor> {
+    let (b, heads, l, d) = q.dims4()?;
+    let (kv_heads, t) = (k.dim(1)?, k.dim(2)?);
+    // No copy of the keys and values per query head: the query heads sharing
+    // a kv head are stacked along the rows of one product.
+    let q = q.reshape((b, kv_heads, heads / kv_heads, l, d))?;
+    let rows = (max_scores / (b * heads * t).max(1)).max(1);
+    if rows >= l {
+        return block(&q, k, v, scale, visibility, 0, l)?.reshape((b, heads, l, d));
+    }
+    let mut outs = Vec::with_capacity(l.div_ceil(rows));
+    for start in (0..l).step_by(rows) {
+        let n = rows.min(l - start);
+        outs.push(block(
+            &q.narrow(3, start, n)?,
+            k,
+            v,
+            scale,
+            visibility,
+            start,
+            l,
+        )?);
+    }
+    Tensor::cat(&outs, 3)?.reshape((b, heads, l, d))
+}
+
+/// Query rows `first..first + n` of a chunk of `l` queries, `q` being
+/// `(b, kv_heads, n_rep, n, d)`; the result has the same shape.
+fn block(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    visibility: Visibility,
+    first: usize,
+    l: usize,
+) -> Result<Tensor> {
+    let (b, kv_heads, n_rep, n, d) = q.dims5()?;
+    let t = k.dim(2)?;
+    let q = q.contiguous()?.reshape((b, kv_heads, n_rep * n, d))?;
+    let mut att = (q.matmul(&k.t()?)? * scale)?;
+    if let Visibility::Causal { past } = visibility {
+        if l > 1 {
+            let mask = causal_mask(first, n, past, l, att.dtype(), att.device())?;
+            att = att
+                .reshape((b, kv_heads, n_rep, n, t))?
+                .broadcast_add(&mask)?
+                .reshape((b, kv_heads, n_rep * n, t))?;
+        }
+    }
+    let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+    att.matmul(v)?.reshape((b, kv_heads, n_rep, n, d))
+}
+
+/// Additive mask `(n, past + l)` for query rows `first..first + n` of a chunk of
+/// `l` new positions: a query sees everything cached and the chunk up to itself.
+/// Built on the device, so nothing crosses the bus per layer.
+fn causal_mask(
+    first: usize,
+    n: usize,
+    past: usize,
+    l: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let total = past + l;
+    let query = Tensor::arange((past + first) as u32, (past + first + n) as u32, device)?
+        .reshape((n, 1))?;
+    let key = Tensor::arange(0u32, total as u32, device)?.reshape((1, total))?;
+    let hidden = key.broadcast_gt(&query)?;
+    let blocked = Tensor::full(f32::NEG_INFINITY, (n, total), device)?.to_dtype(dtype)?;
+    let open = Tensor::zeros((n, total), dtype, device)?;
+    hidden.where_cond(&blocked, &open)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
+        // A small deterministic generator: the values only need to be varied.
+        let n = shape.0 * shape.1 * shape.2 * shape.3;
+        let mut x = seed;
+        let data: Vec<f32> = (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn blocks_of_rows_give_the_same_result_as_one_pass() {
+        let q = random((1, 3, 10, 8), 1);
+        let k = random((1, 3, 14, 8), 2);
+        let v = random((1, 3, 14, 8), 3);
+        for vis in [Visibility::All, Visibility::Causal { past: 4 }] {
+            let whole = attention(&q, &k, &v, 0.35, vis, usize::MAX).unwrap();
+            // 3 heads × 14 keys × 3 rows per block: blocks of 3, 3, 3 and 1 rows.
+            let blocked = attention(&q, &k, &v, 0.35, vis, 3 * 14 * 3).unwrap();
+            assert_eq!(blocked.dims(), [1, 3, 10, 8]);
+            let d = max_abs_diff(&whole, &blocked);
+            assert!(d < 1e-6, "{vis:?}: blocks differ by {d}");
+        }
+    }
+
+    #[test]
+    fn shared_kv_heads_give_what_repeated_ones_give() {
+        // 4 query heads over 2 kv heads: the same as repeating each kv head twice.
+        let q = random((1, 4, 6, 8), 11);
+        let k = random((1, 2, 9, 8), 12);
+        let v = random((1, 2, 9, 8), 13);
+        let repeat = |t: &Tensor| {
+            let (b, h, n, d) = t.dims4().unwrap();
+            t.unsqueeze(2)
+                .unwrap()
+                .expand((b, h, 2, n, d))
+                .unwrap()
+                .reshape((b, h * 2, n, d))
+                .unwrap()
+        };
+        let causal = Visibility::Causal { past: 3 };
+        for budget in [usize::MAX, 4 * 9 * 2] {
+            let shared = attention(&q, &k, &v, 0.3, causal, budget).unwrap();
+            let repeated = attention(&q, &repeat(&k), &repeat(&v), 0.3, causal, budget).unwrap();
+            assert!(max_abs_diff(&shared, &repeated) < 1e-6, "budget {budget}");
+        }
+    }
+
+    #[test]
+    fn the_mask_hides_exactly_the_later_keys() {
+        // Rows 1..3 of a 3-token chunk after 2 cached positions.
+        let m: Vec<Vec<f32>> = causal_mask(1, 2, 2, 3, DType::F32, &Device::Cpu)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let inf = f32::NEG_INFINITY;
+        assert_eq!(m, [[0.0, 0.0, 0.0, 0.0, inf], [0.0, 0.0, 0.0, 0.0, 0.0]]);
+    }
+
+    #[test]
+    fn a_causal_query_ignores_later_keys() {
+        // Two new positions after 2 cached ones: the first new query must not
+        // see the last key, so changing that key's value leaves its row alone.
+        let q = random((1, 1, 2, 4), 5);
+        let k = random((1, 1, 4, 4), 6);
+        let v = random((1, 1, 4, 4), 7);
+        let v2 = v
+            .slice_assign(
+                &[0..1, 0..1, 3..4, 0..4],
+                &Tensor::ones((1, 1, 1, 4), DType::F32, &Device::Cpu).unwrap(),
+            )
+            .unwrap();
+        let causal = Visibility::Causal { past: 2 };
+        let a = attention(&q, &k, &v, 0.5, causal, 2).unwrap();
+        let b = attention(&q, &k, &v2, 0.5, causal, 2).unwrap();
+        let row = |t: &Tensor, i| t.narrow(2, i, 1).unwrap();
+        assert_eq!(max_abs_diff(&row(&a, 0), &row(&b, 0)), 0.0);
+        assert!(max_abs_diff(&row(&a, 1), &row(&b, 1)) > 0.0);
+    }
+}
