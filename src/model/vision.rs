@@ -176,8 +176,9 @@ impl Block {
             let mut q0 = 0;
             while q0 < len {
                 let n = rows.min(len - q0);
-                let qs = q.narrow(2, start + q0, n)?;
-                let att = (qs.matmul(&ks.t()?)? * scale)?;
+                // Scaling the queries costs N·d operations instead of N².
+                let qs = (q.narrow(2, start + q0, n)? * scale)?;
+                let att = qs.matmul(&ks.t()?)?;
                 let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?
                     .to_dtype(dtype)?;
                 outs.push(att.matmul(&vs)?);
