@@ -9,3 +9,4 @@ pub mod conversation;
 pub mod engine;
 pub mod model;
 pub mod processor;
+pub mod tui;

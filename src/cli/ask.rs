@@ -74,7 +74,7 @@ pub struct AskArgs {
 #[derive(Debug, Clone)]
 pub struct CapArg(pub Option<LongEdgeCap>);
 
-fn parse_cap(s: &str) -> Result<CapArg, String> {
+pub(crate) fn parse_cap(s: &str) -> Result<CapArg, String> {
     if s == "off" {
         return Ok(CapArg(None));
     }

@@ -1,0 +1,78 @@
+//! Entering and leaving the full-screen mode, on every exit path: a normal
+//! return, an error, and a panic.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ratatui::crossterm::event::{
+    DisableBracketedPaste, EnableBracketedPaste, KeyboardEnhancementFlags,
+    PopKeyboardEnhancementFlags, PushKeyboardEnhancementFlags,
+};
+use ratatui::crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use ratatui::crossterm::{cursor, execute};
+
+// Mouse reporting of button presses and the wheel only (1000) in SGR form
+// (1006): no motion events flooding an SSH link, and the terminal keeps its
+// own selection with Shift held.
+const MOUSE_ON: &str = "\x1b[?1000h\x1b[?1006h";
+const MOUSE_OFF: &str = "\x1b[?1006l\x1b[?1000l";
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// The alternate screen, before raw mode: the image-protocol query in
+/// between needs the alternate screen but sets its own terminal mode.
+pub fn enter_alternate_screen() -> io::Result<()> {
+    ACTIVE.store(true, Ordering::SeqCst);
+    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)
+}
+
+/// Raw mode, bracketed paste, wheel reporting and unambiguous keys
+/// (Shift+Enter, a prompt Esc) where the terminal supports them.
+pub fn enter_raw_mode() -> io::Result<()> {
+    enable_raw_mode()?;
+    let mut out = io::stdout();
+    execute!(out, EnableBracketedPaste)?;
+    // Terminals that do not know the kitty keyboard protocol ignore this.
+    let _ = execute!(
+        out,
+        PushKeyboardEnhancementFlags(KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES)
+    );
+    out.write_all(MOUSE_ON.as_bytes())?;
+    out.flush()
+}
+
+/// Puts the terminal back as it was. Safe to call more than once and from a
+/// panic hook.
+pub fn restore() {
+    if !ACTIVE.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let mut out = io::stdout();
+    let _ = out.write_all(MOUSE_OFF.as_bytes());
+    let _ = execute!(out, PopKeyboardEnhancementFlags);
+    let _ = execute!(out, DisableBracketedPaste);
+    let _ = disable_raw_mode();
+    let _ = execute!(out, LeaveAlternateScreen, cursor::Show);
+    let _ = out.flush();
+}
+
+/// Restores the terminal before the panic message is printed, so the
+/// message is readable and the shell usable.
+pub fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore();
+        previous(info);
+    }));
+}
+
+/// Restores the terminal when dropped, whatever way the scope is left.
+pub struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
