@@ -133,7 +133,9 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
     s.wait_text("You");
     s.wait_text("▣ scene_333x211.png");
     // Tokens arrive and the answer finishes with its statistics.
-    s.wait_for("the answer's statistics", |t| t.contains("tokens ·") || t.contains("-token limit"));
+    s.wait_for("the answer's statistics", |t| {
+        t.contains("tokens ·") || t.contains("-token limit")
+    });
     s.wait_text("tok/s · TTFT");
     assert!(s.text().contains("ctx "), "context use is shown");
 
@@ -162,12 +164,6 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
     s.wait_text("copied the last answer");
     assert!(contains(&s.raw, b"\x1b]52;c;"), "OSC 52 was written");
 
-    // Scroll up and back down.
-    s.send("\x1b[5~");
-    s.wait_text("more line");
-    s.send("\x1b[1;5F");
-    s.wait_for("following the end again", |t| !t.contains("more line"));
-
     // Help, generated from the keymap; Esc closes it.
     s.send("?");
     s.wait_text("Esc, ? or F12 closes");
@@ -188,8 +184,16 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
             pixel_height: 0,
         })
         .unwrap();
-    s.parser.set_size(30, 90);
-    s.wait_for("the narrow layout", |t| !t.contains("Device") && t.contains("help"));
+    s.parser.screen_mut().set_size(30, 90);
+    s.wait_for("the narrow layout", |t| {
+        !t.contains("Device") && t.contains("help")
+    });
+
+    // Scroll up and back down (the conversation is taller than this window).
+    s.send("\x1b[5~");
+    s.wait_text("more line");
+    s.send("\x1b[1;5F");
+    s.wait_for("following the end again", |t| !t.contains("more line"));
     pair.master
         .resize(PtySize {
             rows: 40,
@@ -198,7 +202,7 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
             pixel_height: 0,
         })
         .unwrap();
-    s.parser.set_size(40, 120);
+    s.parser.screen_mut().set_size(40, 120);
     s.wait_text("Device");
 
     // Quit, and the terminal is as it was.
@@ -213,7 +217,10 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
     };
     s.pump(Duration::from_millis(200));
     assert!(status.success(), "exit status {status:?}");
-    assert!(!s.parser.screen().alternate_screen(), "back on the main screen");
+    assert!(
+        !s.parser.screen().alternate_screen(),
+        "back on the main screen"
+    );
     for (what, seq) in [
         ("mouse reporting off", "\x1b[?1000l"),
         ("bracketed paste off", "\x1b[?2004l"),
@@ -221,5 +228,8 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
     ] {
         assert!(contains(&s.raw, seq.as_bytes()), "{what}");
     }
-    assert!(!s.parser.screen().hide_cursor(), "the cursor is visible again");
+    assert!(
+        !s.parser.screen().hide_cursor(),
+        "the cursor is visible again"
+    );
 }

@@ -22,7 +22,11 @@ pub struct ChatArgs {
     pub dtype: DtypeChoice,
     /// How image previews are drawn: auto detects kitty, iTerm2 or sixel and
     /// falls back to Unicode half-blocks, which work in any terminal.
-    #[arg(long = "image-protocol", default_value = "auto", value_name = "auto|kitty|iterm2|sixel|halfblocks")]
+    #[arg(
+        long = "image-protocol",
+        default_value = "auto",
+        value_name = "auto|kitty|iterm2|sixel|halfblocks"
+    )]
     pub image_protocol: ImageProtocolChoice,
     /// Limit the context below the model's maximum; the oldest turns are
     /// left out (with a notice) when the conversation outgrows it.

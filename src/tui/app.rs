@@ -12,14 +12,18 @@ use ratatui::layout::Rect;
 use ratatui_image::protocol::Protocol;
 use ratatui_textarea::{TextArea, WrapMode};
 
-use super::attachments::{complete_path, expand_home, image_budget, pasted_image_paths, ImageBudget};
+use super::attachments::{
+    complete_path, expand_home, image_budget, pasted_image_paths, ImageBudget,
+};
 use super::keymap::{Action, Keymap};
 use super::layout::{preview_cells, screen_layout};
 use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId};
 use super::presets::{builtin_presets, Preset, Settings};
 use super::side_pane::DeviceFacts;
 use super::theme::Theme;
-use super::transcript::{conversation_until, Entry, EntryKind, Reply, ReplyPhase, ReplyStats, RowCache};
+use super::transcript::{
+    conversation_until, Entry, EntryKind, Reply, ReplyPhase, ReplyStats, RowCache,
+};
 use crate::engine::{Event, FinishReason};
 
 /// Where the model stands.
@@ -56,6 +60,8 @@ pub enum Flash {
     Info(String),
     Error(String),
 }
+
+const STOPPING: &str = "stopping…";
 
 /// What the next finished reply makes room for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -453,7 +459,8 @@ impl App {
             }
             None => {
                 // Pasted text keeps its newlines; carriage returns would show as ^M.
-                self.input.insert_str(text.replace("\r\n", "\n").replace('\r', "\n"));
+                self.input
+                    .insert_str(text.replace("\r\n", "\n").replace('\r', "\n"));
                 self.rows_changed_by_input();
             }
         }
@@ -511,7 +518,11 @@ impl App {
             Action::CompletePath => self.complete_in_input(),
             Action::RemoveAttachment => match self.attachments.pop() {
                 Some(id) => {
-                    let name = self.images.get(&id).map(|i| i.name.clone()).unwrap_or_default();
+                    let name = self
+                        .images
+                        .get(&id)
+                        .map(|i| i.name.clone())
+                        .unwrap_or_default();
                     self.flash = Some(Flash::Info(format!("removed {name}")));
                 }
                 None => self.flash = Some(Flash::Info("no image attached".into())),
@@ -522,7 +533,12 @@ impl App {
                 self.clamp_scroll();
                 self.want_previews(cmds);
                 self.flash = Some(Flash::Info(
-                    if self.previews_on { "previews on" } else { "previews off" }.into(),
+                    if self.previews_on {
+                        "previews on"
+                    } else {
+                        "previews off"
+                    }
+                    .into(),
                 ));
             }
             Action::Preset(i) => {
@@ -533,7 +549,11 @@ impl App {
                         p.name,
                         p.temperature,
                         p.max_tokens,
-                        if self.running.is_some() { " (from the next answer)" } else { "" }
+                        if self.running.is_some() {
+                            " (from the next answer)"
+                        } else {
+                            ""
+                        }
                     )));
                 }
             }
@@ -620,7 +640,9 @@ impl App {
     fn attach_text(&mut self, text: &str, cmds: &mut Vec<Cmd>) {
         let items = super::attachments::split_pasted(text);
         if items.is_empty() {
-            self.flash = Some(Flash::Error("give the path of an image: /image PATH".into()));
+            self.flash = Some(Flash::Error(
+                "give the path of an image: /image PATH".into(),
+            ));
         }
         for item in items {
             self.attach(expand_home(&item), cmds);
@@ -629,7 +651,11 @@ impl App {
 
     pub fn attach(&mut self, path: PathBuf, cmds: &mut Vec<Cmd>) {
         if !path.is_file() {
-            let what = if path.exists() { "is not a file" } else { "does not exist" };
+            let what = if path.exists() {
+                "is not a file"
+            } else {
+                "does not exist"
+            };
             self.flash = Some(Flash::Error(format!(
                 "{} {what}; check the path (Tab completes it)",
                 path.display()
@@ -803,7 +829,7 @@ impl App {
     fn cancel_running(&mut self) {
         if let Some(r) = &self.running {
             r.cancel.store(true, Ordering::Relaxed);
-            self.flash = Some(Flash::Info("stopping…".into()));
+            self.flash = Some(Flash::Info(STOPPING.into()));
         }
     }
 
@@ -982,6 +1008,9 @@ impl App {
         }
         if finished {
             self.running = None;
+            if self.flash == Some(Flash::Info(STOPPING.into())) {
+                self.flash = None;
+            }
             match self.next_job.take() {
                 Some(NextJob::Ask) => self.start_queued(cmds),
                 Some(NextJob::Regenerate) => self.regenerate(cmds),

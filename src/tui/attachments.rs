@@ -145,10 +145,8 @@ pub fn pasted_image_paths(text: &str) -> Option<Vec<PathBuf>> {
         return None;
     }
     let paths: Vec<PathBuf> = split_pasted(text).iter().map(|s| expand_home(s)).collect();
-    let all_images = !paths.is_empty()
-        && paths
-            .iter()
-            .all(|p| has_image_extension(p) && p.is_file());
+    let all_images =
+        !paths.is_empty() && paths.iter().all(|p| has_image_extension(p) && p.is_file());
     all_images.then_some(paths)
 }
 
@@ -179,8 +177,9 @@ pub fn complete_path(fragment: &str) -> Completion {
                 .filter_map(|e| {
                     let name = e.file_name().into_string().ok()?;
                     let is_dir = e.path().is_dir();
-                    (name.starts_with(name_part) && (!name.starts_with('.') || name_part.starts_with('.')))
-                        .then_some((name, is_dir))
+                    (name.starts_with(name_part)
+                        && (!name.starts_with('.') || name_part.starts_with('.')))
+                    .then_some((name, is_dir))
                 })
                 .collect()
         })
@@ -243,7 +242,10 @@ mod tests {
 
     #[test]
     fn pasted_paths_are_unquoted_and_unescaped() {
-        assert_eq!(split_pasted("'/a b/c.png' /d\\ e.jpg"), ["/a b/c.png", "/d e.jpg"]);
+        assert_eq!(
+            split_pasted("'/a b/c.png' /d\\ e.jpg"),
+            ["/a b/c.png", "/d e.jpg"]
+        );
         assert_eq!(split_pasted("file:///tmp/x%20y.png\n"), ["/tmp/x y.png"]);
         assert_eq!(split_pasted("\"/q\\\"x.png\""), ["/q\"x.png"]);
     }
@@ -264,7 +266,7 @@ mod tests {
         let c = complete_path(&format!("{FIXTURES}sce"));
         assert_eq!(c.completed, format!("{FIXTURES}scene_333x211.png"));
         assert!(c.candidates.is_empty());
-        let c = complete_path(&format!("{FIXTURES}"));
+        let c = complete_path(FIXTURES);
         assert!(c.candidates.len() >= 6, "{c:?}");
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ima");
         assert_eq!(complete_path(dir).completed, format!("{dir}ges/"));

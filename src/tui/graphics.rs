@@ -66,7 +66,10 @@ pub fn pick(choice: ImageProtocolChoice) -> Picker {
         return Picker::halfblocks();
     }
     let answers = query_terminal().unwrap_or_default();
-    let cell = answers.cell.or_else(cell_from_window).unwrap_or(DEFAULT_CELL);
+    let cell = answers
+        .cell
+        .or_else(cell_from_window)
+        .unwrap_or(DEFAULT_CELL);
     // Also turns on tmux's allow-passthrough, and guesses iTerm2 from the
     // environment (the iTerm2 protocol has no query).
     #[allow(deprecated)]

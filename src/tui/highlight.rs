@@ -30,7 +30,13 @@ fn assets() -> &'static Assets {
 pub fn highlight(code: &str, lang: &str, theme: &str, fallback: Style) -> Vec<Vec<Span<'static>>> {
     let cleaned: String = code
         .chars()
-        .map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c })
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
         .collect();
     let code = cleaned.as_str();
     let plain = || {
@@ -76,14 +82,24 @@ mod tests {
 
     #[test]
     fn known_languages_get_colours_and_unknown_ones_stay_plain() {
-        let rust = highlight("fn main() {}\nlet x = 1;", "rust", "base16-ocean.dark", Style::new());
+        let rust = highlight(
+            "fn main() {}\nlet x = 1;",
+            "rust",
+            "base16-ocean.dark",
+            Style::new(),
+        );
         assert_eq!(rust.len(), 2);
         let colours: Vec<_> = rust[0].iter().filter_map(|s| s.style.fg).collect();
         assert!(colours.len() > 1, "{rust:?}");
         let text: String = rust[0].iter().map(|s| s.content.as_ref()).collect();
         assert_eq!(text, "fn main() {}");
 
-        let plain = highlight("a\tb", "no-such-language", "base16-ocean.dark", Style::new());
+        let plain = highlight(
+            "a\tb",
+            "no-such-language",
+            "base16-ocean.dark",
+            Style::new(),
+        );
         assert_eq!(plain, vec![vec![Span::raw("a    b")]]);
     }
 }

@@ -130,8 +130,8 @@ impl KeyChord {
     }
 
     pub fn from_event(key: &KeyEvent) -> Self {
-        let mut modifiers = key.modifiers
-            & (KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SHIFT);
+        let mut modifiers =
+            key.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SHIFT);
         let code = match key.code {
             KeyCode::Char(c) => {
                 modifiers.remove(KeyModifiers::SHIFT);
@@ -184,7 +184,10 @@ impl KeyChord {
 
 /// Commands typed into the input, for the help overlay.
 pub const COMMANDS: [(&str, &str); 5] = [
-    ("/image PATH", "attach an image (Tab completes the path; several paths work)"),
+    (
+        "/image PATH",
+        "attach an image (Tab completes the path; several paths work)",
+    ),
     ("/drop N", "remove attached image N before sending"),
     ("/clear", "start a new conversation"),
     ("/help", "show this help"),
@@ -370,7 +373,10 @@ mod tests {
     #[test]
     fn ctrl_letters_match_whatever_case_the_terminal_sends() {
         let k = Keymap::builtin();
-        let r = key(KeyCode::Char('R'), KeyModifiers::CONTROL | KeyModifiers::SHIFT);
+        let r = key(
+            KeyCode::Char('R'),
+            KeyModifiers::CONTROL | KeyModifiers::SHIFT,
+        );
         assert_eq!(k.lookup(&r, false), Some(Action::Regenerate));
     }
 

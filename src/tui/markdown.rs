@@ -11,7 +11,8 @@ use super::wrap::{truncate, width, wrap_spans};
 
 /// Renders `text` to lines no wider than `width` cells.
 pub fn render(text: &str, width_cells: usize, theme: &Theme) -> Vec<Line<'static>> {
-    let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    let options =
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
     let mut r = Renderer::new(width_cells.max(8), theme);
     for event in Parser::new_ext(text, options) {
         r.event(event);
@@ -114,7 +115,10 @@ impl<'t> Renderer<'t> {
 
     /// An empty line between blocks, except at the start of a list item.
     fn gap(&mut self) {
-        let item_start = matches!(self.containers.last(), Some(Container::Item { used: false, .. }));
+        let item_start = matches!(
+            self.containers.last(),
+            Some(Container::Item { used: false, .. })
+        );
         if !self.lines.is_empty() && !item_start {
             self.lines.push(Line::from(self.quote_prefix()));
         }
@@ -126,7 +130,8 @@ impl<'t> Renderer<'t> {
         }
         let spans = std::mem::take(&mut self.inline);
         let (first, rest) = self.prefixes();
-        self.lines.extend(wrap_spans(&spans, self.width, &first, &rest));
+        self.lines
+            .extend(wrap_spans(&spans, self.width, &first, &rest));
     }
 
     fn text(&mut self, t: &str) {
@@ -318,7 +323,10 @@ impl<'t> Renderer<'t> {
             TagEnd::Link => {
                 self.pop_style();
                 if let Some((start, url)) = self.links.pop() {
-                    let text: String = self.inline[start..].iter().map(|s| s.content.as_ref()).collect();
+                    let text: String = self.inline[start..]
+                        .iter()
+                        .map(|s| s.content.as_ref())
+                        .collect();
                     if !url.is_empty() && text != url {
                         let dim = self.theme.dim;
                         self.inline.push(Span::styled(format!(" ({url})"), dim));
@@ -360,7 +368,11 @@ impl<'t> Renderer<'t> {
             return;
         }
         let cell_text = |c: &Vec<Span<'static>>| -> String {
-            c.iter().map(|s| s.content.as_ref()).collect::<String>().trim().to_string()
+            c.iter()
+                .map(|s| s.content.as_ref())
+                .collect::<String>()
+                .trim()
+                .to_string()
         };
         let mut widths = vec![1usize; cols];
         for row in &table.rows {
@@ -370,10 +382,18 @@ impl<'t> Renderer<'t> {
         }
         let (first, rest) = self.prefixes();
         let prefix_w: usize = first.iter().map(|s| width(&s.content)).sum();
-        let avail = self.width.saturating_sub(prefix_w + 3 * (cols - 1)).max(cols * 3);
+        let avail = self
+            .width
+            .saturating_sub(prefix_w + 3 * (cols - 1))
+            .max(cols * 3);
         // Shrink the widest column until the table fits.
         while widths.iter().sum::<usize>() > avail {
-            let (i, w) = widths.iter().copied().enumerate().max_by_key(|&(_, w)| w).expect("cols > 0");
+            let (i, w) = widths
+                .iter()
+                .copied()
+                .enumerate()
+                .max_by_key(|&(_, w)| w)
+                .expect("cols > 0");
             if w <= 3 {
                 break;
             }
@@ -390,7 +410,11 @@ impl<'t> Renderer<'t> {
                     Some(c) => (cell_text(c), c.first().map(|s| s.style).unwrap_or_default()),
                     None => (String::new(), Style::default()),
                 };
-                let style = if r < table.header_rows { style.patch(self.theme.strong) } else { style };
+                let style = if r < table.header_rows {
+                    style.patch(self.theme.strong)
+                } else {
+                    style
+                };
                 let t = truncate(&text, *w);
                 let pad = w.saturating_sub(width(&t));
                 line.push(Span::styled(format!("{t}{}", " ".repeat(pad)), style));
@@ -407,7 +431,11 @@ impl<'t> Renderer<'t> {
 }
 
 /// Code keeps its spaces: wrap by cells only, never at words.
-fn wrap_code(spans: &[Span<'static>], width_cells: usize, prefix: &[Span<'static>]) -> Vec<Line<'static>> {
+fn wrap_code(
+    spans: &[Span<'static>],
+    width_cells: usize,
+    prefix: &[Span<'static>],
+) -> Vec<Line<'static>> {
     let prefix_w: usize = prefix.iter().map(|s| width(&s.content)).sum();
     let room = width_cells.saturating_sub(prefix_w).max(1);
     let mut lines = Vec::new();
@@ -442,25 +470,51 @@ mod tests {
     fn plain(text: &str, width: usize) -> Vec<String> {
         render(text, width, &Theme::default())
             .iter()
-            .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect::<String>())
+            .map(|l| {
+                l.spans
+                    .iter()
+                    .map(|s| s.content.as_ref())
+                    .collect::<String>()
+            })
             .collect()
     }
 
     #[test]
     fn paragraphs_headings_and_lists() {
-        let out = plain("# Title\n\nSome *text* here.\n\n- one\n- two\n\n1. first\n2. second", 40);
+        let out = plain(
+            "# Title\n\nSome *text* here.\n\n- one\n- two\n\n1. first\n2. second",
+            40,
+        );
         assert_eq!(
             out,
-            ["Title", "", "Some text here.", "", "• one", "• two", "", "1. first", "2. second"]
+            [
+                "Title",
+                "",
+                "Some text here.",
+                "",
+                "• one",
+                "• two",
+                "",
+                "1. first",
+                "2. second"
+            ]
         );
     }
 
     #[test]
     fn emphasis_is_styled_not_printed() {
         let lines = render("a **bold** and *it*", 40, &Theme::default());
-        let bold = lines[0].spans.iter().find(|s| s.content == "bold").expect("bold span");
+        let bold = lines[0]
+            .spans
+            .iter()
+            .find(|s| s.content == "bold")
+            .expect("bold span");
         assert!(bold.style.add_modifier.contains(Modifier::BOLD));
-        let it = lines[0].spans.iter().find(|s| s.content == "it").expect("italic span");
+        let it = lines[0]
+            .spans
+            .iter()
+            .find(|s| s.content == "it")
+            .expect("italic span");
         assert!(it.style.add_modifier.contains(Modifier::ITALIC));
     }
 
@@ -484,7 +538,10 @@ mod tests {
 
     #[test]
     fn wide_tables_shrink_to_the_width() {
-        let out = plain("| a | b |\n|---|---|\n| a long cell here | another long cell |", 20);
+        let out = plain(
+            "| a | b |\n|---|---|\n| a long cell here | another long cell |",
+            20,
+        );
         assert!(out.iter().all(|l| width(l) <= 20), "{out:?}");
     }
 

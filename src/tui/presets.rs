@@ -69,7 +69,8 @@ impl Settings {
 
     pub fn nudge_max_tokens(&mut self, steps: i32) {
         let delta = MAX_TOKENS_STEP as i64 * steps as i64;
-        let next = (self.max_tokens as i64 + delta).clamp(MAX_TOKENS_MIN as i64, MAX_TOKENS_MAX as i64);
+        let next =
+            (self.max_tokens as i64 + delta).clamp(MAX_TOKENS_MIN as i64, MAX_TOKENS_MAX as i64);
         self.max_tokens = next as usize;
     }
 

@@ -68,9 +68,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
-        anyhow::bail!(
-            "glimpse chat needs a terminal; for scripts and pipes use `glimpse ask`"
-        );
+        anyhow::bail!("glimpse chat needs a terminal; for scripts and pipes use `glimpse ask`");
     }
     crate::engine::check_model_dir(&options.engine.model_dir)?;
     terminal::install_panic_hook();
@@ -91,7 +89,9 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
 
     let mut config = AppConfig::new(options.engine.model_dir.clone());
     config.font_size = picker.font_size();
-    config.cpu_threads = thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    config.cpu_threads = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     config.seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -144,7 +144,10 @@ fn spawn_input(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()>
                     Ok(TermEvent::Key(k)) => Msg::Key(k),
                     Ok(TermEvent::Paste(p)) => Msg::Paste(p),
                     Ok(TermEvent::Mouse(m))
-                        if matches!(m.kind, MouseEventKind::ScrollUp | MouseEventKind::ScrollDown) =>
+                        if matches!(
+                            m.kind,
+                            MouseEventKind::ScrollUp | MouseEventKind::ScrollDown
+                        ) =>
                     {
                         Msg::Mouse(m)
                     }

@@ -56,9 +56,7 @@ pub fn draw_device_facts(frame: &mut Frame, area: Rect, facts: &DeviceFacts, the
     };
     lines.push(Line::from(Span::styled(note, theme.dim)));
     frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: true }),
+        Paragraph::new(lines).block(block).wrap(Wrap { trim: true }),
         area,
     );
 }

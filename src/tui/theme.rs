@@ -46,16 +46,12 @@ impl Default for Theme {
             text: Style::new().fg(fg),
             dim: Style::new().fg(Color::DarkGray),
             user_label: Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
-            assistant_label: Style::new()
-                .fg(Color::Magenta)
-                .add_modifier(Modifier::BOLD),
+            assistant_label: Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD),
             user_text: Style::new().fg(fg),
             notice: Style::new().fg(Color::Blue),
             warning: Style::new().fg(Color::Yellow),
             error: Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-            heading: Style::new()
-                .fg(Color::Yellow)
-                .add_modifier(Modifier::BOLD),
+            heading: Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
             emphasis: Style::new().add_modifier(Modifier::ITALIC),
             strong: Style::new().add_modifier(Modifier::BOLD),
             inline_code: Style::new().fg(Color::Green),

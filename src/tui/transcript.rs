@@ -119,18 +119,42 @@ pub fn conversation_until(
                     .filter_map(|id| images.get(id))
                     .map(|i| Part::Image(i.path.clone()))
                     .collect();
+                let text = scrub_placeholders(text);
                 if !text.is_empty() {
-                    parts.push(Part::Text(text.clone()));
+                    parts.push(Part::Text(text));
                 }
                 conv.push(Message::parts(Role::User, parts));
             }
-            EntryKind::Assistant(r) if matches!(r.phase, ReplyPhase::Done(_)) && !r.text.is_empty() => {
-                conv.push(Message::text(Role::Assistant, r.text.clone()));
+            EntryKind::Assistant(r)
+                if matches!(r.phase, ReplyPhase::Done(_)) && !r.text.is_empty() =>
+            {
+                conv.push(Message::text(Role::Assistant, scrub_placeholders(&r.text)));
             }
             _ => {}
         }
     }
     conv
+}
+
+/// Vision markers typed by a person or written by a model would be read
+/// back as real image slots and break the prompt; they are left out of the
+/// text sent (the screen keeps them).
+pub const VISION_MARKERS: [&str; 5] = [
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+];
+
+pub fn scrub_placeholders(text: &str) -> String {
+    let mut out = text.to_string();
+    for m in VISION_MARKERS {
+        if out.contains(m) {
+            out = out.replace(m, "");
+        }
+    }
+    out
 }
 
 /// One screen row of the transcript.
@@ -244,10 +268,15 @@ fn top_rows(app: &App, width: u16) -> Vec<Row> {
                 &[Span::styled("✗ ", t.error)],
                 &[Span::raw("  ")],
             );
-            l.push(Line::from(Span::styled(
-                "  Check --model (a folder with config.json, *.safetensors, tokenizer.json); Ctrl+Q quits.",
-                t.dim,
-            )));
+            l.extend(wrap_spans(
+                &[Span::styled(
+                    "Check --model (a folder with config.json, *.safetensors, tokenizer.json); Ctrl+Q quits.",
+                    t.dim,
+                )],
+                w,
+                &[Span::raw("  ")],
+                &[Span::raw("  ")],
+            ));
             l
         }
         ModelState::Ready(r) if app.entries.is_empty() => wrap_spans(
@@ -292,8 +321,13 @@ fn entry_rows(app: &App, entry: &Entry, width: u16) -> Vec<Row> {
             }
             for id in images {
                 rows.push(Row::Text(image_caption(app, *id, w)));
-                if let (true, Some(StoredImage { state: ImageState::Ready(d), .. })) =
-                    (app.previews_on, app.images.get(id))
+                if let (
+                    true,
+                    Some(StoredImage {
+                        state: ImageState::Ready(d),
+                        ..
+                    }),
+                ) = (app.previews_on, app.images.get(id))
                 {
                     let cells = preview_cells(d.capped, app.font_size, width);
                     for line in 0..cells.1 {
@@ -399,10 +433,7 @@ fn live_footer(app: &App, entry: &Entry) -> Option<Vec<Row>> {
     let t = &app.theme;
     let what = match r.phase {
         ReplyPhase::Waiting => "waiting for the model…".to_string(),
-        ReplyPhase::Encoding(n) => format!(
-            "encoding {n} image{}…",
-            if n == 1 { "" } else { "s" }
-        ),
+        ReplyPhase::Encoding(n) => format!("encoding {n} image{}…", if n == 1 { "" } else { "s" }),
         ReplyPhase::Prefill => "reading the prompt…".to_string(),
         ReplyPhase::Streaming => format!("{} tokens", r.tokens),
         _ => return None,
@@ -441,4 +472,66 @@ fn image_caption(app: &App, id: ImageId, width: usize) -> Line<'static> {
         Span::styled(name, t.text),
         Span::styled(format!("  {detail}"), t.dim),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::presets::{builtin_presets, Settings};
+
+    fn done_reply(text: &str) -> Reply {
+        let mut r = Reply::new(1, Settings::from_preset(0, &builtin_presets()[0]));
+        r.text = text.into();
+        r.phase = ReplyPhase::Done(ReplyStats {
+            tokens: 3,
+            ttft_s: 0.0,
+            tok_s: 0.0,
+            finish: FinishReason::Stop,
+        });
+        r
+    }
+
+    #[test]
+    fn the_conversation_sent_leaves_out_queued_questions_failed_answers_and_vision_markers() {
+        let mut failed = done_reply("");
+        failed.phase = ReplyPhase::Failed("boom".into());
+        let entries = vec![
+            Entry::new(
+                1,
+                EntryKind::User {
+                    text: "q1".into(),
+                    images: vec![],
+                    queued: false,
+                },
+            ),
+            Entry::new(2, EntryKind::Assistant(done_reply("a <|image_pad|>1"))),
+            Entry::new(
+                3,
+                EntryKind::Notice {
+                    error: false,
+                    text: "n".into(),
+                },
+            ),
+            Entry::new(
+                4,
+                EntryKind::User {
+                    text: "q2".into(),
+                    images: vec![],
+                    queued: false,
+                },
+            ),
+            Entry::new(5, EntryKind::Assistant(failed)),
+            Entry::new(
+                6,
+                EntryKind::User {
+                    text: "q3".into(),
+                    images: vec![],
+                    queued: true,
+                },
+            ),
+        ];
+        let conv = conversation_until(&entries, &HashMap::new());
+        let texts: Vec<String> = conv.messages.iter().map(|m| m.joined_text()).collect();
+        assert_eq!(texts, ["q1", "a 1", "q2"]);
+    }
 }

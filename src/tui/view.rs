@@ -3,7 +3,7 @@
 use ratatui::layout::{Alignment, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph};
+use ratatui::widgets::{Block, BorderType, Borders, Clear, Padding, Paragraph};
 use ratatui::Frame;
 use ratatui_image::Image;
 
@@ -150,7 +150,10 @@ fn draw_chips(frame: &mut Frame, area: Rect, app: &App) {
         .keymap
         .first_label(Action::RemoveAttachment)
         .unwrap_or_default();
-    spans.push(Span::styled(format!("{remove} removes the last · /drop N"), t.dim));
+    spans.push(Span::styled(
+        format!("{remove} removes the last · /drop N"),
+        t.dim,
+    ));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -219,9 +222,8 @@ fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
             app.keymap.first_label(Action::Newline).unwrap_or_default(),
             app.keymap.first_label(Action::Help).unwrap_or_default()
         );
-        block = block.title_bottom(
-            Line::from(Span::styled(hint, t.dim)).alignment(Alignment::Right),
-        );
+        block =
+            block.title_bottom(Line::from(Span::styled(hint, t.dim)).alignment(Alignment::Right));
     }
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -230,10 +232,13 @@ fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    let mut spans: Vec<Span> = Vec::new();
-    let model = match &app.model {
-        ModelState::Loading { .. } => format!(" {} loading ", spinner(app.tick)),
-        ModelState::Failed(_) => " no model ".to_string(),
+    let s = &app.settings;
+    let (model_long, model_short) = match &app.model {
+        ModelState::Loading { .. } => {
+            let l = format!(" {} loading ", spinner(app.tick));
+            (l.clone(), l)
+        }
+        ModelState::Failed(_) => (" no model ".to_string(), " no model ".to_string()),
         ModelState::Ready(r) => {
             let dir = r
                 .info
@@ -241,15 +246,11 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            format!(" {} · {} · {} {} ", dir, r.info.family, r.info.device, r.info.dtype)
+            let short = format!(" {} · {} {} ", r.info.family, r.info.device, r.info.dtype);
+            (format!(" {dir} ·{short}"), short)
         }
     };
-    spans.push(Span::styled(model, t.status_accent));
-    let s = &app.settings;
-    let modified = app
-        .presets
-        .get(s.preset)
-        .is_some_and(|p| !s.matches(p));
+    let modified = app.presets.get(s.preset).is_some_and(|p| !s.matches(p));
     let key = app
         .keymap
         .bindings
@@ -257,29 +258,27 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         .find(|b| b.action == Action::Preset(s.preset))
         .map(|b| b.chord.label())
         .unwrap_or_default();
-    spans.push(Span::styled(
-        format!(
-            " {key} {}{} · T {:.2} · max {} ",
-            s.preset_name,
-            if modified { "*" } else { "" },
-            s.temperature,
-            s.max_tokens
-        ),
-        t.status,
-    ));
-    if let Some(r) = app.ready() {
-        let mut ctx = format!(" ctx {}/{} ", app.context_used, r.info.max_context);
+    let preset = format!(
+        " {key} {}{} · T {:.2} · max {} ",
+        s.preset_name,
+        if modified { "*" } else { "" },
+        s.temperature,
+        s.max_tokens
+    );
+    let ctx = app.ready().map(|r| {
         if app.dropped_messages > 0 {
-            ctx = format!(" ctx {}/{} ({} dropped) ", app.context_used, r.info.max_context, app.dropped_messages);
+            format!(
+                " ctx {}/{} ({} dropped) ",
+                app.context_used, r.info.max_context, app.dropped_messages
+            )
+        } else {
+            format!(" ctx {}/{} ", app.context_used, r.info.max_context)
         }
-        spans.push(Span::styled(ctx, t.status));
-    }
-    if let Some(st) = &app.last_stats {
-        spans.push(Span::styled(
-            format!(" {:.1} tok/s · TTFT {:.2} s ", st.tok_s, st.ttft_s),
-            t.status,
-        ));
-    }
+    });
+    let speed = app
+        .last_stats
+        .as_ref()
+        .map(|st| format!(" {:.1} tok/s · TTFT {:.2} s ", st.tok_s, st.ttft_s));
     let right = if app.is_generating() {
         format!(
             " {} answering · {} stops ",
@@ -292,11 +291,42 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             app.keymap.first_label(Action::Help).unwrap_or_default()
         )
     };
-    let used: usize = spans.iter().map(|s| width(&s.content)).sum();
-    let right_w = width(&right);
+    // Segments in screen order with a rank: when the line is too narrow the
+    // highest rank goes first, and the model name is shortened before that.
+    let mut segments: Vec<(u8, String, Style)> =
+        vec![(1, model_long, t.status_accent), (0, preset, t.status)];
+    if let Some(c) = ctx {
+        segments.push((2, c, t.status));
+    }
+    if let Some(sp) = speed {
+        segments.push((3, sp, t.status));
+    }
     let total = area.width as usize;
-    if used + right_w < total {
-        spans.push(Span::styled(" ".repeat(total - used - right_w), t.status));
+    let used = |segs: &[(u8, String, Style)]| segs.iter().map(|(_, s, _)| width(s)).sum::<usize>();
+    let mut show_right = used(&segments) + width(&right) <= total;
+    if used(&segments) > total {
+        segments[0].1 = model_short;
+    }
+    while used(&segments) > total && segments.len() > 1 {
+        let worst = segments
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, (rank, _, _))| *rank)
+            .map(|(i, _)| i)
+            .expect("non-empty");
+        segments.remove(worst);
+    }
+    if !show_right && used(&segments) + width(&right) <= total {
+        show_right = true;
+    }
+    let mut spans: Vec<Span> = segments
+        .into_iter()
+        .map(|(_, text, style)| Span::styled(truncate(&text, total), style))
+        .collect();
+    let used: usize = spans.iter().map(|s| width(&s.content)).sum();
+    if show_right {
+        let gap = total.saturating_sub(used + width(&right));
+        spans.push(Span::styled(" ".repeat(gap), t.status));
         spans.push(Span::styled(right, t.status_accent));
     } else if used < total {
         spans.push(Span::styled(" ".repeat(total - used), t.status));
@@ -307,7 +337,12 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
 fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let rows = app.keymap.help_rows(&app.presets);
-    let key_w = rows.iter().map(|r| width(&r.keys)).max().unwrap_or(8).min(28);
+    let key_w = rows
+        .iter()
+        .map(|r| width(&r.keys))
+        .max()
+        .unwrap_or(8)
+        .min(28);
     let mut lines: Vec<Line> = Vec::new();
     for section in Section::ALL {
         let in_section: Vec<_> = rows.iter().filter(|r| r.section == section).collect();
@@ -341,7 +376,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         t.dim,
     )));
 
-    let w = area.width.saturating_sub(4).min(100);
+    let w = area.width.saturating_sub(4).min(102);
     let h = area.height.saturating_sub(2).min(lines.len() as u16 + 2);
     let r = Rect::new(
         area.x + (area.width - w) / 2,
@@ -355,6 +390,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         .borders(Borders::ALL)
         .border_type(BorderType::Rounded)
         .border_style(t.border_focused)
+        .padding(Padding::horizontal(1))
         .title(Span::styled(" Keys ", t.title))
         .title_bottom(
             Line::from(Span::styled(" Esc, ? or F12 closes · ↑↓ scroll ", t.dim))

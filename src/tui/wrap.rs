@@ -47,7 +47,10 @@ fn atoms(spans: &[Span<'_>]) -> Vec<Atom> {
                 && out.last().is_some_and(|a| {
                     a.kind == kind
                         && a.style == span.style
-                        && !a.text.chars().last().is_some_and(|l| l.width().unwrap_or(0) > 1)
+                        && a.text
+                            .chars()
+                            .last()
+                            .is_none_or(|l| l.width().unwrap_or(0) <= 1)
                 });
             if joins {
                 out.last_mut().expect("checked").text.push(c);
@@ -88,9 +91,7 @@ impl LineBuilder {
         self.used += width(text);
         self.content = true;
         match self.spans.last_mut() {
-            Some(last) if last.style == style => {
-                last.content.to_mut().push_str(text)
-            }
+            Some(last) if last.style == style => last.content.to_mut().push_str(text),
             _ => self.spans.push(Span::styled(text.to_string(), style)),
         }
     }
