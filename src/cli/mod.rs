@@ -63,3 +63,42 @@ pub fn one_line(e: &anyhow::Error) -> String {
     }
     parts.join(": ").replace('\n', " ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_command_means_chat_and_ask_keeps_its_flags() {
+        let cli =
+            Cli::try_parse_from(["glimpse", "--model", "m", "--image-protocol", "halfblocks"])
+                .unwrap();
+        assert!(cli.command.is_none());
+        let chat = cli.chat.expect("chat arguments at the top level");
+        assert_eq!(chat.model, std::path::PathBuf::from("m"));
+        assert_eq!(
+            chat.image_protocol,
+            crate::tui::ImageProtocolChoice::Halfblocks
+        );
+
+        let cli = Cli::try_parse_from(["glimpse", "chat", "--model", "m", "--max-context", "4096"])
+            .unwrap();
+        let Some(Command::Chat(chat)) = cli.command else {
+            panic!("glimpse chat parses as the chat");
+        };
+        assert_eq!(chat.max_context, Some(4096));
+
+        let cli =
+            Cli::try_parse_from(["glimpse", "ask", "--model", "m", "--prompt", "hi", "--json"])
+                .unwrap();
+        assert!(matches!(cli.command, Some(Command::Ask(ref a)) if a.json));
+
+        let e = Cli::try_parse_from(["glimpse", "--model", "m", "--image-protocol", "png"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("use auto, kitty, iterm2, sixel or halfblocks"),
+            "{e}"
+        );
+    }
+}
