@@ -367,8 +367,8 @@ fn entry_rows(app: &App, entry: &Entry, width: u16) -> Vec<Row> {
                     if s.ttft_s > 0.0 {
                         parts.push(format!("first token {:.2} s", s.ttft_s));
                     }
-                    match s.finish {
-                        FinishReason::Cancelled => rows.push(Row::Text(Line::from(vec![
+                    let spans = match s.finish {
+                        FinishReason::Cancelled => vec![
                             Span::styled("■ cancelled", t.warning),
                             Span::styled(
                                 if r.text.is_empty() {
@@ -378,19 +378,26 @@ fn entry_rows(app: &App, entry: &Entry, width: u16) -> Vec<Row> {
                                 },
                                 t.dim,
                             ),
-                        ]))),
-                        FinishReason::Length => rows.push(Row::Text(Line::from(vec![
-                            Span::styled(
-                                format!("… stopped at the {}-token limit", r.settings.max_tokens),
-                                t.warning,
-                            ),
-                            Span::styled(format!(" · {}", parts.join(" · ")), t.dim),
-                        ]))),
-                        FinishReason::Stop => rows.push(Row::Text(Line::from(Span::styled(
-                            parts.join(" · "),
-                            t.dim,
-                        )))),
-                    }
+                        ],
+                        FinishReason::Length => {
+                            // The engine also stops where the context ends.
+                            let why = if s.tokens >= r.settings.max_tokens {
+                                format!("… stopped at the {}-token limit", r.settings.max_tokens)
+                            } else {
+                                "… stopped: the context is full".to_string()
+                            };
+                            vec![
+                                Span::styled(why, t.warning),
+                                Span::styled(format!(" · {}", parts.join(" · ")), t.dim),
+                            ]
+                        }
+                        FinishReason::Stop => vec![Span::styled(parts.join(" · "), t.dim)],
+                    };
+                    rows.extend(
+                        wrap_spans(&spans, w, &[], &[Span::raw("  ")])
+                            .into_iter()
+                            .map(Row::Text),
+                    );
                 }
                 ReplyPhase::Failed(e) => {
                     let lines = wrap_spans(
