@@ -17,6 +17,7 @@ pub mod layout;
 pub mod markdown;
 pub mod msg;
 pub mod presets;
+pub mod resync;
 pub mod runtime;
 pub mod side_pane;
 pub mod terminal;

@@ -24,6 +24,7 @@ use ratatui_image::Resize;
 use super::app::{App, AppConfig};
 use super::clipboard::osc52;
 use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg};
+use super::resync::ResyncBackend;
 use super::{graphics, terminal, view};
 use crate::engine::{ContextPolicy, Engine, EngineOptions, Event, Request};
 use crate::processor::image::{load_image, LongEdgeCap};
@@ -76,7 +77,7 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     terminal::enter_alternate_screen().context("switching to the alternate screen")?;
     let picker = graphics::pick(options.image_protocol);
     terminal::enter_raw_mode().context("putting the terminal in raw mode")?;
-    let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    let mut term = Terminal::new(ResyncBackend::new(CrosstermBackend::new(io::stdout())))?;
     // Not `Terminal::clear`: it asks the terminal where the cursor is.
     let area = term.size()?;
     term.resize(Rect::new(0, 0, area.width, area.height))?;
@@ -384,6 +385,17 @@ fn handle<B: Backend>(
     terminal: &mut Terminal<B>,
     effects: &mut impl Effects<B>,
 ) -> anyhow::Result<()> {
+    // The resize event can arrive after keys typed in the new size; scrolling
+    // by a page must use the size the screen has now.
+    if matches!(msg, Msg::Key(_) | Msg::Mouse(_)) {
+        if let Ok(size) = terminal.size() {
+            if (size.width, size.height) != app.size {
+                for cmd in app.update(Msg::Resize(size.width, size.height)) {
+                    effects.run(cmd, terminal)?;
+                }
+            }
+        }
+    }
     for cmd in app.update(msg) {
         effects.run(cmd, terminal)?;
     }
