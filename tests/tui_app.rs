@@ -527,3 +527,69 @@ fn images_are_decoded_once_and_shared_by_every_turn() {
     let p: &Path = h.app.image_path(h.app.attachments[0]).unwrap();
     assert!(p.is_absolute());
 }
+
+#[test]
+fn regenerating_during_an_answer_stops_it_and_starts_again() {
+    let mut h = Harness::loaded(80, 24);
+    h.ask("first");
+    h.feed(prompt_event(20, 0));
+    h.feed(token("partial"));
+    h.ctrl('r');
+    assert!(
+        h.generations[0].cancel.load(Ordering::Relaxed),
+        "the running answer is told to stop"
+    );
+    assert_eq!(h.generations.len(), 1, "nothing new until it has stopped");
+    h.feed(done(FinishReason::Cancelled, 1));
+    assert_eq!(h.generations.len(), 2, "then the answer is written again");
+    assert_eq!(h.generations[1].conversation, h.generations[0].conversation);
+    let answers = h
+        .app
+        .entries
+        .iter()
+        .filter(|e| matches!(e.kind, glimpse::tui::transcript::EntryKind::Assistant(_)))
+        .count();
+    assert_eq!(answers, 1, "the stopped answer is replaced, not kept");
+}
+
+#[test]
+fn a_question_typed_while_the_model_loads_is_asked_once_it_is_ready() {
+    let mut h = Harness::new(80, 24);
+    h.ask("early question");
+    assert!(h.generations.is_empty());
+    assert!(h.screen().contains("queued"));
+    // Esc takes it back into the input; Enter queues it again.
+    h.press(KeyCode::Esc);
+    assert_eq!(h.app.input_text(), "early question");
+    h.press(KeyCode::Enter);
+    let engine = Engine::load(EngineOptions::new(model_dir())).unwrap();
+    let info = engine.info().clone();
+    h.engine = Some(engine);
+    h.send(Msg::ModelLoaded(Box::new(ModelReady {
+        info,
+        vision: VisionPreprocessConfig::qwen2_vl_defaults(),
+    })));
+    assert_eq!(h.generations.len(), 1);
+    let events = h.answer_with_engine();
+    assert!(
+        matches!(events.last(), Some(Event::Done { .. })),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn the_side_pane_shows_device_facts_and_hides_on_narrow_screens() {
+    let mut h = Harness::loaded(120, 20);
+    let facts = h.app.device_facts();
+    assert_eq!(facts.device.as_deref(), Some("cpu"));
+    assert_eq!(facts.dtype.as_deref(), Some("f32"));
+    assert_eq!(facts.cpu_threads, 4);
+    let wide = h.screen();
+    assert!(
+        wide.contains("Device") && wide.contains("threads  4"),
+        "{wide}"
+    );
+    h.terminal.backend_mut().resize(80, 20);
+    h.send(Msg::Resize(80, 20));
+    assert!(!h.screen().contains("Device"));
+}

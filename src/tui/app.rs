@@ -851,7 +851,8 @@ impl App {
     }
 
     fn regenerate(&mut self, cmds: &mut Vec<Cmd>) {
-        if matches!(self.model, ModelState::Failed(_)) {
+        if self.ready().is_none() {
+            self.flash = Some(Flash::Info("the model is not loaded".into()));
             return;
         }
         if self.running.is_some() {
