@@ -20,6 +20,8 @@ struct Screen {
     rx: Receiver<Vec<u8>>,
     writer: Box<dyn Write + Send>,
     answered_query: bool,
+    /// A frame showed an answer being written ("N tokens · Esc stops").
+    saw_streaming: bool,
 }
 
 impl Screen {
@@ -35,6 +37,13 @@ impl Screen {
     fn take(&mut self, chunk: Vec<u8>) {
         self.parser.process(&chunk);
         self.raw.extend_from_slice(&chunk);
+        let text = self.text();
+        if text
+            .lines()
+            .any(|l| l.contains(" tokens · Esc stops") && !l.contains(" 0 tokens"))
+        {
+            self.saw_streaming = true;
+        }
         // Answer the image-protocol query the way a plain terminal does:
         // device attributes without sixel, then the status report.
         if !self.answered_query && contains(&self.raw, b"\x1b[5n") {
@@ -111,6 +120,7 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
         rx,
         writer,
         answered_query: false,
+        saw_streaming: false,
     };
 
     // The screen comes up and the model loads behind it.
@@ -154,11 +164,17 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
     s.send("Describe it at length.\r\x1b");
     s.wait_text("■ cancelled");
 
-    // Regenerate the cancelled answer; it runs to its end this time.
+    // Regenerate the cancelled answer; it runs to its end this time, and
+    // its tokens show up while it is written.
+    s.saw_streaming = false;
     s.send("\x12");
     s.wait_for("a regenerated answer", |t| {
         !t.contains("■ cancelled") && !t.contains("Esc stops") && t.contains("first token")
     });
+    assert!(
+        s.saw_streaming,
+        "the answer was seen arriving, not only finished"
+    );
 
     // Copy the last answer: an OSC 52 sequence goes to the terminal.
     s.send("y");
