@@ -443,7 +443,13 @@ fn a_whole_exchange_with_the_real_model() {
         .count();
     assert_eq!(answers, 2);
 
-    // y on an empty input copies the last answer.
+    // y types itself in the question; after Esc (browsing) it copies the last answer.
+    h.press(KeyCode::Char('y'));
+    assert_eq!(h.app.input_text(), "y");
+    assert!(h.copied.is_empty());
+    h.press(KeyCode::Backspace);
+    h.press(KeyCode::Esc);
+    assert!(h.app.browsing);
     h.press(KeyCode::Char('y'));
     let last = h.app.entries.iter().rev().find_map(|e| match &e.kind {
         glimpse::tui::transcript::EntryKind::Assistant(r) => Some(r.text.clone()),
@@ -452,6 +458,10 @@ fn a_whole_exchange_with_the_real_model() {
     if last.as_deref().is_some_and(|t| !t.is_empty()) {
         assert_eq!(h.copied, vec![last.unwrap()]);
     }
+    // Typing a letter returns to the question with that letter.
+    h.press(KeyCode::Char('w'));
+    assert!(!h.app.browsing);
+    assert_eq!(h.app.input_text(), "w");
     h.screen();
 }
 

@@ -177,8 +177,14 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
     );
 
     // Copy the last answer: an OSC 52 sequence goes to the terminal.
+    s.send("\x1b");
+    s.wait_text("Browsing the conversation");
     s.send("y");
     s.wait_text("copied the last answer");
+    s.send("\x1b");
+    s.wait_for("back in the question", |t| {
+        !t.contains("Browsing the conversation")
+    });
     assert!(contains(&s.raw, b"\x1b]52;c;"), "OSC 52 was written");
 
     // Help, generated from the keymap; Esc closes it.

@@ -131,6 +131,9 @@ pub struct App {
     pub path_prompt: Option<PathPrompt>,
     pub help_open: bool,
     pub help_scroll: u16,
+    /// Keys go to the conversation (letters copy, toggle, scroll) instead of
+    /// the question.
+    pub browsing: bool,
     pub flash: Option<Flash>,
     /// Top row of the transcript view; `None` follows the end.
     pub scroll: Option<usize>,
@@ -174,6 +177,7 @@ impl App {
             path_prompt: None,
             help_open: false,
             help_scroll: 0,
+            browsing: false,
             flash: None,
             scroll: None,
             size: (80, 24),
@@ -368,12 +372,31 @@ impl App {
             self.on_prompt_key(key, cmds);
             return;
         }
-        let action = self.keymap.lookup(&key, self.input_is_empty());
+        let action = self
+            .keymap
+            .lookup(&key, self.input_is_empty(), self.browsing);
         // A key clears the last flash unless it is the one that sets a new one.
         self.flash = None;
         match action {
             Some(a) => self.act(a, cmds),
             None => {
+                use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+                if self.browsing {
+                    // Typing goes back to the question.
+                    let typing = matches!(
+                        key.code,
+                        KeyCode::Char(_) | KeyCode::Enter | KeyCode::Backspace
+                    ) && !key
+                        .modifiers
+                        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+                    if !typing {
+                        return;
+                    }
+                    self.browsing = false;
+                    if key.code == KeyCode::Enter {
+                        return;
+                    }
+                }
                 if self.input.input(key) {
                     self.rows_changed_by_input();
                 }
@@ -387,7 +410,7 @@ impl App {
     }
 
     fn on_help_key(&mut self, key: KeyEvent, cmds: &mut Vec<Cmd>) {
-        match self.keymap.lookup(&key, true) {
+        match self.keymap.lookup(&key, true, false) {
             Some(Action::Help) | Some(Action::Cancel) => self.help_open = false,
             Some(Action::Quit) | Some(Action::CancelOrQuit) => self.act(Action::Quit, cmds),
             Some(Action::ScrollPageUp) | Some(Action::ScrollLineUp) => {
@@ -494,6 +517,8 @@ impl App {
                     self.cancel_running();
                 } else if self.next_job.is_some() {
                     self.unqueue();
+                } else {
+                    self.browsing = !self.browsing;
                 }
             }
             Action::CancelOrQuit => {
@@ -692,6 +717,7 @@ impl App {
     }
 
     fn send(&mut self, cmds: &mut Vec<Cmd>) {
+        self.browsing = false;
         let text = self.input_text();
         let trimmed = text.trim();
         if let Some(rest) = trimmed.strip_prefix('/') {

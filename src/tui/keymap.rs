@@ -84,7 +84,10 @@ impl Action {
         match self {
             Send => "send the question (queued while a reply is written)".into(),
             Newline => "new line in the question".into(),
-            Cancel => "stop the reply (the partial answer is kept); close a prompt".into(),
+            Cancel => {
+                "stop the reply (partial answer kept); close a prompt; else browse the conversation"
+                    .into()
+            }
             Regenerate => "write the last answer again".into(),
             CopyReply => "copy the last answer (OSC 52 clipboard)".into(),
             AttachImage => "attach an image by path".into(),
@@ -198,9 +201,12 @@ pub const COMMANDS: [(&str, &str); 5] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum When {
     Always,
-    /// Only while the question being typed is empty, so plain characters
-    /// still type themselves otherwise.
+    /// Only while the question being typed is empty (or while browsing), so
+    /// plain characters still type themselves otherwise.
     InputEmpty,
+    /// Only while browsing the conversation (Esc with no answer running), so
+    /// a question may start with any letter.
+    Browsing,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -241,12 +247,12 @@ impl Keymap {
             (K::Esc, NONE, When::Always, Cancel),
             (K::Char('r'), CTRL, When::Always, Regenerate),
             (K::Char('y'), CTRL, When::Always, CopyReply),
-            (K::Char('y'), NONE, When::InputEmpty, CopyReply),
+            (K::Char('y'), NONE, When::Browsing, CopyReply),
             (K::Char('o'), CTRL, When::Always, AttachImage),
             (K::Tab, NONE, When::Always, CompletePath),
             (K::Char('x'), CTRL, When::Always, RemoveAttachment),
             (K::Char('p'), ALT, When::Always, TogglePreviews),
-            (K::Char('p'), NONE, When::InputEmpty, TogglePreviews),
+            (K::Char('p'), NONE, When::Browsing, TogglePreviews),
             (K::F(1), NONE, When::Always, Preset(0)),
             (K::Char('1'), ALT, When::Always, Preset(0)),
             (K::F(2), NONE, When::Always, Preset(1)),
@@ -264,9 +270,13 @@ impl Keymap {
             (K::PageUp, NONE, When::Always, ScrollPageUp),
             (K::PageDown, NONE, When::Always, ScrollPageDown),
             (K::Up, SHIFT, When::Always, ScrollLineUp),
+            (K::Up, NONE, When::Browsing, ScrollLineUp),
             (K::Down, SHIFT, When::Always, ScrollLineDown),
+            (K::Down, NONE, When::Browsing, ScrollLineDown),
             (K::Home, CTRL, When::Always, ScrollTop),
+            (K::Char('g'), NONE, When::Browsing, ScrollTop),
             (K::End, CTRL, When::Always, ScrollBottom),
+            (K::Char('G'), NONE, When::Browsing, ScrollBottom),
             (K::Char('?'), NONE, When::InputEmpty, Help),
             (K::F(12), NONE, When::Always, Help),
             (K::Char('l'), CTRL, When::Always, Redraw),
@@ -285,24 +295,34 @@ impl Keymap {
         }
     }
 
-    /// The action of a key press; bindings that need an empty input are
-    /// skipped while something is typed.
-    pub fn lookup(&self, key: &KeyEvent, input_empty: bool) -> Option<Action> {
+    /// The action of a key press. Bindings for an empty input are skipped
+    /// while something is typed (unless browsing); browsing bindings apply
+    /// only while browsing.
+    pub fn lookup(&self, key: &KeyEvent, input_empty: bool, browsing: bool) -> Option<Action> {
         let chord = KeyChord::from_event(key);
         self.bindings
             .iter()
-            .find(|b| b.chord == chord && (b.when == When::Always || input_empty))
+            .find(|b| {
+                b.chord == chord
+                    && match b.when {
+                        When::Always => true,
+                        When::InputEmpty => input_empty || browsing,
+                        When::Browsing => browsing,
+                    }
+            })
             .map(|b| b.action)
     }
 
     /// Every key, grouped by action in table order; keys that only work on
-    /// an empty input are marked with `*`.
+    /// an empty input are marked with `*`, keys for browsing with `†`.
     pub fn help_rows(&self, presets: &[Preset]) -> Vec<HelpRow> {
         let mut rows: Vec<(Action, Vec<String>)> = Vec::new();
         for b in &self.bindings {
             let mut label = b.chord.label();
-            if b.when == When::InputEmpty {
-                label.push('*');
+            match b.when {
+                When::Always => {}
+                When::InputEmpty => label.push('*'),
+                When::Browsing => label.push('†'),
             }
             match rows.iter_mut().find(|(a, _)| *a == b.action) {
                 Some((_, keys)) => keys.push(label),
@@ -347,11 +367,11 @@ mod tests {
         for (i, f) in [1u8, 2, 3].into_iter().enumerate() {
             let digit = char::from(b'1' + i as u8);
             assert_eq!(
-                k.lookup(&key(KeyCode::F(f), KeyModifiers::NONE), false),
+                k.lookup(&key(KeyCode::F(f), KeyModifiers::NONE), false, false),
                 Some(Action::Preset(i))
             );
             assert_eq!(
-                k.lookup(&key(KeyCode::Char(digit), KeyModifiers::ALT), false),
+                k.lookup(&key(KeyCode::Char(digit), KeyModifiers::ALT), false, false),
                 Some(Action::Preset(i))
             );
         }
@@ -361,13 +381,24 @@ mod tests {
     fn bare_characters_act_only_on_an_empty_input() {
         let k = Keymap::builtin();
         let bracket = key(KeyCode::Char(']'), KeyModifiers::NONE);
-        assert_eq!(k.lookup(&bracket, true), Some(Action::TemperatureUp));
-        assert_eq!(k.lookup(&bracket, false), None);
+        assert_eq!(k.lookup(&bracket, true, false), Some(Action::TemperatureUp));
+        assert_eq!(k.lookup(&bracket, false, false), None);
         // `}` arrives with Shift from some terminals.
         let brace = key(KeyCode::Char('}'), KeyModifiers::SHIFT);
-        assert_eq!(k.lookup(&brace, true), Some(Action::MaxTokensUp));
+        assert_eq!(k.lookup(&brace, true, false), Some(Action::MaxTokensUp));
         let plain = key(KeyCode::Char('a'), KeyModifiers::NONE);
-        assert_eq!(k.lookup(&plain, true), None);
+        assert_eq!(k.lookup(&plain, true, false), None);
+    }
+
+    #[test]
+    fn letters_act_only_while_browsing_so_questions_can_start_with_them() {
+        let k = Keymap::builtin();
+        let y = key(KeyCode::Char('y'), KeyModifiers::NONE);
+        assert_eq!(k.lookup(&y, true, false), None, "y types itself");
+        assert_eq!(k.lookup(&y, true, true), Some(Action::CopyReply));
+        let up = key(KeyCode::Up, KeyModifiers::NONE);
+        assert_eq!(k.lookup(&up, true, false), None, "Up moves in the input");
+        assert_eq!(k.lookup(&up, false, true), Some(Action::ScrollLineUp));
     }
 
     #[test]
@@ -377,7 +408,7 @@ mod tests {
             KeyCode::Char('R'),
             KeyModifiers::CONTROL | KeyModifiers::SHIFT,
         );
-        assert_eq!(k.lookup(&r, false), Some(Action::Regenerate));
+        assert_eq!(k.lookup(&r, false, false), Some(Action::Regenerate));
     }
 
     #[test]

@@ -196,8 +196,10 @@ fn draw_path_prompt(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    let focused = app.path_prompt.is_none() && !app.help_open;
-    let title = if app.is_generating() {
+    let focused = app.path_prompt.is_none() && !app.help_open && !app.browsing;
+    let title = if app.browsing {
+        " Browsing the conversation · y copies · p previews · ↑↓ scroll · typing or Esc returns "
+    } else if app.is_generating() {
         " Ask · answering, Enter queues the question "
     } else {
         " Ask "
@@ -227,7 +229,18 @@ fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
     }
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    frame.render_widget(&app.input, inner);
+    if app.browsing {
+        // No cursor in the question while keys go to the conversation.
+        let lines: Vec<Line> = app
+            .input
+            .lines()
+            .iter()
+            .map(|l| Line::from(Span::styled(sanitize(l), t.dim)))
+            .collect();
+        frame.render_widget(Paragraph::new(lines), inner);
+    } else {
+        frame.render_widget(&app.input, inner);
+    }
 }
 
 fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
@@ -279,7 +292,12 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         .last_stats
         .as_ref()
         .map(|st| format!(" {:.1} tok/s · TTFT {:.2} s ", st.tok_s, st.ttft_s));
-    let right = if app.is_generating() {
+    let right = if app.browsing {
+        format!(
+            " browsing · {} returns ",
+            app.keymap.first_label(Action::Cancel).unwrap_or_default()
+        )
+    } else if app.is_generating() {
         format!(
             " {} answering · {} stops ",
             spinner(app.tick),
@@ -371,10 +389,13 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         ]));
     }
     lines.push(Line::default());
-    lines.push(Line::from(Span::styled(
-        "* only while the input is empty · the mouse wheel scrolls · pasting an image path attaches it",
-        t.dim,
-    )));
+    for note in [
+        "* only while the input is empty",
+        "† only while browsing the conversation (Esc when no answer runs; typing returns)",
+        "The mouse wheel scrolls · pasting an image path attaches it",
+    ] {
+        lines.push(Line::from(Span::styled(note, t.dim)));
+    }
 
     let w = area.width.saturating_sub(4).min(102);
     let h = area.height.saturating_sub(2).min(lines.len() as u16 + 2);
