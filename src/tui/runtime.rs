@@ -218,9 +218,12 @@ fn spawn_preview_worker(picker: Picker, tx: Sender<Msg>) -> Sender<PreviewJob> {
                 }
                 for (_, job) in latest {
                     let area = Rect::new(0, 0, job.cells.0, job.cells.1);
-                    let result = picker
-                        .new_protocol((*job.pixels).clone(), area, Resize::Fit(None))
-                        .map_err(|e| e.to_string());
+                    let result = std::panic::catch_unwind(|| {
+                        picker
+                            .new_protocol((*job.pixels).clone(), area, Resize::Fit(None))
+                            .map_err(|e| e.to_string())
+                    })
+                    .unwrap_or_else(|_| Err("the preview could not be drawn".into()));
                     if tx
                         .send(Msg::PreviewEncoded {
                             id: job.id,
@@ -277,10 +280,22 @@ where
                     Ok(()) => {
                         thread::spawn(move || {
                             for event in events {
-                                if tx.send(Msg::Engine { id, event }).is_err() {
-                                    break;
+                                let last = matches!(event, Event::Done { .. } | Event::Error(_));
+                                if tx.send(Msg::Engine { id, event }).is_err() || last {
+                                    return;
                                 }
                             }
+                            // The engine dropped the request without an end:
+                            // its thread is gone.
+                            let why = terminal::take_worker_panic()
+                                .map(|p| format!(": {p}"))
+                                .unwrap_or_default();
+                            let _ = tx.send(Msg::Engine {
+                                id,
+                                event: Event::Error(format!(
+                                    "the engine stopped unexpectedly{why}; restart glimpse"
+                                )),
+                            });
                         });
                     }
                     Err(e) => {
@@ -295,7 +310,15 @@ where
                 let tx = self.tx.clone();
                 let cap = self.cap;
                 thread::spawn(move || {
-                    let result = load_image(&path, cap.as_ref())
+                    // A decoder bug must not leave the chip waiting forever.
+                    let result = std::panic::catch_unwind(|| load_image(&path, cap.as_ref()))
+                        .unwrap_or_else(|_| {
+                            let why = terminal::take_worker_panic().unwrap_or_default();
+                            Err(crate::processor::image::ImageError::Corrupt {
+                                file: path.display().to_string(),
+                                detail: format!("the decoder failed: {why}"),
+                            })
+                        })
                         .map(|d| DecodedImage {
                             original: (d.original_width, d.original_height),
                             capped: (d.rgb.width(), d.rgb.height()),

@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use ratatui::crossterm::event::{
     DisableBracketedPaste, EnableBracketedPaste, KeyboardEnhancementFlags,
@@ -58,14 +59,40 @@ pub fn restore() {
     let _ = out.flush();
 }
 
-/// Restores the terminal before the panic message is printed, so the
-/// message is readable and the shell usable.
+static WORKER_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// A panic on the main thread restores the terminal before its message is
+/// printed, so the message is readable and the shell usable. A panic on a
+/// worker thread (the engine, a decoder) leaves the screen alone: the chat
+/// goes on and shows the message as an error line (see [`take_worker_panic`]).
 pub fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        restore();
-        previous(info);
+        let on_main = std::thread::current().name() == Some("main");
+        if on_main || !ACTIVE.load(Ordering::SeqCst) {
+            restore();
+            previous(info);
+            return;
+        }
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Ok(mut slot) = WORKER_PANIC.lock() {
+            *slot = Some(format!("{what}{place}"));
+        }
     }));
+}
+
+/// The message of the last panic on a worker thread, if any.
+pub fn take_worker_panic() -> Option<String> {
+    WORKER_PANIC.lock().ok().and_then(|mut s| s.take())
 }
 
 /// Restores the terminal when dropped, whatever way the scope is left.
