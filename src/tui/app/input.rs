@@ -5,11 +5,11 @@ use std::sync::atomic::Ordering;
 
 use ratatui::crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 
-use super::super::attachments::{complete_path, expand_home, pasted_image_paths, split_pasted};
-use super::super::keymap::Action;
-use super::super::msg::Cmd;
-use super::super::presets::Settings;
 use super::{App, Flash, ImageState, PathPrompt, StoredImage};
+use crate::tui::attachments::{complete_path, expand_home, pasted_image_paths, split_pasted};
+use crate::tui::keymap::Action;
+use crate::tui::msg::Cmd;
+use crate::tui::presets::Settings;
 
 impl App {
     pub(super) fn on_key(&mut self, key: KeyEvent, cmds: &mut Vec<Cmd>) {

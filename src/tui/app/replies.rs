@@ -3,12 +3,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::super::msg::{Cmd, RequestId};
-use super::super::transcript::{
-    conversation_until, Entry, EntryKind, Reply, ReplyPhase, ReplyStats,
-};
 use super::{App, Flash, ModelState, NextJob, Running, STOPPING};
 use crate::engine::{Event, FinishReason};
+use crate::tui::msg::{Cmd, RequestId};
+use crate::tui::transcript::{conversation_until, Entry, EntryKind, Reply, ReplyPhase, ReplyStats};
 
 impl App {
     pub(super) fn send(&mut self, cmds: &mut Vec<Cmd>) {

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use ratatui::layout::Rect;
 
-use super::super::layout::{preview_cells, screen_layout};
-use super::super::msg::{Cmd, ImageId};
-use super::super::transcript::{all_rows, EntryKind};
 use super::{App, ImageState, Preview, StoredImage};
+use crate::tui::layout::{preview_cells, screen_layout};
+use crate::tui::msg::{Cmd, ImageId};
+use crate::tui::transcript::{all_rows, EntryKind};
 
 impl App {
     pub fn transcript_area(&self) -> Rect {
