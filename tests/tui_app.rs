@@ -603,3 +603,53 @@ fn the_side_pane_shows_device_facts_and_hides_on_narrow_screens() {
     h.send(Msg::Resize(80, 20));
     assert!(!h.screen().contains("Device"));
 }
+
+#[test]
+fn previews_are_encoded_again_for_a_new_width_and_can_be_hidden() {
+    let mut h = Harness::loaded(100, 40);
+    h.ask(&format!("/image {}", image("scene_333x211.png")));
+    h.ask("What is this?");
+    let id = h.app.attachments.first().copied().unwrap_or(1);
+    let wide = h.app.previews.get(&id).expect("a preview").cells;
+    assert!(h.app.previews[&id].protocol.is_some(), "encoded");
+    h.terminal.backend_mut().resize(30, 40);
+    h.send(Msg::Resize(30, 40));
+    let narrow = h.app.previews[&id].cells;
+    assert!(narrow.0 < wide.0, "{narrow:?} after {wide:?}");
+    assert!(h.app.previews[&id].protocol.is_some(), "encoded again");
+    let with = h.screen();
+    assert!(with.contains('▀') || with.contains('▄'));
+
+    h.key(KeyCode::Char('p'), KeyModifiers::ALT);
+    let without = h.screen();
+    assert!(
+        !without.contains('▀') && !without.contains('▄'),
+        "{without}"
+    );
+    assert!(without.contains("scene_333x211.png"), "the caption stays");
+}
+
+#[test]
+fn a_very_long_answer_streams_and_the_view_follows_its_end() {
+    let mut h = Harness::loaded(80, 24);
+    h.ask("Write a lot.");
+    h.feed(prompt_event(20, 0));
+    for i in 0..4000 {
+        h.feed(token(&format!("word{i} ")));
+        if i % 500 == 0 {
+            h.screen();
+        }
+    }
+    h.feed(token("\n\n```rust\nfn last() {}\n```\nTHE END"));
+    h.feed(done(FinishReason::Length, 4001));
+    let screen = h.screen();
+    assert!(screen.contains("THE END"), "{screen}");
+    assert!(screen.contains("stopped at the 768-token limit") || screen.contains("stopped"));
+    // Scrolling to the top shows the question again.
+    h.key(KeyCode::Home, KeyModifiers::CONTROL);
+    let top = h.screen();
+    assert!(
+        top.contains("Write a lot.") && top.contains("more lines"),
+        "{top}"
+    );
+}
