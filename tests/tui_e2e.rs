@@ -256,3 +256,70 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
         "the cursor is visible again"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_termination_signal_restores_the_terminal() {
+    let pty = native_pty_system();
+    let pair = pty
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_glimpse"));
+    cmd.args([
+        "--model",
+        "tests/fixtures/models/qwen2_vl",
+        "--image-protocol",
+        "halfblocks",
+    ]);
+    cmd.cwd(env!("CARGO_MANIFEST_DIR"));
+    cmd.env("TERM", "xterm-256color");
+    cmd.env_remove("TMUX");
+    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let writer = pair.master.take_writer().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut s = Screen {
+        parser: vt100::Parser::new(24, 80, 0),
+        raw: Vec::new(),
+        rx,
+        writer,
+        answered_query: true,
+        saw_streaming: false,
+    };
+    s.wait_text("is ready on cpu");
+    let pid = child.process_id().expect("a process id") as libc::pid_t;
+    // SAFETY: sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < HANG, "glimpse did not quit on SIGTERM");
+        s.pump(Duration::from_millis(50));
+    };
+    s.pump(Duration::from_millis(200));
+    assert_eq!(status.exit_code(), 128 + 15, "exit status {status:?}");
+    assert!(
+        !s.parser.screen().alternate_screen(),
+        "back on the main screen"
+    );
+    assert!(
+        !s.parser.screen().hide_cursor(),
+        "the cursor is visible again"
+    );
+}

@@ -73,6 +73,7 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     }
     crate::engine::check_model_dir(&options.engine.model_dir)?;
     terminal::install_panic_hook();
+    terminal::install_signal_handlers();
     let _guard = terminal::Guard;
     terminal::enter_alternate_screen().context("switching to the alternate screen")?;
     let picker = graphics::pick(options.image_protocol);
@@ -116,7 +117,8 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     terminal::restore();
     // Dropping the engine waits for its thread; any answer was told to stop.
     drop(engine.lock().map(|mut e| e.take()));
-    result.map(|_| 0)
+    // As a shell reports a process ended by a signal: 128 + its number.
+    result.map(|_| terminal::termination_signal().map_or(0, |sig| 128 + sig))
 }
 
 fn protocol_name(p: ProtocolType) -> &'static str {
@@ -368,7 +370,8 @@ where
         } else if app.is_busy() {
             TICK.saturating_sub(now - last_tick)
         } else {
-            Duration::from_secs(1)
+            // Idle: wake now and then to notice a termination signal.
+            Duration::from_millis(250)
         };
         match rx.recv_timeout(timeout) {
             Ok(msg) => {
@@ -385,7 +388,7 @@ where
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if app.should_quit() {
+        if app.should_quit() || terminal::termination_signal().is_some() {
             break;
         }
         if app.is_busy() && last_tick.elapsed() >= TICK {

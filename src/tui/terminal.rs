@@ -2,7 +2,7 @@
 //! return, an error, and a panic.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 
 use ratatui::crossterm::event::{
@@ -93,6 +93,35 @@ pub fn install_panic_hook() {
 /// The message of the last panic on a worker thread, if any.
 pub fn take_worker_panic() -> Option<String> {
     WORKER_PANIC.lock().ok().and_then(|mut s| s.take())
+}
+
+static TERMINATE: AtomicI32 = AtomicI32::new(0);
+
+#[cfg(unix)]
+extern "C" fn on_termination_signal(sig: libc::c_int) {
+    // Only an atomic store: nothing else is safe inside a signal handler.
+    TERMINATE.store(sig, Ordering::SeqCst);
+}
+
+/// SIGTERM, SIGHUP, SIGINT and SIGQUIT ask the chat to quit through its
+/// normal exit, which restores the terminal, instead of killing it mid-screen.
+pub fn install_signal_handlers() {
+    #[cfg(unix)]
+    for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+        let handler: extern "C" fn(libc::c_int) = on_termination_signal;
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            libc::signal(sig, handler as libc::sighandler_t);
+        }
+    }
+}
+
+/// The termination signal that arrived, if one did.
+pub fn termination_signal() -> Option<i32> {
+    match TERMINATE.load(Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
 }
 
 /// Restores the terminal when dropped, whatever way the scope is left.
