@@ -653,3 +653,22 @@ fn a_very_long_answer_streams_and_the_view_follows_its_end() {
         "{top}"
     );
 }
+
+#[test]
+fn tab_completes_the_last_path_after_image() {
+    let mut h = Harness::loaded(80, 24);
+    h.type_str(&format!(
+        "/image {} tests/fixtures/images/chec",
+        image("scene_333x211.png")
+    ));
+    h.press(KeyCode::Tab);
+    assert_eq!(
+        h.app.input_text(),
+        format!(
+            "/image {} tests/fixtures/images/checker_200x150.png",
+            image("scene_333x211.png")
+        )
+    );
+    h.press(KeyCode::Enter);
+    assert_eq!(h.app.attachments.len(), 2);
+}

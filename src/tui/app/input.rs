@@ -263,7 +263,16 @@ impl App {
         if fragment.contains('\n') {
             return;
         }
-        let c = complete_path(fragment);
+        // Several paths may follow /image: complete the last one (a space
+        // escaped with a backslash belongs to the path).
+        let bytes = fragment.as_bytes();
+        let split = (0..bytes.len())
+            .rev()
+            .find(|&i| bytes[i] == b' ' && (i == 0 || bytes[i - 1] != b'\\'))
+            .map_or(0, |i| i + 1);
+        let (head, fragment) = fragment.split_at(split);
+        let c = complete_path(&fragment.replace("\\ ", " "));
+        let completed = format!("{head}{}", c.completed.replace(' ', "\\ "));
         if c.candidates.len() > 1 {
             let shown: Vec<&str> = c.candidates.iter().take(8).map(String::as_str).collect();
             let more = c.candidates.len().saturating_sub(8);
@@ -272,12 +281,12 @@ impl App {
                 line.push_str(&format!("  (+{more})"));
             }
             self.flash = Some(Flash::Info(line));
-        } else if c.completed == fragment {
+        } else if c.completed == fragment.replace("\\ ", " ") {
             self.flash = Some(Flash::Info("no match".into()));
         }
         self.input.select_all();
         self.input.cut();
-        self.input.insert_str(format!("/image {}", c.completed));
+        self.input.insert_str(format!("/image {completed}"));
     }
 
     /// Attaches every path in `text` (quoted, escaped or plain).
