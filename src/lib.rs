@@ -12,3 +12,4 @@ pub mod gpu;
 pub mod model;
 pub mod processor;
 pub mod session;
+pub mod tui;

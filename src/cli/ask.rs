@@ -114,7 +114,7 @@ pub struct AskArgs {
 #[derive(Debug, Clone)]
 pub struct CapArg(pub Option<LongEdgeCap>);
 
-fn parse_cap(s: &str) -> Result<CapArg, String> {
+pub(crate) fn parse_cap(s: &str) -> Result<CapArg, String> {
     parse_long_edge_cap(s).map(CapArg)
 }
 

@@ -2,6 +2,7 @@
 
 pub mod ask;
 pub mod bench;
+pub mod chat;
 pub mod config;
 pub mod devices;
 pub mod grounding;
@@ -16,17 +17,24 @@ use clap::{Parser, Subcommand};
     name = "glimpse",
     version,
     about = "Ask Qwen-VL vision-language models about images, from the terminal",
-    long_about = "glimpse runs Qwen2-VL, Qwen2.5-VL and Qwen3-VL models itself (CPU, or CUDA when built with --features cuda) from a local Hugging Face model directory or a hub id found in (or downloaded to) the Hugging Face cache."
+    long_about = "glimpse runs Qwen2-VL, Qwen2.5-VL and Qwen3-VL models itself (CPU, or CUDA when built with --features cuda) from a local Hugging Face model directory or a hub id found in (or downloaded to) the Hugging Face cache. Without a command it opens the chat (same as `glimpse chat`).",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// `glimpse --model DIR` is `glimpse chat --model DIR`.
+    #[command(flatten)]
+    pub chat: Option<chat::ChatArgs>,
 }
 
 // Parsed once per run, so the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The full-screen chat (the default without a command).
+    Chat(chat::ChatArgs),
     /// Ask one question (or continue a conversation file) and print the answer.
     Ask(Box<ask::AskArgs>),
     /// Measure vision, prefill, first-token and decode speed on one image.
@@ -49,11 +57,18 @@ pub fn main() -> i32 {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Ask(args) => ask::run(*args),
-        Command::Bench(args) => bench::run(args),
-        Command::Models(args) => models::run(args),
-        Command::Config(args) => config::run(args),
-        Command::Devices(args) => devices::run(args),
+        Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::Ask(args)) => ask::run(*args),
+        Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Models(args)) => models::run(args),
+        Some(Command::Config(args)) => config::run(args),
+        Some(Command::Devices(args)) => devices::run(args),
+        None => match cli.chat {
+            Some(args) => chat::run(args),
+            None => Err(anyhow::anyhow!(
+                "give a model directory: glimpse --model DIR (see glimpse --help)"
+            )),
+        },
     };
     match result {
         Ok(code) => code,
@@ -74,4 +89,43 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_command_means_chat_and_ask_keeps_its_flags() {
+        let cli =
+            Cli::try_parse_from(["glimpse", "--model", "m", "--image-protocol", "halfblocks"])
+                .unwrap();
+        assert!(cli.command.is_none());
+        let chat = cli.chat.expect("chat arguments at the top level");
+        assert_eq!(chat.model, std::path::PathBuf::from("m"));
+        assert_eq!(
+            chat.image_protocol,
+            crate::tui::ImageProtocolChoice::Halfblocks
+        );
+
+        let cli = Cli::try_parse_from(["glimpse", "chat", "--model", "m", "--max-context", "4096"])
+            .unwrap();
+        let Some(Command::Chat(chat)) = cli.command else {
+            panic!("glimpse chat parses as the chat");
+        };
+        assert_eq!(chat.max_context, Some(4096));
+
+        let cli =
+            Cli::try_parse_from(["glimpse", "ask", "--model", "m", "--prompt", "hi", "--json"])
+                .unwrap();
+        assert!(matches!(cli.command, Some(Command::Ask(ref a)) if a.json));
+
+        let e = Cli::try_parse_from(["glimpse", "--model", "m", "--image-protocol", "png"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("use auto, kitty, iterm2, sixel or halfblocks"),
+            "{e}"
+        );
+    }
 }

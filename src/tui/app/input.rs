@@ -1,0 +1,388 @@
+//! Keys, pastes, the mouse and typed commands: what the person does.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use ratatui::crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
+
+use super::{App, Flash, ImageState, PathPrompt, StoredImage};
+use crate::tui::attachments::{complete_path, expand_home, pasted_image_paths, split_pasted};
+use crate::tui::keymap::Action;
+use crate::tui::msg::Cmd;
+use crate::tui::presets::Settings;
+
+impl App {
+    pub(super) fn on_key(&mut self, key: KeyEvent, cmds: &mut Vec<Cmd>) {
+        if self.help_open {
+            self.on_help_key(key, cmds);
+            return;
+        }
+        if self.path_prompt.is_some() {
+            self.on_prompt_key(key, cmds);
+            return;
+        }
+        let action = self
+            .keymap
+            .lookup(&key, self.input_is_empty(), self.browsing);
+        // A key clears the last flash unless it is the one that sets a new one.
+        self.flash = None;
+        match action {
+            Some(a) => self.act(a, cmds),
+            None => {
+                use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+                if self.browsing {
+                    // Typing goes back to the question.
+                    let typing = matches!(
+                        key.code,
+                        KeyCode::Char(_) | KeyCode::Enter | KeyCode::Backspace
+                    ) && !key
+                        .modifiers
+                        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+                    if !typing {
+                        return;
+                    }
+                    self.browsing = false;
+                    if key.code == KeyCode::Enter {
+                        return;
+                    }
+                }
+                if self.input.input(key) {
+                    self.rows_changed_by_input();
+                }
+            }
+        }
+    }
+
+    pub(super) fn rows_changed_by_input(&mut self) {
+        // The input grows and shrinks with its lines, which moves the transcript.
+        self.clamp_scroll();
+    }
+
+    pub(super) fn on_help_key(&mut self, key: KeyEvent, cmds: &mut Vec<Cmd>) {
+        match self.keymap.lookup(&key, true, false) {
+            Some(Action::Help) | Some(Action::Cancel) => self.help_open = false,
+            Some(Action::Quit) | Some(Action::CancelOrQuit) => self.act(Action::Quit, cmds),
+            Some(Action::ScrollPageUp) | Some(Action::ScrollLineUp) => {
+                self.help_scroll = self.help_scroll.saturating_sub(3)
+            }
+            Some(Action::ScrollPageDown) | Some(Action::ScrollLineDown) => {
+                self.help_scroll = self.help_scroll.saturating_add(3)
+            }
+            _ => {
+                use ratatui::crossterm::event::KeyCode;
+                match key.code {
+                    KeyCode::Char('q') => self.help_open = false,
+                    KeyCode::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
+                    KeyCode::Down => self.help_scroll = self.help_scroll.saturating_add(1),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_prompt_key(&mut self, key: KeyEvent, cmds: &mut Vec<Cmd>) {
+        use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+        let Some(prompt) = self.path_prompt.as_mut() else {
+            return;
+        };
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Esc => self.path_prompt = None,
+            KeyCode::Char('c') | KeyCode::Char('g') if ctrl => self.path_prompt = None,
+            KeyCode::Char('u') if ctrl => prompt.text.clear(),
+            KeyCode::Char('q') if ctrl => self.act(Action::Quit, cmds),
+            KeyCode::Enter => {
+                let text = prompt.text.clone();
+                self.path_prompt = None;
+                if !text.trim().is_empty() {
+                    self.attach_text(&text, cmds);
+                }
+            }
+            KeyCode::Tab => {
+                let c = complete_path(&prompt.text);
+                prompt.text = c.completed;
+                prompt.candidates = c.candidates;
+            }
+            KeyCode::Backspace => {
+                prompt.text.pop();
+                prompt.candidates.clear();
+            }
+            KeyCode::Char(c) if !ctrl => {
+                prompt.text.push(c);
+                prompt.candidates.clear();
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_paste(&mut self, text: &str, cmds: &mut Vec<Cmd>) {
+        if let Some(prompt) = self.path_prompt.as_mut() {
+            prompt.text.push_str(text.trim());
+            return;
+        }
+        if self.help_open {
+            return;
+        }
+        match pasted_image_paths(text) {
+            Some(paths) => {
+                for p in paths {
+                    self.attach(p, cmds);
+                }
+            }
+            None => {
+                // Pasted text keeps its newlines; carriage returns would show as ^M.
+                self.input
+                    .insert_str(text.replace("\r\n", "\n").replace('\r', "\n"));
+                self.rows_changed_by_input();
+            }
+        }
+    }
+
+    pub(super) fn on_mouse(&mut self, m: MouseEvent) {
+        if self.help_open {
+            match m.kind {
+                MouseEventKind::ScrollUp => self.help_scroll = self.help_scroll.saturating_sub(3),
+                MouseEventKind::ScrollDown => self.help_scroll = self.help_scroll.saturating_add(3),
+                _ => {}
+            }
+            return;
+        }
+        match m.kind {
+            MouseEventKind::ScrollUp => self.scroll_by(-3),
+            MouseEventKind::ScrollDown => self.scroll_by(3),
+            _ => {}
+        }
+    }
+
+    pub(super) fn act(&mut self, action: Action, cmds: &mut Vec<Cmd>) {
+        match action {
+            Action::Send => self.send(cmds),
+            Action::Newline => {
+                self.input.insert_newline();
+                self.rows_changed_by_input();
+            }
+            Action::Cancel => {
+                if self.running.is_some() {
+                    self.cancel_running();
+                } else if self.next_job.is_some() {
+                    self.unqueue();
+                } else {
+                    self.browsing = !self.browsing;
+                }
+            }
+            Action::CancelOrQuit => {
+                if self.running.is_some() {
+                    self.cancel_running();
+                } else {
+                    self.act(Action::Quit, cmds);
+                }
+            }
+            Action::Quit => {
+                if let Some(r) = &self.running {
+                    r.cancel.store(true, Ordering::Relaxed);
+                }
+                self.quitting = true;
+                cmds.push(Cmd::Quit);
+            }
+            Action::Regenerate => self.regenerate(cmds),
+            Action::CopyReply => self.copy_reply(cmds),
+            Action::AttachImage => {
+                self.path_prompt = Some(PathPrompt::default());
+            }
+            Action::CompletePath => self.complete_in_input(),
+            Action::RemoveAttachment => match self.attachments.pop() {
+                Some(id) => {
+                    let name = self
+                        .images
+                        .get(&id)
+                        .map(|i| i.name.clone())
+                        .unwrap_or_default();
+                    self.flash = Some(Flash::Info(format!("removed {name}")));
+                }
+                None => self.flash = Some(Flash::Info("no image attached".into())),
+            },
+            Action::TogglePreviews => {
+                self.previews_on = !self.previews_on;
+                self.rows.borrow_mut().clear();
+                self.clamp_scroll();
+                self.want_previews(cmds);
+                self.flash = Some(Flash::Info(
+                    if self.previews_on {
+                        "previews on"
+                    } else {
+                        "previews off"
+                    }
+                    .into(),
+                ));
+            }
+            Action::Preset(i) => {
+                if let Some(p) = self.presets.get(i) {
+                    self.settings = Settings::from_preset(i, p);
+                    self.flash = Some(Flash::Info(format!(
+                        "preset {}: temperature {:.2}, {} new tokens{}",
+                        p.name,
+                        p.temperature,
+                        p.max_tokens,
+                        if self.running.is_some() {
+                            " (from the next answer)"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+            }
+            Action::TemperatureDown => self.settings.nudge_temperature(-1),
+            Action::TemperatureUp => self.settings.nudge_temperature(1),
+            Action::MaxTokensDown => self.settings.nudge_max_tokens(-1),
+            Action::MaxTokensUp => self.settings.nudge_max_tokens(1),
+            Action::ScrollPageUp => {
+                let page = self.transcript_area().height.saturating_sub(2).max(1) as i64;
+                self.scroll_by(-page);
+            }
+            Action::ScrollPageDown => {
+                let page = self.transcript_area().height.saturating_sub(2).max(1) as i64;
+                self.scroll_by(page);
+            }
+            Action::ScrollLineUp => self.scroll_by(-1),
+            Action::ScrollLineDown => self.scroll_by(1),
+            Action::ScrollTop => self.scroll = Some(0),
+            Action::ScrollBottom => self.scroll = None,
+            Action::Help => {
+                self.help_open = true;
+                self.help_scroll = 0;
+            }
+            Action::Redraw => cmds.push(Cmd::Redraw),
+        }
+    }
+
+    pub(super) fn complete_in_input(&mut self) {
+        let text = self.input_text();
+        let Some(fragment) = text.strip_prefix("/image ") else {
+            return;
+        };
+        if fragment.contains('\n') {
+            return;
+        }
+        // Several paths may follow /image: complete the last one (a space
+        // escaped with a backslash belongs to the path).
+        let bytes = fragment.as_bytes();
+        let split = (0..bytes.len())
+            .rev()
+            .find(|&i| bytes[i] == b' ' && (i == 0 || bytes[i - 1] != b'\\'))
+            .map_or(0, |i| i + 1);
+        let (head, fragment) = fragment.split_at(split);
+        let c = complete_path(&fragment.replace("\\ ", " "));
+        let completed = format!("{head}{}", c.completed.replace(' ', "\\ "));
+        if c.candidates.len() > 1 {
+            let shown: Vec<&str> = c.candidates.iter().take(8).map(String::as_str).collect();
+            let more = c.candidates.len().saturating_sub(8);
+            let mut line = shown.join("  ");
+            if more > 0 {
+                line.push_str(&format!("  (+{more})"));
+            }
+            self.flash = Some(Flash::Info(line));
+        } else if c.completed == fragment.replace("\\ ", " ") {
+            self.flash = Some(Flash::Info("no match".into()));
+        }
+        self.input.select_all();
+        self.input.cut();
+        self.input.insert_str(format!("/image {completed}"));
+    }
+
+    /// Attaches every path in `text` (quoted, escaped or plain).
+    pub(super) fn attach_text(&mut self, text: &str, cmds: &mut Vec<Cmd>) {
+        let items = split_pasted(text);
+        if items.is_empty() {
+            self.flash = Some(Flash::Error(
+                "give the path of an image: /image PATH".into(),
+            ));
+        }
+        for item in items {
+            self.attach(expand_home(&item), cmds);
+        }
+    }
+
+    pub fn attach(&mut self, path: PathBuf, cmds: &mut Vec<Cmd>) {
+        if !path.is_file() {
+            let what = if path.exists() {
+                "is not a file"
+            } else {
+                "does not exist"
+            };
+            self.flash = Some(Flash::Error(format!(
+                "{} {what}; check the path (Tab completes it)",
+                path.display()
+            )));
+            return;
+        }
+        // An absolute path keeps working whatever the engine's directory is.
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        // The same file attached again reuses its decoded pixels.
+        if let Some((&id, _)) = self
+            .images
+            .iter()
+            .find(|(_, i)| i.path == path && !matches!(i.state, ImageState::Failed(_)))
+        {
+            self.attachments.push(id);
+            return;
+        }
+        let id = self.next_image;
+        self.next_image += 1;
+        self.images.insert(
+            id,
+            StoredImage {
+                path: path.clone(),
+                name,
+                state: ImageState::Decoding,
+            },
+        );
+        self.attachments.push(id);
+        cmds.push(Cmd::DecodeImage { id, path });
+    }
+
+    /// Handles `/command`; false when it is not one (then it is sent as text).
+    pub(super) fn slash_command(&mut self, rest: &str, cmds: &mut Vec<Cmd>) -> bool {
+        let (name, arg) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        match name {
+            "image" | "img" => {
+                if arg.trim().is_empty() {
+                    self.path_prompt = Some(PathPrompt::default());
+                } else {
+                    self.attach_text(arg, cmds);
+                }
+            }
+            "drop" => {
+                let n: usize = arg.trim().parse().unwrap_or(0);
+                if n >= 1 && n <= self.attachments.len() {
+                    self.attachments.remove(n - 1);
+                } else {
+                    self.flash = Some(Flash::Error(format!(
+                        "/drop N removes attached image N (1 to {})",
+                        self.attachments.len()
+                    )));
+                }
+            }
+            "clear" | "new" => {
+                if self.running.is_some() {
+                    self.flash = Some(Flash::Error("Esc stops the answer first".into()));
+                } else {
+                    self.entries.clear();
+                    self.next_job = None;
+                    self.context_used = 0;
+                    self.dropped_messages = 0;
+                    self.scroll = None;
+                    self.rows.borrow_mut().clear();
+                    self.flash = Some(Flash::Info("new conversation".into()));
+                }
+            }
+            "help" => self.help_open = true,
+            "quit" | "exit" | "q" => self.act(Action::Quit, cmds),
+            _ => return false,
+        }
+        true
+    }
+}

@@ -1,0 +1,362 @@
+//! The one state of the chat screen and the one place it changes: `update`
+//! takes a message and returns the commands the runtime should carry out.
+
+mod input;
+mod replies;
+mod view_state;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use ratatui::crossterm::event::KeyEventKind;
+use ratatui_image::protocol::Protocol;
+use ratatui_textarea::{TextArea, WrapMode};
+
+use super::attachments::{image_budget, ImageBudget};
+use super::keymap::{Action, Keymap};
+use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId};
+use super::presets::{builtin_presets, Preset, Settings};
+use super::side_pane::DeviceFacts;
+use super::theme::Theme;
+use super::transcript::{Entry, EntryKind, ReplyStats, RowCache};
+
+/// Where the model stands.
+#[derive(Debug, Clone)]
+pub enum ModelState {
+    Loading { dir: PathBuf },
+    Ready(Box<ModelReady>),
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum ImageState {
+    Decoding,
+    Ready(DecodedImage),
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    pub path: PathBuf,
+    pub name: String,
+    pub state: ImageState,
+}
+
+/// A preview encoded for one box size.
+pub struct Preview {
+    pub cells: (u16, u16),
+    pub protocol: Option<Protocol>,
+}
+
+/// A one-line message above the input, until the next key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Flash {
+    Info(String),
+    Error(String),
+}
+
+const STOPPING: &str = "stopping…";
+
+/// What the next finished reply makes room for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextJob {
+    /// The queued question (the last user entry) is asked.
+    Ask,
+    /// The last answer is written again.
+    Regenerate,
+}
+
+struct Running {
+    id: RequestId,
+    cancel: Arc<AtomicBool>,
+}
+
+/// An open one-line prompt for an image path.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PathPrompt {
+    pub text: String,
+    pub candidates: Vec<String>,
+}
+
+/// Settings the app starts with.
+pub struct AppConfig {
+    pub model_dir: PathBuf,
+    pub keymap: Keymap,
+    pub presets: Vec<Preset>,
+    pub theme: Theme,
+    /// Cell size in pixels, from the terminal (for preview proportions).
+    pub font_size: (u16, u16),
+    pub cpu_threads: usize,
+    /// The first request's seed; later ones count up from it.
+    pub seed: u64,
+    /// Name of the image protocol in use, for the side pane.
+    pub image_protocol: String,
+}
+
+impl AppConfig {
+    pub fn new(model_dir: impl Into<PathBuf>) -> Self {
+        AppConfig {
+            model_dir: model_dir.into(),
+            keymap: Keymap::builtin(),
+            presets: builtin_presets(),
+            theme: Theme::default(),
+            font_size: (10, 20),
+            cpu_threads: 1,
+            seed: 1,
+            image_protocol: "halfblocks".into(),
+        }
+    }
+}
+
+pub struct App {
+    pub keymap: Keymap,
+    pub presets: Vec<Preset>,
+    pub theme: Theme,
+    pub settings: Settings,
+    pub model: ModelState,
+    pub model_dir: PathBuf,
+    pub entries: Vec<Entry>,
+    pub images: HashMap<ImageId, StoredImage>,
+    /// Chips above the input, in attach order.
+    pub attachments: Vec<ImageId>,
+    pub previews: HashMap<ImageId, Preview>,
+    pub previews_on: bool,
+    pub input: TextArea<'static>,
+    pub path_prompt: Option<PathPrompt>,
+    pub help_open: bool,
+    pub help_scroll: u16,
+    /// Keys go to the conversation (letters copy, toggle, scroll) instead of
+    /// the question.
+    pub browsing: bool,
+    pub flash: Option<Flash>,
+    /// Top row of the transcript view; `None` follows the end.
+    pub scroll: Option<usize>,
+    pub size: (u16, u16),
+    pub font_size: (u16, u16),
+    pub cpu_threads: usize,
+    pub image_protocol: String,
+    pub tick: u64,
+    pub next_job: Option<NextJob>,
+    /// Prompt tokens of the last request, and tokens generated since.
+    pub context_used: usize,
+    pub dropped_messages: usize,
+    pub last_stats: Option<ReplyStats>,
+    pub(crate) rows: RefCell<RowCache>,
+    running: Option<Running>,
+    next_request: RequestId,
+    next_image: ImageId,
+    next_entry: u64,
+    seed: u64,
+    quitting: bool,
+}
+
+impl App {
+    pub fn new(config: AppConfig) -> Self {
+        let settings = Settings::from_preset(0, &config.presets[0]);
+        let mut app = App {
+            keymap: config.keymap,
+            presets: config.presets,
+            theme: config.theme,
+            settings,
+            model: ModelState::Loading {
+                dir: config.model_dir.clone(),
+            },
+            model_dir: config.model_dir,
+            entries: Vec::new(),
+            images: HashMap::new(),
+            attachments: Vec::new(),
+            previews: HashMap::new(),
+            previews_on: true,
+            input: TextArea::default(),
+            path_prompt: None,
+            help_open: false,
+            help_scroll: 0,
+            browsing: false,
+            flash: None,
+            scroll: None,
+            size: (80, 24),
+            font_size: config.font_size,
+            cpu_threads: config.cpu_threads,
+            image_protocol: config.image_protocol,
+            tick: 0,
+            next_job: None,
+            context_used: 0,
+            dropped_messages: 0,
+            last_stats: None,
+            rows: RefCell::new(RowCache::default()),
+            running: None,
+            next_request: 1,
+            next_image: 1,
+            next_entry: 1,
+            seed: config.seed,
+            quitting: false,
+        };
+        app.reset_input();
+        app
+    }
+
+    fn reset_input(&mut self) {
+        let mut input = TextArea::default();
+        input.set_wrap_mode(WrapMode::WordOrGlyph);
+        input.set_cursor_line_style(ratatui::style::Style::default());
+        input.set_placeholder_text("Ask about an image… (/image PATH attaches one, ? for help)");
+        input.set_placeholder_style(self.theme.dim);
+        self.input = input;
+    }
+
+    pub fn input_text(&self) -> String {
+        self.input.lines().join("\n")
+    }
+
+    pub fn input_is_empty(&self) -> bool {
+        self.input.lines().iter().all(|l| l.is_empty())
+    }
+
+    pub fn is_generating(&self) -> bool {
+        self.running.is_some()
+    }
+
+    pub fn should_quit(&self) -> bool {
+        self.quitting
+    }
+
+    /// Something moves on screen by itself, so the runtime should tick.
+    pub fn is_busy(&self) -> bool {
+        self.running.is_some()
+            || matches!(self.model, ModelState::Loading { .. })
+            || self
+                .images
+                .values()
+                .any(|i| matches!(i.state, ImageState::Decoding))
+    }
+
+    pub fn ready(&self) -> Option<&ModelReady> {
+        match &self.model {
+            ModelState::Ready(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn device_facts(&self) -> DeviceFacts {
+        let ready = self.ready();
+        DeviceFacts {
+            device: ready.map(|r| r.info.device.clone()),
+            dtype: ready.map(|r| r.info.dtype.clone()),
+            max_context: ready.map(|r| r.info.max_context),
+            cpu_threads: self.cpu_threads,
+            image_protocol: self.image_protocol.clone(),
+        }
+    }
+
+    /// The model size and token count of a decoded image, once the model is known.
+    pub fn budget(&self, id: ImageId) -> Option<Result<ImageBudget, String>> {
+        let ready = self.ready()?;
+        match &self.images.get(&id)?.state {
+            ImageState::Ready(d) => Some(image_budget(&ready.vision, d.capped.0, d.capped.1)),
+            _ => None,
+        }
+    }
+
+    fn new_entry(&mut self, kind: EntryKind) -> Entry {
+        let id = self.next_entry;
+        self.next_entry += 1;
+        Entry::new(id, kind)
+    }
+
+    fn push_entry(&mut self, kind: EntryKind) {
+        let e = self.new_entry(kind);
+        self.entries.push(e);
+    }
+
+    pub fn notice(&mut self, text: impl Into<String>) {
+        self.push_entry(EntryKind::Notice {
+            error: false,
+            text: text.into(),
+        });
+    }
+
+    pub fn update(&mut self, msg: Msg) -> Vec<Cmd> {
+        let mut cmds = Vec::new();
+        match msg {
+            Msg::Key(key) => {
+                if key.kind != KeyEventKind::Release {
+                    self.on_key(key, &mut cmds);
+                }
+            }
+            Msg::Paste(text) => self.on_paste(&text, &mut cmds),
+            Msg::Mouse(m) => self.on_mouse(m),
+            Msg::Resize(w, h) => {
+                self.size = (w, h);
+                self.clamp_scroll();
+                self.want_previews(&mut cmds);
+            }
+            Msg::Tick => self.tick = self.tick.wrapping_add(1),
+            Msg::InputClosed => self.act(Action::Quit, &mut cmds),
+            Msg::ModelLoaded(ready) => {
+                self.model = ModelState::Ready(ready);
+                self.rows.borrow_mut().clear();
+                if self.next_job == Some(NextJob::Ask) && self.running.is_none() {
+                    self.next_job = None;
+                    self.start_queued(&mut cmds);
+                }
+            }
+            Msg::ModelFailed(e) => {
+                self.model = ModelState::Failed(e);
+                self.next_job = None;
+                for entry in &mut self.entries {
+                    if let EntryKind::User { queued, .. } = &mut entry.kind {
+                        if *queued {
+                            *queued = false;
+                            entry.touch();
+                        }
+                    }
+                }
+            }
+            Msg::Engine { id, event } => self.on_engine(id, event, &mut cmds),
+            Msg::ImageDecoded { id, result } => {
+                let mut failed = None;
+                if let Some(img) = self.images.get_mut(&id) {
+                    img.state = match result {
+                        Ok(d) => ImageState::Ready(d),
+                        Err(e) => {
+                            failed = Some(e.clone());
+                            ImageState::Failed(e)
+                        }
+                    };
+                }
+                if let Some(e) = failed {
+                    self.attachments.retain(|a| *a != id);
+                    self.flash = Some(Flash::Error(e));
+                }
+                self.touch_entries_with(id);
+                self.want_previews(&mut cmds);
+            }
+            Msg::PreviewEncoded { id, cells, result } => {
+                if let Some(p) = self.previews.get_mut(&id) {
+                    if p.cells == cells {
+                        match result {
+                            Ok(proto) => p.protocol = Some(proto),
+                            Err(e) => {
+                                self.flash = Some(Flash::Error(format!("preview: {e}")));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cmds
+    }
+
+    fn touch_entries_with(&mut self, image: ImageId) {
+        for e in &mut self.entries {
+            if let EntryKind::User { images, .. } = &e.kind {
+                if images.contains(&image) {
+                    e.touch();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Asking, answering, stopping and asking again: the life of a reply.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::{App, Flash, ModelState, NextJob, Running, STOPPING};
+use crate::engine::{Event, FinishReason};
+use crate::tui::msg::{Cmd, RequestId};
+use crate::tui::transcript::{conversation_until, Entry, EntryKind, Reply, ReplyPhase, ReplyStats};
+
+impl App {
+    pub(super) fn send(&mut self, cmds: &mut Vec<Cmd>) {
+        self.browsing = false;
+        let text = self.input_text();
+        let trimmed = text.trim();
+        if let Some(rest) = trimmed.strip_prefix('/') {
+            if self.slash_command(rest, cmds) {
+                self.reset_input();
+                return;
+            }
+        }
+        if trimmed.is_empty() && self.attachments.is_empty() {
+            return;
+        }
+        if let ModelState::Failed(_) = self.model {
+            self.flash = Some(Flash::Error(
+                "the model did not load, so nothing can be asked; Ctrl+Q quits".into(),
+            ));
+            return;
+        }
+        let busy = self.running.is_some() || matches!(self.model, ModelState::Loading { .. });
+        if busy && self.next_job.is_some() {
+            self.flash = Some(Flash::Error(
+                "a question is already waiting; Esc cancels the running answer".into(),
+            ));
+            return;
+        }
+        let images = std::mem::take(&mut self.attachments);
+        let kind = EntryKind::User {
+            text: trimmed.to_string(),
+            images,
+            queued: busy,
+        };
+        self.push_entry(kind);
+        self.reset_input();
+        self.scroll = None;
+        self.want_previews(cmds);
+        if busy {
+            self.next_job = Some(NextJob::Ask);
+            self.flash = Some(Flash::Info(
+                if self.running.is_some() {
+                    "queued: asked when the current answer is done (Esc cancels it)"
+                } else {
+                    "queued: asked as soon as the model is loaded"
+                }
+                .into(),
+            ));
+        } else {
+            self.start_reply(cmds);
+        }
+    }
+
+    pub(super) fn request_id(&mut self) -> RequestId {
+        let id = self.next_request;
+        self.next_request += 1;
+        id
+    }
+
+    /// Starts an answer to the conversation as it stands.
+    pub(super) fn start_reply(&mut self, cmds: &mut Vec<Cmd>) {
+        let conversation = conversation_until(&self.entries, &self.images);
+        let id = self.request_id();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.running = Some(Running {
+            id,
+            cancel: cancel.clone(),
+        });
+        let seed = self.seed;
+        self.seed = self.seed.wrapping_add(1);
+        self.push_entry(EntryKind::Assistant(Reply::new(id, self.settings.clone())));
+        self.scroll = None;
+        cmds.push(Cmd::Generate {
+            id,
+            conversation,
+            sampling: self.settings.overrides(seed),
+            cancel,
+        });
+    }
+
+    pub(super) fn start_queued(&mut self, cmds: &mut Vec<Cmd>) {
+        let Some(entry) = self
+            .entries
+            .iter_mut()
+            .rev()
+            .find(|e| matches!(e.kind, EntryKind::User { queued: true, .. }))
+        else {
+            return;
+        };
+        if let EntryKind::User { queued, .. } = &mut entry.kind {
+            *queued = false;
+        }
+        entry.touch();
+        self.start_reply(cmds);
+    }
+
+    pub(super) fn cancel_running(&mut self) {
+        if let Some(r) = &self.running {
+            r.cancel.store(true, Ordering::Relaxed);
+            self.flash = Some(Flash::Info(STOPPING.into()));
+        }
+    }
+
+    /// Esc with nothing running takes a waiting question back into the input.
+    pub(super) fn unqueue(&mut self) {
+        self.next_job = None;
+        if let Some(pos) = self
+            .entries
+            .iter()
+            .rposition(|e| matches!(e.kind, EntryKind::User { queued: true, .. }))
+        {
+            let e = self.entries.remove(pos);
+            if let EntryKind::User { text, images, .. } = e.kind {
+                self.attachments = images;
+                self.reset_input();
+                self.input.insert_str(text);
+            }
+        }
+    }
+
+    pub(super) fn regenerate(&mut self, cmds: &mut Vec<Cmd>) {
+        if self.ready().is_none() {
+            self.flash = Some(Flash::Info("the model is not loaded".into()));
+            return;
+        }
+        if self.running.is_some() {
+            if self.next_job == Some(NextJob::Ask) {
+                self.flash = Some(Flash::Error(
+                    "a question is waiting; it is asked after this answer".into(),
+                ));
+                return;
+            }
+            self.next_job = Some(NextJob::Regenerate);
+            self.cancel_running();
+            return;
+        }
+        let last_user = self
+            .entries
+            .iter()
+            .rposition(|e| matches!(e.kind, EntryKind::User { .. }));
+        let Some(last_user) = last_user else {
+            self.flash = Some(Flash::Info("nothing to regenerate yet".into()));
+            return;
+        };
+        // Everything after the last question (its answer, notices) goes.
+        self.entries.truncate(last_user + 1);
+        self.rows.borrow_mut().clear();
+        self.start_reply(cmds);
+    }
+
+    pub(super) fn last_reply_text(&self) -> Option<&str> {
+        self.entries.iter().rev().find_map(|e| match &e.kind {
+            EntryKind::Assistant(r) if !r.text.is_empty() => Some(r.text.as_str()),
+            _ => None,
+        })
+    }
+
+    pub(super) fn copy_reply(&mut self, cmds: &mut Vec<Cmd>) {
+        match self.last_reply_text() {
+            Some(t) => {
+                let n = t.chars().count();
+                cmds.push(Cmd::Copy(t.to_string()));
+                self.flash = Some(Flash::Info(format!(
+                    "copied the last answer ({n} characters) to the clipboard"
+                )));
+            }
+            None => self.flash = Some(Flash::Info("no answer to copy yet".into())),
+        }
+    }
+
+    pub(super) fn reply_mut(&mut self, id: RequestId) -> Option<&mut Entry> {
+        self.entries
+            .iter_mut()
+            .rev()
+            .find(|e| matches!(&e.kind, EntryKind::Assistant(r) if r.id == id))
+    }
+
+    pub(super) fn on_engine(&mut self, id: RequestId, event: Event, cmds: &mut Vec<Cmd>) {
+        if self.running.as_ref().map(|r| r.id) != Some(id) {
+            return;
+        }
+        let mut notice = None;
+        let mut finished = false;
+        match event {
+            Event::Prompt {
+                ids,
+                images,
+                dropped_messages,
+                ..
+            } => {
+                self.context_used = ids.len();
+                if dropped_messages > self.dropped_messages {
+                    notice = Some(format!(
+                        "The conversation no longer fits the context of {} tokens: the oldest {} message{} {} left out of this answer (they stay on screen). /clear starts afresh.",
+                        self.ready().map(|r| r.info.max_context).unwrap_or(0),
+                        dropped_messages,
+                        if dropped_messages == 1 { "" } else { "s" },
+                        if dropped_messages == 1 { "is" } else { "are" },
+                    ));
+                }
+                self.dropped_messages = dropped_messages;
+                if let Some(e) = self.reply_mut(id) {
+                    if let EntryKind::Assistant(r) = &mut e.kind {
+                        r.phase = if images.is_empty() {
+                            ReplyPhase::Prefill
+                        } else {
+                            ReplyPhase::Encoding(images.len())
+                        };
+                    }
+                    e.touch();
+                }
+            }
+            Event::KvCacheConverted {
+                memory_fraction,
+                bytes_before,
+                bytes_after,
+                ..
+            } => {
+                notice = Some(format!(
+                    "Device memory reached {:.0} %: the KV cache now stores INT8 ({:.1} → {:.1} MiB).",
+                    memory_fraction * 100.0,
+                    bytes_before as f64 / (1u64 << 20) as f64,
+                    bytes_after as f64 / (1u64 << 20) as f64,
+                ));
+            }
+            Event::VisionDone { .. } => {
+                if let Some(e) = self.reply_mut(id) {
+                    if let EntryKind::Assistant(r) = &mut e.kind {
+                        r.phase = ReplyPhase::Prefill;
+                    }
+                    e.touch();
+                }
+            }
+            Event::Token { text, .. } => {
+                self.context_used += 1;
+                if let Some(e) = self.reply_mut(id) {
+                    if let EntryKind::Assistant(r) = &mut e.kind {
+                        r.text.push_str(&text);
+                        r.tokens += 1;
+                        r.phase = ReplyPhase::Streaming;
+                    }
+                    e.touch();
+                }
+            }
+            Event::Done {
+                finish_reason,
+                tokens,
+                timings,
+                ..
+            } => {
+                let stats = ReplyStats {
+                    tokens: tokens.len(),
+                    ttft_s: timings.ttft_s,
+                    tok_s: timings.decode_tok_s,
+                    finish: finish_reason,
+                };
+                if finish_reason != FinishReason::Cancelled || !tokens.is_empty() {
+                    self.last_stats = Some(stats.clone());
+                }
+                if let Some(e) = self.reply_mut(id) {
+                    if let EntryKind::Assistant(r) = &mut e.kind {
+                        r.phase = ReplyPhase::Done(stats);
+                    }
+                    e.touch();
+                }
+                finished = true;
+            }
+            Event::Error(msg) => {
+                if let Some(e) = self.reply_mut(id) {
+                    if let EntryKind::Assistant(r) = &mut e.kind {
+                        r.phase = ReplyPhase::Failed(msg);
+                    }
+                    e.touch();
+                }
+                finished = true;
+            }
+        }
+        if let Some(n) = notice {
+            // The notice goes above the answer it concerns.
+            let pos = self
+                .entries
+                .iter()
+                .rposition(|e| matches!(&e.kind, EntryKind::Assistant(r) if r.id == id))
+                .unwrap_or(self.entries.len());
+            let entry = self.new_entry(EntryKind::Notice {
+                error: false,
+                text: n,
+            });
+            self.entries.insert(pos, entry);
+        }
+        if finished {
+            self.running = None;
+            if self.flash == Some(Flash::Info(STOPPING.into())) {
+                self.flash = None;
+            }
+            match self.next_job.take() {
+                Some(NextJob::Ask) => self.start_queued(cmds),
+                Some(NextJob::Regenerate) => self.regenerate(cmds),
+                None => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! Keybindings as data: which chord does what, and when. The help overlay is
+//! generated from the same table, so it cannot disagree with the keys.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::presets::Preset;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Send,
+    Newline,
+    /// Cancel the running reply (or close what is open).
+    Cancel,
+    Regenerate,
+    CopyReply,
+    AttachImage,
+    CompletePath,
+    RemoveAttachment,
+    TogglePreviews,
+    Preset(usize),
+    TemperatureDown,
+    TemperatureUp,
+    MaxTokensDown,
+    MaxTokensUp,
+    ScrollPageUp,
+    ScrollPageDown,
+    ScrollLineUp,
+    ScrollLineDown,
+    ScrollTop,
+    ScrollBottom,
+    Help,
+    Redraw,
+    /// Cancel the running reply, or quit when there is none.
+    CancelOrQuit,
+    Quit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Conversation,
+    Images,
+    Presets,
+    Scrolling,
+    Other,
+}
+
+impl Section {
+    pub const ALL: [Section; 5] = [
+        Section::Conversation,
+        Section::Images,
+        Section::Presets,
+        Section::Scrolling,
+        Section::Other,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Section::Conversation => "Conversation",
+            Section::Images => "Images",
+            Section::Presets => "Presets",
+            Section::Scrolling => "Scrolling",
+            Section::Other => "Other",
+        }
+    }
+}
+
+impl Action {
+    pub fn section(self) -> Section {
+        use Action::*;
+        match self {
+            Send | Newline | Cancel | Regenerate | CopyReply => Section::Conversation,
+            AttachImage | CompletePath | RemoveAttachment | TogglePreviews => Section::Images,
+            Preset(_) | TemperatureDown | TemperatureUp | MaxTokensDown | MaxTokensUp => {
+                Section::Presets
+            }
+            ScrollPageUp | ScrollPageDown | ScrollLineUp | ScrollLineDown | ScrollTop
+            | ScrollBottom => Section::Scrolling,
+            Help | Redraw | CancelOrQuit | Quit => Section::Other,
+        }
+    }
+
+    pub fn description(self, presets: &[Preset]) -> String {
+        use Action::*;
+        match self {
+            Send => "send the question (queued while a reply is written)".into(),
+            Newline => "new line in the question".into(),
+            Cancel => {
+                "stop the reply (partial answer kept); close a prompt; else browse the conversation"
+                    .into()
+            }
+            Regenerate => "write the last answer again".into(),
+            CopyReply => "copy the last answer (OSC 52 clipboard)".into(),
+            AttachImage => "attach an image by path".into(),
+            CompletePath => "complete the path after /image or in the path prompt".into(),
+            RemoveAttachment => "remove the last attached image before sending".into(),
+            TogglePreviews => "show or hide image previews".into(),
+            Preset(i) => match presets.get(i) {
+                Some(p) => format!(
+                    "preset {}: temperature {:.2}, {} new tokens",
+                    p.name, p.temperature, p.max_tokens
+                ),
+                None => format!("preset {}", i + 1),
+            },
+            TemperatureDown => "temperature −0.05".into(),
+            TemperatureUp => "temperature +0.05".into(),
+            MaxTokensDown => "max new tokens −64".into(),
+            MaxTokensUp => "max new tokens +64".into(),
+            ScrollPageUp => "scroll the conversation up a page".into(),
+            ScrollPageDown => "scroll down a page (at the end it follows the reply)".into(),
+            ScrollLineUp => "scroll up a line".into(),
+            ScrollLineDown => "scroll down a line".into(),
+            ScrollTop => "go to the start of the conversation".into(),
+            ScrollBottom => "go to the end and follow the reply".into(),
+            Help => "show or hide this help".into(),
+            Redraw => "redraw the whole screen".into(),
+            CancelOrQuit => "stop the reply; quit when none is running".into(),
+            Quit => "quit".into(),
+        }
+    }
+}
+
+/// A key with its modifiers. Shift is ignored for characters: terminals
+/// disagree on whether `{` arrives with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyChord {
+    pub code: KeyCode,
+    pub modifiers: KeyModifiers,
+}
+
+impl KeyChord {
+    pub const fn new(code: KeyCode, modifiers: KeyModifiers) -> Self {
+        KeyChord { code, modifiers }
+    }
+
+    pub fn from_event(key: &KeyEvent) -> Self {
+        let mut modifiers =
+            key.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SHIFT);
+        let code = match key.code {
+            KeyCode::Char(c) => {
+                modifiers.remove(KeyModifiers::SHIFT);
+                // With Ctrl or Alt, some terminals send the shifted letter.
+                if modifiers.is_empty() {
+                    KeyCode::Char(c)
+                } else {
+                    KeyCode::Char(c.to_ascii_lowercase())
+                }
+            }
+            // Shift+Tab arrives as BackTab.
+            other => other,
+        };
+        KeyChord { code, modifiers }
+    }
+
+    /// How the chord is written in the help: `Ctrl+R`, `Alt+1`, `F2`, `[`.
+    pub fn label(&self) -> String {
+        let mut s = String::new();
+        if self.modifiers.contains(KeyModifiers::CONTROL) {
+            s.push_str("Ctrl+");
+        }
+        if self.modifiers.contains(KeyModifiers::ALT) {
+            s.push_str("Alt+");
+        }
+        if self.modifiers.contains(KeyModifiers::SHIFT) {
+            s.push_str("Shift+");
+        }
+        match self.code {
+            KeyCode::Char(c) if self.modifiers.is_empty() => s.push(c),
+            KeyCode::Char(c) => s.push(c.to_ascii_uppercase()),
+            KeyCode::F(n) => s.push_str(&format!("F{n}")),
+            KeyCode::Enter => s.push_str("Enter"),
+            KeyCode::Esc => s.push_str("Esc"),
+            KeyCode::Tab => s.push_str("Tab"),
+            KeyCode::Backspace => s.push_str("Backspace"),
+            KeyCode::PageUp => s.push_str("PgUp"),
+            KeyCode::PageDown => s.push_str("PgDn"),
+            KeyCode::Home => s.push_str("Home"),
+            KeyCode::End => s.push_str("End"),
+            KeyCode::Up => s.push('↑'),
+            KeyCode::Down => s.push('↓'),
+            KeyCode::Left => s.push('←'),
+            KeyCode::Right => s.push('→'),
+            other => s.push_str(&format!("{other:?}")),
+        }
+        s
+    }
+}
+
+/// Commands typed into the input, for the help overlay.
+pub const COMMANDS: [(&str, &str); 5] = [
+    (
+        "/image PATH",
+        "attach an image (Tab completes the path; several paths work)",
+    ),
+    ("/drop N", "remove attached image N before sending"),
+    ("/clear", "start a new conversation"),
+    ("/help", "show this help"),
+    ("/quit", "quit"),
+];
+
+/// When a binding applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// Only while the question being typed is empty (or while browsing), so
+    /// plain characters still type themselves otherwise.
+    InputEmpty,
+    /// Only while browsing the conversation (Esc with no answer running), so
+    /// a question may start with any letter.
+    Browsing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub chord: KeyChord,
+    pub when: When,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keymap {
+    pub bindings: Vec<Binding>,
+}
+
+/// One row of the help overlay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelpRow {
+    pub section: Section,
+    pub keys: String,
+    pub description: String,
+}
+
+impl Keymap {
+    /// glimpse's default keys. F-keys are often swallowed over SSH, so each
+    /// has an Alt chord; bare characters act only on an empty input.
+    pub fn builtin() -> Self {
+        use Action::*;
+        use KeyCode as K;
+        const NONE: KeyModifiers = KeyModifiers::NONE;
+        const CTRL: KeyModifiers = KeyModifiers::CONTROL;
+        const ALT: KeyModifiers = KeyModifiers::ALT;
+        const SHIFT: KeyModifiers = KeyModifiers::SHIFT;
+        let table: Vec<(KeyCode, KeyModifiers, When, Action)> = vec![
+            (K::Enter, NONE, When::Always, Send),
+            (K::Enter, SHIFT, When::Always, Newline),
+            (K::Enter, ALT, When::Always, Newline),
+            (K::Char('j'), CTRL, When::Always, Newline),
+            (K::Esc, NONE, When::Always, Cancel),
+            (K::Char('r'), CTRL, When::Always, Regenerate),
+            (K::Char('y'), CTRL, When::Always, CopyReply),
+            (K::Char('y'), NONE, When::Browsing, CopyReply),
+            (K::Char('o'), CTRL, When::Always, AttachImage),
+            (K::Tab, NONE, When::Always, CompletePath),
+            (K::Char('x'), CTRL, When::Always, RemoveAttachment),
+            (K::Char('p'), ALT, When::Always, TogglePreviews),
+            (K::Char('p'), NONE, When::Browsing, TogglePreviews),
+            (K::F(1), NONE, When::Always, Preset(0)),
+            (K::Char('1'), ALT, When::Always, Preset(0)),
+            (K::F(2), NONE, When::Always, Preset(1)),
+            (K::Char('2'), ALT, When::Always, Preset(1)),
+            (K::F(3), NONE, When::Always, Preset(2)),
+            (K::Char('3'), ALT, When::Always, Preset(2)),
+            (K::Char('['), NONE, When::InputEmpty, TemperatureDown),
+            (K::Char('-'), ALT, When::Always, TemperatureDown),
+            (K::Char(']'), NONE, When::InputEmpty, TemperatureUp),
+            (K::Char('='), ALT, When::Always, TemperatureUp),
+            (K::Char('{'), NONE, When::InputEmpty, MaxTokensDown),
+            (K::Char(','), ALT, When::Always, MaxTokensDown),
+            (K::Char('}'), NONE, When::InputEmpty, MaxTokensUp),
+            (K::Char('.'), ALT, When::Always, MaxTokensUp),
+            (K::PageUp, NONE, When::Always, ScrollPageUp),
+            (K::PageDown, NONE, When::Always, ScrollPageDown),
+            (K::Up, SHIFT, When::Always, ScrollLineUp),
+            (K::Up, NONE, When::Browsing, ScrollLineUp),
+            (K::Down, SHIFT, When::Always, ScrollLineDown),
+            (K::Down, NONE, When::Browsing, ScrollLineDown),
+            (K::Home, CTRL, When::Always, ScrollTop),
+            (K::Char('g'), NONE, When::Browsing, ScrollTop),
+            (K::End, CTRL, When::Always, ScrollBottom),
+            (K::Char('G'), NONE, When::Browsing, ScrollBottom),
+            (K::Char('?'), NONE, When::InputEmpty, Help),
+            (K::F(12), NONE, When::Always, Help),
+            (K::Char('l'), CTRL, When::Always, Redraw),
+            (K::Char('c'), CTRL, When::Always, CancelOrQuit),
+            (K::Char('q'), CTRL, When::Always, Quit),
+        ];
+        Keymap {
+            bindings: table
+                .into_iter()
+                .map(|(code, modifiers, when, action)| Binding {
+                    chord: KeyChord::new(code, modifiers),
+                    when,
+                    action,
+                })
+                .collect(),
+        }
+    }
+
+    /// The action of a key press. Bindings for an empty input are skipped
+    /// while something is typed (unless browsing); browsing bindings apply
+    /// only while browsing.
+    pub fn lookup(&self, key: &KeyEvent, input_empty: bool, browsing: bool) -> Option<Action> {
+        let chord = KeyChord::from_event(key);
+        self.bindings
+            .iter()
+            .find(|b| {
+                b.chord == chord
+                    && match b.when {
+                        When::Always => true,
+                        When::InputEmpty => input_empty || browsing,
+                        When::Browsing => browsing,
+                    }
+            })
+            .map(|b| b.action)
+    }
+
+    /// Every key, grouped by action in table order; keys that only work on
+    /// an empty input are marked with `*`, keys for browsing with `†`.
+    pub fn help_rows(&self, presets: &[Preset]) -> Vec<HelpRow> {
+        let mut rows: Vec<(Action, Vec<String>)> = Vec::new();
+        for b in &self.bindings {
+            let mut label = b.chord.label();
+            match b.when {
+                When::Always => {}
+                When::InputEmpty => label.push('*'),
+                When::Browsing => label.push('†'),
+            }
+            match rows.iter_mut().find(|(a, _)| *a == b.action) {
+                Some((_, keys)) => keys.push(label),
+                None => rows.push((b.action, vec![label])),
+            }
+        }
+        let mut out = Vec::new();
+        for section in Section::ALL {
+            for (action, keys) in rows.iter().filter(|(a, _)| a.section() == section) {
+                out.push(HelpRow {
+                    section,
+                    keys: keys.join(" "),
+                    description: action.description(presets),
+                });
+            }
+        }
+        out
+    }
+
+    /// The first key bound to an action, for hints like "Esc cancel".
+    pub fn first_label(&self, action: Action) -> Option<String> {
+        self.bindings
+            .iter()
+            .find(|b| b.action == action)
+            .map(|b| b.chord.label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::presets::builtin_presets;
+    use ratatui::crossterm::event::KeyEventKind;
+
+    fn key(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+        KeyEvent::new_with_kind(code, modifiers, KeyEventKind::Press)
+    }
+
+    #[test]
+    fn f_keys_and_alt_digits_choose_the_same_presets() {
+        let k = Keymap::builtin();
+        for (i, f) in [1u8, 2, 3].into_iter().enumerate() {
+            let digit = char::from(b'1' + i as u8);
+            assert_eq!(
+                k.lookup(&key(KeyCode::F(f), KeyModifiers::NONE), false, false),
+                Some(Action::Preset(i))
+            );
+            assert_eq!(
+                k.lookup(&key(KeyCode::Char(digit), KeyModifiers::ALT), false, false),
+                Some(Action::Preset(i))
+            );
+        }
+    }
+
+    #[test]
+    fn bare_characters_act_only_on_an_empty_input() {
+        let k = Keymap::builtin();
+        let bracket = key(KeyCode::Char(']'), KeyModifiers::NONE);
+        assert_eq!(k.lookup(&bracket, true, false), Some(Action::TemperatureUp));
+        assert_eq!(k.lookup(&bracket, false, false), None);
+        // `}` arrives with Shift from some terminals.
+        let brace = key(KeyCode::Char('}'), KeyModifiers::SHIFT);
+        assert_eq!(k.lookup(&brace, true, false), Some(Action::MaxTokensUp));
+        let plain = key(KeyCode::Char('a'), KeyModifiers::NONE);
+        assert_eq!(k.lookup(&plain, true, false), None);
+    }
+
+    #[test]
+    fn letters_act_only_while_browsing_so_questions_can_start_with_them() {
+        let k = Keymap::builtin();
+        let y = key(KeyCode::Char('y'), KeyModifiers::NONE);
+        assert_eq!(k.lookup(&y, true, false), None, "y types itself");
+        assert_eq!(k.lookup(&y, true, true), Some(Action::CopyReply));
+        let up = key(KeyCode::Up, KeyModifiers::NONE);
+        assert_eq!(k.lookup(&up, true, false), None, "Up moves in the input");
+        assert_eq!(k.lookup(&up, false, true), Some(Action::ScrollLineUp));
+    }
+
+    #[test]
+    fn ctrl_letters_match_whatever_case_the_terminal_sends() {
+        let k = Keymap::builtin();
+        let r = key(
+            KeyCode::Char('R'),
+            KeyModifiers::CONTROL | KeyModifiers::SHIFT,
+        );
+        assert_eq!(k.lookup(&r, false, false), Some(Action::Regenerate));
+    }
+
+    #[test]
+    fn every_action_with_a_key_appears_in_the_help_once() {
+        let k = Keymap::builtin();
+        let rows = k.help_rows(&builtin_presets());
+        let mut actions: Vec<Action> = k.bindings.iter().map(|b| b.action).collect();
+        actions.dedup();
+        let mut unique = actions.clone();
+        unique.sort_by_key(|a| format!("{a:?}"));
+        unique.dedup();
+        assert_eq!(rows.len(), unique.len());
+        let f1 = rows
+            .iter()
+            .find(|r| r.keys.starts_with("F1"))
+            .expect("F1 in help");
+        assert_eq!(f1.keys, "F1 Alt+1");
+        assert!(f1.description.contains("diagnostic"), "{}", f1.description);
+        assert!(rows.iter().any(|r| r.keys == "[* Alt+-"));
+    }
+}

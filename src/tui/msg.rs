@@ -1,0 +1,84 @@
+//! What flows into the app (messages) and what the app asks the runtime to
+//! do (commands). The app never touches threads, the engine or the terminal.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use image::DynamicImage;
+use ratatui::crossterm::event::{KeyEvent, MouseEvent};
+use ratatui_image::protocol::Protocol;
+
+use crate::conversation::Conversation;
+use crate::engine::{Event, ModelInfo, SamplingOverrides};
+use crate::processor::vision_input::VisionPreprocessConfig;
+
+pub type RequestId = u64;
+pub type ImageId = u64;
+
+/// The model is loaded: its facts and how it resizes images.
+#[derive(Debug, Clone)]
+pub struct ModelReady {
+    pub info: ModelInfo,
+    pub vision: VisionPreprocessConfig,
+}
+
+/// An image decoded in memory, once, for its chip and its preview.
+#[derive(Debug, Clone)]
+pub struct DecodedImage {
+    /// Size of the file's image (after EXIF rotation).
+    pub original: (u32, u32),
+    /// Size after the long-edge cap, which the model's resize starts from.
+    pub capped: (u32, u32),
+    pub pixels: Arc<DynamicImage>,
+}
+
+pub enum Msg {
+    Key(KeyEvent),
+    Paste(String),
+    Mouse(MouseEvent),
+    Resize(u16, u16),
+    /// Time passes (spinners); sent only while something is in progress.
+    Tick,
+    /// The terminal stopped sending input (it was closed).
+    InputClosed,
+    ModelLoaded(Box<ModelReady>),
+    ModelFailed(String),
+    Engine {
+        id: RequestId,
+        event: Event,
+    },
+    ImageDecoded {
+        id: ImageId,
+        result: Result<DecodedImage, String>,
+    },
+    PreviewEncoded {
+        id: ImageId,
+        cells: (u16, u16),
+        result: Result<Protocol, String>,
+    },
+}
+
+pub enum Cmd {
+    Generate {
+        id: RequestId,
+        conversation: Conversation,
+        sampling: SamplingOverrides,
+        cancel: Arc<AtomicBool>,
+    },
+    DecodeImage {
+        id: ImageId,
+        path: PathBuf,
+    },
+    /// Encode a preview for a box of `cells` (columns, rows), off the UI thread.
+    EncodePreview {
+        id: ImageId,
+        pixels: Arc<DynamicImage>,
+        cells: (u16, u16),
+    },
+    /// Put text on the clipboard of the terminal (OSC 52).
+    Copy(String),
+    /// Clear and repaint the whole screen.
+    Redraw,
+    Quit,
+}

@@ -1,0 +1,429 @@
+//! The side of the chat that touches the world: the terminal, the input
+//! thread, the engine (loaded in the background so the screen is up at
+//! once), image decoding and preview encoding off the UI thread, and the
+//! frame clock.
+
+use std::collections::HashMap;
+use std::io::{self, IsTerminal, Write};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use image::DynamicImage;
+use ratatui::backend::{Backend, CrosstermBackend};
+use ratatui::crossterm::event::{self, Event as TermEvent, MouseEventKind};
+use ratatui::layout::Rect;
+use ratatui::Terminal;
+use ratatui_image::picker::{Picker, ProtocolType};
+use ratatui_image::Resize;
+
+use super::app::{App, AppConfig};
+use super::clipboard::osc52;
+use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg};
+use super::resync::ResyncBackend;
+use super::{graphics, terminal, view};
+use crate::engine::{ContextPolicy, Engine, EngineOptions, Event, Request};
+use crate::processor::image::{load_image, LongEdgeCap};
+use crate::processor::vision_input::VisionPreprocessConfig;
+
+/// How previews are drawn: detected, or forced with `--image-protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageProtocolChoice {
+    Auto,
+    Kitty,
+    Iterm2,
+    Sixel,
+    Halfblocks,
+}
+
+impl FromStr for ImageProtocolChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "kitty" => Ok(Self::Kitty),
+            "iterm2" => Ok(Self::Iterm2),
+            "sixel" => Ok(Self::Sixel),
+            "halfblocks" => Ok(Self::Halfblocks),
+            _ => Err(format!(
+                "unknown image protocol {s:?}; use auto, kitty, iterm2, sixel or halfblocks"
+            )),
+        }
+    }
+}
+
+pub struct ChatOptions {
+    pub engine: EngineOptions,
+    pub image_protocol: ImageProtocolChoice,
+}
+
+/// Frames are drawn at most this often; tokens arriving in between are
+/// shown together, so a fast model never floods the terminal.
+const FRAME: Duration = Duration::from_millis(33);
+/// Spinner speed while something is in progress.
+const TICK: Duration = Duration::from_millis(100);
+
+pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
+    if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
+        anyhow::bail!("glimpse chat needs a terminal; for scripts and pipes use `glimpse ask`");
+    }
+    crate::engine::check_model_dir(&options.engine.model_dir)?;
+    terminal::install_panic_hook();
+    terminal::install_signal_handlers();
+    let _guard = terminal::Guard;
+    terminal::enter_alternate_screen().context("switching to the alternate screen")?;
+    let picker = graphics::pick(options.image_protocol);
+    terminal::enter_raw_mode().context("putting the terminal in raw mode")?;
+    let mut term = Terminal::new(ResyncBackend::new(CrosstermBackend::new(io::stdout())))?;
+    // Not `Terminal::clear`: it asks the terminal where the cursor is.
+    let area = term.size()?;
+    term.resize(Rect::new(0, 0, area.width, area.height))?;
+
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let stop_input = Arc::new(AtomicBool::new(false));
+    let input = spawn_input(tx.clone(), stop_input.clone());
+    let engine: Arc<Mutex<Option<Engine>>> = Arc::new(Mutex::new(None));
+    spawn_loader(options.engine.clone(), engine.clone(), tx.clone());
+
+    let mut config = AppConfig::new(options.engine.model_dir.clone());
+    config.font_size = picker.font_size();
+    config.cpu_threads = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    config.seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    config.image_protocol = protocol_name(picker.protocol_type()).into();
+    let mut app = App::new(config);
+    let size = term.size()?;
+    app.update(Msg::Resize(size.width, size.height));
+
+    let mut effects = RealEffects {
+        tx: tx.clone(),
+        engine: engine.clone(),
+        cap: options.engine.long_edge_cap,
+        previews: spawn_preview_worker(picker, tx.clone()),
+    };
+    let result = event_loop(&mut term, &mut app, &rx, &mut effects);
+
+    stop_input.store(true, Ordering::SeqCst);
+    let _ = input.join();
+    drop(term);
+    terminal::restore();
+    // Dropping the engine waits for its thread; any answer was told to stop.
+    drop(engine.lock().map(|mut e| e.take()));
+    // As a shell reports a process ended by a signal: 128 + its number.
+    result.map(|_| terminal::termination_signal().map_or(0, |sig| 128 + sig))
+}
+
+fn protocol_name(p: ProtocolType) -> &'static str {
+    match p {
+        ProtocolType::Halfblocks => "halfblocks",
+        ProtocolType::Sixel => "sixel",
+        ProtocolType::Kitty => "kitty",
+        ProtocolType::Iterm2 => "iterm2",
+    }
+}
+
+fn spawn_input(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    thread::Builder::new()
+        .name("glimpse-input".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match event::poll(Duration::from_millis(50)) {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(_) => {
+                        let _ = tx.send(Msg::InputClosed);
+                        break;
+                    }
+                }
+                let msg = match event::read() {
+                    Ok(TermEvent::Key(k)) => Msg::Key(k),
+                    Ok(TermEvent::Paste(p)) => Msg::Paste(p),
+                    Ok(TermEvent::Mouse(m))
+                        if matches!(
+                            m.kind,
+                            MouseEventKind::ScrollUp | MouseEventKind::ScrollDown
+                        ) =>
+                    {
+                        Msg::Mouse(m)
+                    }
+                    Ok(TermEvent::Resize(w, h)) => Msg::Resize(w, h),
+                    Ok(_) => continue,
+                    Err(_) => Msg::InputClosed,
+                };
+                let closed = matches!(msg, Msg::InputClosed);
+                if tx.send(msg).is_err() || closed {
+                    break;
+                }
+            }
+        })
+        .expect("spawning the input thread")
+}
+
+/// Loads the model on its own thread; the screen works meanwhile.
+fn spawn_loader(options: EngineOptions, slot: Arc<Mutex<Option<Engine>>>, tx: Sender<Msg>) {
+    let _ = thread::Builder::new()
+        .name("glimpse-loader".into())
+        .spawn(move || {
+            let dir = options.model_dir.clone();
+            let loaded = Engine::load(options)
+                .with_context(|| format!("loading {}", dir.display()))
+                .and_then(|engine| {
+                    let info = engine.info().clone();
+                    let defaults = if info.model_type == "qwen3_vl" {
+                        VisionPreprocessConfig::qwen3_vl_defaults()
+                    } else {
+                        VisionPreprocessConfig::qwen2_vl_defaults()
+                    };
+                    let vision = VisionPreprocessConfig::from_model_dir(&dir, defaults)?;
+                    Ok((engine, ModelReady { info, vision }))
+                });
+            match loaded {
+                Ok((engine, ready)) => {
+                    if let Ok(mut s) = slot.lock() {
+                        *s = Some(engine);
+                    }
+                    let _ = tx.send(Msg::ModelLoaded(Box::new(ready)));
+                }
+                Err(e) => {
+                    let _ = tx.send(Msg::ModelFailed(crate::cli::one_line(&e)));
+                }
+            }
+        });
+}
+
+struct PreviewJob {
+    id: ImageId,
+    pixels: Arc<DynamicImage>,
+    cells: (u16, u16),
+}
+
+/// One thread encodes previews; a burst of resizes collapses to the last
+/// size asked for each image.
+fn spawn_preview_worker(picker: Picker, tx: Sender<Msg>) -> Sender<PreviewJob> {
+    let (job_tx, job_rx) = mpsc::channel::<PreviewJob>();
+    let _ = thread::Builder::new()
+        .name("glimpse-previews".into())
+        .spawn(move || {
+            while let Ok(first) = job_rx.recv() {
+                let mut latest: HashMap<ImageId, PreviewJob> = HashMap::new();
+                latest.insert(first.id, first);
+                while let Ok(more) = job_rx.try_recv() {
+                    latest.insert(more.id, more);
+                }
+                for (_, job) in latest {
+                    let area = Rect::new(0, 0, job.cells.0, job.cells.1);
+                    let result = std::panic::catch_unwind(|| {
+                        picker
+                            .new_protocol((*job.pixels).clone(), area, Resize::Fit(None))
+                            .map_err(|e| e.to_string())
+                    })
+                    .unwrap_or_else(|_| Err("the preview could not be drawn".into()));
+                    if tx
+                        .send(Msg::PreviewEncoded {
+                            id: job.id,
+                            cells: job.cells,
+                            result,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+    job_tx
+}
+
+/// Carries out the app's commands.
+pub trait Effects<B: Backend> {
+    fn run(&mut self, cmd: Cmd, terminal: &mut Terminal<B>) -> anyhow::Result<()>;
+}
+
+struct RealEffects {
+    tx: Sender<Msg>,
+    engine: Arc<Mutex<Option<Engine>>>,
+    cap: Option<LongEdgeCap>,
+    previews: Sender<PreviewJob>,
+}
+
+impl<B: Backend> Effects<B> for RealEffects
+where
+    B::Error: Send + Sync + 'static,
+{
+    fn run(&mut self, cmd: Cmd, terminal: &mut Terminal<B>) -> anyhow::Result<()> {
+        match cmd {
+            Cmd::Generate {
+                id,
+                conversation,
+                sampling,
+                cancel,
+            } => {
+                let (reply, events) = mpsc::channel();
+                let submitted = match self.engine.lock().ok().as_ref().and_then(|e| e.as_ref()) {
+                    Some(engine) => engine.submit(Request {
+                        conversation,
+                        sampling,
+                        reply,
+                        cancel,
+                        context: ContextPolicy::DropOldest,
+                    }),
+                    None => Err(anyhow::anyhow!("the model is not loaded")),
+                };
+                let tx = self.tx.clone();
+                match submitted {
+                    Ok(()) => {
+                        thread::spawn(move || {
+                            for event in events {
+                                let last = matches!(event, Event::Done { .. } | Event::Error(_));
+                                if tx.send(Msg::Engine { id, event }).is_err() || last {
+                                    return;
+                                }
+                            }
+                            // The engine dropped the request without an end:
+                            // its thread is gone.
+                            let why = terminal::take_worker_panic()
+                                .map(|p| format!(": {p}"))
+                                .unwrap_or_default();
+                            let _ = tx.send(Msg::Engine {
+                                id,
+                                event: Event::Error(format!(
+                                    "the engine stopped unexpectedly{why}; restart glimpse"
+                                )),
+                            });
+                        });
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Msg::Engine {
+                            id,
+                            event: Event::Error(e.to_string()),
+                        });
+                    }
+                }
+            }
+            Cmd::DecodeImage { id, path } => {
+                let tx = self.tx.clone();
+                let cap = self.cap;
+                thread::spawn(move || {
+                    // A decoder bug must not leave the chip waiting forever.
+                    let result = std::panic::catch_unwind(|| load_image(&path, cap.as_ref()))
+                        .unwrap_or_else(|_| {
+                            let why = terminal::take_worker_panic().unwrap_or_default();
+                            Err(crate::processor::image::ImageError::Corrupt {
+                                file: path.display().to_string(),
+                                detail: format!("the decoder failed: {why}"),
+                            })
+                        })
+                        .map(|d| DecodedImage {
+                            original: (d.original_width, d.original_height),
+                            capped: (d.rgb.width(), d.rgb.height()),
+                            pixels: Arc::new(DynamicImage::ImageRgb8(d.rgb)),
+                        })
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::ImageDecoded { id, result });
+                });
+            }
+            Cmd::EncodePreview { id, pixels, cells } => {
+                let _ = self.previews.send(PreviewJob { id, pixels, cells });
+            }
+            Cmd::Copy(text) => {
+                let mut out = io::stdout();
+                out.write_all(osc52(&text).as_bytes())?;
+                out.flush()?;
+            }
+            Cmd::Redraw => {
+                let size = terminal.size()?;
+                terminal.resize(Rect::new(0, 0, size.width, size.height))?;
+            }
+            Cmd::Quit => {}
+        }
+        Ok(())
+    }
+}
+
+/// Messages in, `update`, commands out, and a frame whenever something
+/// changed — never more often than [`FRAME`].
+pub fn event_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    rx: &Receiver<Msg>,
+    effects: &mut impl Effects<B>,
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    terminal.draw(|f| view::draw(f, app))?;
+    let mut last_draw = Instant::now();
+    let mut last_tick = Instant::now();
+    let mut dirty = false;
+    loop {
+        let now = Instant::now();
+        let timeout = if dirty {
+            FRAME.saturating_sub(now - last_draw)
+        } else if app.is_busy() {
+            TICK.saturating_sub(now - last_tick)
+        } else {
+            // Idle: wake now and then to notice a termination signal.
+            Duration::from_millis(250)
+        };
+        match rx.recv_timeout(timeout) {
+            Ok(msg) => {
+                handle(app, msg, terminal, effects)?;
+                // Take everything already waiting before drawing.
+                for _ in 0..1024 {
+                    match rx.try_recv() {
+                        Ok(msg) => handle(app, msg, terminal, effects)?,
+                        Err(_) => break,
+                    }
+                }
+                dirty = true;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if app.should_quit() || terminal::termination_signal().is_some() {
+            break;
+        }
+        if app.is_busy() && last_tick.elapsed() >= TICK {
+            app.update(Msg::Tick);
+            last_tick = Instant::now();
+            dirty = true;
+        }
+        if dirty && last_draw.elapsed() >= FRAME {
+            terminal.draw(|f| view::draw(f, app))?;
+            last_draw = Instant::now();
+            dirty = false;
+        }
+    }
+    Ok(())
+}
+
+fn handle<B: Backend>(
+    app: &mut App,
+    msg: Msg,
+    terminal: &mut Terminal<B>,
+    effects: &mut impl Effects<B>,
+) -> anyhow::Result<()> {
+    // The resize event can arrive after keys typed in the new size; scrolling
+    // by a page must use the size the screen has now.
+    if matches!(msg, Msg::Key(_) | Msg::Mouse(_)) {
+        if let Ok(size) = terminal.size() {
+            if (size.width, size.height) != app.size {
+                for cmd in app.update(Msg::Resize(size.width, size.height)) {
+                    effects.run(cmd, terminal)?;
+                }
+            }
+        }
+    }
+    for cmd in app.update(msg) {
+        effects.run(cmd, terminal)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,544 @@
+//! The conversation as shown: entries (questions, answers, notices), the
+//! conversation the engine is sent, and the screen rows entries turn into.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use ratatui::text::{Line, Span};
+
+use super::app::{App, ImageState, ModelState, StoredImage};
+use super::layout::preview_cells;
+use super::markdown;
+use super::msg::{ImageId, RequestId};
+use super::presets::Settings;
+use super::wrap::{truncate, wrap_spans};
+use crate::conversation::{Conversation, Message, Part, Role};
+use crate::engine::FinishReason;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyStats {
+    pub tokens: usize,
+    pub ttft_s: f64,
+    pub tok_s: f64,
+    pub finish: FinishReason,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyPhase {
+    /// Sent; the engine has not built the prompt yet.
+    Waiting,
+    /// New images go through the vision tower.
+    Encoding(usize),
+    /// Reading the prompt before the first token.
+    Prefill,
+    Streaming,
+    Done(ReplyStats),
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub id: RequestId,
+    pub text: String,
+    pub tokens: usize,
+    pub phase: ReplyPhase,
+    /// What it was asked with, shown above it.
+    pub settings: Settings,
+}
+
+impl Reply {
+    pub fn new(id: RequestId, settings: Settings) -> Self {
+        Reply {
+            id,
+            text: String::new(),
+            tokens: 0,
+            phase: ReplyPhase::Waiting,
+            settings,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        !matches!(self.phase, ReplyPhase::Done(_) | ReplyPhase::Failed(_))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryKind {
+    User {
+        text: String,
+        images: Vec<ImageId>,
+        /// Waiting for the running answer (or the model) to finish.
+        queued: bool,
+    },
+    Assistant(Reply),
+    Notice {
+        error: bool,
+        text: String,
+    },
+}
+
+/// An entry with an identity and a version, so its rendered rows can be
+/// cached until it changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: u64,
+    pub version: u64,
+    pub kind: EntryKind,
+}
+
+impl Entry {
+    pub fn new(id: u64, kind: EntryKind) -> Self {
+        Entry {
+            id,
+            version: 0,
+            kind,
+        }
+    }
+
+    pub fn touch(&mut self) {
+        self.version += 1;
+    }
+}
+
+/// The conversation to send: every question that is not waiting, and every
+/// finished or stopped answer that has text. Failed answers are left out.
+pub fn conversation_until(
+    entries: &[Entry],
+    images: &HashMap<ImageId, StoredImage>,
+) -> Conversation {
+    let mut conv = Conversation::new();
+    for e in entries {
+        match &e.kind {
+            EntryKind::User {
+                text,
+                images: ids,
+                queued: false,
+            } => {
+                let mut parts: Vec<Part> = ids
+                    .iter()
+                    .filter_map(|id| images.get(id))
+                    .map(|i| Part::Image(i.path.clone()))
+                    .collect();
+                let text = scrub_placeholders(text);
+                if !text.is_empty() {
+                    parts.push(Part::Text(text));
+                }
+                conv.push(Message::parts(Role::User, parts));
+            }
+            EntryKind::Assistant(r)
+                if matches!(r.phase, ReplyPhase::Done(_)) && !r.text.is_empty() =>
+            {
+                conv.push(Message::text(Role::Assistant, scrub_placeholders(&r.text)));
+            }
+            _ => {}
+        }
+    }
+    conv
+}
+
+/// Vision markers typed by a person or written by a model would be read
+/// back as real image slots and break the prompt; they are left out of the
+/// text sent (the screen keeps them).
+pub const VISION_MARKERS: [&str; 5] = [
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+];
+
+pub fn scrub_placeholders(text: &str) -> String {
+    let mut out = text.to_string();
+    for m in VISION_MARKERS {
+        if out.contains(m) {
+            out = out.replace(m, "");
+        }
+    }
+    out
+}
+
+/// One screen row of the transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    Text(Line<'static>),
+    /// Row `line` of an image preview `cells` big, indented by `indent`.
+    Image {
+        id: ImageId,
+        line: u16,
+        cells: (u16, u16),
+        indent: u16,
+    },
+}
+
+#[derive(Default)]
+pub struct RowCache {
+    entries: HashMap<u64, (u64, u16, Rc<Vec<Row>>)>,
+}
+
+impl RowCache {
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+/// All rows of the transcript at `width`, as shared chunks.
+pub struct RowList {
+    chunks: Vec<Rc<Vec<Row>>>,
+    len: usize,
+}
+
+impl RowList {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Rows `start..start + count`, with their indices.
+    pub fn range(&self, start: usize, count: usize) -> Vec<(usize, &Row)> {
+        let mut out = Vec::with_capacity(count);
+        let mut base = 0;
+        for chunk in &self.chunks {
+            let end = base + chunk.len();
+            if end > start && base < start + count {
+                for (i, row) in chunk.iter().enumerate() {
+                    let idx = base + i;
+                    if idx >= start && idx < start + count {
+                        out.push((idx, row));
+                    }
+                }
+            }
+            base = end;
+            if base >= start + count {
+                break;
+            }
+        }
+        out
+    }
+}
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+pub fn spinner(tick: u64) -> &'static str {
+    SPINNER[(tick % SPINNER.len() as u64) as usize]
+}
+
+pub fn all_rows(app: &App, width: u16) -> RowList {
+    let mut chunks = vec![Rc::new(top_rows(app, width))];
+    let mut cache = app.rows.borrow_mut();
+    for e in &app.entries {
+        let hit = cache
+            .entries
+            .get(&e.id)
+            .filter(|(v, w, _)| *v == e.version && *w == width)
+            .map(|(_, _, rows)| rows.clone());
+        let rows = match hit {
+            Some(r) => r,
+            None => {
+                let r = Rc::new(entry_rows(app, e, width));
+                cache.entries.insert(e.id, (e.version, width, r.clone()));
+                r
+            }
+        };
+        chunks.push(rows);
+        if let Some(footer) = live_footer(app, e) {
+            chunks.push(Rc::new(footer));
+        }
+        chunks.push(Rc::new(vec![Row::Text(Line::default())]));
+    }
+    let len = chunks.iter().map(|c| c.len()).sum();
+    RowList { chunks, len }
+}
+
+/// The model's state, or a welcome when the conversation is empty.
+fn top_rows(app: &App, width: u16) -> Vec<Row> {
+    let t = &app.theme;
+    let w = width as usize;
+    let lines: Vec<Line<'static>> = match &app.model {
+        ModelState::Loading { dir } => vec![Line::from(vec![
+            Span::styled(format!("{} ", spinner(app.tick)), t.spinner),
+            Span::styled(format!("Loading the model from {}…", dir.display()), t.dim),
+        ])],
+        ModelState::Failed(e) => {
+            let mut l = wrap_spans(
+                &[Span::styled(format!("Could not load the model: {e}"), t.error)],
+                w,
+                &[Span::styled("✗ ", t.error)],
+                &[Span::raw("  ")],
+            );
+            l.extend(wrap_spans(
+                &[Span::styled(
+                    "Check --model (a folder with config.json, *.safetensors, tokenizer.json); Ctrl+Q quits.",
+                    t.dim,
+                )],
+                w,
+                &[Span::raw("  ")],
+                &[Span::raw("  ")],
+            ));
+            l
+        }
+        ModelState::Ready(r) if app.entries.is_empty() => wrap_spans(
+            &[Span::styled(
+                format!(
+                    "{} is ready on {}, {}. Type a question and press Enter; attach images with /image PATH, Ctrl+O or by pasting a path. ? shows every key.",
+                    r.info.family, r.info.device, r.info.dtype
+                ),
+                t.dim,
+            )],
+            w,
+            &[],
+            &[],
+        ),
+        ModelState::Ready(_) => Vec::new(),
+    };
+    let mut rows: Vec<Row> = lines.into_iter().map(Row::Text).collect();
+    if !rows.is_empty() {
+        rows.push(Row::Text(Line::default()));
+    }
+    rows
+}
+
+fn entry_rows(app: &App, entry: &Entry, width: u16) -> Vec<Row> {
+    let t = &app.theme;
+    let w = width as usize;
+    let mut rows = Vec::new();
+    match &entry.kind {
+        EntryKind::User {
+            text,
+            images,
+            queued,
+        } => {
+            let mut head = vec![Span::styled("You", t.user_label)];
+            if *queued {
+                head.push(Span::styled(" · queued", t.dim));
+            }
+            rows.push(Row::Text(Line::from(head)));
+            if !text.is_empty() {
+                let lines = wrap_spans(&[Span::styled(text.clone(), t.user_text)], w, &[], &[]);
+                rows.extend(lines.into_iter().map(Row::Text));
+            }
+            for id in images {
+                rows.push(Row::Text(image_caption(app, *id, w)));
+                if let (
+                    true,
+                    Some(StoredImage {
+                        state: ImageState::Ready(d),
+                        ..
+                    }),
+                ) = (app.previews_on, app.images.get(id))
+                {
+                    let cells = preview_cells(d.capped, app.font_size, width);
+                    for line in 0..cells.1 {
+                        rows.push(Row::Image {
+                            id: *id,
+                            line,
+                            cells,
+                            indent: 2,
+                        });
+                    }
+                }
+            }
+        }
+        EntryKind::Assistant(r) => {
+            let name = app
+                .ready()
+                .map(|m| m.info.family.clone())
+                .unwrap_or_else(|| "glimpse".into());
+            rows.push(Row::Text(Line::from(vec![
+                Span::styled(name, t.assistant_label),
+                Span::styled(
+                    format!(
+                        " · {} · T {:.2} · max {}",
+                        r.settings.preset_name, r.settings.temperature, r.settings.max_tokens
+                    ),
+                    t.dim,
+                ),
+            ])));
+            let body = markdown::render(&r.text, w, t);
+            rows.extend(body.into_iter().map(Row::Text));
+            match &r.phase {
+                ReplyPhase::Done(s) => {
+                    let mut parts = vec![format!("{} tokens", s.tokens)];
+                    if s.tok_s > 0.0 {
+                        parts.push(format!("{:.1} tok/s", s.tok_s));
+                    }
+                    if s.ttft_s > 0.0 {
+                        parts.push(format!("first token {:.2} s", s.ttft_s));
+                    }
+                    let spans = match s.finish {
+                        FinishReason::Cancelled => vec![
+                            Span::styled("■ cancelled", t.warning),
+                            Span::styled(
+                                if r.text.is_empty() {
+                                    " before the first token".to_string()
+                                } else {
+                                    format!(" · partial answer kept · {}", parts.join(" · "))
+                                },
+                                t.dim,
+                            ),
+                        ],
+                        FinishReason::Length => {
+                            // The engine also stops where the context ends.
+                            let why = if s.tokens >= r.settings.max_tokens {
+                                format!("… stopped at the {}-token limit", r.settings.max_tokens)
+                            } else {
+                                "… stopped: the context is full".to_string()
+                            };
+                            vec![
+                                Span::styled(why, t.warning),
+                                Span::styled(format!(" · {}", parts.join(" · ")), t.dim),
+                            ]
+                        }
+                        FinishReason::Stop => vec![Span::styled(parts.join(" · "), t.dim)],
+                    };
+                    rows.extend(
+                        wrap_spans(&spans, w, &[], &[Span::raw("  ")])
+                            .into_iter()
+                            .map(Row::Text),
+                    );
+                }
+                ReplyPhase::Failed(e) => {
+                    let lines = wrap_spans(
+                        &[Span::styled(e.clone(), t.error)],
+                        w,
+                        &[Span::styled("✗ ", t.error)],
+                        &[Span::raw("  ")],
+                    );
+                    rows.extend(lines.into_iter().map(Row::Text));
+                }
+                _ => {}
+            }
+        }
+        EntryKind::Notice { error, text } => {
+            let (mark, style) = if *error {
+                ("✗ ", t.error)
+            } else {
+                ("! ", t.notice)
+            };
+            let lines = wrap_spans(
+                &[Span::styled(text.clone(), style)],
+                w,
+                &[Span::styled(mark, style)],
+                &[Span::raw("  ")],
+            );
+            rows.extend(lines.into_iter().map(Row::Text));
+        }
+    }
+    rows
+}
+
+/// The moving part under a running answer (never cached).
+fn live_footer(app: &App, entry: &Entry) -> Option<Vec<Row>> {
+    let EntryKind::Assistant(r) = &entry.kind else {
+        return None;
+    };
+    if !r.is_running() {
+        return None;
+    }
+    let t = &app.theme;
+    let what = match r.phase {
+        ReplyPhase::Waiting => "waiting for the model…".to_string(),
+        ReplyPhase::Encoding(n) => format!("encoding {n} image{}…", if n == 1 { "" } else { "s" }),
+        ReplyPhase::Prefill => "reading the prompt…".to_string(),
+        ReplyPhase::Streaming => format!("{} tokens", r.tokens),
+        _ => return None,
+    };
+    let esc = app
+        .keymap
+        .first_label(super::keymap::Action::Cancel)
+        .unwrap_or_else(|| "Esc".into());
+    Some(vec![Row::Text(Line::from(vec![
+        Span::styled(format!("{} ", spinner(app.tick)), t.spinner),
+        Span::styled(format!("{what} · {esc} stops"), t.dim),
+    ]))])
+}
+
+/// `▣ name  333×211 → 336×224 · 96 image tokens`, or its decoding state.
+fn image_caption(app: &App, id: ImageId, width: usize) -> Line<'static> {
+    let t = &app.theme;
+    let Some(img) = app.images.get(&id) else {
+        return Line::default();
+    };
+    let detail = match &img.state {
+        ImageState::Decoding => "decoding…".to_string(),
+        ImageState::Failed(e) => e.clone(),
+        ImageState::Ready(d) => match app.budget(id) {
+            Some(Ok(b)) => format!(
+                "{}×{} → {}×{} · {} image tokens",
+                d.original.0, d.original.1, b.width, b.height, b.tokens
+            ),
+            Some(Err(e)) => e,
+            None => format!("{}×{}", d.original.0, d.original.1),
+        },
+    };
+    let name = truncate(&img.name, width.saturating_sub(4).max(8));
+    Line::from(vec![
+        Span::styled("  ▣ ", t.dim),
+        Span::styled(name, t.text),
+        Span::styled(format!("  {detail}"), t.dim),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::presets::{builtin_presets, Settings};
+
+    fn done_reply(text: &str) -> Reply {
+        let mut r = Reply::new(1, Settings::from_preset(0, &builtin_presets()[0]));
+        r.text = text.into();
+        r.phase = ReplyPhase::Done(ReplyStats {
+            tokens: 3,
+            ttft_s: 0.0,
+            tok_s: 0.0,
+            finish: FinishReason::Stop,
+        });
+        r
+    }
+
+    #[test]
+    fn the_conversation_sent_leaves_out_queued_questions_failed_answers_and_vision_markers() {
+        let mut failed = done_reply("");
+        failed.phase = ReplyPhase::Failed("boom".into());
+        let entries = vec![
+            Entry::new(
+                1,
+                EntryKind::User {
+                    text: "q1".into(),
+                    images: vec![],
+                    queued: false,
+                },
+            ),
+            Entry::new(2, EntryKind::Assistant(done_reply("a <|image_pad|>1"))),
+            Entry::new(
+                3,
+                EntryKind::Notice {
+                    error: false,
+                    text: "n".into(),
+                },
+            ),
+            Entry::new(
+                4,
+                EntryKind::User {
+                    text: "q2".into(),
+                    images: vec![],
+                    queued: false,
+                },
+            ),
+            Entry::new(5, EntryKind::Assistant(failed)),
+            Entry::new(
+                6,
+                EntryKind::User {
+                    text: "q3".into(),
+                    images: vec![],
+                    queued: true,
+                },
+            ),
+        ];
+        let conv = conversation_until(&entries, &HashMap::new());
+        let texts: Vec<String> = conv.messages.iter().map(|m| m.joined_text()).collect();
+        assert_eq!(texts, ["q1", "a 1", "q2"]);
+    }
+}

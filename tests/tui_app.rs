@@ -1,0 +1,674 @@
+//! The chat app rendered into ratatui's TestBackend: snapshots of its main
+//! states, and whole exchanges with the real tiny model behind it.
+//!
+//! A small synchronous runtime carries out the app's commands with the real
+//! parts (image decoding, preview encoding in half-blocks, the engine); only
+//! the snapshot states that must not depend on timings are fed engine events
+//! directly.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::layout::Rect;
+use ratatui::Terminal;
+use ratatui_image::picker::Picker;
+use ratatui_image::Resize;
+
+use glimpse::conversation::{Content, Conversation, Part, Role};
+use glimpse::engine::{
+    ContextPolicy, Engine, EngineOptions, Event, FinishReason, Request, SamplingOverrides,
+    SamplingParams, Timings,
+};
+use glimpse::processor::image::load_image;
+use glimpse::processor::vision_input::VisionPreprocessConfig;
+use glimpse::tui::msg::{DecodedImage, ModelReady, RequestId};
+use glimpse::tui::{view, App, AppConfig, Cmd, Msg};
+
+fn model_dir() -> PathBuf {
+    PathBuf::from("tests/fixtures/models/qwen2_vl")
+}
+
+fn image(name: &str) -> String {
+    format!("tests/fixtures/images/{name}")
+}
+
+struct Generation {
+    id: RequestId,
+    conversation: Conversation,
+    sampling: SamplingOverrides,
+    cancel: Arc<AtomicBool>,
+}
+
+struct Harness {
+    app: App,
+    terminal: Terminal<TestBackend>,
+    engine: Option<Engine>,
+    picker: Picker,
+    generations: Vec<Generation>,
+    copied: Vec<String>,
+}
+
+impl Harness {
+    fn new(width: u16, height: u16) -> Self {
+        let mut config = AppConfig::new(model_dir());
+        config.cpu_threads = 4;
+        config.seed = 7;
+        config.font_size = (10, 20);
+        let mut h = Harness {
+            app: App::new(config),
+            terminal: Terminal::new(TestBackend::new(width, height)).unwrap(),
+            engine: None,
+            picker: Picker::halfblocks(),
+            generations: Vec::new(),
+            copied: Vec::new(),
+        };
+        h.send(Msg::Resize(width, height));
+        h
+    }
+
+    fn loaded(width: u16, height: u16) -> Self {
+        Self::loaded_with(width, height, EngineOptions::new(model_dir()))
+    }
+
+    fn loaded_with(width: u16, height: u16, options: EngineOptions) -> Self {
+        let mut h = Self::new(width, height);
+        let engine = Engine::load(options).expect("tiny model loads");
+        let mut info = engine.info().clone();
+        // "cpu (N threads)" depends on the machine; the snapshots must not.
+        info.device = "cpu".into();
+        let vision = VisionPreprocessConfig::from_model_dir(
+            &model_dir(),
+            VisionPreprocessConfig::qwen2_vl_defaults(),
+        )
+        .unwrap();
+        h.engine = Some(engine);
+        h.send(Msg::ModelLoaded(Box::new(ModelReady { info, vision })));
+        h
+    }
+
+    fn send(&mut self, msg: Msg) {
+        let cmds = self.app.update(msg);
+        for cmd in cmds {
+            self.run(cmd);
+        }
+    }
+
+    fn run(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::DecodeImage { id, path } => {
+                let result = load_image(&path, None)
+                    .map(|d| DecodedImage {
+                        original: (d.original_width, d.original_height),
+                        capped: (d.rgb.width(), d.rgb.height()),
+                        pixels: Arc::new(image::DynamicImage::ImageRgb8(d.rgb)),
+                    })
+                    .map_err(|e| e.to_string());
+                self.send(Msg::ImageDecoded { id, result });
+            }
+            Cmd::EncodePreview { id, pixels, cells } => {
+                let area = Rect::new(0, 0, cells.0, cells.1);
+                let result = self
+                    .picker
+                    .new_protocol((*pixels).clone(), area, Resize::Fit(None))
+                    .map_err(|e| e.to_string());
+                self.send(Msg::PreviewEncoded { id, cells, result });
+            }
+            Cmd::Generate {
+                id,
+                conversation,
+                sampling,
+                cancel,
+            } => self.generations.push(Generation {
+                id,
+                conversation,
+                sampling,
+                cancel,
+            }),
+            Cmd::Copy(text) => self.copied.push(text),
+            Cmd::Redraw | Cmd::Quit => {}
+        }
+    }
+
+    fn key(&mut self, code: KeyCode, modifiers: KeyModifiers) {
+        self.send(Msg::Key(KeyEvent::new_with_kind(
+            code,
+            modifiers,
+            KeyEventKind::Press,
+        )));
+    }
+
+    fn press(&mut self, code: KeyCode) {
+        self.key(code, KeyModifiers::NONE);
+    }
+
+    fn ctrl(&mut self, c: char) {
+        self.key(KeyCode::Char(c), KeyModifiers::CONTROL);
+    }
+
+    fn type_str(&mut self, s: &str) {
+        for c in s.chars() {
+            self.press(KeyCode::Char(c));
+        }
+    }
+
+    fn ask(&mut self, s: &str) {
+        self.type_str(s);
+        self.press(KeyCode::Enter);
+    }
+
+    /// Runs the last request on the real engine and feeds every event back.
+    fn answer_with_engine(&mut self) -> Vec<Event> {
+        let g = self.generations.last().expect("a request was made");
+        let (reply, rx) = mpsc::channel();
+        self.engine
+            .as_ref()
+            .expect("model loaded")
+            .submit(Request {
+                conversation: g.conversation.clone(),
+                sampling: g.sampling.clone(),
+                reply,
+                cancel: g.cancel.clone(),
+                context: ContextPolicy::DropOldest,
+            })
+            .unwrap();
+        let id = g.id;
+        let mut events = Vec::new();
+        for event in rx {
+            let last = matches!(event, Event::Done { .. } | Event::Error(_));
+            events.push(event.clone());
+            self.send(Msg::Engine { id, event });
+            if last {
+                break;
+            }
+        }
+        events
+    }
+
+    /// Feeds the last request made-up events (for states that must not
+    /// depend on timings or on what the random model writes).
+    fn feed(&mut self, event: Event) {
+        let id = self.generations.last().expect("a request was made").id;
+        self.send(Msg::Engine { id, event });
+    }
+
+    fn screen(&mut self) -> String {
+        let app = &self.app;
+        self.terminal.draw(|f| view::draw(f, app)).unwrap();
+        self.terminal.backend().to_string()
+    }
+}
+
+fn prompt_event(ids: usize, images: usize) -> Event {
+    Event::Prompt {
+        ids: vec![1; ids],
+        images: (0..images)
+            .map(|_| glimpse::engine::ImageFacts {
+                path: PathBuf::from("x.png"),
+                original_size: [333, 211],
+                model_size: [336, 224],
+                grid_thw: [1, 16, 24],
+                tokens: 96,
+            })
+            .collect(),
+        cached_tokens: 0,
+        dropped_messages: 0,
+        params: SamplingParams {
+            temperature: 0.3,
+            top_p: 1.0,
+            top_k: 0,
+            repetition_penalty: 1.0,
+            max_new_tokens: 768,
+            seed: 7,
+        },
+    }
+}
+
+fn token(text: &str) -> Event {
+    Event::Token {
+        id: 1,
+        text: text.into(),
+    }
+}
+
+fn done(reason: FinishReason, tokens: usize) -> Event {
+    Event::Done {
+        finish_reason: reason,
+        tokens: vec![1; tokens],
+        text: String::new(),
+        timings: Timings {
+            load_s: 0.1,
+            vision_s: 0.01,
+            prefill_s: 0.02,
+            ttft_s: 0.05,
+            decode_tok_s: 42.0,
+        },
+    }
+}
+
+const ANSWER: &str = "The image shows **three shapes** on a grey field:\n\n\
+1. a red square\n2. a blue ring\n\n\
+| shape | colour |\n|---|---|\n| square | red |\n| ring | blue |\n\n\
+```python\nprint(\"hello\")\n```\n";
+
+#[test]
+fn snapshot_loading_then_empty_conversation() {
+    let mut h = Harness::new(100, 20);
+    insta::assert_snapshot!("loading", h.screen());
+    let mut h = Harness::loaded(100, 20);
+    insta::assert_snapshot!("empty", h.screen());
+}
+
+#[test]
+fn snapshot_conversation_with_an_image_preview_in_half_blocks() {
+    let mut h = Harness::loaded(100, 36);
+    h.ask(&format!("/image {}", image("scene_333x211.png")));
+    insta::assert_snapshot!("attached_chip", h.screen());
+    h.ask("What is in this picture?");
+    h.feed(prompt_event(140, 1));
+    h.feed(Event::VisionDone { ms: 3.0 });
+    for piece in ANSWER.split_inclusive(' ') {
+        h.feed(token(piece));
+    }
+    h.feed(done(FinishReason::Stop, 60));
+    let screen = h.screen();
+    assert!(
+        screen.contains('▀') || screen.contains('▄'),
+        "half-block preview drawn"
+    );
+    insta::assert_snapshot!("image_preview", screen);
+}
+
+#[test]
+fn snapshot_streaming_and_cancelled() {
+    let mut h = Harness::loaded(80, 20);
+    h.ask("Describe the scene in detail.");
+    h.feed(prompt_event(30, 0));
+    for piece in ["The ", "scene ", "has ", "a ", "small ", "house ", "and "] {
+        h.feed(token(piece));
+    }
+    insta::assert_snapshot!("streaming", h.screen());
+
+    h.press(KeyCode::Esc);
+    assert!(
+        h.generations[0].cancel.load(Ordering::Relaxed),
+        "Esc sets the cancel flag"
+    );
+    h.feed(done(FinishReason::Cancelled, 7));
+    assert!(!h.app.is_generating());
+    insta::assert_snapshot!("cancelled", h.screen());
+}
+
+#[test]
+fn snapshot_help_overlay() {
+    let mut h = Harness::loaded(100, 50);
+    h.press(KeyCode::Char('?'));
+    assert!(h.app.help_open);
+    insta::assert_snapshot!("help", h.screen());
+    h.press(KeyCode::Esc);
+    assert!(!h.app.help_open);
+}
+
+#[test]
+fn snapshot_errors_are_lines_not_crashes() {
+    let mut h = Harness::loaded(80, 16);
+    h.ask("Hello?");
+    h.feed(prompt_event(20, 0));
+    h.feed(Event::Error(
+        "the conversation is 900 tokens, more than the context of 512 tokens; start a new conversation, remove images or raise --max-context".into(),
+    ));
+    h.ask("/image tests/fixtures/images/no_such_file.png");
+    insta::assert_snapshot!("error", h.screen());
+    // A file that is not an image is refused when decoded, with a line.
+    h.ask("/image Cargo.toml");
+    let screen = h.screen();
+    assert!(screen.contains("Cargo.toml is not an image"), "{screen}");
+    assert!(h.app.attachments.is_empty());
+}
+
+#[test]
+fn snapshot_model_that_fails_to_load() {
+    let mut h = Harness::new(80, 12);
+    h.send(Msg::ModelFailed(
+        "loading /models/broken: config.json: missing field `vision_config`".into(),
+    ));
+    h.ask("anyone there?");
+    insta::assert_snapshot!("load_failed", h.screen());
+    h.ctrl('q');
+    assert!(h.app.should_quit());
+}
+
+#[test]
+fn wide_characters_and_tiny_windows_render() {
+    let mut h = Harness::loaded(40, 12);
+    h.ask("日本語で説明してください");
+    h.feed(prompt_event(20, 0));
+    h.feed(token(
+        "これは赤い四角と青い輪です。とても長い説明が続きます。",
+    ));
+    h.feed(done(FinishReason::Stop, 12));
+    let screen = h.screen();
+    assert!(screen.contains("これは赤い四角"), "{screen}");
+    for (w, hgt) in [(10, 3), (25, 7), (200, 60), (40, 12)] {
+        h.terminal.backend_mut().resize(w, hgt);
+        h.send(Msg::Resize(w, hgt));
+        h.screen();
+    }
+}
+
+#[test]
+fn a_whole_exchange_with_the_real_model() {
+    let mut h = Harness::loaded(100, 30);
+    h.ask(&format!("/image {}", image("scene_333x211.png")));
+    // Pasting a path attaches it (drag and drop pastes paths).
+    let pasted = std::fs::canonicalize(image("checker_200x150.png")).unwrap();
+    h.send(Msg::Paste(format!("'{}'", pasted.display())));
+    assert_eq!(h.app.attachments.len(), 2, "two images on one question");
+    h.ask("What is in these pictures?");
+    let events = h.answer_with_engine();
+    let Some(Event::Done { text, .. }) = events.last() else {
+        panic!("the engine finished: {events:?}");
+    };
+    let first = &h.generations[0];
+    assert_eq!(first.conversation.images().len(), 2);
+    assert_eq!(
+        first.sampling.temperature,
+        Some(0.3),
+        "the diagnostic preset"
+    );
+    assert_eq!(first.sampling.max_new_tokens, Some(768));
+    let reply = h.app.entries.iter().rev().find_map(|e| match &e.kind {
+        glimpse::tui::transcript::EntryKind::Assistant(r) => Some(r.text.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        reply.as_deref(),
+        Some(text.as_str()),
+        "the transcript holds the streamed answer"
+    );
+    let prompt_len = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Prompt { ids, images, .. } => {
+                assert_eq!(images.len(), 2);
+                Some(ids.len())
+            }
+            _ => None,
+        })
+        .expect("a prompt event");
+    let streamed = events
+        .iter()
+        .filter(|e| matches!(e, Event::Token { .. }))
+        .count();
+    assert_eq!(
+        h.app.context_used,
+        prompt_len + streamed,
+        "context used is shown"
+    );
+
+    // One key changes the preset; the next question carries it.
+    h.press(KeyCode::F(2));
+    h.key(KeyCode::Char('3'), KeyModifiers::ALT);
+    h.press(KeyCode::Char(']'));
+    h.press(KeyCode::Char('}'));
+    h.ask("And now?");
+    let second = h.generations.last().unwrap();
+    assert!((second.sampling.temperature.unwrap() - 0.15).abs() < 1e-9);
+    assert_eq!(second.sampling.max_new_tokens, Some(192));
+    // The whole conversation goes with it, so the engine can reuse its cache.
+    let roles: Vec<Role> = second
+        .conversation
+        .messages
+        .iter()
+        .map(|m| m.role)
+        .collect();
+    assert_eq!(roles, [Role::User, Role::Assistant, Role::User]);
+    h.answer_with_engine();
+
+    // Regenerate replaces the last answer with a new request (new seed).
+    let before = h.generations.len();
+    h.ctrl('r');
+    assert_eq!(h.generations.len(), before + 1);
+    let again = h.generations.last().unwrap();
+    assert_eq!(again.conversation, h.generations[before - 1].conversation);
+    assert_ne!(again.sampling.seed, h.generations[before - 1].sampling.seed);
+    h.answer_with_engine();
+    let answers = h
+        .app
+        .entries
+        .iter()
+        .filter(|e| matches!(e.kind, glimpse::tui::transcript::EntryKind::Assistant(_)))
+        .count();
+    assert_eq!(answers, 2);
+
+    // y types itself in the question; after Esc (browsing) it copies the last answer.
+    h.press(KeyCode::Char('y'));
+    assert_eq!(h.app.input_text(), "y");
+    assert!(h.copied.is_empty());
+    h.press(KeyCode::Backspace);
+    h.press(KeyCode::Esc);
+    assert!(h.app.browsing);
+    h.press(KeyCode::Char('y'));
+    let last = h.app.entries.iter().rev().find_map(|e| match &e.kind {
+        glimpse::tui::transcript::EntryKind::Assistant(r) => Some(r.text.clone()),
+        _ => None,
+    });
+    if last.as_deref().is_some_and(|t| !t.is_empty()) {
+        assert_eq!(h.copied, vec![last.unwrap()]);
+    }
+    // Typing a letter returns to the question with that letter.
+    h.press(KeyCode::Char('w'));
+    assert!(!h.app.browsing);
+    assert_eq!(h.app.input_text(), "w");
+    h.screen();
+}
+
+#[test]
+fn a_question_while_answering_is_queued_and_a_second_one_refused() {
+    let mut h = Harness::loaded(80, 24);
+    h.ask("first");
+    h.ask("second");
+    assert_eq!(h.generations.len(), 1, "the second waits");
+    h.ask("third");
+    assert!(h.screen().contains("already waiting"));
+    assert_eq!(
+        h.app.input_text(),
+        "third",
+        "a refused question stays in the input"
+    );
+    h.answer_with_engine();
+    assert_eq!(h.generations.len(), 2, "the queued question is asked next");
+    let conv = &h.generations[1].conversation;
+    let last = conv.messages.last().unwrap();
+    assert_eq!(
+        last.content,
+        Content::Parts(vec![Part::Text("second".into())])
+    );
+    h.answer_with_engine();
+    assert!(!h.app.is_generating());
+}
+
+#[test]
+fn an_outgrown_context_drops_old_turns_with_a_notice() {
+    let mut options = EngineOptions::new(model_dir());
+    options.max_context = Some(200);
+    let mut h = Harness::loaded_with(80, 30, options);
+    h.key(KeyCode::F(3), KeyModifiers::NONE);
+    // Short answers, so only the questions fill the context.
+    for _ in 0..2 {
+        h.press(KeyCode::Char('{'));
+    }
+    let long = "please describe everything you can see ".repeat(2);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        h.ask(&long);
+        for e in h.answer_with_engine() {
+            match e {
+                Event::Prompt {
+                    ids,
+                    dropped_messages,
+                    ..
+                } => seen.push((ids.len(), dropped_messages)),
+                Event::Error(e) => panic!("{e} after {seen:?}"),
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        h.app.dropped_messages > 0,
+        "the engine left old turns out: {seen:?}"
+    );
+    let screen = h.screen();
+    assert!(screen.contains("no longer fits the context"), "{screen}");
+}
+
+#[test]
+fn images_are_decoded_once_and_shared_by_every_turn() {
+    let mut h = Harness::loaded(80, 24);
+    let path = image("rings_80x112.png");
+    h.ask(&format!("/image {path}"));
+    h.ask(&format!("/image {path}"));
+    assert_eq!(h.app.attachments.len(), 2);
+    assert_eq!(h.app.images.len(), 1, "the same file is decoded once");
+    h.ctrl('x');
+    assert_eq!(h.app.attachments.len(), 1, "Ctrl+X removes the last chip");
+    let p: &Path = h.app.image_path(h.app.attachments[0]).unwrap();
+    assert!(p.is_absolute());
+}
+
+#[test]
+fn regenerating_during_an_answer_stops_it_and_starts_again() {
+    let mut h = Harness::loaded(80, 24);
+    h.ask("first");
+    h.feed(prompt_event(20, 0));
+    h.feed(token("partial"));
+    h.ctrl('r');
+    assert!(
+        h.generations[0].cancel.load(Ordering::Relaxed),
+        "the running answer is told to stop"
+    );
+    assert_eq!(h.generations.len(), 1, "nothing new until it has stopped");
+    h.feed(done(FinishReason::Cancelled, 1));
+    assert_eq!(h.generations.len(), 2, "then the answer is written again");
+    assert_eq!(h.generations[1].conversation, h.generations[0].conversation);
+    let answers = h
+        .app
+        .entries
+        .iter()
+        .filter(|e| matches!(e.kind, glimpse::tui::transcript::EntryKind::Assistant(_)))
+        .count();
+    assert_eq!(answers, 1, "the stopped answer is replaced, not kept");
+}
+
+#[test]
+fn a_question_typed_while_the_model_loads_is_asked_once_it_is_ready() {
+    let mut h = Harness::new(80, 24);
+    h.ask("early question");
+    assert!(h.generations.is_empty());
+    assert!(h.screen().contains("queued"));
+    // Esc takes it back into the input; Enter queues it again.
+    h.press(KeyCode::Esc);
+    assert_eq!(h.app.input_text(), "early question");
+    h.press(KeyCode::Enter);
+    let engine = Engine::load(EngineOptions::new(model_dir())).unwrap();
+    let info = engine.info().clone();
+    h.engine = Some(engine);
+    h.send(Msg::ModelLoaded(Box::new(ModelReady {
+        info,
+        vision: VisionPreprocessConfig::qwen2_vl_defaults(),
+    })));
+    assert_eq!(h.generations.len(), 1);
+    let events = h.answer_with_engine();
+    assert!(
+        matches!(events.last(), Some(Event::Done { .. })),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn the_side_pane_shows_device_facts_and_hides_on_narrow_screens() {
+    let mut h = Harness::loaded(120, 20);
+    let facts = h.app.device_facts();
+    assert_eq!(facts.device.as_deref(), Some("cpu"));
+    assert_eq!(facts.dtype.as_deref(), Some("f32"));
+    assert_eq!(facts.cpu_threads, 4);
+    let wide = h.screen();
+    assert!(
+        wide.contains("Device") && wide.contains("threads  4"),
+        "{wide}"
+    );
+    h.terminal.backend_mut().resize(80, 20);
+    h.send(Msg::Resize(80, 20));
+    assert!(!h.screen().contains("Device"));
+}
+
+#[test]
+fn previews_are_encoded_again_for_a_new_width_and_can_be_hidden() {
+    let mut h = Harness::loaded(100, 40);
+    h.ask(&format!("/image {}", image("scene_333x211.png")));
+    h.ask("What is this?");
+    let id = h.app.attachments.first().copied().unwrap_or(1);
+    let wide = h.app.previews.get(&id).expect("a preview").cells;
+    assert!(h.app.previews[&id].protocol.is_some(), "encoded");
+    h.terminal.backend_mut().resize(30, 40);
+    h.send(Msg::Resize(30, 40));
+    let narrow = h.app.previews[&id].cells;
+    assert!(narrow.0 < wide.0, "{narrow:?} after {wide:?}");
+    assert!(h.app.previews[&id].protocol.is_some(), "encoded again");
+    let with = h.screen();
+    assert!(with.contains('▀') || with.contains('▄'));
+
+    h.key(KeyCode::Char('p'), KeyModifiers::ALT);
+    let without = h.screen();
+    assert!(
+        !without.contains('▀') && !without.contains('▄'),
+        "{without}"
+    );
+    assert!(without.contains("scene_333x211.png"), "the caption stays");
+}
+
+#[test]
+fn a_very_long_answer_streams_and_the_view_follows_its_end() {
+    let mut h = Harness::loaded(80, 24);
+    h.ask("Write a lot.");
+    h.feed(prompt_event(20, 0));
+    for i in 0..4000 {
+        h.feed(token(&format!("word{i} ")));
+        if i % 500 == 0 {
+            h.screen();
+        }
+    }
+    h.feed(token("\n\n```rust\nfn last() {}\n```\nTHE END"));
+    h.feed(done(FinishReason::Length, 4001));
+    let screen = h.screen();
+    assert!(screen.contains("THE END"), "{screen}");
+    assert!(screen.contains("stopped at the 768-token limit") || screen.contains("stopped"));
+    // Scrolling to the top shows the question again.
+    h.key(KeyCode::Home, KeyModifiers::CONTROL);
+    let top = h.screen();
+    assert!(
+        top.contains("Write a lot.") && top.contains("more lines"),
+        "{top}"
+    );
+}
+
+#[test]
+fn tab_completes_the_last_path_after_image() {
+    let mut h = Harness::loaded(80, 24);
+    h.type_str(&format!(
+        "/image {} tests/fixtures/images/chec",
+        image("scene_333x211.png")
+    ));
+    h.press(KeyCode::Tab);
+    assert_eq!(
+        h.app.input_text(),
+        format!(
+            "/image {} tests/fixtures/images/checker_200x150.png",
+            image("scene_333x211.png")
+        )
+    );
+    h.press(KeyCode::Enter);
+    assert_eq!(h.app.attachments.len(), 2);
+}

@@ -1,0 +1,325 @@
+//! The real `glimpse` binary in a pseudo-terminal with the tiny Qwen2-VL
+//! model: attach images, ask, watch the answer arrive, change presets,
+//! cancel, regenerate, scroll, copy, resize, open the help, quit — and check
+//! the terminal was put back.
+//!
+//! The screen is read with a VT100 emulator. Waits are bounded only to turn
+//! a hang into a failure with the screen printed; nothing is timed.
+
+use std::io::{Read, Write};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+
+const HANG: Duration = Duration::from_secs(120);
+
+struct Screen {
+    parser: vt100::Parser,
+    raw: Vec<u8>,
+    rx: Receiver<Vec<u8>>,
+    writer: Box<dyn Write + Send>,
+    answered_query: bool,
+    /// A frame showed an answer being written ("N tokens · Esc stops").
+    saw_streaming: bool,
+}
+
+impl Screen {
+    fn pump(&mut self, wait: Duration) {
+        if let Ok(chunk) = self.rx.recv_timeout(wait) {
+            self.take(chunk);
+            while let Ok(more) = self.rx.try_recv() {
+                self.take(more);
+            }
+        }
+    }
+
+    fn take(&mut self, chunk: Vec<u8>) {
+        self.parser.process(&chunk);
+        self.raw.extend_from_slice(&chunk);
+        let text = self.text();
+        if text
+            .lines()
+            .any(|l| l.contains(" tokens · Esc stops") && !l.contains(" 0 tokens"))
+        {
+            self.saw_streaming = true;
+        }
+        // Answer the image-protocol query the way a plain terminal does:
+        // device attributes without sixel, then the status report.
+        if !self.answered_query && contains(&self.raw, b"\x1b[5n") {
+            self.answered_query = true;
+            self.send("\x1b[?62;22c\x1b[0n");
+        }
+    }
+
+    fn text(&self) -> String {
+        self.parser.screen().contents()
+    }
+
+    fn send(&mut self, s: &str) {
+        self.writer.write_all(s.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    fn wait_for(&mut self, what: &str, ok: impl Fn(&str) -> bool) {
+        let start = Instant::now();
+        loop {
+            if ok(&self.text()) {
+                return;
+            }
+            if start.elapsed() > HANG {
+                panic!("never saw {what}; the screen:\n{}", self.text());
+            }
+            self.pump(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_text(&mut self, needle: &str) {
+        let n = needle.to_string();
+        self.wait_for(needle, move |s| s.contains(&n));
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn chat_in_a_pseudo_terminal_from_start_to_quit() {
+    let pty = native_pty_system();
+    let pair = pty
+        .openpty(PtySize {
+            rows: 40,
+            cols: 120,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_glimpse"));
+    cmd.args(["--model", "tests/fixtures/models/qwen2_vl"]);
+    cmd.cwd(env!("CARGO_MANIFEST_DIR"));
+    cmd.env("TERM", "xterm-256color");
+    cmd.env_remove("TMUX");
+    cmd.env_remove("TERM_PROGRAM");
+    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let writer = pair.master.take_writer().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut s = Screen {
+        parser: vt100::Parser::new(40, 120, 0),
+        raw: Vec::new(),
+        rx,
+        writer,
+        answered_query: false,
+        saw_streaming: false,
+    };
+
+    // The screen comes up and the model loads behind it.
+    s.wait_text("is ready on cpu");
+    assert!(s.parser.screen().alternate_screen());
+    s.wait_text("halfblocks");
+
+    // Two images on one question: one by command, one pasted.
+    s.send("/image tests/fixtures/images/scene_333x211.png\r");
+    s.wait_text("333×211→280×168 · 60 tok");
+    let pasted = std::fs::canonicalize("tests/fixtures/images/checker_200x150.png").unwrap();
+    s.send(&format!("\x1b[200~{}\x1b[201~", pasted.display()));
+    s.wait_text("2 checker_200x150.png");
+
+    s.send("What is in these pictures?\r");
+    s.wait_text("You");
+    s.wait_text("▣ scene_333x211.png");
+    // Tokens arrive and the answer finishes with its statistics.
+    s.wait_for("the answer's statistics", |t| {
+        t.contains("tokens ·") || t.contains("-token limit")
+    });
+    s.wait_text("tok/s · TTFT");
+    assert!(s.text().contains("ctx "), "context use is shown");
+
+    // A preset on one key (F2), then on an Alt chord (Alt+3).
+    s.send("\x1bOQ");
+    s.wait_text("F2 creative · T 0.65 · max 384");
+    s.send("\x1b3");
+    s.wait_text("F3 quick · T 0.10 · max 128");
+    // Temperature and max tokens with the bracket keys on an empty input.
+    s.send("]}");
+    s.wait_text("quick* · T 0.15 · max 192");
+
+    // A new conversation, a question the tiny model answers at length (it
+    // decodes greedily: its generation_config has top_k 1), and Esc at once:
+    // the answer is stopped and marked.
+    s.send("/clear\r");
+    s.wait_text("new conversation");
+    s.send("\x1bOP");
+    s.wait_text("F1 diagnostic · T 0.30 · max 768");
+    s.send("Describe it at length.\r\x1b");
+    s.wait_text("■ cancelled");
+
+    // Regenerate the cancelled answer; it runs to its end this time, and
+    // its tokens show up while it is written.
+    s.saw_streaming = false;
+    s.send("\x12");
+    s.wait_for("a regenerated answer", |t| {
+        !t.contains("■ cancelled") && !t.contains("Esc stops") && t.contains("first token")
+    });
+    assert!(
+        s.saw_streaming,
+        "the answer was seen arriving, not only finished"
+    );
+
+    // Copy the last answer: an OSC 52 sequence goes to the terminal.
+    s.send("\x1b");
+    s.wait_text("Browsing the conversation");
+    s.send("y");
+    s.wait_text("copied the last answer");
+    s.send("\x1b");
+    s.wait_for("back in the question", |t| {
+        !t.contains("Browsing the conversation")
+    });
+    assert!(contains(&s.raw, b"\x1b]52;c;"), "OSC 52 was written");
+
+    // Help, generated from the keymap; Esc closes it.
+    s.send("?");
+    s.wait_text("Esc, ? or F12 closes");
+    assert!(s.text().contains("F1 Alt+1"));
+    s.send("\x1b");
+    s.wait_for("help closed", |t| !t.contains("Esc, ? or F12 closes"));
+
+    // A bad path is a line, not a crash.
+    s.send("/image /no/such/picture.png\r");
+    s.wait_text("does not exist");
+
+    // Resize: the side pane goes away below 100 columns and comes back.
+    pair.master
+        .resize(PtySize {
+            rows: 20,
+            cols: 90,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    s.parser.screen_mut().set_size(20, 90);
+    s.wait_for("the narrow layout", |t| {
+        !t.contains("Device") && t.contains("help")
+    });
+
+    // Scroll up and back down (the conversation is taller than this window).
+    s.send("\x1b[5~");
+    s.wait_text("more line");
+    s.send("\x1b[1;5F");
+    s.wait_for("following the end again", |t| !t.contains("more line"));
+    pair.master
+        .resize(PtySize {
+            rows: 40,
+            cols: 120,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    s.parser.screen_mut().set_size(40, 120);
+    s.wait_text("Device");
+
+    // Quit, and the terminal is as it was.
+    s.send("\x11");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < HANG, "glimpse did not quit");
+        s.pump(Duration::from_millis(50));
+    };
+    s.pump(Duration::from_millis(200));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        !s.parser.screen().alternate_screen(),
+        "back on the main screen"
+    );
+    for (what, seq) in [
+        ("mouse reporting off", "\x1b[?1000l"),
+        ("bracketed paste off", "\x1b[?2004l"),
+        ("cursor shown", "\x1b[?25h"),
+    ] {
+        assert!(contains(&s.raw, seq.as_bytes()), "{what}");
+    }
+    assert!(
+        !s.parser.screen().hide_cursor(),
+        "the cursor is visible again"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_termination_signal_restores_the_terminal() {
+    let pty = native_pty_system();
+    let pair = pty
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_glimpse"));
+    cmd.args([
+        "--model",
+        "tests/fixtures/models/qwen2_vl",
+        "--image-protocol",
+        "halfblocks",
+    ]);
+    cmd.cwd(env!("CARGO_MANIFEST_DIR"));
+    cmd.env("TERM", "xterm-256color");
+    cmd.env_remove("TMUX");
+    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let writer = pair.master.take_writer().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut s = Screen {
+        parser: vt100::Parser::new(24, 80, 0),
+        raw: Vec::new(),
+        rx,
+        writer,
+        answered_query: true,
+        saw_streaming: false,
+    };
+    s.wait_text("is ready on cpu");
+    let pid = child.process_id().expect("a process id") as libc::pid_t;
+    // SAFETY: sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < HANG, "glimpse did not quit on SIGTERM");
+        s.pump(Duration::from_millis(50));
+    };
+    s.pump(Duration::from_millis(200));
+    assert_eq!(status.exit_code(), 128 + 15, "exit status {status:?}");
+    assert!(
+        !s.parser.screen().alternate_screen(),
+        "back on the main screen"
+    );
+    assert!(
+        !s.parser.screen().hide_cursor(),
+        "the cursor is visible again"
+    );
+}
