@@ -4,6 +4,7 @@ pub mod ask;
 pub mod bench;
 pub mod config;
 pub mod devices;
+pub mod eval;
 pub mod grounding;
 pub mod model_arg;
 pub mod models;
@@ -31,6 +32,9 @@ pub enum Command {
     Ask(Box<ask::AskArgs>),
     /// Measure vision, prefill, first-token and decode speed on one image.
     Bench(bench::BenchArgs),
+    /// Score a model on a JSONL suite of image questions, per category; or
+    /// draw a synthetic suite with --make-suite.
+    Eval(eval::EvalArgs),
     /// List the known models and those already in the Hugging Face cache.
     Models(models::ModelsArgs),
     /// Show where the config file is, check it, or print a commented default.
@@ -51,6 +55,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Ask(args) => ask::run(*args),
         Command::Bench(args) => bench::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Models(args) => models::run(args),
         Command::Config(args) => config::run(args),
         Command::Devices(args) => devices::run(args),

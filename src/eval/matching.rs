@@ -286,7 +286,10 @@ mod tests {
         assert!(judged(&[[100.0, 100.0, 200.0, 200.0]]));
         // Shifted by 33 px: IoU = 6700 / 13300, just above one half.
         assert!(judged(&[[133.0, 100.0, 233.0, 200.0]]));
-        assert!(judged(&[[100.0, 100.0, 200.0, 150.0]]), "exactly 0.5 is enough");
+        assert!(
+            judged(&[[100.0, 100.0, 200.0, 150.0]]),
+            "exactly 0.5 is enough"
+        );
         assert!(!judged(&[[150.0, 100.0, 250.0, 200.0]]));
         assert!(!judged(&[]), "no box is a wrong answer");
         assert!(

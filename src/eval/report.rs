@@ -241,7 +241,7 @@ impl Report {
         if let (Some(device), Some(dtype)) = (&s.device, &s.dtype) {
             let _ = writeln!(md, "- device: {device}, {dtype}");
         }
-        let _ = writeln!(md, "- preset: {}", preset_summary(s));
+        let _ = writeln!(md, "- preset: {}", s.describe_sampling());
         let o = &self.overall;
         let _ = writeln!(
             md,
@@ -326,36 +326,6 @@ impl Report {
             );
         }
         md
-    }
-}
-
-/// `quick (temperature 0.1, at most 128 tokens)`.
-fn preset_summary(s: &RunSettings) -> String {
-    let mut parts = Vec::new();
-    if let Some(t) = s.sampling.temperature {
-        parts.push(if t == 0.0 {
-            "greedy".to_string()
-        } else {
-            format!("temperature {t}")
-        });
-    }
-    if let Some(p) = s.sampling.top_p {
-        parts.push(format!("top-p {p}"));
-    }
-    if let Some(k) = s.sampling.top_k {
-        parts.push(format!("top-k {k}"));
-    }
-    if let Some(n) = s.sampling.max_new_tokens {
-        parts.push(format!("at most {n} tokens"));
-    }
-    if let Some(seed) = s.sampling.seed {
-        parts.push(format!("seed {seed}"));
-    }
-    let name = s.preset.as_deref().unwrap_or("(default)");
-    if parts.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name} ({})", parts.join(", "))
     }
 }
 
@@ -462,8 +432,14 @@ mod tests {
         );
         assert_eq!(all.accuracy, Some(2.0 / 3.0));
         let md = report.markdown();
-        assert!(md.contains("| ocr | 4 | 1 | 1 | 0 | 2 | 50.0 % | 2.00 s | 4.0 |"), "{md}");
-        assert!(md.contains("| **all** | 7 | 2 | 1 | 2 | 2 | 66.7 % |"), "{md}");
+        assert!(
+            md.contains("| ocr | 4 | 1 | 1 | 0 | 2 | 50.0 % | 2.00 s | 4.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **all** | 7 | 2 | 1 | 2 | 2 | 66.7 % |"),
+            "{md}"
+        );
         assert!(md.contains("| 4 | d | out of memory |"), "{md}");
         assert!(md.contains("| 6 | broken | missing field `answer`"), "{md}");
     }
@@ -476,7 +452,9 @@ mod tests {
         );
         let report = build("s".into(), settings(), &entries, &HashMap::new());
         assert_eq!(report.overall.accuracy, None);
-        assert!(report.markdown().contains("| **all** | 1 | 0 | 0 | 0 | 1 | – | – | – |"));
+        assert!(report
+            .markdown()
+            .contains("| **all** | 1 | 0 | 0 | 0 | 1 | – | – | – |"));
     }
 
     #[test]

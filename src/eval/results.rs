@@ -158,6 +158,43 @@ impl RunSettings {
             .with_context(|| format!("writing {}", path.display()))
     }
 
+    /// `quick (temperature 0.1, at most 128 tokens, seed 0)`.
+    pub fn describe_sampling(&self) -> String {
+        let s = &self.sampling;
+        let mut parts = Vec::new();
+        if let Some(t) = s.temperature {
+            parts.push(if t == 0.0 {
+                "greedy".to_string()
+            } else {
+                format!("temperature {t}")
+            });
+        }
+        if let Some(p) = s.top_p {
+            parts.push(format!("top-p {p}"));
+        }
+        if let Some(k) = s.top_k {
+            parts.push(format!("top-k {k}"));
+        }
+        if let Some(r) = s.repetition_penalty {
+            parts.push(format!("repetition penalty {r}"));
+        }
+        if let Some(n) = s.max_new_tokens {
+            parts.push(format!("at most {n} tokens"));
+        }
+        if let Some(seed) = s.seed {
+            parts.push(format!("seed {seed}"));
+        }
+        if self.system_prompt.is_some() {
+            parts.push("own system prompt".into());
+        }
+        let name = self.preset.as_deref().unwrap_or("default");
+        if parts.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name} ({})", parts.join(", "))
+        }
+    }
+
     /// Refuses to add answers made differently from those already in `dir`.
     pub fn check_resumable(&self, earlier: &RunSettings, dir: &Path) -> anyhow::Result<()> {
         let mut differences = Vec::new();
@@ -174,8 +211,8 @@ impl RunSettings {
         {
             differences.push(format!(
                 "preset {} (now {})",
-                earlier.preset.as_deref().unwrap_or("(default)"),
-                self.preset.as_deref().unwrap_or("(default)")
+                earlier.describe_sampling(),
+                self.describe_sampling()
             ));
         }
         if differences.is_empty() {
@@ -286,7 +323,10 @@ mod tests {
             .check_resumable(&earlier, dir.path())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("preset (default) (now quick)"), "{e}");
+        assert!(
+            e.contains("preset default (greedy) (now quick (temperature 0.1))"),
+            "{e}"
+        );
         assert!(e.contains("pass another --out"), "{e}");
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::matching::normalize;
@@ -93,34 +93,55 @@ pub struct SuiteItem {
 }
 
 impl SuiteItem {
-    /// The item as a suite line (without the trailing newline).
+    /// The item as a suite line (without the trailing newline), fields in
+    /// the order people read them.
     pub fn to_json_line(&self) -> String {
-        let mut obj = json!({
-            "id": self.id,
-            "category": self.category,
-            "images": self.images,
-            "question": self.question,
-            "match": self.expected.kind(),
-        });
+        #[derive(Serialize)]
+        struct Line<'a> {
+            id: &'a str,
+            category: &'a str,
+            images: &'a [String],
+            question: &'a str,
+            answer: Value,
+            #[serde(rename = "match")]
+            kind: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tolerance: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            choices: Option<&'a [String]>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            iou: Option<f64>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            tags: &'a [String],
+        }
+        let mut line = Line {
+            id: &self.id,
+            category: &self.category,
+            images: &self.images,
+            question: &self.question,
+            answer: Value::Null,
+            kind: self.expected.kind(),
+            tolerance: None,
+            choices: None,
+            iou: None,
+            tags: &self.tags,
+        };
         match &self.expected {
-            Expected::Exact(s) | Expected::Normalized(s) => obj["answer"] = json!(s),
+            Expected::Exact(s) | Expected::Normalized(s) => line.answer = json!(s),
             Expected::Number { value, tolerance } => {
-                obj["answer"] = json!(value);
-                obj["tolerance"] = json!(tolerance);
+                line.answer = json!(value);
+                line.tolerance = Some(*tolerance);
             }
             Expected::Choice { choices, answer } => {
-                obj["choices"] = json!(choices);
-                obj["answer"] = json!(choice_letter(*answer).to_string());
+                line.answer = json!(choice_letter(*answer).to_string());
+                line.choices = Some(choices);
             }
             Expected::Bbox { bbox, iou } => {
-                obj["answer"] = json!(bbox);
-                obj["iou"] = json!(iou);
+                line.answer = json!(bbox);
+                line.iou = Some(*iou);
             }
         }
-        if !self.tags.is_empty() {
-            obj["tags"] = json!(self.tags);
-        }
-        obj.to_string()
+        serde_json::to_string(&line).unwrap_or_default()
     }
 }
 
@@ -421,7 +442,9 @@ mod tests {
     fn every_match_kind_reads_its_answer() {
         let (_d, base) = with_image();
         let line = |rest: &str| {
-            format!(r#"{{"id": "q", "category": "c", "images": ["images/a.png"], "question": "?", {rest}}}"#)
+            format!(
+                r#"{{"id": "q", "category": "c", "images": ["images/a.png"], "question": "?", {rest}}}"#
+            )
         };
         let item = |rest: &str| one(&line(rest), &base).unwrap().expected;
         assert_eq!(

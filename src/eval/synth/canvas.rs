@@ -29,7 +29,14 @@ pub fn line(img: &mut RgbImage, from: (i64, i64), to: (i64, i64), thickness: i64
     for i in 0..=steps {
         let x = from.0 + (to.0 - from.0) * i / steps;
         let y = from.1 + (to.1 - from.1) * i / steps;
-        fill(img, x - half, y - half, x - half + thickness, y - half + thickness, colour);
+        fill(
+            img,
+            x - half,
+            y - half,
+            x - half + thickness,
+            y - half + thickness,
+            colour,
+        );
     }
 }
 

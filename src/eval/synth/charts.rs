@@ -43,7 +43,14 @@ fn axes(title: &str) -> RgbImage {
     for v in (0..=TOP_VALUE).step_by(20) {
         text_right(&mut img, LEFT - 8, row_of(v), 2, &v.to_string(), BLACK);
     }
-    fill(&mut img, LEFT - 2, row_of(TOP_VALUE) - 4, LEFT, BASE + 2, BLACK);
+    fill(
+        &mut img,
+        LEFT - 2,
+        row_of(TOP_VALUE) - 4,
+        LEFT,
+        BASE + 2,
+        BLACK,
+    );
     fill(&mut img, LEFT - 2, BASE, RIGHT, BASE + 2, BLACK);
     img
 }
@@ -122,7 +129,9 @@ pub fn line_chart(rng: &mut Rng) -> Scene {
         let i = values.iter().position(|&v| v == top).unwrap_or(0);
         questions.push(Question {
             key: "peak",
-            question: "At which temperature is the value highest? Answer with the temperature in °C only.".into(),
+            question:
+                "At which temperature is the value highest? Answer with the temperature in °C only."
+                    .into(),
             expected: Expected::Number {
                 value: temps[i] as f64,
                 tolerance: 0.0,
@@ -147,7 +156,14 @@ pub fn bar_chart(rng: &mut Rng) -> Scene {
     let bar_w = 50;
     for (i, (label, v)) in labels.iter().zip(&values).enumerate() {
         let cx = LEFT + pitch * i as i64 + pitch / 2;
-        fill(&mut img, cx - bar_w / 2, row_of(*v), cx + bar_w / 2, BASE, BAR);
+        fill(
+            &mut img,
+            cx - bar_w / 2,
+            row_of(*v),
+            cx + bar_w / 2,
+            BASE,
+            BAR,
+        );
         text_centred(&mut img, cx, BASE + 18, 2, label, BLACK);
         if labelled {
             text_centred(&mut img, cx, row_of(*v) - 12, 2, &v.to_string(), BLACK);

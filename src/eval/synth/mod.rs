@@ -90,8 +90,8 @@ pub fn make_suite(dir: &Path, seed: u64, count: usize) -> anyhow::Result<MadeSui
         bail!("--count must be at least 1");
     }
     if dir.exists() {
-        let mut entries = std::fs::read_dir(dir)
-            .with_context(|| format!("reading {}", dir.display()))?;
+        let mut entries =
+            std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
         if entries.next().is_some() {
             bail!(
                 "{} is not empty; --make-suite writes into a new or empty folder",
@@ -156,7 +156,8 @@ pub fn make_suite(dir: &Path, seed: u64, count: usize) -> anyhow::Result<MadeSui
         text.push('\n');
     }
     let suite = dir.join(SUITE_FILE);
-    write_atomic(&suite, text.as_bytes()).with_context(|| format!("writing {}", suite.display()))?;
+    write_atomic(&suite, text.as_bytes())
+        .with_context(|| format!("writing {}", suite.display()))?;
     Ok(MadeSuite {
         suite,
         items,

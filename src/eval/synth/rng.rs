@@ -74,16 +74,24 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_numbers() {
-        let a: Vec<u64> = (0..5).map({
-            let mut r = Rng::new(7);
-            move |_| r.next_u64()
-        }).collect();
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
         let mut r = Rng::new(7);
         assert_eq!(a, (0..5).map(|_| r.next_u64()).collect::<Vec<_>>());
         // SplitMix64 of seed 0 starts like this everywhere.
         assert_eq!(Rng::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
-        assert_ne!(Rng::for_part(1, 0, 0).next_u64(), Rng::for_part(1, 0, 1).next_u64());
-        assert_ne!(Rng::for_part(1, 0, 0).next_u64(), Rng::for_part(1, 1, 0).next_u64());
+        assert_ne!(
+            Rng::for_part(1, 0, 0).next_u64(),
+            Rng::for_part(1, 0, 1).next_u64()
+        );
+        assert_ne!(
+            Rng::for_part(1, 0, 0).next_u64(),
+            Rng::for_part(1, 1, 0).next_u64()
+        );
     }
 
     #[test]
