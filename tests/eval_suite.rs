@@ -188,9 +188,12 @@ fn generated(seed: u64, count: usize) -> (tempfile::TempDir, PathBuf, Vec<SuiteI
 
 // ---- spatial: shelves -------------------------------------------------
 
+/// An item found on a shelf: its box, its label and its colour.
+type FoundItem = ([u32; 4], String, [u8; 3]);
+
 struct Shelf {
-    /// Items by row (top first), each row left to right: box and label.
-    rows: Vec<Vec<([u32; 4], String, [u8; 3])>>,
+    /// Items by row (top first), each row left to right.
+    rows: Vec<Vec<FoundItem>>,
 }
 
 /// Finds the items as connected regions of neither wall nor board colour.
@@ -235,7 +238,7 @@ fn read_shelf(img: &RgbImage) -> Shelf {
         items.push(([l, t, r + 1, b + 1], label, fill));
     }
     // Items of a row stand on the same board.
-    let mut rows: BTreeMap<u32, Vec<([u32; 4], String, [u8; 3])>> = BTreeMap::new();
+    let mut rows: BTreeMap<u32, Vec<FoundItem>> = BTreeMap::new();
     for item in items {
         rows.entry(item.0[3]).or_default().push(item);
     }

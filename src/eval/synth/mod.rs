@@ -53,7 +53,7 @@ fn draw(category: usize, seed: u64, index: usize) -> Scene {
         0 => shelves::scene(&mut rng),
         1 => receipts::scene(&mut rng),
         _ => {
-            if index % 2 == 0 {
+            if index.is_multiple_of(2) {
                 charts::line_chart(&mut rng)
             } else {
                 charts::bar_chart(&mut rng)
