@@ -231,8 +231,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
                 );
             }
             records.insert(record.id.clone(), record);
-            bar.set_message(format!("{correct}/{answered} correct this run"));
             bar.inc(1);
+            bar.set_message(format!("{correct}/{answered} correct this run"));
         }
         bar.finish_and_clear();
         if stopped {
