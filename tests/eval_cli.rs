@@ -351,8 +351,8 @@ fn ctrl_c_stops_after_the_current_question_and_writes_the_report() {
     let suite = long_suite(tmp.path(), 300);
     let results = tmp.path().join("results");
     let child = start_and_wait(&suite, &results, &config, "qwen2_5_vl", 1);
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
         .status()
         .unwrap();
     assert!(status.success());
