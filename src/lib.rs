@@ -3,11 +3,13 @@
 //!
 //! Layers, inside out: `model` (tensors in, logits out), `processor` (images,
 //! chat template, tokens), `engine` (a loaded model on its own thread),
-//! `session` (config, saved conversations, model registry, hub cache), `cli`.
+//! `session` (config, saved conversations, model registry, hub cache), `cli`;
+//! beside them `eval`, the scoring and synthetic suite of `glimpse eval`.
 
 pub mod cli;
 pub mod conversation;
 pub mod engine;
+pub mod eval;
 pub mod gpu;
 pub mod model;
 pub mod processor;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chat;
 pub mod config;
 pub mod devices;
+pub mod eval;
 pub mod grounding;
 pub mod model_arg;
 pub mod models;
@@ -39,6 +40,9 @@ pub enum Command {
     Ask(Box<ask::AskArgs>),
     /// Measure vision, prefill, first-token and decode speed on one image.
     Bench(bench::BenchArgs),
+    /// Score a model on a JSONL suite of image questions, per category; or
+    /// draw a synthetic suite with --make-suite.
+    Eval(eval::EvalArgs),
     /// List the known models and those already in the Hugging Face cache.
     Models(models::ModelsArgs),
     /// Show where the config file is, check it, or print a commented default.
@@ -60,6 +64,7 @@ pub fn main() -> i32 {
         Some(Command::Chat(args)) => chat::run(args),
         Some(Command::Ask(args)) => ask::run(*args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Models(args)) => models::run(args),
         Some(Command::Config(args)) => config::run(args),
         Some(Command::Devices(args)) => devices::run(args),

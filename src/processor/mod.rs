@@ -3,6 +3,7 @@
 //! on the way back, the boxes and points in the model's answers.
 
 pub mod detokenize;
+pub mod font;
 pub mod grounding;
 pub mod image;
 pub mod prompt;

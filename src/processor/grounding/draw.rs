@@ -5,8 +5,8 @@
 
 use image::{Rgb, RgbImage};
 
-use super::font::{cell, Cell, ADVANCE, GLYPH_HEIGHT, GLYPH_WIDTH};
 use super::{Detection, Shape};
+use crate::processor::font::{draw_char, ADVANCE, GLYPH_HEIGHT};
 
 /// Longest label drawn, in characters; longer ones end in "...".
 const MAX_DRAWN_LABEL: usize = 40;
@@ -194,31 +194,6 @@ fn fill_disc(img: &mut RgbImage, cx: i64, cy: i64, r: i64, colour: [u8; 3]) {
             if dx * dx + dy * dy <= r * r {
                 img.put_pixel(x as u32, y as u32, Rgb(colour));
             }
-        }
-    }
-}
-
-/// One character with its top-left corner at `(x, y)`, each font cell `s`
-/// pixels square; characters the font lacks become a hollow box.
-fn draw_char(img: &mut RgbImage, x: i64, y: i64, s: i64, c: char, ink: [u8; 3]) {
-    let (gw, gh) = (GLYPH_WIDTH as i64, GLYPH_HEIGHT as i64);
-    match cell(c) {
-        Cell::Glyph(rows) => {
-            for (row, bits) in rows.iter().enumerate() {
-                for col in 0..gw {
-                    if bits & (1 << (gw - 1 - col)) != 0 {
-                        let (px, py) = (x + col * s, y + row as i64 * s);
-                        fill_rect(img, px, py, px + s, py + s, ink);
-                    }
-                }
-            }
-        }
-        Cell::Missing => {
-            let (x1, y1) = (x + gw * s, y + gh * s);
-            fill_rect(img, x, y, x1, y + s, ink);
-            fill_rect(img, x, y1 - s, x1, y1, ink);
-            fill_rect(img, x, y, x + s, y1, ink);
-            fill_rect(img, x1 - s, y, x1, y1, ink);
         }
     }
 }

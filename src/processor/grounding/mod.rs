@@ -17,7 +17,6 @@
 //! `Image N:` (1-based, as Qwen's chat templates number images) before it.
 
 mod draw;
-mod font;
 mod geometry;
 mod json_scan;
 mod lexing;

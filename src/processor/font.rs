@@ -1,4 +1,5 @@
-//! A tiny 5×7 bitmap font for labels drawn into images.
+//! A tiny 5×7 bitmap font for text drawn into images: the labels of
+//! grounding annotations and the lettering of the synthetic eval suite.
 //!
 //! The glyphs live in `font5x7.txt` as little pictures so they can be read
 //! and fixed by eye. Only printable ASCII is covered; anything else (CJK,
@@ -6,6 +7,8 @@
 //! still shows how long it is.
 
 use std::sync::OnceLock;
+
+use image::{Rgb, RgbImage};
 
 /// Glyph width in font pixels (cells), without spacing.
 pub const GLYPH_WIDTH: u32 = 5;
@@ -39,6 +42,61 @@ pub fn cell(c: char) -> Cell {
     match glyphs() {
         Some(table) => Cell::Glyph(table[(code - FIRST) as usize]),
         None => Cell::Missing,
+    }
+}
+
+/// The size in pixels of `text` drawn with cells `scale` pixels square:
+/// every character advances by [`ADVANCE`] cells, the last one without its
+/// trailing gap.
+pub fn text_size(text: &str, scale: u32) -> (u32, u32) {
+    let chars = text.chars().count() as u32;
+    let width = (chars * ADVANCE).saturating_sub(ADVANCE - GLYPH_WIDTH) * scale;
+    (width, GLYPH_HEIGHT * scale)
+}
+
+/// Draws `text` with its top-left corner at `(x, y)`, each font cell
+/// `scale` pixels square, clipped to the image.
+pub fn draw_text(img: &mut RgbImage, x: i64, y: i64, scale: u32, text: &str, ink: [u8; 3]) {
+    let s = scale as i64;
+    for (i, c) in text.chars().enumerate() {
+        draw_char(img, x + i as i64 * ADVANCE as i64 * s, y, s, c, ink);
+    }
+}
+
+/// One character with its top-left corner at `(x, y)`, each font cell `s`
+/// pixels square; characters the font lacks become a hollow box.
+pub fn draw_char(img: &mut RgbImage, x: i64, y: i64, s: i64, c: char, ink: [u8; 3]) {
+    let (gw, gh) = (GLYPH_WIDTH as i64, GLYPH_HEIGHT as i64);
+    match cell(c) {
+        Cell::Glyph(rows) => {
+            for (row, bits) in rows.iter().enumerate() {
+                for col in 0..gw {
+                    if bits & (1 << (gw - 1 - col)) != 0 {
+                        let (px, py) = (x + col * s, y + row as i64 * s);
+                        fill_rect(img, px, py, px + s, py + s, ink);
+                    }
+                }
+            }
+        }
+        Cell::Missing => {
+            let (x1, y1) = (x + gw * s, y + gh * s);
+            fill_rect(img, x, y, x1, y + s, ink);
+            fill_rect(img, x, y1 - s, x1, y1, ink);
+            fill_rect(img, x, y, x + s, y1, ink);
+            fill_rect(img, x1 - s, y, x1, y1, ink);
+        }
+    }
+}
+
+/// Fills columns `x0..x1` and rows `y0..y1`, clipped to the image.
+fn fill_rect(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, colour: [u8; 3]) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let (x0, x1) = (x0.clamp(0, w), x1.clamp(0, w));
+    let (y0, y1) = (y0.clamp(0, h), y1.clamp(0, h));
+    for y in y0..y1 {
+        for x in x0..x1 {
+            img.put_pixel(x as u32, y as u32, Rgb(colour));
+        }
     }
 }
 
@@ -118,6 +176,21 @@ mod tests {
         assert_eq!(cell('猫'), Cell::Missing);
         assert_eq!(cell('\n'), Cell::Missing);
         assert_eq!(cell('é'), Cell::Missing);
+    }
+
+    #[test]
+    fn text_is_drawn_cell_by_cell_and_measured_without_the_last_gap() {
+        assert_eq!(text_size("", 3), (0, 21));
+        assert_eq!(text_size("L", 1), (5, 7));
+        assert_eq!(text_size("LL", 2), (22, 14));
+        let mut img = RgbImage::from_pixel(30, 20, Rgb([9, 9, 9]));
+        draw_text(&mut img, 2, 3, 2, "LL", [200, 0, 0]);
+        let red = |x, y| img.get_pixel(x, y).0 == [200, 0, 0];
+        // The second L's stroke starts one advance (6 cells of 2 px) later.
+        assert!(red(2, 3) && red(3, 16) && red(14, 3) && red(23, 16));
+        assert!(!red(4, 3) && !red(13, 3) && !red(24, 16));
+        // Clipped at the edges, without a panic.
+        draw_text(&mut img, -5, 18, 4, "L?猫", [1, 2, 3]);
     }
 
     #[test]
