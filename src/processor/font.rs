@@ -89,7 +89,7 @@ pub fn draw_char(img: &mut RgbImage, x: i64, y: i64, s: i64, c: char, ink: [u8; 
 }
 
 /// Fills columns `x0..x1` and rows `y0..y1`, clipped to the image.
-fn fill_rect(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, colour: [u8; 3]) {
+pub(crate) fn fill_rect(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, colour: [u8; 3]) {
     let (w, h) = (img.width() as i64, img.height() as i64);
     let (x0, x1) = (x0.clamp(0, w), x1.clamp(0, w));
     let (y0, y1) = (y0.clamp(0, h), y1.clamp(0, h));

@@ -6,7 +6,7 @@
 use image::{Rgb, RgbImage};
 
 use super::{Detection, Shape};
-use crate::processor::font::{draw_char, ADVANCE, GLYPH_HEIGHT};
+use crate::processor::font::{draw_char, fill_rect, ADVANCE, GLYPH_HEIGHT};
 
 /// Longest label drawn, in characters; longer ones end in "...".
 const MAX_DRAWN_LABEL: usize = 40;
@@ -171,18 +171,6 @@ fn contrast([r, g, b]: [u8; 3]) -> [u8; 3] {
         [0, 0, 0]
     } else {
         [255, 255, 255]
-    }
-}
-
-/// Fills columns `x0..x1` and rows `y0..y1`, clipped to the image.
-fn fill_rect(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, colour: [u8; 3]) {
-    let (w, h) = (img.width() as i64, img.height() as i64);
-    let (x0, x1) = (x0.clamp(0, w), x1.clamp(0, w));
-    let (y0, y1) = (y0.clamp(0, h), y1.clamp(0, h));
-    for y in y0..y1 {
-        for x in x0..x1 {
-            img.put_pixel(x as u32, y as u32, Rgb(colour));
-        }
     }
 }
 
