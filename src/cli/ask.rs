@@ -20,7 +20,7 @@ use crate::engine::{
 use crate::gpu::{gib, NvmlMonitor, Sampler};
 use crate::model::ModelConfig;
 use crate::processor::grounding::Grounding;
-use crate::processor::image::{AlphaMode, LongEdgeCap};
+use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};
 use crate::session::config::parse_long_edge_cap;
 use crate::session::config::KvPolicy;
 use crate::session::Config;
@@ -222,6 +222,10 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
     if let Some(out) = &args.annotate {
         grounding::check_annotate_target(out, &conversation)?;
     }
+    // A broken image is reported before the model loads, in one line.
+    for path in conversation.images() {
+        load_image_with(path, options.long_edge_cap.as_ref(), options.alpha)?;
+    }
     let cap = options.long_edge_cap;
     let kv_cache = options.kv_cache;
     let model_dir = options.model_dir.clone();
@@ -233,17 +237,21 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
     };
     let engine = Engine::load(options)
         .with_context(|| format!("loading the model from {}", model_dir.display()))?;
-    let info = engine.info();
-    if let Some(notice) = &info.notice {
-        eprintln!("glimpse: {notice}");
-    }
-    eprintln!(
-        "glimpse: {} on {} in {}, memory estimate {}",
-        info.family,
-        info.device,
-        info.dtype,
-        info.memory_estimate.summary()
-    );
+    // Where the model runs is said once the question is accepted, so that a
+    // refused question stays a single error line.
+    let announce = || {
+        let info = engine.info();
+        if let Some(notice) = &info.notice {
+            eprintln!("glimpse: {notice}");
+        }
+        eprintln!(
+            "glimpse: {} on {} in {}, memory estimate {}",
+            info.family,
+            info.device,
+            info.dtype,
+            info.memory_estimate.summary()
+        );
+    };
     let mut kv_switch = serde_json::Value::Null;
     let sampling = SamplingOverrides {
         temperature: args.temperature,
@@ -278,6 +286,7 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
                 images: prompt_images,
                 ..
             } => {
+                announce();
                 prompt_ids = ids;
                 grids = prompt_images.iter().map(|f| f.grid_thw).collect();
                 images = serde_json::to_value(&prompt_images)?;
