@@ -17,6 +17,7 @@ pub enum Action {
     CompletePath,
     RemoveAttachment,
     TogglePreviews,
+    ToggleGpuPane,
     Preset(usize),
     TemperatureDown,
     TemperatureUp,
@@ -75,7 +76,7 @@ impl Action {
             }
             ScrollPageUp | ScrollPageDown | ScrollLineUp | ScrollLineDown | ScrollTop
             | ScrollBottom => Section::Scrolling,
-            Help | Redraw | CancelOrQuit | Quit => Section::Other,
+            ToggleGpuPane | Help | Redraw | CancelOrQuit | Quit => Section::Other,
         }
     }
 
@@ -111,6 +112,7 @@ impl Action {
             ScrollLineDown => "scroll down a line".into(),
             ScrollTop => "go to the start of the conversation".into(),
             ScrollBottom => "go to the end and follow the reply".into(),
+            ToggleGpuPane => "show or hide the GPU pane (wide screens)".into(),
             Help => "show or hide this help".into(),
             Redraw => "redraw the whole screen".into(),
             CancelOrQuit => "stop the reply; quit when none is running".into(),
@@ -277,6 +279,7 @@ impl Keymap {
             (K::Char('g'), NONE, When::Browsing, ScrollTop),
             (K::End, CTRL, When::Always, ScrollBottom),
             (K::Char('G'), NONE, When::Browsing, ScrollBottom),
+            (K::Char('g'), ALT, When::Always, ToggleGpuPane),
             (K::Char('?'), NONE, When::InputEmpty, Help),
             (K::F(12), NONE, When::Always, Help),
             (K::Char('l'), CTRL, When::Always, Redraw),
