@@ -61,6 +61,11 @@ impl FromStr for ImageProtocolChoice {
 pub struct ChatOptions {
     pub engine: EngineOptions,
     pub image_protocol: ImageProtocolChoice,
+    /// The sampling presets; F1–F3 and Alt+1–3 pick the first three.
+    pub presets: Vec<super::presets::Preset>,
+    /// Index of the preset a conversation starts with.
+    pub start_preset: usize,
+    pub keymap: super::keymap::Keymap,
 }
 
 /// Frames are drawn at most this often; tokens arriving in between are
@@ -107,6 +112,11 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
 
     let mut config = AppConfig::new(options.engine.model_dir.clone());
     config.font_size = picker.font_size();
+    config.keymap = options.keymap.clone();
+    if !options.presets.is_empty() {
+        config.presets = options.presets.clone();
+        config.start_preset = options.start_preset.min(options.presets.len() - 1);
+    }
     config.cpu_threads = thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

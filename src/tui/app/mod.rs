@@ -88,6 +88,8 @@ pub struct AppConfig {
     pub model_dir: PathBuf,
     pub keymap: Keymap,
     pub presets: Vec<Preset>,
+    /// Index of the preset the conversation starts with.
+    pub start_preset: usize,
     pub theme: Theme,
     /// Cell size in pixels, from the terminal (for preview proportions).
     pub font_size: (u16, u16),
@@ -104,6 +106,7 @@ impl AppConfig {
             model_dir: model_dir.into(),
             keymap: Keymap::builtin(),
             presets: builtin_presets(),
+            start_preset: 0,
             theme: Theme::default(),
             font_size: (10, 20),
             cpu_threads: 1,
@@ -166,7 +169,10 @@ pub struct App {
 
 impl App {
     pub fn new(config: AppConfig) -> Self {
-        let settings = Settings::from_preset(0, &config.presets[0]);
+        let start = config
+            .start_preset
+            .min(config.presets.len().saturating_sub(1));
+        let settings = Settings::from_preset(start, &config.presets[start]);
         let mut app = App {
             keymap: config.keymap,
             presets: config.presets,
