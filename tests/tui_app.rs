@@ -22,6 +22,8 @@ use glimpse::engine::{
     ContextPolicy, Engine, EngineOptions, Event, FinishReason, Request, SamplingOverrides,
     SamplingParams, Timings,
 };
+use glimpse::gpu::cpu::CpuFacts;
+use glimpse::gpu::{GpuState, Sample};
 use glimpse::processor::image::load_image;
 use glimpse::processor::vision_input::VisionPreprocessConfig;
 use glimpse::tui::msg::{DecodedImage, ModelReady, RequestId};
@@ -84,8 +86,13 @@ impl Harness {
             VisionPreprocessConfig::qwen2_vl_defaults(),
         )
         .unwrap();
+        let kv_cache = engine.kv_cache_label();
         h.engine = Some(engine);
-        h.send(Msg::ModelLoaded(Box::new(ModelReady { info, vision })));
+        h.send(Msg::ModelLoaded(Box::new(ModelReady {
+            info,
+            vision,
+            kv_cache,
+        })));
         h
     }
 
@@ -574,10 +581,12 @@ fn a_question_typed_while_the_model_loads_is_asked_once_it_is_ready() {
     h.press(KeyCode::Enter);
     let engine = Engine::load(EngineOptions::new(model_dir())).unwrap();
     let info = engine.info().clone();
+    let kv_cache = engine.kv_cache_label();
     h.engine = Some(engine);
     h.send(Msg::ModelLoaded(Box::new(ModelReady {
         info,
         vision: VisionPreprocessConfig::qwen2_vl_defaults(),
+        kv_cache,
     })));
     assert_eq!(h.generations.len(), 1);
     let events = h.answer_with_engine();
@@ -587,21 +596,83 @@ fn a_question_typed_while_the_model_loads_is_asked_once_it_is_ready() {
     );
 }
 
+/// What the sampler reads on a machine without an NVIDIA GPU. The CPU's
+/// facts are fixed, so the snapshot does not depend on the machine that runs
+/// the test; real readings come from `glimpse::gpu::cpu::read_facts`.
+fn cpu_only_sample(seq: u64) -> Sample {
+    Sample {
+        seq,
+        gpus: GpuState::Absent {
+            reason: "the NVIDIA driver library (libnvidia-ml.so.1) was not found".into(),
+        },
+        cpu: CpuFacts {
+            threads: 4,
+            model: Some("Test CPU @ 2.0GHz".into()),
+            memory_total: Some(16 << 30),
+            memory_available: Some(12 << 30),
+            own_resident: Some(300 << 20),
+            own_peak_resident: Some(400 << 20),
+        },
+    }
+}
+
 #[test]
-fn the_side_pane_shows_device_facts_and_hides_on_narrow_screens() {
-    let mut h = Harness::loaded(120, 20);
-    let facts = h.app.device_facts();
-    assert_eq!(facts.device.as_deref(), Some("cpu"));
-    assert_eq!(facts.dtype.as_deref(), Some("f32"));
-    assert_eq!(facts.cpu_threads, 4);
-    let wide = h.screen();
+fn the_gpu_pane_shows_the_cpu_live_speed_and_kv_cache_and_can_be_hidden() {
+    let mut h = Harness::loaded(120, 24);
+    // Before the first sample.
+    assert!(h.screen().contains("reading the devices"), "{}", h.screen());
+    h.send(Msg::GpuSample(Box::new(cpu_only_sample(0))));
+    let idle = h.screen();
     assert!(
-        wide.contains("Device") && wide.contains("threads  4"),
-        "{wide}"
+        idle.contains("no NVIDIA GPU found") && idle.contains("CPU (4 threads)"),
+        "{idle}"
     );
-    h.terminal.backend_mut().resize(80, 20);
-    h.send(Msg::Resize(80, 20));
-    assert!(!h.screen().contains("Device"));
+    assert!(idle.contains("KV cache f32"), "{idle}");
+
+    // Tokens/s while a reply streams: the tokens of the last sampler period.
+    h.ask("Describe the scene.");
+    h.feed(prompt_event(20, 0));
+    for piece in ["A ", "red ", "square ", "and ", "a ", "ring."] {
+        h.feed(token(piece));
+    }
+    h.send(Msg::GpuSample(Box::new(cpu_only_sample(1))));
+    assert_eq!(h.app.live_tokens_per_s, Some(6.0));
+    let streaming = h.screen();
+    assert!(streaming.contains("6.0 tokens/s"), "{streaming}");
+    insta::assert_snapshot!("gpu_pane_cpu_only", streaming);
+    // Once done, the pane shows the answer's own decode speed.
+    h.feed(done(FinishReason::Stop, 6));
+    let speed = h.app.last_stats.as_ref().unwrap().tok_s;
+    assert!(h.screen().contains(&format!("{speed:.1} tokens/s")));
+
+    // Alt+G hides the pane and the transcript takes the width; again shows it.
+    h.key(KeyCode::Char('g'), KeyModifiers::ALT);
+    assert!(!h.app.gpu_pane_on);
+    let hidden = h.screen();
+    assert!(!hidden.contains("no NVIDIA GPU"), "{hidden}");
+    h.key(KeyCode::Char('g'), KeyModifiers::ALT);
+    assert!(h.screen().contains("no NVIDIA GPU"));
+
+    // Narrow screens have no room for it.
+    h.terminal.backend_mut().resize(80, 24);
+    h.send(Msg::Resize(80, 24));
+    assert!(!h.screen().contains("no NVIDIA GPU"));
+}
+
+#[test]
+fn the_auto_kv_policy_switch_shows_in_the_gpu_pane() {
+    let mut h = Harness::loaded(120, 24);
+    h.send(Msg::GpuSample(Box::new(cpu_only_sample(0))));
+    h.ask("Hello?");
+    h.feed(prompt_event(20, 0));
+    h.feed(Event::KvCacheConverted {
+        format: glimpse::model::kv_cache::KvFormat::Int8,
+        memory_fraction: 0.86,
+        bytes_before: 4 << 20,
+        bytes_after: 2 << 20,
+    });
+    assert_eq!(h.app.kv_cache.as_deref(), Some("int8 (auto, at 86 %)"));
+    assert!(h.screen().contains("KV cache int8"), "{}", h.screen());
 }
 
 #[test]

@@ -126,7 +126,13 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
     // The screen comes up and the model loads behind it.
     s.wait_text("is ready on cpu");
     assert!(s.parser.screen().alternate_screen());
-    s.wait_text("halfblocks");
+    // The GPU pane (here: the CPU's facts) closes with the KV-cache format;
+    // Alt+G hides it and shows it again.
+    s.wait_text("KV cache f32");
+    s.send("\x1bg");
+    s.wait_for("the pane hidden", |t| !t.contains("KV cache"));
+    s.send("\x1bg");
+    s.wait_text("KV cache f32");
 
     // Two images on one question: one by command, one pasted.
     s.send("/image tests/fixtures/images/scene_333x211.png\r");
@@ -209,7 +215,7 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
         .unwrap();
     s.parser.screen_mut().set_size(20, 90);
     s.wait_for("the narrow layout", |t| {
-        !t.contains("Device") && t.contains("help")
+        !t.contains("KV cache") && t.contains("help")
     });
 
     // Scroll up and back down (the conversation is taller than this window).
@@ -226,7 +232,7 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
         })
         .unwrap();
     s.parser.screen_mut().set_size(40, 120);
-    s.wait_text("Device");
+    s.wait_text("KV cache");
 
     // Quit, and the terminal is as it was.
     s.send("\x11");

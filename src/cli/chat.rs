@@ -1,55 +1,189 @@
-//! `glimpse` / `glimpse chat`: the full-screen chat on a local model.
-
-use std::path::PathBuf;
+//! `glimpse` / `glimpse chat`: the full-screen chat on a local model. The
+//! flags win; the config file fills what they leave out.
 
 use clap::Args;
 
 use super::ask::{parse_cap, CapArg};
-use crate::engine::{DeviceChoice, DtypeChoice, EngineOptions};
+use crate::engine::{DeviceChoice, DtypeChoice, EngineOptions, KvCachePolicy};
 use crate::processor::image::AlphaMode;
+use crate::session::config::{Config, ImageProtocol, KvPolicy, Preset as ConfigPreset};
+use crate::tui::keymap::Keymap;
+use crate::tui::presets::{builtin_presets, Preset};
 use crate::tui::{ChatOptions, ImageProtocolChoice};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct ChatArgs {
-    /// Local model directory (config.json, safetensors, tokenizer.json, ...).
-    #[arg(long, value_name = "DIR")]
-    pub model: PathBuf,
-    /// auto, cpu or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// auto (bf16 on CUDA, f32 on CPU), f32, bf16 or f16.
-    #[arg(long, default_value = "auto")]
-    pub dtype: DtypeChoice,
+    /// Local model directory (config.json, safetensors, tokenizer.json, ...) or
+    /// a Hugging Face hub id (org/name). Default: the config's model, else
+    /// Qwen/Qwen3-VL-4B-Instruct.
+    #[arg(long, value_name = "DIR|ORG/NAME")]
+    pub model: Option<String>,
+    /// Never use the network: a hub id must already be in the Hugging Face cache.
+    #[arg(long)]
+    pub offline: bool,
+    /// auto, cpu or cuda:N (default: the config's, else auto).
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
+    /// auto (bf16 on CUDA, f32 on CPU), f32, bf16 or f16 (default: the config's, else auto).
+    #[arg(long)]
+    pub dtype: Option<DtypeChoice>,
     /// How image previews are drawn: auto detects kitty, iTerm2 or sixel and
     /// falls back to Unicode half-blocks, which work in any terminal.
     #[arg(
         long = "image-protocol",
-        default_value = "auto",
         value_name = "auto|kitty|iterm2|sixel|halfblocks"
     )]
-    pub image_protocol: ImageProtocolChoice,
+    pub image_protocol: Option<ImageProtocolChoice>,
     /// Limit the context below the model's maximum; the oldest turns are
     /// left out (with a notice) when the conversation outgrows it.
     #[arg(long = "max-context", value_name = "TOKENS")]
     pub max_context: Option<usize>,
     /// Scale images whose long edge exceeds THRESHOLD down to TARGET px first
-    /// ("THRESHOLD:TARGET", or "off").
-    #[arg(long = "long-edge-cap", default_value = "2000:1920", value_parser = parse_cap)]
-    pub long_edge_cap: CapArg,
+    /// ("THRESHOLD:TARGET", or "off"; default: the config's, else 2000:1920).
+    #[arg(long = "long-edge-cap", value_parser = parse_cap)]
+    pub long_edge_cap: Option<CapArg>,
+}
+
+/// What a preset leaves out in the config, the chat's keys need a value for.
+const FALLBACK_TEMPERATURE: f64 = 0.7;
+const FALLBACK_MAX_TOKENS: usize = 512;
+
+/// The config's presets as the chat's, in the config's order (the built-in
+/// three first, so F1/F2/F3 and Alt+1/2/3 keep them).
+pub fn chat_presets(config: &Config) -> Vec<Preset> {
+    if config.presets.is_empty() {
+        return builtin_presets();
+    }
+    config.presets.iter().map(chat_preset).collect()
+}
+
+fn chat_preset(p: &ConfigPreset) -> Preset {
+    Preset::new(
+        &p.name,
+        p.temperature.unwrap_or(FALLBACK_TEMPERATURE),
+        p.max_tokens.unwrap_or(FALLBACK_MAX_TOKENS),
+    )
+}
+
+/// The config's KV-cache policy, as `glimpse ask` maps it.
+pub fn kv_policy(config: &Config) -> KvCachePolicy {
+    match config.kv_cache.policy {
+        KvPolicy::Auto => KvCachePolicy::Auto {
+            threshold: config.kv_cache.threshold,
+        },
+        KvPolicy::F16 => KvCachePolicy::Model,
+        KvPolicy::Int8 => KvCachePolicy::Int8,
+    }
+}
+
+fn image_protocol(p: ImageProtocol) -> ImageProtocolChoice {
+    match p {
+        ImageProtocol::Auto => ImageProtocolChoice::Auto,
+        ImageProtocol::Kitty => ImageProtocolChoice::Kitty,
+        ImageProtocol::Iterm2 => ImageProtocolChoice::Iterm2,
+        ImageProtocol::Sixel => ImageProtocolChoice::Sixel,
+        ImageProtocol::Halfblocks => ImageProtocolChoice::Halfblocks,
+    }
+}
+
+/// The chat's options from the flags over the config; a bad config or an
+/// unknown model stops here, before the screen opens.
+pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptions> {
+    let spec = args.model.unwrap_or_else(|| config.model.clone());
+    let model_dir = super::model_arg::resolve_model_dir(&spec, args.offline)?;
+    let presets = chat_presets(config);
+    let start_preset = presets
+        .iter()
+        .position(|p| p.name == config.preset)
+        .unwrap_or(0);
+    Ok(ChatOptions {
+        engine: EngineOptions {
+            device: args.device.unwrap_or(config.device),
+            dtype: args.dtype.unwrap_or(config.dtype),
+            long_edge_cap: match args.long_edge_cap {
+                Some(cap) => cap.0,
+                None => config.long_edge_cap,
+            },
+            max_context: args.max_context,
+            alpha: AlphaMode::White,
+            kv_cache: kv_policy(config),
+            ..EngineOptions::new(model_dir)
+        },
+        image_protocol: args
+            .image_protocol
+            .unwrap_or_else(|| image_protocol(config.image_protocol)),
+        presets,
+        start_preset,
+        keymap: Keymap::builtin()
+            .with_overrides(&config.keys)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    })
 }
 
 pub fn run(args: ChatArgs) -> anyhow::Result<i32> {
-    let options = ChatOptions {
-        engine: EngineOptions {
-            model_dir: args.model,
-            device: args.device,
-            dtype: args.dtype,
-            long_edge_cap: args.long_edge_cap.0,
-            max_context: args.max_context,
-            alpha: AlphaMode::White,
-            ..EngineOptions::new(PathBuf::new())
-        },
-        image_protocol: args.image_protocol,
-    };
+    let config = Config::load()?;
+    let options = chat_options(args, &config)?;
     crate::tui::run(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const MODEL: &str = "tests/fixtures/models/qwen2_vl";
+
+    fn config(toml: &str) -> Config {
+        Config::from_toml_str(toml, Path::new("config.toml")).unwrap()
+    }
+
+    #[test]
+    fn the_config_fills_what_the_flags_leave_out() {
+        let c = config(&format!(
+            "model = \"{MODEL}\"\ndevice = \"cpu\"\ndtype = \"f32\"\npreset = \"quick\"\n\
+             image_protocol = \"halfblocks\"\nlong_edge_cap = \"off\"\n\
+             [kv_cache]\npolicy = \"int8\"\n\
+             [presets.ocr]\ntemperature = 0\nmax_tokens = 2048\n\
+             [keys]\nregenerate = \"f5\"\n"
+        ));
+        let o = chat_options(ChatArgs::default(), &c).unwrap();
+        assert_eq!(o.engine.model_dir, Path::new(MODEL));
+        assert_eq!(o.engine.device, DeviceChoice::Cpu);
+        assert_eq!(o.engine.dtype, DtypeChoice::F32);
+        assert_eq!(o.engine.long_edge_cap, None);
+        assert_eq!(o.engine.kv_cache, KvCachePolicy::Int8);
+        assert_eq!(o.image_protocol, ImageProtocolChoice::Halfblocks);
+        let names: Vec<&str> = o.presets.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names[..3], ["diagnostic", "creative", "quick"]);
+        assert!(names.contains(&"ocr"));
+        assert_eq!(o.presets[o.start_preset].name, "quick");
+        assert_eq!(
+            o.keymap
+                .first_label(crate::tui::keymap::Action::Regenerate)
+                .as_deref(),
+            Some("F5")
+        );
+
+        // Flags win.
+        let args = ChatArgs {
+            device: Some(DeviceChoice::Auto),
+            image_protocol: Some(ImageProtocolChoice::Kitty),
+            ..ChatArgs::default()
+        };
+        let o = chat_options(args, &c).unwrap();
+        assert_eq!(o.engine.device, DeviceChoice::Auto);
+        assert_eq!(o.image_protocol, ImageProtocolChoice::Kitty);
+    }
+
+    #[test]
+    fn an_unknown_action_in_keys_is_one_line_before_the_screen_opens() {
+        let c = config(&format!("model = \"{MODEL}\"\n[keys]\nsned = \"enter\"\n"));
+        let Err(e) = chat_options(ChatArgs::default(), &c) else {
+            panic!("an unknown action is refused");
+        };
+        let e = e.to_string();
+        assert!(e.starts_with("unknown action `sned`"), "{e}");
+        assert!(!e.contains('\n'));
+    }
 }

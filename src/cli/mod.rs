@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// `glimpse --model DIR` is `glimpse chat --model DIR`.
+    /// `glimpse [--model DIR|ORG/NAME]` is `glimpse chat [--model ...]`.
     #[command(flatten)]
     pub chat: Option<chat::ChatArgs>,
 }
@@ -68,12 +68,8 @@ pub fn main() -> i32 {
         Some(Command::Models(args)) => models::run(args),
         Some(Command::Config(args)) => config::run(args),
         Some(Command::Devices(args)) => devices::run(args),
-        None => match cli.chat {
-            Some(args) => chat::run(args),
-            None => Err(anyhow::anyhow!(
-                "give a model directory: glimpse --model DIR (see glimpse --help)"
-            )),
-        },
+        // Without flags, the model comes from the config (or the default).
+        None => chat::run(cli.chat.unwrap_or_default()),
     };
     match result {
         Ok(code) => code,
@@ -107,11 +103,14 @@ mod tests {
                 .unwrap();
         assert!(cli.command.is_none());
         let chat = cli.chat.expect("chat arguments at the top level");
-        assert_eq!(chat.model, std::path::PathBuf::from("m"));
+        assert_eq!(chat.model.as_deref(), Some("m"));
         assert_eq!(
             chat.image_protocol,
-            crate::tui::ImageProtocolChoice::Halfblocks
+            Some(crate::tui::ImageProtocolChoice::Halfblocks)
         );
+        // Without flags the chat still starts, on the config's model.
+        let cli = Cli::try_parse_from(["glimpse"]).unwrap();
+        assert!(cli.command.is_none() && cli.chat.unwrap_or_default().model.is_none());
 
         let cli = Cli::try_parse_from(["glimpse", "chat", "--model", "m", "--max-context", "4096"])
             .unwrap();

@@ -170,7 +170,7 @@ impl Widget for GpuPane<'_> {
         if inner.is_empty() {
             return;
         }
-        let body = rows(self.view, s);
+        let body = wrap_text_rows(rows(self.view, s), inner.width);
         let footer = footer(self.view, s);
         let body_height = inner.height.saturating_sub(footer.is_some() as u16);
         for (i, row) in body.iter().take(body_height as usize).enumerate() {
@@ -190,6 +190,54 @@ impl Widget for GpuPane<'_> {
             Paragraph::new(line).render(r, buf);
         }
     }
+}
+
+/// Text rows too wide for the pane continue on the next rows, broken at
+/// spaces, in the style of their first span (a narrow side pane must not cut
+/// off the "running on CPU" line or the reason).
+fn wrap_text_rows(rows: Vec<Row<'_>>, width: u16) -> Vec<Row<'_>> {
+    let width = usize::from(width.max(1));
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        match row {
+            Row::Text(line) if line.width() > width => {
+                let style = line.spans.first().map(|s| s.style).unwrap_or_default();
+                let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+                for piece in wrap_words(&text, width) {
+                    out.push(Row::Text(Line::styled(piece, style)));
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Greedy word wrap by characters; a word longer than `width` is split.
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let mut word: Vec<char> = word.chars().collect();
+        let used = current.chars().count();
+        if used > 0 && used + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut current));
+        }
+        while word.len() > width {
+            if !current.is_empty() {
+                lines.push(std::mem::take(&mut current));
+            }
+            lines.push(word.drain(..width).collect());
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.extend(word);
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    lines
 }
 
 fn rows<'a>(view: &'a GpuView, s: &PaneStyles) -> Vec<Row<'a>> {
@@ -517,5 +565,25 @@ mod tests {
     fn before_the_first_sample_the_pane_says_it_is_reading() {
         let view = GpuView::from_history(&History::new(60), None, None, None);
         assert!(render(&view, 40, 3)[1].contains("reading the devices"));
+    }
+
+    #[test]
+    fn long_lines_wrap_at_spaces_in_a_narrow_pane() {
+        assert_eq!(
+            wrap_words("no NVIDIA GPU found — running on CPU (4 threads)", 20),
+            vec!["no NVIDIA GPU found", "— running on CPU (4", "threads)"]
+        );
+        assert_eq!(
+            wrap_words("abcdefghij xy", 4),
+            vec!["abcd", "efgh", "ij", "xy"]
+        );
+        let history = history_of(vec![GpuState::Absent {
+            reason: "no driver".into(),
+        }]);
+        let view = GpuView::from_history(&history, None, None, None);
+        let lines = render(&view, 24, 8);
+        assert!(lines[1].contains("no NVIDIA GPU found"), "{lines:?}");
+        assert!(lines[2].contains("running on CPU (16"), "{lines:?}");
+        assert!(lines[3].contains("threads)"), "{lines:?}");
     }
 }

@@ -3,7 +3,10 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use std::collections::BTreeMap;
+
 use super::presets::Preset;
+use crate::session::keyspec::{Key, KeySpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -17,6 +20,7 @@ pub enum Action {
     CompletePath,
     RemoveAttachment,
     TogglePreviews,
+    ToggleGpuPane,
     Preset(usize),
     TemperatureDown,
     TemperatureUp,
@@ -64,7 +68,51 @@ impl Section {
     }
 }
 
+/// Action names for the config's `[keys]` table, in help order.
+pub const ACTION_NAMES: &[(&str, Action)] = &[
+    ("send", Action::Send),
+    ("newline", Action::Newline),
+    ("cancel", Action::Cancel),
+    ("regenerate", Action::Regenerate),
+    ("copy_reply", Action::CopyReply),
+    ("attach_image", Action::AttachImage),
+    ("complete_path", Action::CompletePath),
+    ("remove_attachment", Action::RemoveAttachment),
+    ("toggle_previews", Action::TogglePreviews),
+    ("preset_1", Action::Preset(0)),
+    ("preset_2", Action::Preset(1)),
+    ("preset_3", Action::Preset(2)),
+    ("preset_4", Action::Preset(3)),
+    ("preset_5", Action::Preset(4)),
+    ("preset_6", Action::Preset(5)),
+    ("preset_7", Action::Preset(6)),
+    ("preset_8", Action::Preset(7)),
+    ("preset_9", Action::Preset(8)),
+    ("temperature_down", Action::TemperatureDown),
+    ("temperature_up", Action::TemperatureUp),
+    ("max_tokens_down", Action::MaxTokensDown),
+    ("max_tokens_up", Action::MaxTokensUp),
+    ("scroll_page_up", Action::ScrollPageUp),
+    ("scroll_page_down", Action::ScrollPageDown),
+    ("scroll_line_up", Action::ScrollLineUp),
+    ("scroll_line_down", Action::ScrollLineDown),
+    ("scroll_top", Action::ScrollTop),
+    ("scroll_bottom", Action::ScrollBottom),
+    ("toggle_gpu_pane", Action::ToggleGpuPane),
+    ("help", Action::Help),
+    ("redraw", Action::Redraw),
+    ("cancel_or_quit", Action::CancelOrQuit),
+    ("quit", Action::Quit),
+];
+
 impl Action {
+    pub fn from_name(name: &str) -> Option<Action> {
+        ACTION_NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| *a)
+    }
+
     pub fn section(self) -> Section {
         use Action::*;
         match self {
@@ -75,7 +123,7 @@ impl Action {
             }
             ScrollPageUp | ScrollPageDown | ScrollLineUp | ScrollLineDown | ScrollTop
             | ScrollBottom => Section::Scrolling,
-            Help | Redraw | CancelOrQuit | Quit => Section::Other,
+            ToggleGpuPane | Help | Redraw | CancelOrQuit | Quit => Section::Other,
         }
     }
 
@@ -111,6 +159,7 @@ impl Action {
             ScrollLineDown => "scroll down a line".into(),
             ScrollTop => "go to the start of the conversation".into(),
             ScrollBottom => "go to the end and follow the reply".into(),
+            ToggleGpuPane => "show or hide the GPU pane (wide screens)".into(),
             Help => "show or hide this help".into(),
             Redraw => "redraw the whole screen".into(),
             CancelOrQuit => "stop the reply; quit when none is running".into(),
@@ -229,7 +278,98 @@ pub struct HelpRow {
     pub description: String,
 }
 
+impl KeyChord {
+    /// The chord of a key as the config writes it, normalised as
+    /// [`KeyChord::from_event`] normalises key presses.
+    pub fn from_spec(spec: &KeySpec) -> KeyChord {
+        let mut modifiers = KeyModifiers::NONE;
+        let m = spec.modifiers;
+        for (on, bit) in [
+            (m.ctrl, KeyModifiers::CONTROL),
+            (m.alt, KeyModifiers::ALT),
+            (m.shift, KeyModifiers::SHIFT),
+            (m.super_key, KeyModifiers::SUPER),
+        ] {
+            if on {
+                modifiers |= bit;
+            }
+        }
+        let code = match spec.key {
+            Key::Char(c) => {
+                modifiers.remove(KeyModifiers::SHIFT);
+                if modifiers.is_empty() {
+                    KeyCode::Char(c)
+                } else {
+                    KeyCode::Char(c.to_ascii_lowercase())
+                }
+            }
+            Key::F(n) => KeyCode::F(n),
+            Key::Enter => KeyCode::Enter,
+            Key::Esc => KeyCode::Esc,
+            Key::Tab if m.shift => {
+                modifiers.remove(KeyModifiers::SHIFT);
+                KeyCode::BackTab
+            }
+            Key::Tab => KeyCode::Tab,
+            Key::Backspace => KeyCode::Backspace,
+            Key::Delete => KeyCode::Delete,
+            Key::Insert => KeyCode::Insert,
+            Key::Home => KeyCode::Home,
+            Key::End => KeyCode::End,
+            Key::PageUp => KeyCode::PageUp,
+            Key::PageDown => KeyCode::PageDown,
+            Key::Up => KeyCode::Up,
+            Key::Down => KeyCode::Down,
+            Key::Left => KeyCode::Left,
+            Key::Right => KeyCode::Right,
+        };
+        KeyChord { code, modifiers }
+    }
+}
+
 impl Keymap {
+    /// The keys of `overrides` (action name → keys) replace the built-in
+    /// keys of those actions, and take their chords from any other action.
+    pub fn with_overrides(
+        mut self,
+        overrides: &BTreeMap<String, Vec<KeySpec>>,
+    ) -> Result<Keymap, String> {
+        for (name, keys) in overrides {
+            let action = Action::from_name(name).ok_or_else(|| {
+                format!(
+                    "unknown action `{name}` in [keys]; the actions are: {}",
+                    ACTION_NAMES
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            let chords: Vec<KeyChord> = keys.iter().map(KeyChord::from_spec).collect();
+            let keep = |b: &Binding| b.action != action && !chords.contains(&b.chord);
+            // Where the action was, so the help keeps its order.
+            let at = self
+                .bindings
+                .iter()
+                .position(|b| b.action == action)
+                .map(|i| self.bindings[..i].iter().filter(|b| keep(b)).count())
+                .unwrap_or(self.bindings.len());
+            self.bindings.retain(keep);
+            let at = at.min(self.bindings.len());
+            for (i, chord) in chords.into_iter().enumerate() {
+                self.bindings.insert(
+                    at + i,
+                    Binding {
+                        chord,
+                        when: When::Always,
+                        action,
+                    },
+                );
+            }
+        }
+        Ok(self)
+    }
+
     /// glimpse's default keys. F-keys are often swallowed over SSH, so each
     /// has an Alt chord; bare characters act only on an empty input.
     pub fn builtin() -> Self {
@@ -277,6 +417,7 @@ impl Keymap {
             (K::Char('g'), NONE, When::Browsing, ScrollTop),
             (K::End, CTRL, When::Always, ScrollBottom),
             (K::Char('G'), NONE, When::Browsing, ScrollBottom),
+            (K::Char('g'), ALT, When::Always, ToggleGpuPane),
             (K::Char('?'), NONE, When::InputEmpty, Help),
             (K::F(12), NONE, When::Always, Help),
             (K::Char('l'), CTRL, When::Always, Redraw),
@@ -355,6 +496,46 @@ impl Keymap {
 mod tests {
     use super::*;
     use crate::tui::presets::builtin_presets;
+
+    #[test]
+    fn config_keys_replace_an_actions_keys_and_unknown_actions_are_refused() {
+        let spec = |s: &str| s.parse::<KeySpec>().unwrap();
+        let mut keys = BTreeMap::new();
+        keys.insert("regenerate".to_string(), vec![spec("ctrl+g"), spec("f5")]);
+        keys.insert("toggle_gpu_pane".to_string(), vec![spec("ctrl+r")]);
+        let map = Keymap::builtin().with_overrides(&keys).unwrap();
+        let press = |code, modifiers| KeyEvent::new(code, modifiers);
+        assert_eq!(
+            map.lookup(
+                &press(KeyCode::Char('g'), KeyModifiers::CONTROL),
+                false,
+                false
+            ),
+            Some(Action::Regenerate)
+        );
+        assert_eq!(
+            map.lookup(&press(KeyCode::F(5), KeyModifiers::NONE), false, false),
+            Some(Action::Regenerate)
+        );
+        // Ctrl+R moved to the GPU pane; Alt+G no longer toggles it.
+        assert_eq!(
+            map.lookup(
+                &press(KeyCode::Char('r'), KeyModifiers::CONTROL),
+                false,
+                false
+            ),
+            Some(Action::ToggleGpuPane)
+        );
+        assert_eq!(
+            map.lookup(&press(KeyCode::Char('g'), KeyModifiers::ALT), false, false),
+            None
+        );
+        let mut bad = BTreeMap::new();
+        bad.insert("sned".to_string(), vec![spec("enter")]);
+        let e = Keymap::builtin().with_overrides(&bad).unwrap_err();
+        assert!(e.starts_with("unknown action `sned` in [keys]"), "{e}");
+        assert!(!e.contains('\n'));
+    }
     use ratatui::crossterm::event::KeyEventKind;
 
     fn key(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {

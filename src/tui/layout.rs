@@ -5,9 +5,9 @@ use ratatui::layout::Rect;
 
 use super::app::App;
 
-/// Terminals at least this wide get the side pane.
+/// Terminals at least this wide get the side pane (unless it is hidden).
 pub const SIDE_PANE_MIN_WIDTH: u16 = 100;
-pub const SIDE_PANE_WIDTH: u16 = 30;
+pub const SIDE_PANE_WIDTH: u16 = 36;
 /// Tallest an image preview gets, in rows.
 pub const PREVIEW_ROWS: u16 = 10;
 /// Most lines the input grows to before it scrolls.
@@ -36,7 +36,7 @@ pub fn screen_layout(area: Rect, app: &App) -> Areas {
     let path_prompt = app.path_prompt.as_ref().map(|_| take(3));
     let chips = (!app.attachments.is_empty()).then(|| take(1));
     let main = Rect::new(area.x, area.y, area.width, bottom.saturating_sub(area.y));
-    let (transcript, side) = if area.width >= SIDE_PANE_MIN_WIDTH {
+    let (transcript, side) = if app.gpu_pane_on && area.width >= SIDE_PANE_MIN_WIDTH {
         let t = Rect::new(main.x, main.y, main.width - SIDE_PANE_WIDTH, main.height);
         let s = Rect::new(main.x + t.width, main.y, SIDE_PANE_WIDTH, main.height);
         (t, Some(s))

@@ -11,6 +11,7 @@ use ratatui_image::protocol::Protocol;
 
 use crate::conversation::Conversation;
 use crate::engine::{Event, ModelInfo, SamplingOverrides};
+use crate::gpu::Sample;
 use crate::processor::vision_input::VisionPreprocessConfig;
 
 pub type RequestId = u64;
@@ -21,6 +22,8 @@ pub type ImageId = u64;
 pub struct ModelReady {
     pub info: ModelInfo,
     pub vision: VisionPreprocessConfig,
+    /// The KV cache's format at load (`Engine::kv_cache_label`).
+    pub kv_cache: String,
 }
 
 /// An image decoded in memory, once, for its chip and its preview.
@@ -42,6 +45,8 @@ pub enum Msg {
     Tick,
     /// The terminal stopped sending input (it was closed).
     InputClosed,
+    /// The GPU sampler's latest reading, once per sampler period.
+    GpuSample(Box<Sample>),
     ModelLoaded(Box<ModelReady>),
     ModelFailed(String),
     Engine {

@@ -27,6 +27,8 @@ use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg};
 use super::resync::ResyncBackend;
 use super::{graphics, terminal, view};
 use crate::engine::{ContextPolicy, Engine, EngineOptions, Event, Request};
+use crate::gpu::sampler::{self, Sampler};
+use crate::gpu::NvmlMonitor;
 use crate::processor::image::{load_image, LongEdgeCap};
 use crate::processor::vision_input::VisionPreprocessConfig;
 
@@ -59,6 +61,11 @@ impl FromStr for ImageProtocolChoice {
 pub struct ChatOptions {
     pub engine: EngineOptions,
     pub image_protocol: ImageProtocolChoice,
+    /// The sampling presets; F1–F3 and Alt+1–3 pick the first three.
+    pub presets: Vec<super::presets::Preset>,
+    /// Index of the preset a conversation starts with.
+    pub start_preset: usize,
+    pub keymap: super::keymap::Keymap,
 }
 
 /// Frames are drawn at most this often; tokens arriving in between are
@@ -87,10 +94,29 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     let stop_input = Arc::new(AtomicBool::new(false));
     let input = spawn_input(tx.clone(), stop_input.clone());
     let engine: Arc<Mutex<Option<Engine>>> = Arc::new(Mutex::new(None));
-    spawn_loader(options.engine.clone(), engine.clone(), tx.clone());
+    // The pane's readings, also the engine's for its device choice and KV policy.
+    let sample_tx = tx.clone();
+    let sampler = Sampler::start_with(
+        Box::new(NvmlMonitor::open()),
+        sampler::PERIOD,
+        sampler::HISTORY_LEN,
+        move |s| {
+            let _ = sample_tx.send(Msg::GpuSample(Box::new(s.clone())));
+        },
+    );
+    let engine_options = EngineOptions {
+        readings: Some(sampler.readings()),
+        ..options.engine.clone()
+    };
+    spawn_loader(engine_options, engine.clone(), tx.clone());
 
     let mut config = AppConfig::new(options.engine.model_dir.clone());
     config.font_size = picker.font_size();
+    config.keymap = options.keymap.clone();
+    if !options.presets.is_empty() {
+        config.presets = options.presets.clone();
+        config.start_preset = options.start_preset.min(options.presets.len() - 1);
+    }
     config.cpu_threads = thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -117,6 +143,7 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     terminal::restore();
     // Dropping the engine waits for its thread; any answer was told to stop.
     drop(engine.lock().map(|mut e| e.take()));
+    sampler.stop();
     // As a shell reports a process ended by a signal: 128 + its number.
     result.map(|_| terminal::termination_signal().map_or(0, |sig| 128 + sig))
 }
@@ -183,7 +210,15 @@ fn spawn_loader(options: EngineOptions, slot: Arc<Mutex<Option<Engine>>>, tx: Se
                         VisionPreprocessConfig::qwen2_vl_defaults()
                     };
                     let vision = VisionPreprocessConfig::from_model_dir(&dir, defaults)?;
-                    Ok((engine, ModelReady { info, vision }))
+                    let kv_cache = engine.kv_cache_label();
+                    Ok((
+                        engine,
+                        ModelReady {
+                            info,
+                            vision,
+                            kv_cache,
+                        },
+                    ))
                 });
             match loaded {
                 Ok((engine, ready)) => {

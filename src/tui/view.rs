@@ -10,7 +10,7 @@ use ratatui_image::Image;
 use super::app::{App, Flash, ImageState, ModelState};
 use super::keymap::{Action, Section, COMMANDS};
 use super::layout::screen_layout;
-use super::side_pane::draw_device_facts;
+use super::side_pane::draw_side_pane;
 use super::transcript::{all_rows, spinner, Row};
 use super::wrap::{sanitize, truncate, width};
 
@@ -26,7 +26,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     let areas = screen_layout(area, app);
     draw_transcript(frame, areas.transcript, app);
     if let Some(side) = areas.side {
-        draw_device_facts(frame, side, &app.device_facts(), &app.theme);
+        draw_side_pane(frame, side, &app.gpu_view(), &app.theme);
     }
     if let Some(chips) = areas.chips {
         draw_chips(frame, chips, app);

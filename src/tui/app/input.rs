@@ -201,6 +201,21 @@ impl App {
                 }
                 None => self.flash = Some(Flash::Info("no image attached".into())),
             },
+            Action::ToggleGpuPane => {
+                self.gpu_pane_on = !self.gpu_pane_on;
+                // The transcript changes width.
+                self.rows.borrow_mut().clear();
+                self.clamp_scroll();
+                self.want_previews(cmds);
+                self.flash = Some(Flash::Info(
+                    if self.gpu_pane_on {
+                        "GPU pane on"
+                    } else {
+                        "GPU pane off"
+                    }
+                    .into(),
+                ));
+            }
             Action::TogglePreviews => {
                 self.previews_on = !self.previews_on;
                 self.rows.borrow_mut().clear();

@@ -15,11 +15,13 @@ use ratatui::crossterm::event::KeyEventKind;
 use ratatui_image::protocol::Protocol;
 use ratatui_textarea::{TextArea, WrapMode};
 
+use crate::gpu::pane::GpuView;
+use crate::gpu::sampler::{History, HISTORY_LEN, PERIOD};
+
 use super::attachments::{image_budget, ImageBudget};
 use super::keymap::{Action, Keymap};
 use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId};
 use super::presets::{builtin_presets, Preset, Settings};
-use super::side_pane::DeviceFacts;
 use super::theme::Theme;
 use super::transcript::{Entry, EntryKind, ReplyStats, RowCache};
 
@@ -86,6 +88,8 @@ pub struct AppConfig {
     pub model_dir: PathBuf,
     pub keymap: Keymap,
     pub presets: Vec<Preset>,
+    /// Index of the preset the conversation starts with.
+    pub start_preset: usize,
     pub theme: Theme,
     /// Cell size in pixels, from the terminal (for preview proportions).
     pub font_size: (u16, u16),
@@ -102,6 +106,7 @@ impl AppConfig {
             model_dir: model_dir.into(),
             keymap: Keymap::builtin(),
             presets: builtin_presets(),
+            start_preset: 0,
             theme: Theme::default(),
             font_size: (10, 20),
             cpu_threads: 1,
@@ -144,6 +149,15 @@ pub struct App {
     pub context_used: usize,
     pub dropped_messages: usize,
     pub last_stats: Option<ReplyStats>,
+    /// The GPU sampler's recent readings, newest last.
+    pub gpu_history: History,
+    pub gpu_pane_on: bool,
+    /// The KV cache's format, once the model is loaded.
+    pub kv_cache: Option<String>,
+    /// Decode speed over the last sampler period while a reply streams.
+    pub live_tokens_per_s: Option<f64>,
+    /// Tokens streamed since the last GPU sample.
+    tokens_since_sample: usize,
     pub(crate) rows: RefCell<RowCache>,
     running: Option<Running>,
     next_request: RequestId,
@@ -155,7 +169,10 @@ pub struct App {
 
 impl App {
     pub fn new(config: AppConfig) -> Self {
-        let settings = Settings::from_preset(0, &config.presets[0]);
+        let start = config
+            .start_preset
+            .min(config.presets.len().saturating_sub(1));
+        let settings = Settings::from_preset(start, &config.presets[start]);
         let mut app = App {
             keymap: config.keymap,
             presets: config.presets,
@@ -186,6 +203,11 @@ impl App {
             context_used: 0,
             dropped_messages: 0,
             last_stats: None,
+            gpu_history: History::new(HISTORY_LEN),
+            gpu_pane_on: true,
+            kv_cache: None,
+            live_tokens_per_s: None,
+            tokens_since_sample: 0,
             rows: RefCell::new(RowCache::default()),
             running: None,
             next_request: 1,
@@ -240,15 +262,33 @@ impl App {
         }
     }
 
-    pub fn device_facts(&self) -> DeviceFacts {
-        let ready = self.ready();
-        DeviceFacts {
-            device: ready.map(|r| r.info.device.clone()),
-            dtype: ready.map(|r| r.info.dtype.clone()),
-            max_context: ready.map(|r| r.info.max_context),
-            cpu_threads: self.cpu_threads,
-            image_protocol: self.image_protocol.clone(),
+    /// What the GPU pane shows: the sampler's readings, the device in use,
+    /// the KV-cache format and the decode speed (live while a reply streams,
+    /// else the last answer's).
+    pub fn gpu_view(&self) -> GpuView {
+        let tokens_per_s = if self.running.is_some() {
+            self.live_tokens_per_s
+        } else {
+            self.last_stats.as_ref().map(|s| s.tok_s)
+        };
+        GpuView::from_history(
+            &self.gpu_history,
+            self.ready().and_then(|r| r.info.gpu_index),
+            self.kv_cache.clone(),
+            tokens_per_s,
+        )
+    }
+
+    pub(super) fn count_streamed_token(&mut self) {
+        self.tokens_since_sample += 1;
+    }
+
+    fn on_gpu_sample(&mut self, sample: crate::gpu::Sample) {
+        self.gpu_history.push(sample);
+        if self.running.is_some() && self.tokens_since_sample > 0 {
+            self.live_tokens_per_s = Some(self.tokens_since_sample as f64 / PERIOD.as_secs_f64());
         }
+        self.tokens_since_sample = 0;
     }
 
     /// The model size and token count of a decoded image, once the model is known.
@@ -295,7 +335,9 @@ impl App {
             }
             Msg::Tick => self.tick = self.tick.wrapping_add(1),
             Msg::InputClosed => self.act(Action::Quit, &mut cmds),
+            Msg::GpuSample(sample) => self.on_gpu_sample(*sample),
             Msg::ModelLoaded(ready) => {
+                self.kv_cache = Some(ready.kv_cache.clone());
                 self.model = ModelState::Ready(ready);
                 self.rows.borrow_mut().clear();
                 if self.next_job == Some(NextJob::Ask) && self.running.is_none() {

@@ -71,6 +71,8 @@ impl App {
         let conversation = conversation_until(&self.entries, &self.images);
         let id = self.request_id();
         let cancel = Arc::new(AtomicBool::new(false));
+        self.live_tokens_per_s = None;
+        self.tokens_since_sample = 0;
         self.running = Some(Running {
             id,
             cancel: cancel.clone(),
@@ -225,6 +227,7 @@ impl App {
                 bytes_after,
                 ..
             } => {
+                self.kv_cache = Some(format!("int8 (auto, at {:.0} %)", memory_fraction * 100.0));
                 notice = Some(format!(
                     "Device memory reached {:.0} %: the KV cache now stores INT8 ({:.1} → {:.1} MiB).",
                     memory_fraction * 100.0,
@@ -242,6 +245,7 @@ impl App {
             }
             Event::Token { text, .. } => {
                 self.context_used += 1;
+                self.count_streamed_token();
                 if let Some(e) = self.reply_mut(id) {
                     if let EntryKind::Assistant(r) = &mut e.kind {
                         r.text.push_str(&text);
