@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -133,11 +133,16 @@ impl GenerationDefaults {
 pub struct Sampler {
     params: SamplingParams,
     processor: Option<LogitsProcessor>,
+    /// Device tensors for greedy decoding and the repetition penalty, made
+    /// at the first step (they need the vocabulary size and the device).
+    on_device: Option<OnDevice>,
 }
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
-        let processor = (params.temperature > 0.0).then(|| {
+        // top-k 1 keeps only the most likely token: sampling is greedy then.
+        let samples = params.temperature > 0.0 && params.top_k != 1;
+        let processor = samples.then(|| {
             let t = params.temperature;
             let k = params.top_k;
             let p = params.top_p;
@@ -153,28 +158,107 @@ impl Sampler {
             };
             LogitsProcessor::from_sampling(params.seed, sampling)
         });
-        Sampler { params, processor }
+        Sampler {
+            params,
+            processor,
+            on_device: None,
+        }
     }
 
     pub fn params(&self) -> &SamplingParams {
         &self.params
     }
 
-    /// `logits`: f32 `(vocab,)`; `history`: every id of the sequence so far.
+    /// `logits`: f32 `(vocab,)`; `history`: every id of the sequence so far,
+    /// growing by the ids chosen since the last call. Greedy decoding and
+    /// the penalty run where the logits are: only the chosen id crosses to
+    /// the host (sampling with a temperature still reads the logits there).
     pub fn sample(&mut self, logits: &Tensor, history: &[u32]) -> candle_core::Result<u32> {
-        let logits = if (self.params.repetition_penalty - 1.0).abs() > f32::EPSILON {
-            candle_transformers::utils::apply_repeat_penalty(
-                logits,
-                self.params.repetition_penalty,
-                history,
-            )?
+        let state = match &mut self.on_device {
+            Some(s) => s,
+            None => self.on_device.insert(OnDevice::new(logits)?),
+        };
+        let penalty = self.params.repetition_penalty;
+        let logits = if (penalty - 1.0).abs() > f32::EPSILON {
+            state.penalise(logits, history, penalty)?
         } else {
             logits.clone()
         };
         match &mut self.processor {
             Some(p) => p.sample(&logits),
-            None => Ok(argmax_first(&logits.to_vec1::<f32>()?)),
+            None => state.first_argmax(&logits),
         }
+    }
+}
+
+struct OnDevice {
+    vocab: usize,
+    /// `vocab - i` at index `i`: the largest among the maxima is the first.
+    countdown: Tensor,
+    /// 1 where an id of the sequence is, else 0 (u8); built at the first
+    /// penalised step, then marked one id at a time.
+    seen: Option<Tensor>,
+    seen_upto: usize,
+    one: Tensor,
+}
+
+impl OnDevice {
+    fn new(logits: &Tensor) -> candle_core::Result<OnDevice> {
+        let vocab = logits.dim(0)?;
+        let device = logits.device();
+        let countdown: Vec<f32> = (0..vocab).map(|i| (vocab - i) as f32).collect();
+        Ok(OnDevice {
+            vocab,
+            countdown: Tensor::from_vec(countdown, vocab, device)?,
+            seen: None,
+            seen_upto: 0,
+            one: Tensor::new(&[1u8], device)?,
+        })
+    }
+
+    /// torch.argmax on a device: the first index of the maximum, found
+    /// without copying the logits back.
+    fn first_argmax(&self, logits: &Tensor) -> candle_core::Result<u32> {
+        let top = logits.max_keepdim(0)?;
+        let at_top = logits.broadcast_eq(&top)?.to_dtype(DType::F32)?;
+        let countdown = (at_top * &self.countdown)?.max(0)?.to_scalar::<f32>()?;
+        Ok((self.vocab - countdown as usize) as u32)
+    }
+
+    /// transformers' repetition penalty: logits of ids already in the
+    /// sequence are divided by `penalty` when positive, multiplied when negative.
+    fn penalise(
+        &mut self,
+        logits: &Tensor,
+        history: &[u32],
+        penalty: f32,
+    ) -> candle_core::Result<Tensor> {
+        let seen = match &self.seen {
+            Some(seen) => {
+                for &id in &history[self.seen_upto.min(history.len())..] {
+                    if (id as usize) < self.vocab {
+                        seen.slice_set(&self.one, 0, id as usize)?;
+                    }
+                }
+                seen
+            }
+            None => {
+                let mut mask = vec![0u8; self.vocab];
+                for &id in history {
+                    if let Some(m) = mask.get_mut(id as usize) {
+                        *m = 1;
+                    }
+                }
+                self.seen
+                    .insert(Tensor::from_vec(mask, self.vocab, logits.device())?)
+            }
+        };
+        self.seen_upto = history.len();
+        let p = Tensor::new(&[penalty], logits.device())?;
+        let negative = logits.lt(0f32)?;
+        let penalised =
+            negative.where_cond(&logits.broadcast_mul(&p)?, &logits.broadcast_div(&p)?)?;
+        seen.where_cond(&penalised, logits)
     }
 }
 
@@ -259,5 +343,84 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
+    }
+
+    fn logits(values: &[f32]) -> Tensor {
+        Tensor::new(values, &Device::Cpu).unwrap()
+    }
+
+    fn greedy(penalty: f32) -> Sampler {
+        Sampler::new(
+            GenerationDefaults::greedy(vec![]).resolve(&SamplingOverrides {
+                temperature: Some(0.0),
+                repetition_penalty: Some(penalty),
+                ..Default::default()
+            }),
+        )
+    }
+
+    #[test]
+    fn greedy_on_the_device_agrees_with_the_host_on_ties_and_spread() {
+        let mut x = 0x1234_5678u64;
+        for round in 0..200 {
+            // Few distinct values, so maxima repeat often.
+            let values: Vec<f32> = (0..97)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((x >> 40) % 7) as f32 - 3.0
+                })
+                .collect();
+            let got = greedy(1.0).sample(&logits(&values), &[]).unwrap();
+            assert_eq!(got, argmax_first(&values), "round {round}");
+        }
+        assert_eq!(
+            greedy(1.0)
+                .sample(&logits(&[-5.0, -1.0, -1.0]), &[])
+                .unwrap(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_penalty_on_the_device_matches_the_host_one_step_after_step() {
+        let values = [2.0f32, 1.9, -0.5, 1.5, -3.0, 0.0, 1.8];
+        let mut sampler = greedy(1.3);
+        let mut history = vec![0u32, 4];
+        for _ in 0..5 {
+            let host =
+                candle_transformers::utils::apply_repeat_penalty(&logits(&values), 1.3, &history)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+            let next = sampler.sample(&logits(&values), &history).unwrap();
+            assert_eq!(next, argmax_first(&host), "after {history:?}");
+            let state = sampler.on_device.as_mut().unwrap();
+            let device = state
+                .penalise(&logits(&values), &history, 1.3)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(device, host, "after {history:?}");
+            history.push(next);
+        }
+        // Penalised once however often seen: 0 (2.0 → 1.54) wins again once
+        // 1 (1.9 → 1.46) and 6 (1.8 → 1.38) are penalised too.
+        assert_eq!(&history[2..5], &[1, 6, 0]);
+    }
+
+    #[test]
+    fn top_k_of_one_decodes_greedily() {
+        let params = GenerationDefaults::greedy(vec![]).resolve(&SamplingOverrides {
+            temperature: Some(0.9),
+            top_k: Some(1),
+            ..Default::default()
+        });
+        let values = [0.3f32, 0.31, 0.2];
+        let mut s = Sampler::new(params);
+        for _ in 0..8 {
+            assert_eq!(s.sample(&logits(&values), &[]).unwrap(), 1);
+        }
     }
 }

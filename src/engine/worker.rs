@@ -117,7 +117,8 @@ impl Worker {
         })?;
         let device = open_device(placement.target)?;
         let model = VlModel::load(dir, &device, placement.dtype)?;
-        let cache = KvCache::with_format(model.config.text.num_hidden_layers, kv_format);
+        let cache = KvCache::with_format(model.config.text.num_hidden_layers, kv_format)
+            .with_limit(max_context);
         kv_shared.store(kv_format_code(kv_format), Ordering::Relaxed);
         Ok(Worker {
             model,

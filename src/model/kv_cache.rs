@@ -2,6 +2,11 @@
 //! allocated for the whole context up front) and cut back when a new prompt
 //! shares only part of what is cached.
 //!
+//! In the model's dtype the cache is a buffer with room to spare, grown in
+//! whole [`CHUNK`]s of positions: each step writes its keys and values in
+//! place and attention reads a view of the filled part, so a decode step
+//! copies one position per layer instead of the whole cache.
+//!
 //! Two storage formats: the model's own dtype, or INT8 with one f32 scale per
 //! token and head (symmetric, absmax / 127), quantised on append and
 //! dequantised to the model dtype for attention. A cache can switch from the
@@ -80,9 +85,70 @@ impl Quantized {
     }
 }
 
-#[derive(Clone)]
+/// Positions a model-dtype buffer grows by when it is full.
+pub const CHUNK: usize = 512;
+
+/// Keys and values `(b, kv_heads, capacity, head_dim)`, contiguous; the first
+/// `KvCache::len` positions are filled.
+struct Buffers {
+    k: Tensor,
+    v: Tensor,
+}
+
+impl Buffers {
+    fn capacity(&self) -> usize {
+        self.k.dim(2).unwrap_or(0)
+    }
+
+    /// Room for at least `need` positions, keeping the first `filled`.
+    fn with_room(self, filled: usize, need: usize, limit: usize) -> Result<Buffers> {
+        if need <= self.capacity() {
+            return Ok(self);
+        }
+        // A quarter more at least, so that a long conversation is copied a
+        // bounded number of times per position, with at most a quarter spare.
+        let ahead = need
+            .max(self.capacity() + self.capacity() / 4)
+            .div_ceil(CHUNK)
+            * CHUNK;
+        let capacity = ahead.min(limit).max(need);
+        let grow = |t: &Tensor| -> Result<Tensor> {
+            let (b, h, _, d) = t.dims4()?;
+            let fresh = Tensor::zeros((b, h, capacity, d), t.dtype(), t.device())?;
+            if filled > 0 {
+                fresh.slice_set(&t.narrow(2, 0, filled)?.contiguous()?, 2, 0)?;
+            }
+            Ok(fresh)
+        };
+        Ok(Buffers {
+            k: grow(&self.k)?,
+            v: grow(&self.v)?,
+        })
+    }
+
+    fn empty_like(k: &Tensor, v: &Tensor) -> Result<Buffers> {
+        let zero = |t: &Tensor| -> Result<Tensor> {
+            let (b, h, _, d) = t.dims4()?;
+            Tensor::zeros((b, h, 0, d), t.dtype(), t.device())
+        };
+        Ok(Buffers {
+            k: zero(k)?,
+            v: zero(v)?,
+        })
+    }
+
+    /// The filled part, as views of the buffers.
+    fn filled(&self, len: usize) -> Result<(Tensor, Tensor)> {
+        Ok((self.k.narrow(2, 0, len)?, self.v.narrow(2, 0, len)?))
+    }
+
+    fn size_in_bytes(&self) -> usize {
+        (self.k.elem_count() + self.v.elem_count()) * self.k.dtype().size_in_bytes()
+    }
+}
+
 enum Slot {
-    Model(Tensor, Tensor),
+    Model(Buffers),
     Int8(Quantized, Quantized),
 }
 
@@ -90,6 +156,8 @@ pub struct KvCache {
     layers: Vec<Option<Slot>>,
     len: usize,
     format: KvFormat,
+    /// Most positions a buffer makes room for ahead of need.
+    limit: usize,
 }
 
 impl KvCache {
@@ -99,10 +167,18 @@ impl KvCache {
 
     pub fn with_format(num_layers: usize, format: KvFormat) -> Self {
         KvCache {
-            layers: vec![None; num_layers],
+            layers: (0..num_layers).map(|_| None).collect(),
             len: 0,
             format,
+            limit: usize::MAX,
         }
+    }
+
+    /// Room is never made for more than `positions` (the context limit), so
+    /// the spare room stays within what the memory estimate reserved.
+    pub fn with_limit(mut self, positions: usize) -> Self {
+        self.limit = positions;
+        self
     }
 
     /// Number of positions cached.
@@ -121,27 +197,32 @@ impl KvCache {
     /// Appends a chunk's keys and values `(b, kv_heads, L, head_dim)` for one layer
     /// and returns everything cached for it, the chunk included, in the chunk's dtype.
     pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let filled = self.len;
         let slot = &mut self.layers[layer];
         match self.format {
             KvFormat::Model => {
-                let (k, v) = match slot.take() {
-                    None => (k.clone(), v.clone()),
-                    Some(Slot::Model(pk, pv)) => {
-                        (Tensor::cat(&[&pk, k], 2)?, Tensor::cat(&[&pv, v], 2)?)
-                    }
+                let buffers = match slot.take() {
+                    None => Buffers::empty_like(k, v)?,
+                    Some(Slot::Model(b)) => b,
                     Some(Slot::Int8(..)) => {
                         candle_core::bail!("an INT8 KV cache cannot go back to the model dtype")
                     }
                 };
-                *slot = Some(Slot::Model(k.clone(), v.clone()));
-                Ok((k, v))
+                let n = k.dim(2)?;
+                let buffers = buffers.with_room(filled, filled + n, self.limit)?;
+                buffers.k.slice_set(&k.contiguous()?, 2, filled)?;
+                buffers.v.slice_set(&v.contiguous()?, 2, filled)?;
+                let out = buffers.filled(filled + n)?;
+                *slot = Some(Slot::Model(buffers));
+                Ok(out)
             }
             KvFormat::Int8 => {
                 let (qk, qv) = (Quantized::of(k)?, Quantized::of(v)?);
                 let (qk, qv) = match slot.take() {
                     None => (qk, qv),
                     Some(Slot::Int8(pk, pv)) => (pk.cat(&qk)?, pv.cat(&qv)?),
-                    Some(Slot::Model(pk, pv)) => {
+                    Some(Slot::Model(b)) => {
+                        let (pk, pv) = b.filled(filled)?;
                         (Quantized::of(&pk)?.cat(&qk)?, Quantized::of(&pv)?.cat(&qv)?)
                     }
                 };
@@ -154,9 +235,14 @@ impl KvCache {
 
     /// Re-stores everything cached as INT8; later appends are quantised too.
     pub fn convert_to_int8(&mut self) -> Result<()> {
+        let filled = self.len;
         for slot in self.layers.iter_mut() {
-            if let Some(Slot::Model(k, v)) = slot.take() {
-                *slot = Some(Slot::Int8(Quantized::of(&k)?, Quantized::of(&v)?));
+            match slot.take() {
+                Some(Slot::Model(b)) => {
+                    let (k, v) = b.filled(filled)?;
+                    *slot = Some(Slot::Int8(Quantized::of(&k)?, Quantized::of(&v)?));
+                }
+                other => *slot = other,
             }
         }
         self.format = KvFormat::Int8;
@@ -168,22 +254,18 @@ impl KvCache {
         self.len += n;
     }
 
-    /// Keeps the first `len` positions.
+    /// Keeps the first `len` positions (a model-dtype buffer keeps its room;
+    /// later appends overwrite what was cut).
     pub fn truncate(&mut self, len: usize) -> Result<()> {
         if len >= self.len {
             return Ok(());
         }
         for slot in self.layers.iter_mut() {
-            if let Some(s) = slot.take() {
-                if len > 0 {
-                    *slot = Some(match s {
-                        Slot::Model(k, v) => {
-                            Slot::Model(k.narrow(2, 0, len)?, v.narrow(2, 0, len)?)
-                        }
-                        Slot::Int8(k, v) => Slot::Int8(k.narrow(len)?, v.narrow(len)?),
-                    });
-                }
-            }
+            *slot = match slot.take() {
+                _ if len == 0 => None,
+                Some(Slot::Int8(k, v)) => Some(Slot::Int8(k.narrow(len)?, v.narrow(len)?)),
+                kept => kept,
+            };
         }
         self.len = len;
         Ok(())
@@ -194,13 +276,23 @@ impl KvCache {
         self.len = 0;
     }
 
-    /// Bytes held by the cached tensors.
+    /// Bytes of the cached positions (what a format costs per position).
     pub fn size_in_bytes(&self) -> usize {
+        let filled = self.len;
+        self.bytes(|b| b.size_in_bytes() / b.capacity().max(1) * filled)
+    }
+
+    /// Bytes the cache holds on its device, spare room included.
+    pub fn reserved_bytes(&self) -> usize {
+        self.bytes(Buffers::size_in_bytes)
+    }
+
+    fn bytes(&self, of_buffers: impl Fn(&Buffers) -> usize) -> usize {
         self.layers
             .iter()
             .flatten()
             .map(|s| match s {
-                Slot::Model(k, v) => (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes(),
+                Slot::Model(b) => of_buffers(b),
                 Slot::Int8(k, v) => k.size_in_bytes() + v.size_in_bytes(),
             })
             .sum()
@@ -262,8 +354,9 @@ mod tests {
             cache.append(layer, &k, &k).unwrap();
         }
         cache.advance(5);
-        let full = cache.size_in_bytes();
-        assert_eq!(full, 2 * 2 * (2 * 5 * 32) * 4);
+        assert_eq!(cache.size_in_bytes(), 2 * 2 * (2 * 5 * 32) * 4);
+        // Two layers, keys and values, room for one chunk of positions.
+        assert_eq!(cache.reserved_bytes(), 2 * 2 * (2 * CHUNK * 32) * 4);
         cache.convert_to_int8().unwrap();
         assert_eq!(cache.format(), KvFormat::Int8);
         // 32 one-byte codes plus one 4-byte scale per token and head.
@@ -278,5 +371,91 @@ mod tests {
             bytes_per_position(KvFormat::Int8, 2, 32, DType::F32) * 3 * 2,
             cache.size_in_bytes() as u64
         );
+    }
+
+    /// Appends `steps` chunks of the given lengths to every layer and returns
+    /// layer 0's keys after each.
+    fn grow(cache: &mut KvCache, steps: &[usize], seed: f32) -> Vec<Tensor> {
+        let mut seen = Vec::new();
+        for (i, &n) in steps.iter().enumerate() {
+            let k = ramp((1, 2, n, 8), seed + i as f32);
+            let v = ramp((1, 2, n, 8), -seed - i as f32);
+            for layer in 0..2 {
+                let (ck, _) = cache.append(layer, &k, &v).unwrap();
+                if layer == 0 {
+                    seen.push(ck);
+                }
+            }
+            cache.advance(n);
+        }
+        seen
+    }
+
+    #[test]
+    fn writing_in_place_gives_what_concatenation_gives() {
+        // A prompt, steps of one, and a prompt that crosses a chunk boundary.
+        let steps = [3, 1, 1, CHUNK - 4, 2, 1];
+        let mut cache = KvCache::new(2);
+        let seen = grow(&mut cache, &steps, 0.01);
+        let mut expected: Option<Tensor> = None;
+        for (i, (&n, got)) in steps.iter().zip(&seen).enumerate() {
+            let k = ramp((1, 2, n, 8), 0.01 + i as f32);
+            let all = match expected.take() {
+                None => k,
+                Some(e) => Tensor::cat(&[&e, &k], 2).unwrap(),
+            };
+            assert_eq!(got.dims(), all.dims(), "step {i}");
+            assert_eq!(max_abs(&(got - &all).unwrap()), 0.0, "step {i}");
+            expected = Some(all);
+        }
+        assert_eq!(cache.len(), CHUNK + 4);
+        assert_eq!(cache.size_in_bytes(), 2 * 2 * (2 * (CHUNK + 4) * 8) * 4);
+        assert_eq!(cache.reserved_bytes(), 2 * 2 * (2 * 2 * CHUNK * 8) * 4);
+    }
+
+    #[test]
+    fn room_grows_by_a_quarter_within_the_limit() {
+        let mut cache = KvCache::new(2).with_limit(5 * CHUNK + 3);
+        grow(&mut cache, &[4 * CHUNK + 1], 0.1);
+        let per_position = 2 * 2 * 2 * 8 * 4;
+        assert_eq!(cache.reserved_bytes(), 5 * CHUNK * per_position);
+        grow(&mut cache, &[CHUNK], 0.1);
+        // A quarter more would be 6.25 chunks; the limit stops it.
+        assert_eq!(cache.reserved_bytes(), (5 * CHUNK + 3) * per_position);
+        // Past the limit (the engine refuses such prompts) it still works.
+        grow(&mut cache, &[3], 0.1);
+        assert_eq!(cache.len(), 5 * CHUNK + 4);
+    }
+
+    #[test]
+    fn cut_positions_are_overwritten_and_earlier_views_keep_their_length() {
+        let mut cache = KvCache::new(2);
+        let first = grow(&mut cache, &[4, 2], 0.5);
+        cache.truncate(4).unwrap();
+        let again = grow(&mut cache, &[1], 7.0);
+        let (k4, k1) = (&first[0], &again[0]);
+        assert_eq!(k1.dims(), [1, 2, 5, 8]);
+        assert_eq!(max_abs(&(k1.narrow(2, 0, 4).unwrap() - k4).unwrap()), 0.0);
+        let fresh = ramp((1, 2, 1, 8), 7.0);
+        assert_eq!(
+            max_abs(&(k1.narrow(2, 4, 1).unwrap() - fresh).unwrap()),
+            0.0
+        );
+        cache.truncate(0).unwrap();
+        assert!(cache.is_empty());
+        assert_eq!(cache.reserved_bytes(), 0);
+        assert_eq!(grow(&mut cache, &[2], 1.0)[0].dims(), [1, 2, 2, 8]);
+    }
+
+    #[test]
+    fn converting_a_partly_filled_buffer_quantises_only_the_filled_part() {
+        let mut cache = KvCache::new(2);
+        grow(&mut cache, &[3], 0.2);
+        cache.convert_to_int8().unwrap();
+        assert_eq!(cache.size_in_bytes(), 2 * 2 * (2 * 3 * (8 + 4)));
+        let (k, _) = cache
+            .append(0, &ramp((1, 2, 1, 8), 1.0), &ramp((1, 2, 1, 8), 1.0))
+            .unwrap();
+        assert_eq!(k.dims(), [1, 2, 4, 8]);
     }
 }
