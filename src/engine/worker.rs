@@ -120,7 +120,7 @@ impl Worker {
         let cache = KvCache::with_format(model.config.text.num_hidden_layers, kv_format)
             .with_limit(max_context);
         kv_shared.store(kv_format_code(kv_format), Ordering::Relaxed);
-        Ok(Worker {
+        let worker = Worker {
             model,
             tokenizer,
             template,
@@ -137,7 +137,47 @@ impl Worker {
             placement,
             cached_ids: Vec::new(),
             images: HashMap::new(),
-        })
+        };
+        if worker.model.device().is_cuda() {
+            worker.warm_up().context("warming up the GPU")?;
+        }
+        Ok(worker)
+    }
+
+    /// Runs one image and two tokens through the model on a throwaway cache.
+    /// CUDA loads (and compiles) its kernels on their first use, about ten
+    /// seconds in all; this puts that cost in the load, not in the first answer.
+    pub(crate) fn warm_up(&self) -> anyhow::Result<()> {
+        let p = &self.preprocess;
+        let merge = p.merge_size;
+        // The smallest image the processor makes: 2 × 2 merged patches.
+        let grid = [1, 2 * merge, 2 * merge];
+        let patches = grid[1] * grid[2];
+        let cols = 3 * p.temporal_patch_size * p.patch_size * p.patch_size;
+        let device = self.model.device();
+        let pixels = Tensor::zeros((patches, cols), candle_core::DType::F32, device)?;
+        let vision = self.model.encode_images(&pixels, &[grid])?;
+        let image_id = self.model.config.image_token_id;
+        let mut ids = vec![0u32];
+        ids.extend(std::iter::repeat_n(image_id, patches / (merge * merge)));
+        ids.push(0);
+        let rope = rope_index(&ids, image_id, &[grid], merge)?;
+        let layers = self.model.config.text.num_hidden_layers;
+        let mut cache = KvCache::with_format(layers, self.cache.format());
+        let mut sampler = Sampler::new(self.generation.resolve(&super::SamplingOverrides {
+            temperature: Some(0.0),
+            repetition_penalty: Some(1.05),
+            ..Default::default()
+        }));
+        let logits = self
+            .model
+            .forward(&ids, &rope.positions, Some(&vision), &mut cache)?;
+        let next = sampler.sample(&logits, &ids)?;
+        ids.push(next);
+        let position = decode_position(ids.len() - 1, rope.delta);
+        let logits = self.model.forward(&[next], &[position], None, &mut cache)?;
+        sampler.sample(&logits, &ids)?;
+        Ok(())
     }
 
     pub fn info(&self) -> ModelInfo {
@@ -499,6 +539,21 @@ fn count_image_runs(ids: &[u32], image_id: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warming_up_runs_every_family_and_leaves_the_cache_alone() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+        for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+            let mut options = EngineOptions::new(fixtures.join(family));
+            options.device = super::super::DeviceChoice::Cpu;
+            let kv = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+            let worker = Worker::load(&options, kv).unwrap();
+            worker
+                .warm_up()
+                .unwrap_or_else(|e| panic!("{family}: {e:#}"));
+            assert!(worker.cache.is_empty() && worker.cached_ids.is_empty());
+        }
+    }
 
     #[test]
     fn dropping_turns_keeps_the_system_prompt_and_the_last_question() {
