@@ -79,7 +79,7 @@ fn block(
                 .reshape((b, kv_heads, n_rep * n, t))?;
         }
     }
-    let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+    let att = super::softmax::softmax_last_dim(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
     att.matmul(v)?.reshape((b, kv_heads, n_rep, n, d))
 }
 

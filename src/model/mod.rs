@@ -8,6 +8,7 @@ pub mod kv_cache;
 pub mod params;
 pub mod rope;
 pub mod rope_index;
+pub mod softmax;
 pub mod text;
 pub mod vision;
 pub mod weights;

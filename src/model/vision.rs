@@ -179,7 +179,7 @@ impl Block {
                 // Scaling the queries costs N·d operations instead of N².
                 let qs = (q.narrow(2, start + q0, n)? * scale)?;
                 let att = qs.matmul(&ks.t()?)?;
-                let att = candle_nn::ops::softmax_last_dim(&att.to_dtype(DType::F32)?)?
+                let att = super::softmax::softmax_last_dim(&att.to_dtype(DType::F32)?)?
                     .to_dtype(dtype)?;
                 outs.push(att.matmul(&vs)?);
                 q0 += n;
