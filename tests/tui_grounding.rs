@@ -609,3 +609,57 @@ fn huge_and_garbage_answers_neither_crash_nor_stall_the_screen() {
         h.screen();
     }
 }
+
+/// The annotated copy takes exactly the cells of the plain preview in every
+/// protocol, whatever the terminal's cell size, so switching the boxes off
+/// and on never moves or resizes the picture.
+#[test]
+fn overlays_take_the_plain_previews_cells_in_every_protocol() {
+    use glimpse::tui::overlay::{overlay_pixels, PreviewKind};
+    use ratatui_image::picker::ProtocolType;
+    let base = load_image(&scene(), Some(&CAP)).unwrap().rgb;
+    let d = glimpse::processor::grounding::Detection {
+        label: "orange square".into(),
+        image: 0,
+        image_size: (333, 211),
+        colour: palette_colour(0),
+        shape: Shape::Box(orange_box()),
+    };
+    for font in [(10, 20), (7, 15), (9, 19), (8, 16)] {
+        for cells in [(25, 8), (12, 4), (40, 10)] {
+            for protocol in [
+                ProtocolType::Halfblocks,
+                ProtocolType::Sixel,
+                ProtocolType::Kitty,
+                ProtocolType::Iterm2,
+            ] {
+                #[allow(deprecated)]
+                let mut picker = Picker::from_fontsize(font);
+                picker.set_protocol_type(protocol);
+                let kind = if protocol == ProtocolType::Halfblocks {
+                    PreviewKind::HalfBlocks
+                } else {
+                    PreviewKind::Graphics
+                };
+                let area = Rect::new(0, 0, cells.0, cells.1);
+                let plain = picker
+                    .new_protocol(
+                        DynamicImage::ImageRgb8(base.clone()),
+                        area,
+                        Resize::Fit(None),
+                    )
+                    .unwrap();
+                let marked =
+                    overlay_pixels(&base, std::slice::from_ref(&d), Some(0), cells, font, kind);
+                let overlay = picker
+                    .new_protocol(DynamicImage::ImageRgb8(marked), area, Resize::Fit(None))
+                    .unwrap();
+                assert_eq!(
+                    overlay.area(),
+                    plain.area(),
+                    "{protocol:?}, cells {cells:?}, font {font:?}"
+                );
+            }
+        }
+    }
+}

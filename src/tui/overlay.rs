@@ -24,6 +24,10 @@ pub struct OverlayState {
     /// Off shows the plain preview under an answer.
     pub hidden: bool,
     pub(crate) made: HashMap<ImageId, OverlayKey>,
+    /// Each image scaled for its preview, by size: scaling a large photo
+    /// down takes tens of milliseconds, drawing on the small copy almost
+    /// nothing, so moving the highlight reuses it.
+    pub(crate) scaled: HashMap<ImageId, RgbImage>,
 }
 
 /// What an overlay preview shows.
@@ -60,6 +64,51 @@ impl PreviewKind {
     }
 }
 
+/// How an image of some size is drawn as a preview of `cells`, with
+/// terminal cells `font` pixels big.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviewPlan {
+    /// The size the image is scaled to before the boxes are drawn.
+    pub scaled: (u32, u32),
+    /// Half-blocks: the grid of half cells the scaled image sits in (top
+    /// left, black around it) and the size that grid is blown up to.
+    pub canvas: Option<((u32, u32), (u32, u32))>,
+}
+
+impl PreviewPlan {
+    pub fn new(size: (u32, u32), cells: (u16, u16), font: (u16, u16), kind: PreviewKind) -> Self {
+        let (fw, fh) = (font.0.max(1) as u32, font.1.max(1) as u32);
+        let (bw, bh) = (size.0.max(1), size.1.max(1));
+        // The size the preview pipeline fits the image to: the cells'
+        // pixels, never larger than the image.
+        let (w, h) = fit(
+            (bw, bh),
+            (bw.min(cells.0 as u32 * fw), bh.min(cells.1 as u32 * fh)),
+        );
+        match kind {
+            PreviewKind::Graphics => PreviewPlan {
+                scaled: (w, h),
+                canvas: None,
+            },
+            PreviewKind::HalfBlocks => {
+                // The cells the preview takes, and its two pixels per cell;
+                // the image fills them from the top left, as the pipeline
+                // pads it.
+                let area = (w.div_ceil(fw), h.div_ceil(fh));
+                let grid = (area.0, 2 * area.1);
+                let content = (
+                    ((w as f64 / fw as f64).round() as u32).clamp(1, grid.0),
+                    ((2.0 * h as f64 / fh as f64).round() as u32).clamp(1, grid.1),
+                );
+                PreviewPlan {
+                    scaled: content,
+                    canvas: Some((grid, (area.0 * fw, area.1 * fh))),
+                }
+            }
+        }
+    }
+}
+
 /// The annotated copy of `base` to encode as a preview of `cells`, with
 /// terminal cells `font` pixels big. `highlight` indexes `detections`.
 pub fn overlay_pixels(
@@ -70,37 +119,33 @@ pub fn overlay_pixels(
     font: (u16, u16),
     kind: PreviewKind,
 ) -> RgbImage {
-    let (fw, fh) = (font.0.max(1) as u32, font.1.max(1) as u32);
-    let (bw, bh) = base.dimensions();
-    if bw == 0 || bh == 0 {
+    if base.width() == 0 || base.height() == 0 {
         return base.clone();
     }
-    // The size the preview pipeline fits the image to: the cells' pixels,
-    // never larger than the image.
-    let (w, h) = fit(
-        (bw, bh),
-        (bw.min(cells.0 as u32 * fw), bh.min(cells.1 as u32 * fh)),
-    );
-    match kind {
-        PreviewKind::Graphics => annotate(&scale(base, (w, h)), detections, highlight),
-        PreviewKind::HalfBlocks => {
-            // The cells the preview takes, and its two pixels per cell; the
-            // image fills them from the top left, as the pipeline pads it.
-            let area = (w.div_ceil(fw), h.div_ceil(fh));
-            let grid = (area.0, 2 * area.1);
-            let content = (
-                ((w as f64 / fw as f64).round() as u32).clamp(1, grid.0),
-                ((2.0 * h as f64 / fh as f64).round() as u32).clamp(1, grid.1),
-            );
-            let marked = annotate_marks(&scale(base, content), detections, highlight);
+    let plan = PreviewPlan::new(base.dimensions(), cells, font, kind);
+    draw_scaled(&scale(base, plan.scaled), &plan, detections, highlight)
+}
+
+/// [`overlay_pixels`] on an image already scaled to `plan.scaled`.
+pub fn draw_scaled(
+    scaled: &RgbImage,
+    plan: &PreviewPlan,
+    detections: &[Detection],
+    highlight: Option<usize>,
+) -> RgbImage {
+    match plan.canvas {
+        None => annotate(scaled, detections, highlight),
+        Some((grid, blown)) => {
+            let marked = annotate_marks(scaled, detections, highlight);
             let mut canvas = RgbImage::from_pixel(grid.0, grid.1, Rgb([0, 0, 0]));
             imageops::overlay(&mut canvas, &marked, 0, 0);
-            imageops::resize(&canvas, area.0 * fw, area.1 * fh, FilterType::Nearest)
+            imageops::resize(&canvas, blown.0, blown.1, FilterType::Nearest)
         }
     }
 }
 
-fn scale(base: &RgbImage, (w, h): (u32, u32)) -> RgbImage {
+/// `base` at `size` (a copy when it already is).
+pub fn scale(base: &RgbImage, (w, h): (u32, u32)) -> RgbImage {
     if base.dimensions() == (w, h) {
         base.clone()
     } else {

@@ -11,7 +11,7 @@ use crate::processor::grounding::{label_text, GroundingFamily};
 use crate::tui::detections::{ground_answer, ReplyGrounding};
 use crate::tui::layout::preview_cells;
 use crate::tui::msg::{Cmd, ImageId, RequestId};
-use crate::tui::overlay::{overlay_pixels, OverlayKey, PreviewKind};
+use crate::tui::overlay::{draw_scaled, scale, OverlayKey, PreviewKind, PreviewPlan};
 use crate::tui::transcript::{conversation_until, EntryKind};
 
 impl App {
@@ -139,6 +139,7 @@ impl App {
         let width = self.transcript_area().width;
         let kind = PreviewKind::of_protocol(&self.image_protocol);
         let mut jobs = Vec::new();
+        let mut fresh = Vec::new();
         for e in &self.entries {
             let EntryKind::Assistant(r) = &e.kind else {
                 continue;
@@ -161,13 +162,25 @@ impl App {
             if self.overlay.made.get(&g.overlay) == Some(&key) {
                 continue;
             }
-            let (detections, highlight) = g.on_shown_image();
-            let base = match d.pixels.as_rgb8() {
-                Some(rgb) => std::borrow::Cow::Borrowed(rgb),
-                None => std::borrow::Cow::Owned(d.pixels.to_rgb8()),
+            let plan = PreviewPlan::new(d.capped, cells, self.font_size, kind);
+            let cached = self.overlay.scaled.get(&shown);
+            let scaled = match cached.filter(|s| s.dimensions() == plan.scaled) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = match d.pixels.as_rgb8() {
+                        Some(rgb) => scale(rgb, plan.scaled),
+                        None => scale(&d.pixels.to_rgb8(), plan.scaled),
+                    };
+                    fresh.push((shown, s.clone()));
+                    s
+                }
             };
-            let pixels = overlay_pixels(&base, &detections, highlight, cells, self.font_size, kind);
+            let (detections, highlight) = g.on_shown_image();
+            let pixels = draw_scaled(&scaled, &plan, &detections, highlight);
             jobs.push((g.overlay, key, pixels));
+        }
+        for (image, s) in fresh {
+            self.overlay.scaled.insert(image, s);
         }
         for (id, key, pixels) in jobs {
             // The old picture stays until the new one is encoded.
