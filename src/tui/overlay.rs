@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use image::imageops::{self, FilterType};
 use image::{Rgb, RgbImage};
 
+use super::layout::PREVIEW_ROWS;
 use super::msg::ImageId;
 use crate::processor::grounding::{annotate, annotate_marks, Detection};
 
@@ -24,10 +25,11 @@ pub struct OverlayState {
     /// Off shows the plain preview under an answer.
     pub hidden: bool,
     pub(crate) made: HashMap<ImageId, OverlayKey>,
-    /// Each image scaled for its preview, by size: scaling a large photo
-    /// down takes tens of milliseconds, drawing on the small copy almost
-    /// nothing, so moving the highlight reuses it.
-    pub(crate) scaled: HashMap<ImageId, RgbImage>,
+    /// Each image brought down once to the largest preview it can get
+    /// ([`preview_source`]): scaling a photo down takes tens of
+    /// milliseconds, scaling that copy and drawing on it almost nothing, so
+    /// moving the highlight or resizing the window stays quick.
+    pub(crate) sources: HashMap<ImageId, RgbImage>,
 }
 
 /// What an overlay preview shows.
@@ -144,6 +146,17 @@ pub fn draw_scaled(
     }
 }
 
+/// `image` no taller than the tallest preview ([`PREVIEW_ROWS`] rows of
+/// `font`-sized cells): every preview of it can be scaled from this copy.
+pub fn preview_source(image: &RgbImage, font: (u16, u16)) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let tallest = PREVIEW_ROWS as u32 * font.1.max(1) as u32;
+    if w == 0 || h <= tallest {
+        return image.clone();
+    }
+    scale(image, fit((w, h), (w, tallest)))
+}
+
 /// `base` at `size` (a copy when it already is).
 pub fn scale(base: &RgbImage, (w, h): (u32, u32)) -> RgbImage {
     if base.dimensions() == (w, h) {
@@ -221,6 +234,31 @@ mod tests {
         }
         assert_eq!(out.get_pixel(45, 75).0, GREY);
         assert_eq!(out.get_pixel(5, 155).0, [0, 0, 0], "padding below");
+    }
+
+    #[test]
+    fn a_source_copy_is_as_tall_as_the_tallest_preview() {
+        let big = RgbImage::from_pixel(1920, 1080, Rgb(GREY));
+        assert_eq!(preview_source(&big, (10, 20)).dimensions(), (356, 200));
+        let small = RgbImage::from_pixel(300, 150, Rgb(GREY));
+        assert_eq!(preview_source(&small, (10, 20)).dimensions(), (300, 150));
+        // Drawing from the source gives what drawing from the image gives.
+        let d = boxed((1920, 1080), [192.0, 108.0, 960.0, 540.0]);
+        let source = preview_source(&big, (10, 20));
+        for kind in [PreviewKind::Graphics, PreviewKind::HalfBlocks] {
+            for cells in [(36, 10), (20, 6)] {
+                let plan = PreviewPlan::new((1920, 1080), cells, (10, 20), kind);
+                let from_source = draw_scaled(
+                    &scale(&source, plan.scaled),
+                    &plan,
+                    std::slice::from_ref(&d),
+                    None,
+                );
+                let direct =
+                    overlay_pixels(&big, std::slice::from_ref(&d), None, cells, (10, 20), kind);
+                assert_eq!(from_source, direct, "{kind:?} {cells:?}");
+            }
+        }
     }
 
     #[test]

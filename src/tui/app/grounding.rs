@@ -11,7 +11,9 @@ use crate::processor::grounding::{label_text, GroundingFamily};
 use crate::tui::detections::{ground_answer, ReplyGrounding};
 use crate::tui::layout::preview_cells;
 use crate::tui::msg::{Cmd, ImageId, RequestId};
-use crate::tui::overlay::{draw_scaled, scale, OverlayKey, PreviewKind, PreviewPlan};
+use crate::tui::overlay::{
+    draw_scaled, preview_source, scale, OverlayKey, PreviewKind, PreviewPlan,
+};
 use crate::tui::transcript::{conversation_until, EntryKind};
 
 impl App {
@@ -139,7 +141,6 @@ impl App {
         let width = self.transcript_area().width;
         let kind = PreviewKind::of_protocol(&self.image_protocol);
         let mut jobs = Vec::new();
-        let mut fresh = Vec::new();
         for e in &self.entries {
             let EntryKind::Assistant(r) = &e.kind else {
                 continue;
@@ -162,25 +163,21 @@ impl App {
             if self.overlay.made.get(&g.overlay) == Some(&key) {
                 continue;
             }
-            let plan = PreviewPlan::new(d.capped, cells, self.font_size, kind);
-            let cached = self.overlay.scaled.get(&shown);
-            let scaled = match cached.filter(|s| s.dimensions() == plan.scaled) {
-                Some(s) => s.clone(),
-                None => {
-                    let s = match d.pixels.as_rgb8() {
-                        Some(rgb) => scale(rgb, plan.scaled),
-                        None => scale(&d.pixels.to_rgb8(), plan.scaled),
-                    };
-                    fresh.push((shown, s.clone()));
-                    s
-                }
-            };
+            let font = self.font_size;
+            let source =
+                self.overlay
+                    .sources
+                    .entry(shown)
+                    .or_insert_with(|| match d.pixels.as_rgb8() {
+                        Some(rgb) => preview_source(rgb, font),
+                        None => preview_source(&d.pixels.to_rgb8(), font),
+                    });
+            // Planned on the image the plain preview shows, so both take
+            // the same cells; the source is at least as large as the plan.
+            let plan = PreviewPlan::new(d.capped, cells, font, kind);
             let (detections, highlight) = g.on_shown_image();
-            let pixels = draw_scaled(&scaled, &plan, &detections, highlight);
+            let pixels = draw_scaled(&scale(source, plan.scaled), &plan, &detections, highlight);
             jobs.push((g.overlay, key, pixels));
-        }
-        for (image, s) in fresh {
-            self.overlay.scaled.insert(image, s);
         }
         for (id, key, pixels) in jobs {
             // The old picture stays until the new one is encoded.
