@@ -20,6 +20,11 @@ pub enum Action {
     CompletePath,
     RemoveAttachment,
     TogglePreviews,
+    /// Boxes and points drawn over the previews under answers, or not.
+    ToggleOverlay,
+    /// Highlight the next object of the latest answer with objects.
+    NextObject,
+    PreviousObject,
     ToggleGpuPane,
     Preset(usize),
     TemperatureDown,
@@ -79,6 +84,9 @@ pub const ACTION_NAMES: &[(&str, Action)] = &[
     ("complete_path", Action::CompletePath),
     ("remove_attachment", Action::RemoveAttachment),
     ("toggle_previews", Action::TogglePreviews),
+    ("toggle_overlay", Action::ToggleOverlay),
+    ("next_object", Action::NextObject),
+    ("previous_object", Action::PreviousObject),
     ("preset_1", Action::Preset(0)),
     ("preset_2", Action::Preset(1)),
     ("preset_3", Action::Preset(2)),
@@ -117,7 +125,8 @@ impl Action {
         use Action::*;
         match self {
             Send | Newline | Cancel | Regenerate | CopyReply => Section::Conversation,
-            AttachImage | CompletePath | RemoveAttachment | TogglePreviews => Section::Images,
+            AttachImage | CompletePath | RemoveAttachment | TogglePreviews | ToggleOverlay
+            | NextObject | PreviousObject => Section::Images,
             Preset(_) | TemperatureDown | TemperatureUp | MaxTokensDown | MaxTokensUp => {
                 Section::Presets
             }
@@ -142,6 +151,9 @@ impl Action {
             CompletePath => "complete the path after /image or in the path prompt".into(),
             RemoveAttachment => "remove the last attached image before sending".into(),
             TogglePreviews => "show or hide image previews".into(),
+            ToggleOverlay => "draw the boxes found in answers over their image, or not".into(),
+            NextObject => "highlight the next box or point of the latest answer".into(),
+            PreviousObject => "highlight the previous box or point".into(),
             Preset(i) => match presets.get(i) {
                 Some(p) => format!(
                     "preset {}: temperature {:.2}, {} new tokens",
@@ -235,12 +247,16 @@ impl KeyChord {
 }
 
 /// Commands typed into the input, for the help overlay.
-pub const COMMANDS: [(&str, &str); 5] = [
+pub const COMMANDS: [(&str, &str); 6] = [
     (
         "/image PATH",
         "attach an image (Tab completes the path; several paths work)",
     ),
     ("/drop N", "remove attached image N before sending"),
+    (
+        "/locate THING",
+        "ask the model to box THING in the latest image",
+    ),
     ("/clear", "start a new conversation"),
     ("/help", "show this help"),
     ("/quit", "quit"),
@@ -393,6 +409,11 @@ impl Keymap {
             (K::Char('x'), CTRL, When::Always, RemoveAttachment),
             (K::Char('p'), ALT, When::Always, TogglePreviews),
             (K::Char('p'), NONE, When::Browsing, TogglePreviews),
+            (K::Char('b'), ALT, When::Always, ToggleOverlay),
+            (K::Char('b'), NONE, When::Browsing, ToggleOverlay),
+            (K::Char('n'), ALT, When::Always, NextObject),
+            (K::Char('n'), NONE, When::Browsing, NextObject),
+            (K::Char('N'), NONE, When::Browsing, PreviousObject),
             (K::F(1), NONE, When::Always, Preset(0)),
             (K::Char('1'), ALT, When::Always, Preset(0)),
             (K::F(2), NONE, When::Always, Preset(1)),

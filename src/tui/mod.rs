@@ -10,12 +10,14 @@
 pub mod app;
 pub mod attachments;
 pub mod clipboard;
+pub mod detections;
 pub mod graphics;
 pub mod highlight;
 pub mod keymap;
 pub mod layout;
 pub mod markdown;
 pub mod msg;
+pub mod overlay;
 pub mod presets;
 pub mod resync;
 pub mod runtime;

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use ratatui::text::{Line, Span};
 
 use super::app::{App, ImageState, ModelState, StoredImage};
+use super::detections::{ReplyGrounding, SentImages};
 use super::layout::preview_cells;
 use super::markdown;
 use super::msg::{ImageId, RequestId};
@@ -44,6 +45,10 @@ pub struct Reply {
     pub phase: ReplyPhase,
     /// What it was asked with, shown above it.
     pub settings: Settings,
+    /// The images it was asked about.
+    pub sent: SentImages,
+    /// Boxes and points found once it ended.
+    pub grounding: Option<Box<ReplyGrounding>>,
 }
 
 impl Reply {
@@ -54,6 +59,8 @@ impl Reply {
             tokens: 0,
             phase: ReplyPhase::Waiting,
             settings,
+            sent: SentImages::default(),
+            grounding: None,
         }
     }
 
@@ -409,6 +416,9 @@ fn entry_rows(app: &App, entry: &Entry, width: u16) -> Vec<Row> {
                     rows.extend(lines.into_iter().map(Row::Text));
                 }
                 _ => {}
+            }
+            if let Some(g) = &r.grounding {
+                rows.extend(super::detections::rows(app, g, width));
             }
         }
         EntryKind::Notice { error, text } => {

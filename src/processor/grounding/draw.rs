@@ -42,6 +42,26 @@ pub fn label_text(detection: &Detection, index: usize) -> String {
 /// can be annotated directly. The `highlight`-ed detection (an index into
 /// `detections`) is drawn last and twice as thick.
 pub fn annotate(image: &RgbImage, detections: &[Detection], highlight: Option<usize>) -> RgbImage {
+    draw(image, detections, highlight, true)
+}
+
+/// [`annotate`] without the tags, and with smaller dots: for copies too
+/// small to letter, such as a half-block preview a few dozen pixels across,
+/// where a tag would hide the object it names.
+pub fn annotate_marks(
+    image: &RgbImage,
+    detections: &[Detection],
+    highlight: Option<usize>,
+) -> RgbImage {
+    draw(image, detections, highlight, false)
+}
+
+fn draw(
+    image: &RgbImage,
+    detections: &[Detection],
+    highlight: Option<usize>,
+    tags: bool,
+) -> RgbImage {
     let mut out = image.clone();
     let size = out.dimensions();
     if size.0 == 0 || size.1 == 0 {
@@ -58,14 +78,16 @@ pub fn annotate(image: &RgbImage, detections: &[Detection], highlight: Option<us
     }
     let placed: Vec<Placed> = order
         .iter()
-        .map(|&i| place(&detections[i], size, i, highlight == Some(i), width))
+        .map(|&i| place(&detections[i], size, i, highlight == Some(i), width, !tags))
         .collect();
     for p in &placed {
         p.draw_mark(&mut out);
     }
-    // Tags go over every outline, so a later box never hides a name.
-    for p in &placed {
-        p.draw_tag(&mut out, scale);
+    if tags {
+        // Tags go over every outline, so a later box never hides a name.
+        for p in &placed {
+            p.draw_tag(&mut out, scale);
+        }
     }
     out
 }
@@ -76,9 +98,18 @@ struct Placed {
     colour: [u8; 3],
     width: u32,
     text: String,
+    /// Dots just wider than the line, for tiny copies.
+    small_dots: bool,
 }
 
-fn place(d: &Detection, size: (u32, u32), index: usize, highlighted: bool, width: u32) -> Placed {
+fn place(
+    d: &Detection,
+    size: (u32, u32),
+    index: usize,
+    highlighted: bool,
+    width: u32,
+    small_dots: bool,
+) -> Placed {
     let sx = size.0 as f64 / d.image_size.0.max(1) as f64;
     let sy = size.1 as f64 / d.image_size.1.max(1) as f64;
     // Far outside the image nothing is drawn anyway; bounding the numbers
@@ -95,6 +126,7 @@ fn place(d: &Detection, size: (u32, u32), index: usize, highlighted: bool, width
         colour: d.colour,
         width: if highlighted { width * 2 } else { width },
         text: label_text(d, index),
+        small_dots,
     }
 }
 
@@ -111,7 +143,11 @@ impl Placed {
     }
 
     fn dot_radius(&self) -> i64 {
-        (2 * self.width as i64 + 1).max(3)
+        if self.small_dots {
+            self.width as i64
+        } else {
+            (2 * self.width as i64 + 1).max(3)
+        }
     }
 
     fn draw_mark(&self, img: &mut RgbImage) {
@@ -318,6 +354,19 @@ mod tests {
             annotate(&RgbImage::new(0, 0), &[], None).dimensions(),
             (0, 0)
         );
+    }
+
+    #[test]
+    fn marks_only_leave_out_the_tags_and_keep_dots_small() {
+        let b = det("cat", (100, 100), Shape::Box([10.0, 50.0, 90.0, 90.0]));
+        let p = det("", (100, 100), Shape::Point([30.0, 20.0]));
+        let out = annotate_marks(&grey(100, 100), &[b.clone(), p.clone()], None);
+        assert_eq!(px(&out, 10, 60), RED, "the outline is drawn");
+        assert_eq!(px(&out, 12, 45), GREY, "no tag above the box");
+        assert_eq!(px(&out, 30, 20), RED, "the dot");
+        assert_eq!(px(&out, 30, 22), [255, 255, 255], "its ring");
+        assert_eq!(px(&out, 30, 23), GREY);
+        assert_eq!(out, annotate_marks(&grey(100, 100), &[b, p], None));
     }
 
     #[test]

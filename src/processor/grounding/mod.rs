@@ -25,7 +25,7 @@ mod prompt;
 mod special_tokens;
 mod tuples;
 
-pub use draw::{annotate, label_text, line_width};
+pub use draw::{annotate, annotate_marks, label_text, line_width};
 pub use geometry::{map_detections, ImageGeometry};
 pub use parse::{parse_reply, ParsedReply, RawDetection, RawShape, MAX_DETECTIONS};
 

@@ -267,6 +267,9 @@ impl App {
                 self.help_scroll = 0;
             }
             Action::Redraw => cmds.push(Cmd::Redraw),
+            Action::ToggleOverlay => self.toggle_overlay(cmds),
+            Action::NextObject => self.cycle_highlight(1, cmds),
+            Action::PreviousObject => self.cycle_highlight(-1, cmds),
         }
     }
 

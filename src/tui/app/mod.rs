@@ -1,6 +1,7 @@
 //! The one state of the chat screen and the one place it changes: `update`
 //! takes a message and returns the commands the runtime should carry out.
 
+mod grounding;
 mod input;
 mod replies;
 mod view_state;
@@ -21,6 +22,7 @@ use crate::gpu::sampler::{History, HISTORY_LEN, PERIOD};
 use super::attachments::{image_budget, ImageBudget};
 use super::keymap::{Action, Keymap};
 use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId};
+use super::overlay::OverlayState;
 use super::presets::{builtin_presets, Preset, Settings};
 use super::theme::Theme;
 use super::transcript::{Entry, EntryKind, ReplyStats, RowCache};
@@ -129,6 +131,8 @@ pub struct App {
     pub attachments: Vec<ImageId>,
     pub previews: HashMap<ImageId, Preview>,
     pub previews_on: bool,
+    /// Boxes over the previews under answers.
+    pub overlay: OverlayState,
     pub input: TextArea<'static>,
     pub path_prompt: Option<PathPrompt>,
     pub help_open: bool,
@@ -187,6 +191,7 @@ impl App {
             attachments: Vec::new(),
             previews: HashMap::new(),
             previews_on: true,
+            overlay: OverlayState::default(),
             input: TextArea::default(),
             path_prompt: None,
             help_open: false,

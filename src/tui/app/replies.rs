@@ -5,13 +5,16 @@ use std::sync::Arc;
 
 use super::{App, Flash, ModelState, NextJob, Running, STOPPING};
 use crate::engine::{Event, FinishReason};
+use crate::tui::detections::SentImages;
 use crate::tui::msg::{Cmd, RequestId};
 use crate::tui::transcript::{conversation_until, Entry, EntryKind, Reply, ReplyPhase, ReplyStats};
 
 impl App {
     pub(super) fn send(&mut self, cmds: &mut Vec<Cmd>) {
         self.browsing = false;
-        let text = self.input_text();
+        let Ok(text) = self.expand_locate(self.input_text().trim()) else {
+            return;
+        };
         let trimmed = text.trim();
         if let Some(rest) = trimmed.strip_prefix('/') {
             if self.slash_command(rest, cmds) {
@@ -79,7 +82,9 @@ impl App {
         });
         let seed = self.seed;
         self.seed = self.seed.wrapping_add(1);
-        self.push_entry(EntryKind::Assistant(Reply::new(id, self.settings.clone())));
+        let mut reply = Reply::new(id, self.settings.clone());
+        reply.sent = SentImages::of(&conversation, &self.images);
+        self.push_entry(EntryKind::Assistant(reply));
         self.scroll = None;
         cmds.push(Cmd::Generate {
             id,
@@ -217,6 +222,7 @@ impl App {
                         } else {
                             ReplyPhase::Encoding(images.len())
                         };
+                        r.sent.facts = images;
                     }
                     e.touch();
                 }
@@ -276,6 +282,7 @@ impl App {
                     }
                     e.touch();
                 }
+                self.ground_finished(id, cmds);
                 finished = true;
             }
             Event::Error(msg) => {

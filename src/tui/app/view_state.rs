@@ -81,6 +81,7 @@ impl App {
                 cells,
             });
         }
+        self.want_overlays(cmds);
     }
 
     /// Path of an image, for commands and tests.
