@@ -107,7 +107,7 @@ fn exp_non_positive(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // n is in [-126, 0]: 2ⁿ is a normal float built from its exponent bits.
     let exponent = (shifted.to_bits() as i32 - ROUNDER.to_bits() as i32 + 127) as u32;
