@@ -7,8 +7,10 @@ use super::ask::{parse_cap, CapArg};
 use crate::engine::{DeviceChoice, DtypeChoice, EngineOptions, KvCachePolicy};
 use crate::processor::image::AlphaMode;
 use crate::session::config::{Config, ImageProtocol, KvPolicy, Preset as ConfigPreset};
+use crate::session::SessionStore;
 use crate::tui::keymap::Keymap;
 use crate::tui::presets::{builtin_presets, Preset};
+use crate::tui::runtime::SessionOptions;
 use crate::tui::{ChatOptions, ImageProtocolChoice};
 
 #[derive(Debug, Default, Args)]
@@ -42,6 +44,10 @@ pub struct ChatArgs {
     /// ("THRESHOLD:TARGET", or "off"; default: the config's, else 2000:1920).
     #[arg(long = "long-edge-cap", value_parser = parse_cap)]
     pub long_edge_cap: Option<CapArg>,
+    /// Continue a saved session (its id, or a unique start of it; without
+    /// one, the latest). Without --model it runs on the session's model.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "latest")]
+    pub resume: Option<String>,
 }
 
 /// What a preset leaves out in the config, the chat's keys need a value for.
@@ -91,6 +97,7 @@ fn image_protocol(p: ImageProtocol) -> ImageProtocolChoice {
 pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptions> {
     let spec = args.model.unwrap_or_else(|| config.model.clone());
     let model_dir = super::model_arg::resolve_model_dir(&spec, args.offline)?;
+    let store = SessionStore::open_default().map_err(|e| e.to_string());
     let presets = chat_presets(config);
     let start_preset = presets
         .iter()
@@ -117,12 +124,26 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
         keymap: Keymap::builtin()
             .with_overrides(&config.keys)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
+        sessions: SessionOptions {
+            store,
+            model: spec,
+            resume: None,
+        },
     })
 }
 
-pub fn run(args: ChatArgs) -> anyhow::Result<i32> {
+pub fn run(mut args: ChatArgs) -> anyhow::Result<i32> {
     let config = Config::load()?;
-    let options = chat_options(args, &config)?;
+    // A session that cannot be resumed stops here, before the screen opens.
+    let resume = match args.resume.take() {
+        Some(id) => Some(SessionStore::open_default()?.load(&id)?),
+        None => None,
+    };
+    if let (None, Some(session)) = (&args.model, &resume) {
+        args.model = Some(session.model.clone());
+    }
+    let mut options = chat_options(args, &config)?;
+    options.sessions.resume = resume;
     crate::tui::run(options)
 }
 

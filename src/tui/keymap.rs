@@ -34,6 +34,10 @@ pub enum Action {
     ScrollBottom,
     Help,
     Redraw,
+    /// Open the list of saved sessions.
+    SessionList,
+    /// Write the conversation as Markdown.
+    ExportSession,
     /// Cancel the running reply, or quit when there is none.
     CancelOrQuit,
     Quit,
@@ -99,6 +103,8 @@ pub const ACTION_NAMES: &[(&str, Action)] = &[
     ("scroll_top", Action::ScrollTop),
     ("scroll_bottom", Action::ScrollBottom),
     ("toggle_gpu_pane", Action::ToggleGpuPane),
+    ("session_list", Action::SessionList),
+    ("export_session", Action::ExportSession),
     ("help", Action::Help),
     ("redraw", Action::Redraw),
     ("cancel_or_quit", Action::CancelOrQuit),
@@ -116,7 +122,9 @@ impl Action {
     pub fn section(self) -> Section {
         use Action::*;
         match self {
-            Send | Newline | Cancel | Regenerate | CopyReply => Section::Conversation,
+            Send | Newline | Cancel | Regenerate | CopyReply | SessionList | ExportSession => {
+                Section::Conversation
+            }
             AttachImage | CompletePath | RemoveAttachment | TogglePreviews => Section::Images,
             Preset(_) | TemperatureDown | TemperatureUp | MaxTokensDown | MaxTokensUp => {
                 Section::Presets
@@ -162,6 +170,8 @@ impl Action {
             ToggleGpuPane => "show or hide the GPU pane (wide screens)".into(),
             Help => "show or hide this help".into(),
             Redraw => "redraw the whole screen".into(),
+            SessionList => "saved sessions: open one (Enter), Esc closes".into(),
+            ExportSession => "export the conversation as Markdown (in this folder)".into(),
             CancelOrQuit => "stop the reply; quit when none is running".into(),
             Quit => "quit".into(),
         }
@@ -235,13 +245,21 @@ impl KeyChord {
 }
 
 /// Commands typed into the input, for the help overlay.
-pub const COMMANDS: [(&str, &str); 5] = [
+pub const COMMANDS: [(&str, &str); 7] = [
     (
         "/image PATH",
         "attach an image (Tab completes the path; several paths work)",
     ),
     ("/drop N", "remove attached image N before sending"),
-    ("/clear", "start a new conversation"),
+    (
+        "/clear, /new",
+        "start a new conversation (the last one stays saved)",
+    ),
+    ("/sessions", "saved sessions: open one"),
+    (
+        "/export [PATH]",
+        "write the conversation as Markdown (images linked)",
+    ),
     ("/help", "show this help"),
     ("/quit", "quit"),
 ];
@@ -388,6 +406,10 @@ impl Keymap {
             (K::Char('r'), CTRL, When::Always, Regenerate),
             (K::Char('y'), CTRL, When::Always, CopyReply),
             (K::Char('y'), NONE, When::Browsing, CopyReply),
+            (K::Char('s'), ALT, When::Always, SessionList),
+            (K::Char('s'), NONE, When::Browsing, SessionList),
+            (K::Char('e'), ALT, When::Always, ExportSession),
+            (K::Char('e'), NONE, When::Browsing, ExportSession),
             (K::Char('o'), CTRL, When::Always, AttachImage),
             (K::Tab, NONE, When::Always, CompletePath),
             (K::Char('x'), CTRL, When::Always, RemoveAttachment),

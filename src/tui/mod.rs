@@ -19,6 +19,8 @@ pub mod msg;
 pub mod presets;
 pub mod resync;
 pub mod runtime;
+pub mod session_keeper;
+pub mod session_list_view;
 pub mod side_pane;
 pub mod terminal;
 pub mod theme;

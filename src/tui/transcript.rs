@@ -34,6 +34,8 @@ pub enum ReplyPhase {
     Streaming,
     Done(ReplyStats),
     Failed(String),
+    /// Brought back from a saved session.
+    Restored,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +60,10 @@ impl Reply {
     }
 
     pub fn is_running(&self) -> bool {
-        !matches!(self.phase, ReplyPhase::Done(_) | ReplyPhase::Failed(_))
+        !matches!(
+            self.phase,
+            ReplyPhase::Done(_) | ReplyPhase::Failed(_) | ReplyPhase::Restored
+        )
     }
 }
 
@@ -126,7 +131,8 @@ pub fn conversation_until(
                 conv.push(Message::parts(Role::User, parts));
             }
             EntryKind::Assistant(r)
-                if matches!(r.phase, ReplyPhase::Done(_)) && !r.text.is_empty() =>
+                if matches!(r.phase, ReplyPhase::Done(_) | ReplyPhase::Restored)
+                    && !r.text.is_empty() =>
             {
                 conv.push(Message::text(Role::Assistant, scrub_placeholders(&r.text)));
             }

@@ -10,6 +10,7 @@ use ratatui_image::Image;
 use super::app::{App, Flash, ImageState, ModelState};
 use super::keymap::{Action, Section, COMMANDS};
 use super::layout::screen_layout;
+use super::session_list_view::draw_session_list;
 use super::side_pane::draw_side_pane;
 use super::transcript::{all_rows, spinner, Row};
 use super::wrap::{sanitize, truncate, width};
@@ -36,6 +37,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     draw_input(frame, areas.input, app);
     draw_status(frame, areas.status, app);
+    if let Some(list) = &app.session_list {
+        draw_session_list(frame, area, app, list);
+    }
     if app.help_open {
         draw_help(frame, area, app);
     }
@@ -196,7 +200,8 @@ fn draw_path_prompt(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    let focused = app.path_prompt.is_none() && !app.help_open && !app.browsing;
+    let focused =
+        app.path_prompt.is_none() && !app.help_open && !app.browsing && app.session_list.is_none();
     let title = if app.browsing {
         " Browsing the conversation · y copies · p previews · ↑↓ scroll · typing or Esc returns "
     } else if app.is_generating() {

@@ -17,6 +17,11 @@ impl App {
             self.on_help_key(key, cmds);
             return;
         }
+        if self.session_list.is_some() {
+            self.flash = None;
+            self.on_session_list_key(key, cmds);
+            return;
+        }
         if self.path_prompt.is_some() {
             self.on_prompt_key(key, cmds);
             return;
@@ -120,7 +125,7 @@ impl App {
             prompt.text.push_str(text.trim());
             return;
         }
-        if self.help_open {
+        if self.help_open || self.session_list.is_some() {
             return;
         }
         match pasted_image_paths(text) {
@@ -180,6 +185,8 @@ impl App {
             Action::Quit => {
                 if let Some(r) = &self.running {
                     r.cancel.store(true, Ordering::Relaxed);
+                    // The answer stops with the program: keep what it wrote.
+                    self.save_session_with(true, cmds);
                 }
                 self.quitting = true;
                 cmds.push(Cmd::Quit);
@@ -267,6 +274,8 @@ impl App {
                 self.help_scroll = 0;
             }
             Action::Redraw => cmds.push(Cmd::Redraw),
+            Action::SessionList => self.open_session_list(cmds),
+            Action::ExportSession => self.export_session(None, cmds),
         }
     }
 
@@ -385,15 +394,16 @@ impl App {
                 if self.running.is_some() {
                     self.flash = Some(Flash::Error("Esc stops the answer first".into()));
                 } else {
-                    self.entries.clear();
-                    self.next_job = None;
-                    self.context_used = 0;
-                    self.dropped_messages = 0;
-                    self.scroll = None;
-                    self.rows.borrow_mut().clear();
+                    self.new_conversation(cmds);
                     self.flash = Some(Flash::Info("new conversation".into()));
                 }
             }
+            "export" => {
+                let arg = arg.trim();
+                let path = (!arg.is_empty()).then(|| expand_home(arg));
+                self.export_session(path, cmds);
+            }
+            "sessions" => self.open_session_list(cmds),
             "help" => self.help_open = true,
             "quit" | "exit" | "q" => self.act(Action::Quit, cmds),
             _ => return false,

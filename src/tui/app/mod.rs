@@ -3,7 +3,11 @@
 
 mod input;
 mod replies;
+mod session;
+mod session_list;
 mod view_state;
+
+pub use session_list::SessionList;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -133,6 +137,12 @@ pub struct App {
     pub path_prompt: Option<PathPrompt>,
     pub help_open: bool,
     pub help_scroll: u16,
+    /// The saved sessions overlay, while open.
+    pub session_list: Option<SessionList>,
+    /// The session file this conversation is saved to, once it has been.
+    pub session_id: Option<String>,
+    /// The last save error shown, so it is not repeated after every answer.
+    last_save_error: Option<String>,
     /// Keys go to the conversation (letters copy, toggle, scroll) instead of
     /// the question.
     pub browsing: bool,
@@ -191,6 +201,9 @@ impl App {
             path_prompt: None,
             help_open: false,
             help_scroll: 0,
+            session_list: None,
+            session_id: None,
+            last_save_error: None,
             browsing: false,
             flash: None,
             scroll: None,
@@ -358,6 +371,7 @@ impl App {
                 }
             }
             Msg::Engine { id, event } => self.on_engine(id, event, &mut cmds),
+            Msg::Session(event) => self.on_session(event, &mut cmds),
             Msg::ImageDecoded { id, result } => {
                 let mut failed = None;
                 if let Some(img) = self.images.get_mut(&id) {

@@ -87,6 +87,7 @@ impl App {
             sampling: self.settings.overrides(seed),
             cancel,
         });
+        self.save_session(cmds);
     }
 
     pub(super) fn start_queued(&mut self, cmds: &mut Vec<Cmd>) {
@@ -303,6 +304,7 @@ impl App {
         }
         if finished {
             self.running = None;
+            self.save_session(cmds);
             if self.flash == Some(Flash::Info(STOPPING.into())) {
                 self.flash = None;
             }
