@@ -1065,3 +1065,86 @@ fn snapshot_the_session_list_and_open_one() {
     );
     assert_eq!(std::fs::read(&damaged).unwrap(), damaged_bytes);
 }
+
+// Themes: switched at run time, and brought down to what the terminal shows.
+
+/// The screen's text, then each row's styled runs (`x..x fg bg +mods`), so a
+/// snapshot shows the colours too.
+fn styled_screen(h: &mut Harness) -> String {
+    use std::fmt::Write;
+    let text = h.screen();
+    let buffer = h.terminal.backend().buffer().clone();
+    let mut out = format!("{text}\n");
+    for y in 0..buffer.area.height {
+        let mut runs: Vec<(u16, u16, String)> = Vec::new();
+        for x in 0..buffer.area.width {
+            let cell = &buffer[(x, y)];
+            let style = format!("{:?} {:?} {:?}", cell.fg, cell.bg, cell.modifier);
+            match runs.last_mut() {
+                Some((_, end, s)) if *s == style => *end = x,
+                _ => runs.push((x, x, style)),
+            }
+        }
+        let runs: Vec<String> = runs
+            .into_iter()
+            .filter(|(_, _, s)| s != "Reset Reset NONE")
+            .map(|(a, b, s)| format!("{a}..{b} {s}"))
+            .collect();
+        if !runs.is_empty() {
+            writeln!(out, "{y:2}: {}", runs.join(" | ")).unwrap();
+        }
+    }
+    out
+}
+
+#[test]
+fn snapshot_a_theme_switched_with_alt_t_on_a_256_colour_terminal() {
+    let mut h = Harness::loaded(100, 18);
+    h.app.color_depth = glimpse::tui::colors::ColorDepth::Indexed256;
+    h.ask("What is in this picture?");
+    h.feed(prompt_event(30, 0));
+    h.feed(token("## Shapes\n\nA **red** square and `ring`.\n"));
+    h.feed(done(FinishReason::Stop, 9));
+    assert_eq!(h.app.theme.name, "dark");
+    for expected in ["light", "high-contrast", "gruvbox-dark"] {
+        h.key(KeyCode::Char('t'), KeyModifiers::ALT);
+        assert_eq!(h.app.theme.name, expected);
+    }
+    let screen = styled_screen(&mut h);
+    assert!(screen.contains("theme gruvbox-dark"), "{screen}");
+    assert!(
+        screen.contains("ctx 31/32768  gruvbox-dark "),
+        "the status line: {screen}"
+    );
+    assert!(
+        !screen.contains("Rgb("),
+        "RGB colours become xterm indexes: {screen}"
+    );
+    insta::assert_snapshot!("theme_gruvbox_dark_256", screen);
+
+    // Round the circle back to the first; `/theme NAME` picks one directly.
+    h.key(KeyCode::Char('t'), KeyModifiers::ALT);
+    assert_eq!(h.app.theme.name, "dark");
+    h.ask("/theme high-contrast");
+    assert_eq!(h.app.theme.name, "high-contrast");
+    h.ask("/theme solarized");
+    let screen = h.screen();
+    assert!(screen.contains("unknown theme `solarized`"), "{screen}");
+    assert_eq!(h.app.theme.name, "high-contrast");
+
+    // On a 16-colour terminal only the 16 ANSI colours are drawn.
+    h.ask("/theme gruvbox-dark");
+    h.app.color_depth = glimpse::tui::colors::ColorDepth::Ansi16;
+    h.screen();
+    for cell in h.terminal.backend().buffer().content() {
+        for c in [cell.fg, cell.bg] {
+            assert!(
+                !matches!(
+                    c,
+                    ratatui::style::Color::Rgb(..) | ratatui::style::Color::Indexed(_)
+                ),
+                "{c:?}"
+            );
+        }
+    }
+}

@@ -8,9 +8,11 @@ use crate::engine::{DeviceChoice, DtypeChoice, EngineOptions, KvCachePolicy};
 use crate::processor::image::AlphaMode;
 use crate::session::config::{Config, ImageProtocol, KvPolicy, Preset as ConfigPreset};
 use crate::session::SessionStore;
+use crate::tui::colors::ColorDepth;
 use crate::tui::keymap::Keymap;
 use crate::tui::presets::{builtin_presets, Preset};
 use crate::tui::runtime::SessionOptions;
+use crate::tui::theme_file;
 use crate::tui::{ChatOptions, ImageProtocolChoice};
 
 #[derive(Debug, Default, Args)]
@@ -48,6 +50,10 @@ pub struct ChatArgs {
     /// one, the latest). Without --model it runs on the session's model.
     #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "latest")]
     pub resume: Option<String>,
+    /// Colour theme: dark, light, high-contrast, gruvbox-dark, or one of
+    /// your own in the config folder's themes/ (default: the config's, else dark).
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
 }
 
 /// What a preset leaves out in the config, the chat's keys need a value for.
@@ -98,6 +104,9 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
     let spec = args.model.unwrap_or_else(|| config.model.clone());
     let model_dir = super::model_arg::resolve_model_dir(&spec, args.offline)?;
     let store = SessionStore::open_default().map_err(|e| e.to_string());
+    let themes = theme_file::available();
+    let theme = theme_file::pick(&themes, args.theme.as_deref().unwrap_or(&config.theme))?;
+    let color_depth = ColorDepth::from_env().map_err(|e| anyhow::anyhow!(e))?;
     let presets = chat_presets(config);
     let start_preset = presets
         .iter()
@@ -129,6 +138,9 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
             model: spec,
             resume: None,
         },
+        theme,
+        themes,
+        color_depth,
     })
 }
 
@@ -195,6 +207,30 @@ mod tests {
         let o = chat_options(args, &c).unwrap();
         assert_eq!(o.engine.device, DeviceChoice::Auto);
         assert_eq!(o.image_protocol, ImageProtocolChoice::Kitty);
+    }
+
+    #[test]
+    fn the_theme_comes_from_the_flag_else_the_config() {
+        let c = config(&format!("model = \"{MODEL}\"\ntheme = \"light\"\n"));
+        let o = chat_options(ChatArgs::default(), &c).unwrap();
+        assert_eq!(o.theme.name, "light");
+        assert!(o.themes.iter().any(|t| t.name == "gruvbox-dark"));
+        let args = ChatArgs {
+            theme: Some("high-contrast".into()),
+            ..ChatArgs::default()
+        };
+        assert_eq!(chat_options(args, &c).unwrap().theme.name, "high-contrast");
+        let c = config(&format!("model = \"{MODEL}\"\ntheme = \"nope\"\n"));
+        let Err(e) = chat_options(ChatArgs::default(), &c) else {
+            panic!("an unknown theme is refused");
+        };
+        let e = e.to_string();
+        assert!(
+            e.starts_with(
+                "unknown theme `nope`; the themes are dark, light, high-contrast, gruvbox-dark"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

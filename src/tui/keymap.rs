@@ -38,6 +38,8 @@ pub enum Action {
     SessionList,
     /// Write the conversation as Markdown.
     ExportSession,
+    /// Switch to the next theme.
+    CycleTheme,
     /// Cancel the running reply, or quit when there is none.
     CancelOrQuit,
     Quit,
@@ -105,6 +107,7 @@ pub const ACTION_NAMES: &[(&str, Action)] = &[
     ("toggle_gpu_pane", Action::ToggleGpuPane),
     ("session_list", Action::SessionList),
     ("export_session", Action::ExportSession),
+    ("cycle_theme", Action::CycleTheme),
     ("help", Action::Help),
     ("redraw", Action::Redraw),
     ("cancel_or_quit", Action::CancelOrQuit),
@@ -131,7 +134,7 @@ impl Action {
             }
             ScrollPageUp | ScrollPageDown | ScrollLineUp | ScrollLineDown | ScrollTop
             | ScrollBottom => Section::Scrolling,
-            ToggleGpuPane | Help | Redraw | CancelOrQuit | Quit => Section::Other,
+            ToggleGpuPane | CycleTheme | Help | Redraw | CancelOrQuit | Quit => Section::Other,
         }
     }
 
@@ -172,6 +175,7 @@ impl Action {
             Redraw => "redraw the whole screen".into(),
             SessionList => "saved sessions: open one (Enter), Esc closes".into(),
             ExportSession => "export the conversation as Markdown (in this folder)".into(),
+            CycleTheme => "next colour theme (/theme NAME picks one)".into(),
             CancelOrQuit => "stop the reply; quit when none is running".into(),
             Quit => "quit".into(),
         }
@@ -245,7 +249,7 @@ impl KeyChord {
 }
 
 /// Commands typed into the input, for the help overlay.
-pub const COMMANDS: [(&str, &str); 7] = [
+pub const COMMANDS: [(&str, &str); 8] = [
     (
         "/image PATH",
         "attach an image (Tab completes the path; several paths work)",
@@ -259,6 +263,10 @@ pub const COMMANDS: [(&str, &str); 7] = [
     (
         "/export [PATH]",
         "write the conversation as Markdown (images linked)",
+    ),
+    (
+        "/theme [NAME]",
+        "switch to a colour theme; alone, list them",
     ),
     ("/help", "show this help"),
     ("/quit", "quit"),
@@ -440,6 +448,8 @@ impl Keymap {
             (K::End, CTRL, When::Always, ScrollBottom),
             (K::Char('G'), NONE, When::Browsing, ScrollBottom),
             (K::Char('g'), ALT, When::Always, ToggleGpuPane),
+            (K::Char('t'), ALT, When::Always, CycleTheme),
+            (K::Char('t'), NONE, When::Browsing, CycleTheme),
             (K::Char('?'), NONE, When::InputEmpty, Help),
             (K::F(12), NONE, When::Always, Help),
             (K::Char('l'), CTRL, When::Always, Redraw),

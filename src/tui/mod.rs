@@ -10,6 +10,7 @@
 pub mod app;
 pub mod attachments;
 pub mod clipboard;
+pub mod colors;
 pub mod graphics;
 pub mod highlight;
 pub mod keymap;
@@ -24,6 +25,7 @@ pub mod session_list_view;
 pub mod side_pane;
 pub mod terminal;
 pub mod theme;
+pub mod theme_file;
 pub mod transcript;
 pub mod view;
 pub mod wrap;

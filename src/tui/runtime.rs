@@ -70,6 +70,10 @@ pub struct ChatOptions {
     pub start_preset: usize,
     pub keymap: super::keymap::Keymap,
     pub sessions: SessionOptions,
+    pub theme: super::theme::Theme,
+    /// The themes Alt+T and `/theme` switch between.
+    pub themes: Vec<super::theme_file::ThemeChoice>,
+    pub color_depth: super::colors::ColorDepth,
 }
 
 /// Where the conversation is saved, and the session to continue, if any.
@@ -128,6 +132,9 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     let mut config = AppConfig::new(options.engine.model_dir.clone());
     config.font_size = picker.font_size();
     config.keymap = options.keymap.clone();
+    config.theme = options.theme.clone();
+    config.themes = options.themes.clone();
+    config.color_depth = options.color_depth;
     if !options.presets.is_empty() {
         config.presets = options.presets.clone();
         config.start_preset = options.start_preset.min(options.presets.len() - 1);

@@ -8,6 +8,7 @@ use ratatui::Frame;
 use ratatui_image::Image;
 
 use super::app::{App, Flash, ImageState, ModelState};
+use super::colors::degrade_buffer;
 use super::keymap::{Action, Section, COMMANDS};
 use super::layout::screen_layout;
 use super::session_list_view::draw_session_list;
@@ -43,6 +44,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if app.help_open {
         draw_help(frame, area, app);
     }
+    degrade_buffer(frame.buffer_mut(), app.color_depth);
 }
 
 fn draw_transcript(frame: &mut Frame, area: Rect, app: &App) {
@@ -321,8 +323,14 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(c) = ctx {
         segments.push((2, c, t.status));
     }
+    // The default theme goes unmentioned (the help names it); any other is
+    // named while there is room, before the speed (the GPU pane shows that too).
+    let themed = t.name != "dark";
     if let Some(sp) = speed {
-        segments.push((3, sp, t.status));
+        segments.push((if themed { 4 } else { 3 }, sp, t.status));
+    }
+    if themed {
+        segments.push((3, format!(" {} ", t.name), t.status));
     }
     let total = area.width as usize;
     let used = |segs: &[(u8, String, Style)]| segs.iter().map(|(_, s, _)| width(s)).sum::<usize>();
@@ -417,7 +425,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         .border_type(BorderType::Rounded)
         .border_style(t.border_focused)
         .padding(Padding::horizontal(1))
-        .title(Span::styled(" Keys ", t.title))
+        .title(Span::styled(format!(" Keys · theme {} ", t.name), t.title))
         .title_bottom(
             Line::from(Span::styled(" Esc, ? or F12 closes · ↑↓ scroll ", t.dim))
                 .alignment(Alignment::Right),

@@ -275,6 +275,7 @@ impl App {
             }
             Action::Redraw => cmds.push(Cmd::Redraw),
             Action::SessionList => self.open_session_list(cmds),
+            Action::CycleTheme => self.cycle_theme(),
             Action::ExportSession => self.export_session(None, cmds),
         }
     }
@@ -404,6 +405,7 @@ impl App {
                 self.export_session(path, cmds);
             }
             "sessions" => self.open_session_list(cmds),
+            "theme" => self.theme_command(arg.trim()),
             "help" => self.help_open = true,
             "quit" | "exit" | "q" => self.act(Action::Quit, cmds),
             _ => return false,

@@ -5,6 +5,7 @@ mod input;
 mod replies;
 mod session;
 mod session_list;
+mod themes;
 mod view_state;
 
 pub use session_list::SessionList;
@@ -23,10 +24,12 @@ use crate::gpu::pane::GpuView;
 use crate::gpu::sampler::{History, HISTORY_LEN, PERIOD};
 
 use super::attachments::{image_budget, ImageBudget};
+use super::colors::ColorDepth;
 use super::keymap::{Action, Keymap};
 use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId};
 use super::presets::{builtin_presets, Preset, Settings};
 use super::theme::Theme;
+use super::theme_file::{self, ThemeChoice};
 use super::transcript::{Entry, EntryKind, ReplyStats, RowCache};
 
 /// Where the model stands.
@@ -95,6 +98,10 @@ pub struct AppConfig {
     /// Index of the preset the conversation starts with.
     pub start_preset: usize,
     pub theme: Theme,
+    /// Every theme Alt+T and `/theme` can switch to.
+    pub themes: Vec<ThemeChoice>,
+    /// What the terminal shows; richer colours are brought down to it.
+    pub color_depth: ColorDepth,
     /// Cell size in pixels, from the terminal (for preview proportions).
     pub font_size: (u16, u16),
     pub cpu_threads: usize,
@@ -112,6 +119,8 @@ impl AppConfig {
             presets: builtin_presets(),
             start_preset: 0,
             theme: Theme::default(),
+            themes: theme_file::builtin(),
+            color_depth: ColorDepth::TrueColor,
             font_size: (10, 20),
             cpu_threads: 1,
             seed: 1,
@@ -124,6 +133,8 @@ pub struct App {
     pub keymap: Keymap,
     pub presets: Vec<Preset>,
     pub theme: Theme,
+    pub themes: Vec<ThemeChoice>,
+    pub color_depth: ColorDepth,
     pub settings: Settings,
     pub model: ModelState,
     pub model_dir: PathBuf,
@@ -187,6 +198,8 @@ impl App {
             keymap: config.keymap,
             presets: config.presets,
             theme: config.theme,
+            themes: config.themes,
+            color_depth: config.color_depth,
             settings,
             model: ModelState::Loading {
                 dir: config.model_dir.clone(),
