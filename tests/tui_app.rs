@@ -90,7 +90,16 @@ impl Harness {
     }
 
     fn loaded_with(width: u16, height: u16, options: EngineOptions) -> Self {
-        let mut h = Self::new(width, height);
+        Self::loaded_config(width, height, options, |_| {})
+    }
+
+    fn loaded_config(
+        width: u16,
+        height: u16,
+        options: EngineOptions,
+        adjust: impl FnOnce(&mut AppConfig),
+    ) -> Self {
+        let mut h = Self::with_config(width, height, adjust);
         let engine = Engine::load(options).expect("tiny model loads");
         let mut info = engine.info().clone();
         // "cpu (N threads)" depends on the machine; the snapshots must not.
@@ -904,8 +913,8 @@ fn a_resumed_session_brings_back_the_conversation_images_and_settings() {
     );
     assert_eq!(assistant_texts(app), answers);
     assert_eq!(app.settings.preset_name, "quick");
-    assert!((app.settings.temperature - 0.15).abs() < 1e-9);
-    assert_eq!(app.settings.max_tokens, 128);
+    assert!((app.settings.temperature.unwrap() - 0.15).abs() < 1e-9);
+    assert_eq!(app.settings.max_tokens, Some(128));
     assert!(
         app.images
             .values()
@@ -1147,4 +1156,105 @@ fn snapshot_a_theme_switched_with_alt_t_on_a_256_colour_terminal() {
             );
         }
     }
+}
+
+// Presets from the config: every field goes with the request.
+
+#[test]
+fn a_config_preset_carries_top_p_top_k_repetition_and_its_system_prompt() {
+    let config = glimpse::session::Config::from_toml_str(
+        "[presets.ocr]\ntop_p = 0.8\ntop_k = 20\nrepetition_penalty = 1.1\n\
+         system_prompt = \"Transcribe all text in the image.\"\n\
+         [presets.quick]\ntop_k = 5\n",
+        Path::new("config.toml"),
+    )
+    .unwrap();
+    let presets = glimpse::cli::chat::chat_presets(&config);
+    let mut h = Harness::loaded_config(100, 30, EngineOptions::new(model_dir()), |c| {
+        c.presets = presets;
+    });
+    // quick keeps its built-in temperature and limit and adds top-k.
+    h.key(KeyCode::F(3), KeyModifiers::NONE);
+    h.ask("Quick one?");
+    let quick = &h.generations[0].sampling;
+    assert_eq!(
+        (quick.temperature, quick.max_new_tokens, quick.top_k),
+        (Some(0.1), Some(128), Some(5))
+    );
+    h.answer_with_engine();
+
+    // ocr: Alt+4 is not bound by default, so pick it by its action.
+    h.ask("/clear");
+    let ocr = h.app.presets.iter().position(|p| p.name == "ocr").unwrap();
+    h.app.keymap = h
+        .app
+        .keymap
+        .clone()
+        .with_overrides(
+            &std::iter::once(("preset_4".to_string(), vec!["alt+4".parse().unwrap()])).collect(),
+        )
+        .unwrap();
+    assert_eq!(ocr, 3);
+    h.key(KeyCode::Char('4'), KeyModifiers::ALT);
+    let flash = h.screen();
+    assert!(
+        flash.contains("preset ocr: the model's temperature, the model's token limit, top-p 0.80"),
+        "{flash}"
+    );
+    h.ask("What does the label say?");
+    let g = h.generations.last().unwrap();
+    assert_eq!(
+        g.sampling.temperature, None,
+        "left to generation_config.json"
+    );
+    assert_eq!(g.sampling.max_new_tokens, None);
+    assert_eq!(g.sampling.top_p, Some(0.8));
+    assert_eq!(g.sampling.top_k, Some(20));
+    assert_eq!(g.sampling.repetition_penalty, Some(1.1));
+    assert_eq!(g.conversation.messages[0].role, Role::System);
+    assert_eq!(
+        g.conversation.messages[0].joined_text(),
+        "Transcribe all text in the image."
+    );
+    let events = h.answer_with_engine();
+    let Some(Event::Prompt { params, .. }) = events.first() else {
+        panic!("{events:?}");
+    };
+    assert!((params.top_p - 0.8).abs() < 1e-9);
+    assert_eq!(params.top_k, 20);
+    let screen = h.screen();
+    assert!(
+        screen.contains("ocr · T model · max model · top-p 0.80 · top-k 20"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Alt+4 ocr · T model · max model"),
+        "{screen}"
+    );
+
+    // The session keeps the system prompt and the settings, and a resume brings them back.
+    let store = SessionStore::at(h.sessions_dir.path().join("sessions"));
+    let id = h.app.session_id.clone().unwrap();
+    let saved = read_json(&store.path_of(&id));
+    assert_eq!(saved["messages"][0]["role"], "system");
+    assert_eq!(saved["settings"]["preset"], "ocr");
+    assert_eq!(saved["settings"]["sampling"]["top_k"], 20);
+    let mut again = Harness::loaded_config(100, 30, EngineOptions::new(model_dir()), |c| {
+        c.presets = glimpse::cli::chat::chat_presets(&config);
+    });
+    again.keeper = SessionKeeper::new(Ok(store.clone()), model_dir().display().to_string());
+    let restored = again.keeper.resume(store.load(&id).unwrap());
+    again.send(Msg::Session(
+        glimpse::tui::session_keeper::SessionEvent::Opened(Ok(Box::new(restored))),
+    ));
+    assert_eq!(
+        user_entries(&again.app).len(),
+        1,
+        "the system prompt is not a turn"
+    );
+    again.ask("And the back?");
+    let g = again.generations.last().unwrap();
+    assert_eq!(g.conversation.messages[0].role, Role::System);
+    assert_eq!(g.sampling.top_p, Some(0.8));
+    assert_eq!(g.sampling.temperature, None);
 }

@@ -6,7 +6,7 @@ use clap::Args;
 use super::ask::{parse_cap, CapArg};
 use crate::engine::{DeviceChoice, DtypeChoice, EngineOptions, KvCachePolicy};
 use crate::processor::image::AlphaMode;
-use crate::session::config::{Config, ImageProtocol, KvPolicy, Preset as ConfigPreset};
+use crate::session::config::{Config, ImageProtocol, KvPolicy};
 use crate::session::SessionStore;
 use crate::tui::colors::ColorDepth;
 use crate::tui::keymap::Keymap;
@@ -56,25 +56,15 @@ pub struct ChatArgs {
     pub theme: Option<String>,
 }
 
-/// What a preset leaves out in the config, the chat's keys need a value for.
-const FALLBACK_TEMPERATURE: f64 = 0.7;
-const FALLBACK_MAX_TOKENS: usize = 512;
-
-/// The config's presets as the chat's, in the config's order (the built-in
-/// three first, so F1/F2/F3 and Alt+1/2/3 keep them).
+/// The config's presets, in the config's order (the built-in three first, so
+/// F1/F2/F3 and Alt+1/2/3 keep them). A table named like a built-in preset
+/// changes only the fields it sets; what a preset of the user's leaves out is
+/// left to the model's generation_config.json.
 pub fn chat_presets(config: &Config) -> Vec<Preset> {
     if config.presets.is_empty() {
         return builtin_presets();
     }
-    config.presets.iter().map(chat_preset).collect()
-}
-
-fn chat_preset(p: &ConfigPreset) -> Preset {
-    Preset::new(
-        &p.name,
-        p.temperature.unwrap_or(FALLBACK_TEMPERATURE),
-        p.max_tokens.unwrap_or(FALLBACK_MAX_TOKENS),
-    )
+    config.presets.clone()
 }
 
 /// The config's KV-cache policy, as `glimpse ask` maps it.

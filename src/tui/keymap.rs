@@ -154,10 +154,7 @@ impl Action {
             RemoveAttachment => "remove the last attached image before sending".into(),
             TogglePreviews => "show or hide image previews".into(),
             Preset(i) => match presets.get(i) {
-                Some(p) => format!(
-                    "preset {}: temperature {:.2}, {} new tokens",
-                    p.name, p.temperature, p.max_tokens
-                ),
+                Some(p) => format!("preset {}: {}", p.name, super::presets::describe(p)),
                 None => format!("preset {}", i + 1),
             },
             TemperatureDown => "temperature −0.05".into(),

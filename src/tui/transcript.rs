@@ -46,6 +46,8 @@ pub struct Reply {
     pub phase: ReplyPhase,
     /// What it was asked with, shown above it.
     pub settings: Settings,
+    /// The token limit the engine applied (known once the prompt is built).
+    pub limit: Option<usize>,
 }
 
 impl Reply {
@@ -56,6 +58,7 @@ impl Reply {
             tokens: 0,
             phase: ReplyPhase::Waiting,
             settings,
+            limit: None,
         }
     }
 
@@ -355,10 +358,10 @@ fn entry_rows(app: &App, entry: &Entry, width: u16) -> Vec<Row> {
             rows.push(Row::Text(Line::from(vec![
                 Span::styled(name, t.assistant_label),
                 Span::styled(
-                    format!(
-                        " · {} · T {:.2} · max {}",
-                        r.settings.preset_name, r.settings.temperature, r.settings.max_tokens
-                    ),
+                    std::iter::once(r.settings.preset_name.clone())
+                        .chain(std::iter::once(r.settings.short()))
+                        .chain(r.settings.extras())
+                        .fold(String::new(), |line, part| format!("{line} · {part}")),
                     t.dim,
                 ),
             ])));
@@ -387,8 +390,9 @@ fn entry_rows(app: &App, entry: &Entry, width: u16) -> Vec<Row> {
                         ],
                         FinishReason::Length => {
                             // The engine also stops where the context ends.
-                            let why = if s.tokens >= r.settings.max_tokens {
-                                format!("… stopped at the {}-token limit", r.settings.max_tokens)
+                            let limit = r.limit.or(r.settings.max_tokens);
+                            let why = if let Some(limit) = limit.filter(|l| s.tokens >= *l) {
+                                format!("… stopped at the {limit}-token limit")
                             } else {
                                 "… stopped: the context is full".to_string()
                             };

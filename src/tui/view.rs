@@ -279,11 +279,10 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         .map(|b| b.chord.label())
         .unwrap_or_default();
     let preset = format!(
-        " {key} {}{} · T {:.2} · max {} ",
+        " {key} {}{} · {} ",
         s.preset_name,
         if modified { "*" } else { "" },
-        s.temperature,
-        s.max_tokens
+        s.short()
     );
     let ctx = app.ready().map(|r| {
         if app.dropped_messages > 0 {

@@ -9,7 +9,7 @@ use super::{App, Flash, ImageState, PathPrompt, StoredImage};
 use crate::tui::attachments::{complete_path, expand_home, pasted_image_paths, split_pasted};
 use crate::tui::keymap::Action;
 use crate::tui::msg::Cmd;
-use crate::tui::presets::Settings;
+use crate::tui::presets::{describe, Settings};
 
 impl App {
     pub(super) fn on_key(&mut self, key: KeyEvent, cmds: &mut Vec<Cmd>) {
@@ -241,10 +241,9 @@ impl App {
                 if let Some(p) = self.presets.get(i) {
                     self.settings = Settings::from_preset(i, p);
                     self.flash = Some(Flash::Info(format!(
-                        "preset {}: temperature {:.2}, {} new tokens{}",
+                        "preset {}: {}{}",
                         p.name,
-                        p.temperature,
-                        p.max_tokens,
+                        describe(p),
                         if self.running.is_some() {
                             " (from the next answer)"
                         } else {
@@ -253,10 +252,12 @@ impl App {
                     )));
                 }
             }
-            Action::TemperatureDown => self.settings.nudge_temperature(-1),
-            Action::TemperatureUp => self.settings.nudge_temperature(1),
-            Action::MaxTokensDown => self.settings.nudge_max_tokens(-1),
-            Action::MaxTokensUp => self.settings.nudge_max_tokens(1),
+            Action::TemperatureDown => self
+                .settings
+                .nudge_temperature(-1, self.model_temperature()),
+            Action::TemperatureUp => self.settings.nudge_temperature(1, self.model_temperature()),
+            Action::MaxTokensDown => self.settings.nudge_max_tokens(-1, self.model_max_tokens()),
+            Action::MaxTokensUp => self.settings.nudge_max_tokens(1, self.model_max_tokens()),
             Action::ScrollPageUp => {
                 let page = self.transcript_area().height.saturating_sub(2).max(1) as i64;
                 self.scroll_by(-page);

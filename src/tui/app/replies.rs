@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{App, Flash, ModelState, NextJob, Running, STOPPING};
 use crate::engine::{Event, FinishReason};
 use crate::tui::msg::{Cmd, RequestId};
-use crate::tui::transcript::{conversation_until, Entry, EntryKind, Reply, ReplyPhase, ReplyStats};
+use crate::tui::transcript::{Entry, EntryKind, Reply, ReplyPhase, ReplyStats};
 
 impl App {
     pub(super) fn send(&mut self, cmds: &mut Vec<Cmd>) {
@@ -68,7 +68,7 @@ impl App {
 
     /// Starts an answer to the conversation as it stands.
     pub(super) fn start_reply(&mut self, cmds: &mut Vec<Cmd>) {
-        let conversation = conversation_until(&self.entries, &self.images);
+        let conversation = self.conversation_now();
         let id = self.request_id();
         let cancel = Arc::new(AtomicBool::new(false));
         self.live_tokens_per_s = None;
@@ -198,6 +198,7 @@ impl App {
                 ids,
                 images,
                 dropped_messages,
+                params,
                 ..
             } => {
                 self.context_used = ids.len();
@@ -213,6 +214,7 @@ impl App {
                 self.dropped_messages = dropped_messages;
                 if let Some(e) = self.reply_mut(id) {
                     if let EntryKind::Assistant(r) = &mut e.kind {
+                        r.limit = Some(params.max_new_tokens);
                         r.phase = if images.is_empty() {
                             ReplyPhase::Prefill
                         } else {

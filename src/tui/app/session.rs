@@ -6,7 +6,7 @@ use super::{App, Flash, ImageState, StoredImage};
 use crate::conversation::{Message, Role};
 use crate::session::SessionSettings;
 use crate::tui::msg::{Cmd, ImageId};
-use crate::tui::presets::Settings;
+use crate::tui::presets::{model_max_tokens, model_temperature, Settings};
 use crate::tui::session_keeper::{Restored, SessionCmd, SessionEvent};
 use crate::tui::transcript::{conversation_until, EntryKind, Reply, ReplyPhase};
 
@@ -31,10 +31,32 @@ impl App {
         }
     }
 
+    /// The conversation the model is sent: the preset's system prompt, then
+    /// every question and finished answer.
+    pub(super) fn conversation_now(&self) -> crate::conversation::Conversation {
+        let mut conversation = conversation_until(&self.entries, &self.images);
+        if let Some(system) = &self.settings.system_prompt {
+            conversation
+                .messages
+                .insert(0, Message::text(Role::System, system.clone()));
+        }
+        conversation
+    }
+
+    /// The temperature a nudge starts from when the preset leaves it to the model.
+    pub(super) fn model_temperature(&self) -> f64 {
+        self.ready()
+            .map_or(0.0, |r| model_temperature(&r.info.generation))
+    }
+
+    pub(super) fn model_max_tokens(&self) -> usize {
+        model_max_tokens(self.ready().map(|r| &r.info.generation))
+    }
+
     /// The conversation as it is saved: what the model has been sent, plus
     /// the part of an answer still being written (when quitting).
     fn conversation_to_save(&self, with_running: bool) -> crate::conversation::Conversation {
-        let mut conversation = conversation_until(&self.entries, &self.images);
+        let mut conversation = self.conversation_now();
         if with_running {
             if let Some(EntryKind::Assistant(r)) = self.entries.last().map(|e| &e.kind) {
                 if r.is_running() && !r.text.is_empty() {
@@ -129,9 +151,11 @@ impl App {
         self.clear_conversation();
         self.session_id = Some(session.id.clone());
         self.settings = self.settings_from(&session.settings);
+        self.settings.system_prompt = None;
         for message in &session.conversation.messages {
             match message.role {
-                Role::System => {}
+                // The session's own system prompt goes on, whatever its preset says now.
+                Role::System => self.settings.system_prompt = Some(message.joined_text()),
                 Role::User => {
                     let images: Vec<ImageId> = message
                         .images()
@@ -178,12 +202,12 @@ impl App {
             Some(i) => Settings::from_preset(i, &self.presets[i]),
             None => self.settings.clone(),
         };
-        if let Some(t) = saved.sampling.temperature {
-            settings.temperature = t;
-        }
-        if let Some(m) = saved.sampling.max_new_tokens {
-            settings.max_tokens = m;
-        }
+        let o = &saved.sampling;
+        settings.temperature = o.temperature;
+        settings.max_tokens = o.max_new_tokens;
+        settings.top_p = o.top_p;
+        settings.top_k = o.top_k;
+        settings.repetition_penalty = o.repetition_penalty;
         settings
     }
 
