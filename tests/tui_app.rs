@@ -958,7 +958,7 @@ fn export_writes_markdown_with_the_images_linked() {
     assert!(md.contains("## Assistant"), "{md}");
     assert!(h.screen().contains("exported to"), "{}", h.screen());
 
-    // A folder gets the default name; the key does the same as the command.
+    // A folder gets the default file name.
     h.ask(&format!("/export {}", out.path().display()));
     let id = h.app.session_id.clone().unwrap();
     assert!(out.path().join(format!("glimpse-{id}.md")).is_file());
