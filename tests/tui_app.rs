@@ -26,7 +26,9 @@ use glimpse::gpu::cpu::CpuFacts;
 use glimpse::gpu::{GpuState, Sample};
 use glimpse::processor::image::load_image;
 use glimpse::processor::vision_input::VisionPreprocessConfig;
+use glimpse::session::SessionStore;
 use glimpse::tui::msg::{DecodedImage, ModelReady, RequestId};
+use glimpse::tui::session_keeper::SessionKeeper;
 use glimpse::tui::{view, App, AppConfig, Cmd, Msg};
 
 fn model_dir() -> PathBuf {
@@ -51,14 +53,24 @@ struct Harness {
     picker: Picker,
     generations: Vec<Generation>,
     copied: Vec<String>,
+    /// Sessions are saved in a folder of the test's own.
+    keeper: SessionKeeper,
+    sessions_dir: tempfile::TempDir,
 }
 
 impl Harness {
     fn new(width: u16, height: u16) -> Self {
+        Self::with_config(width, height, |_| {})
+    }
+
+    fn with_config(width: u16, height: u16, adjust: impl FnOnce(&mut AppConfig)) -> Self {
         let mut config = AppConfig::new(model_dir());
         config.cpu_threads = 4;
         config.seed = 7;
         config.font_size = (10, 20);
+        adjust(&mut config);
+        let sessions_dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::at(sessions_dir.path().join("sessions"));
         let mut h = Harness {
             app: App::new(config),
             terminal: Terminal::new(TestBackend::new(width, height)).unwrap(),
@@ -66,6 +78,8 @@ impl Harness {
             picker: Picker::halfblocks(),
             generations: Vec::new(),
             copied: Vec::new(),
+            keeper: SessionKeeper::new(Ok(store), model_dir().display().to_string()),
+            sessions_dir,
         };
         h.send(Msg::Resize(width, height));
         h
@@ -76,7 +90,16 @@ impl Harness {
     }
 
     fn loaded_with(width: u16, height: u16, options: EngineOptions) -> Self {
-        let mut h = Self::new(width, height);
+        Self::loaded_config(width, height, options, |_| {})
+    }
+
+    fn loaded_config(
+        width: u16,
+        height: u16,
+        options: EngineOptions,
+        adjust: impl FnOnce(&mut AppConfig),
+    ) -> Self {
+        let mut h = Self::with_config(width, height, adjust);
         let engine = Engine::load(options).expect("tiny model loads");
         let mut info = engine.info().clone();
         // "cpu (N threads)" depends on the machine; the snapshots must not.
@@ -135,6 +158,11 @@ impl Harness {
                 cancel,
             }),
             Cmd::Copy(text) => self.copied.push(text),
+            Cmd::Session(cmd) => {
+                if let Some(event) = self.keeper.handle(cmd) {
+                    self.send(Msg::Session(event));
+                }
+            }
             Cmd::Redraw | Cmd::Quit => {}
         }
     }
@@ -742,4 +770,491 @@ fn tab_completes_the_last_path_after_image() {
     );
     h.press(KeyCode::Enter);
     assert_eq!(h.app.attachments.len(), 2);
+}
+
+// Sessions: saved as the conversation goes, resumed, listed and exported.
+
+fn session_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn user_entries(app: &App) -> Vec<(String, usize)> {
+    app.entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            glimpse::tui::transcript::EntryKind::User { text, images, .. } => {
+                Some((text.clone(), images.len()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn assistant_texts(app: &App) -> Vec<String> {
+    app.entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            glimpse::tui::transcript::EntryKind::Assistant(r) => Some(r.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_chat_saves_the_session_after_the_question_and_after_the_answer() {
+    let mut h = Harness::loaded(100, 30);
+    let dir = h.sessions_dir.path().join("sessions");
+    h.ask(&format!("/image {}", image("scene_333x211.png")));
+    h.ask("What is in this picture?");
+    let files = session_files(&dir);
+    assert_eq!(files.len(), 1, "saved as soon as the question is asked");
+    let asked = read_json(&files[0]);
+    assert_eq!(asked["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(asked["model"], model_dir().display().to_string());
+    assert_eq!(asked["settings"]["preset"], "diagnostic");
+    assert_eq!(asked["settings"]["sampling"]["max_new_tokens"], 768);
+    let sha = glimpse::session::store::sha256_file(Path::new(&image("scene_333x211.png"))).unwrap();
+    assert_eq!(asked["images"][0]["sha256"], sha.as_str());
+
+    let events = h.answer_with_engine();
+    let Some(Event::Done { text, .. }) = events.last() else {
+        panic!("the engine finished: {events:?}");
+    };
+    let files_after = session_files(&dir);
+    assert_eq!(files_after, files, "the same file, written again");
+    let answered = read_json(&files[0]);
+    let messages = answered["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1]["role"], "assistant");
+    // Saved as the model was sent it: without vision markers.
+    assert_eq!(
+        messages[1]["content"],
+        glimpse::tui::transcript::scrub_placeholders(text).as_str()
+    );
+    let id = answered["id"].as_str().unwrap();
+    assert_eq!(h.app.session_id.as_deref(), Some(id));
+
+    // A stopped answer is saved with what it wrote.
+    h.ask("And the colours?");
+    h.feed(prompt_event(20, 0));
+    h.feed(token("Red and "));
+    h.press(KeyCode::Esc);
+    h.feed(done(FinishReason::Cancelled, 2));
+    let stopped = read_json(&files[0]);
+    let messages = stopped["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4);
+    assert_eq!(messages[3]["content"], "Red and ");
+
+    // /clear starts another session; the first stays as it was.
+    h.ask("/clear");
+    assert_eq!(h.app.session_id, None);
+    h.ask("A new question");
+    assert_eq!(session_files(&dir).len(), 2);
+    assert_eq!(read_json(&files[0]), stopped);
+}
+
+#[test]
+fn a_resumed_session_brings_back_the_conversation_images_and_settings() {
+    let photos = tempfile::tempdir().unwrap();
+    let scene = photos.path().join("scene.png");
+    let rings = photos.path().join("rings.png");
+    let gone = photos.path().join("gone.png");
+    std::fs::copy(image("scene_333x211.png"), &scene).unwrap();
+    std::fs::copy(image("rings_80x112.png"), &rings).unwrap();
+    std::fs::copy(image("checker_200x150.png"), &gone).unwrap();
+
+    let mut first = Harness::loaded(100, 40);
+    first.key(KeyCode::F(3), KeyModifiers::NONE);
+    first.press(KeyCode::Char(']'));
+    first.ask(&format!("/image {} {}", scene.display(), gone.display()));
+    first.ask("What is in this picture?");
+    first.answer_with_engine();
+    first.ask(&format!("/image {}", rings.display()));
+    first.ask("And this one?");
+    first.answer_with_engine();
+    let answers: Vec<String> = assistant_texts(&first.app)
+        .iter()
+        .map(|t| glimpse::tui::transcript::scrub_placeholders(t))
+        .collect();
+    let store = SessionStore::at(first.sessions_dir.path().join("sessions"));
+    let id = first.app.session_id.clone().expect("saved");
+
+    // Overnight one picture changes and another disappears.
+    std::fs::copy(image("checker_200x150.png"), &rings).unwrap();
+    std::fs::remove_file(&gone).unwrap();
+
+    let mut second = Harness::loaded(100, 40);
+    second.keeper = SessionKeeper::new(Ok(store.clone()), model_dir().display().to_string());
+    let restored = second.keeper.resume(store.load_latest().unwrap());
+    second.send(Msg::Session(
+        glimpse::tui::session_keeper::SessionEvent::Opened(Ok(Box::new(restored))),
+    ));
+    let app = &second.app;
+    assert_eq!(app.session_id.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        user_entries(app),
+        [
+            ("What is in this picture?".to_string(), 1),
+            ("And this one?".to_string(), 1)
+        ],
+        "the text is kept; the missing image is left out"
+    );
+    assert_eq!(assistant_texts(app), answers);
+    assert_eq!(app.settings.preset_name, "quick");
+    assert!((app.settings.temperature.unwrap() - 0.15).abs() < 1e-9);
+    assert_eq!(app.settings.max_tokens, Some(128));
+    assert!(
+        app.images
+            .values()
+            .all(|i| matches!(i.state, glimpse::tui::app::ImageState::Ready(_))),
+        "the images are decoded again from their paths"
+    );
+    let screen = second.screen();
+    assert!(screen.contains("gone.png is missing"), "{screen}");
+    assert!(screen.contains("rings.png changed"), "{screen}");
+    assert!(screen.contains('▀') || screen.contains('▄'), "previews");
+
+    // The next question carries the whole conversation and goes to the same file.
+    second.ask("Anything else?");
+    let g = second.generations.last().unwrap();
+    assert_eq!(g.conversation.messages.len(), 5);
+    assert_eq!(g.conversation.images().len(), 2);
+    assert_eq!(g.sampling.max_new_tokens, Some(128));
+    second.answer_with_engine();
+    let files = session_files(store.dir());
+    assert_eq!(files, [store.path_of(&id)]);
+    assert_eq!(
+        read_json(&files[0])["messages"].as_array().unwrap().len(),
+        6
+    );
+}
+
+#[test]
+fn export_writes_markdown_with_the_images_linked() {
+    let mut h = Harness::loaded(100, 30);
+    h.ask("/export");
+    assert!(h.screen().contains("nothing to export yet"));
+    h.ask(&format!("/image {}", image("scene_333x211.png")));
+    h.ask("What is in this picture?");
+    h.answer_with_engine();
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("notes.md");
+    h.ask(&format!("/export {}", target.display()));
+    let md = std::fs::read_to_string(&target).expect("exported");
+    assert!(md.contains("## User\n\n![scene_333x211.png]("), "{md}");
+    assert!(md.contains("What is in this picture?"), "{md}");
+    assert!(md.contains("## Assistant"), "{md}");
+    assert!(h.screen().contains("exported to"), "{}", h.screen());
+
+    // A folder gets the default file name.
+    h.ask(&format!("/export {}", out.path().display()));
+    let id = h.app.session_id.clone().unwrap();
+    assert!(out.path().join(format!("glimpse-{id}.md")).is_file());
+}
+
+/// Three saved sessions with fixed times, and a damaged file beside them.
+fn saved_sessions(store: &SessionStore) -> Vec<String> {
+    use glimpse::conversation::Message;
+    use glimpse::session::store::user_message;
+    use glimpse::session::{Session, SessionSettings};
+    let mut ids = Vec::new();
+    for (id, when, model, questions) in [
+        (
+            "20250130-081500-aaaaaa",
+            "2025-01-30T08:15:00Z",
+            "Qwen/Qwen3-VL-4B-Instruct",
+            vec!["What is the expiry date on the blue can, third shelf from the top?"],
+        ),
+        (
+            "20250131-090500-bbbbbb",
+            "2025-01-31T09:07:30Z",
+            "tests/fixtures/models/qwen2_vl",
+            vec!["Which shapes are red?", "And which are blue?"],
+        ),
+        (
+            "20250129-170000-cccccc",
+            "2025-01-29T17:00:00Z",
+            "Qwen/Qwen2.5-VL-7B-Instruct",
+            vec!["Read the label"],
+        ),
+    ] {
+        let mut s = Session::new(model, SessionSettings::default());
+        s.id = id.into();
+        for q in questions {
+            s.conversation
+                .push(user_message(vec![image("rings_80x112.png").into()], q));
+            s.conversation
+                .push(Message::text(Role::Assistant, "Two rings."));
+        }
+        store.save(&mut s).unwrap();
+        let path = store.path_of(id);
+        let mut v = read_json(&path);
+        v["created"] = when.into();
+        v["updated"] = when.into();
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        ids.push(id.to_string());
+    }
+    std::fs::write(
+        store.dir().join("20250128-000000-dddddd.json"),
+        b"{\"format_ver",
+    )
+    .unwrap();
+    ids
+}
+
+#[test]
+fn snapshot_the_session_list_and_open_one() {
+    let mut h = Harness::loaded(100, 24);
+    let store = SessionStore::at(h.sessions_dir.path().join("sessions"));
+    let ids = saved_sessions(&store);
+    let damaged = store.dir().join("20250128-000000-dddddd.json");
+    let damaged_bytes = std::fs::read(&damaged).unwrap();
+
+    h.key(KeyCode::Char('s'), KeyModifiers::ALT);
+    assert!(h.app.session_list.is_some());
+    insta::assert_snapshot!("session_list", h.screen());
+
+    // Down to the damaged file: Enter says why it cannot be opened.
+    for _ in 0..3 {
+        h.press(KeyCode::Down);
+    }
+    h.press(KeyCode::Enter);
+    let screen = h.screen();
+    assert!(screen.contains("is damaged"), "{screen}");
+    assert!(h.app.session_list.is_some(), "the list stays open");
+
+    // Up to the second newest and open it.
+    h.press(KeyCode::Home);
+    h.press(KeyCode::Down);
+    h.press(KeyCode::Enter);
+    assert!(h.app.session_list.is_none());
+    assert_eq!(h.app.session_id.as_deref(), Some(ids[0].as_str()));
+    assert_eq!(
+        user_entries(&h.app),
+        [(
+            "What is the expiry date on the blue can, third shelf from the top?".to_string(),
+            1
+        )]
+    );
+    let screen = h.screen();
+    assert!(
+        screen.contains("held with Qwen/Qwen3-VL-4B-Instruct"),
+        "{screen}"
+    );
+
+    // `s` while browsing opens it too; Esc closes it.
+    h.press(KeyCode::Esc);
+    assert!(h.app.browsing);
+    h.press(KeyCode::Char('s'));
+    assert!(h.app.session_list.is_some());
+    h.press(KeyCode::Esc);
+    assert!(h.app.session_list.is_none());
+
+    // A new turn goes to the opened session's file; the damaged file is untouched.
+    h.ask("One more question");
+    h.answer_with_engine();
+    assert_eq!(
+        read_json(&store.path_of(&ids[0]))["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(std::fs::read(&damaged).unwrap(), damaged_bytes);
+}
+
+// Themes: switched at run time, and brought down to what the terminal shows.
+
+/// The screen's text, then each row's styled runs (`x..x fg bg +mods`), so a
+/// snapshot shows the colours too.
+fn styled_screen(h: &mut Harness) -> String {
+    use std::fmt::Write;
+    let text = h.screen();
+    let buffer = h.terminal.backend().buffer().clone();
+    let mut out = format!("{text}\n");
+    for y in 0..buffer.area.height {
+        let mut runs: Vec<(u16, u16, String)> = Vec::new();
+        for x in 0..buffer.area.width {
+            let cell = &buffer[(x, y)];
+            let style = format!("{:?} {:?} {:?}", cell.fg, cell.bg, cell.modifier);
+            match runs.last_mut() {
+                Some((_, end, s)) if *s == style => *end = x,
+                _ => runs.push((x, x, style)),
+            }
+        }
+        let runs: Vec<String> = runs
+            .into_iter()
+            .filter(|(_, _, s)| s != "Reset Reset NONE")
+            .map(|(a, b, s)| format!("{a}..{b} {s}"))
+            .collect();
+        if !runs.is_empty() {
+            writeln!(out, "{y:2}: {}", runs.join(" | ")).unwrap();
+        }
+    }
+    out
+}
+
+#[test]
+fn snapshot_a_theme_switched_with_alt_t_on_a_256_colour_terminal() {
+    let mut h = Harness::loaded(100, 18);
+    h.app.color_depth = glimpse::tui::colors::ColorDepth::Indexed256;
+    h.ask("What is in this picture?");
+    h.feed(prompt_event(30, 0));
+    h.feed(token("## Shapes\n\nA **red** square and `ring`.\n"));
+    h.feed(done(FinishReason::Stop, 9));
+    assert_eq!(h.app.theme.name, "dark");
+    for expected in ["light", "high-contrast", "gruvbox-dark"] {
+        h.key(KeyCode::Char('t'), KeyModifiers::ALT);
+        assert_eq!(h.app.theme.name, expected);
+    }
+    let screen = styled_screen(&mut h);
+    assert!(screen.contains("theme gruvbox-dark"), "{screen}");
+    assert!(
+        screen.contains("ctx 31/32768  gruvbox-dark "),
+        "the status line: {screen}"
+    );
+    assert!(
+        !screen.contains("Rgb("),
+        "RGB colours become xterm indexes: {screen}"
+    );
+    insta::assert_snapshot!("theme_gruvbox_dark_256", screen);
+
+    // Round the circle back to the first; `/theme NAME` picks one directly.
+    h.key(KeyCode::Char('t'), KeyModifiers::ALT);
+    assert_eq!(h.app.theme.name, "dark");
+    h.ask("/theme high-contrast");
+    assert_eq!(h.app.theme.name, "high-contrast");
+    h.ask("/theme solarized");
+    let screen = h.screen();
+    assert!(screen.contains("unknown theme `solarized`"), "{screen}");
+    assert_eq!(h.app.theme.name, "high-contrast");
+
+    // On a 16-colour terminal only the 16 ANSI colours are drawn.
+    h.ask("/theme gruvbox-dark");
+    h.app.color_depth = glimpse::tui::colors::ColorDepth::Ansi16;
+    h.screen();
+    for cell in h.terminal.backend().buffer().content() {
+        for c in [cell.fg, cell.bg] {
+            assert!(
+                !matches!(
+                    c,
+                    ratatui::style::Color::Rgb(..) | ratatui::style::Color::Indexed(_)
+                ),
+                "{c:?}"
+            );
+        }
+    }
+}
+
+// Presets from the config: every field goes with the request.
+
+#[test]
+fn a_config_preset_carries_top_p_top_k_repetition_and_its_system_prompt() {
+    let config = glimpse::session::Config::from_toml_str(
+        "[presets.ocr]\ntop_p = 0.8\ntop_k = 20\nrepetition_penalty = 1.1\n\
+         system_prompt = \"Transcribe all text in the image.\"\n\
+         [presets.quick]\ntop_k = 5\n",
+        Path::new("config.toml"),
+    )
+    .unwrap();
+    let presets = glimpse::cli::chat::chat_presets(&config);
+    let mut h = Harness::loaded_config(100, 30, EngineOptions::new(model_dir()), |c| {
+        c.presets = presets;
+    });
+    // quick keeps its built-in temperature and limit and adds top-k.
+    h.key(KeyCode::F(3), KeyModifiers::NONE);
+    h.ask("Quick one?");
+    let quick = &h.generations[0].sampling;
+    assert_eq!(
+        (quick.temperature, quick.max_new_tokens, quick.top_k),
+        (Some(0.1), Some(128), Some(5))
+    );
+    h.answer_with_engine();
+
+    // ocr: Alt+4 is not bound by default, so pick it by its action.
+    h.ask("/clear");
+    let ocr = h.app.presets.iter().position(|p| p.name == "ocr").unwrap();
+    h.app.keymap = h
+        .app
+        .keymap
+        .clone()
+        .with_overrides(
+            &std::iter::once(("preset_4".to_string(), vec!["alt+4".parse().unwrap()])).collect(),
+        )
+        .unwrap();
+    assert_eq!(ocr, 3);
+    h.key(KeyCode::Char('4'), KeyModifiers::ALT);
+    let flash = h.screen();
+    assert!(
+        flash.contains("preset ocr: the model's temperature, the model's token limit, top-p 0.80"),
+        "{flash}"
+    );
+    h.ask("What does the label say?");
+    let g = h.generations.last().unwrap();
+    assert_eq!(
+        g.sampling.temperature, None,
+        "left to generation_config.json"
+    );
+    assert_eq!(g.sampling.max_new_tokens, None);
+    assert_eq!(g.sampling.top_p, Some(0.8));
+    assert_eq!(g.sampling.top_k, Some(20));
+    assert_eq!(g.sampling.repetition_penalty, Some(1.1));
+    assert_eq!(g.conversation.messages[0].role, Role::System);
+    assert_eq!(
+        g.conversation.messages[0].joined_text(),
+        "Transcribe all text in the image."
+    );
+    let events = h.answer_with_engine();
+    let Some(Event::Prompt { params, .. }) = events.first() else {
+        panic!("{events:?}");
+    };
+    assert!((params.top_p - 0.8).abs() < 1e-9);
+    assert_eq!(params.top_k, 20);
+    let screen = h.screen();
+    assert!(
+        screen.contains("ocr · T model · max model · top-p 0.80 · top-k 20"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Alt+4 ocr · T model · max model"),
+        "{screen}"
+    );
+
+    // The session keeps the system prompt and the settings, and a resume brings them back.
+    let store = SessionStore::at(h.sessions_dir.path().join("sessions"));
+    let id = h.app.session_id.clone().unwrap();
+    let saved = read_json(&store.path_of(&id));
+    assert_eq!(saved["messages"][0]["role"], "system");
+    assert_eq!(saved["settings"]["preset"], "ocr");
+    assert_eq!(saved["settings"]["sampling"]["top_k"], 20);
+    let mut again = Harness::loaded_config(100, 30, EngineOptions::new(model_dir()), |c| {
+        c.presets = glimpse::cli::chat::chat_presets(&config);
+    });
+    again.keeper = SessionKeeper::new(Ok(store.clone()), model_dir().display().to_string());
+    let restored = again.keeper.resume(store.load(&id).unwrap());
+    again.send(Msg::Session(
+        glimpse::tui::session_keeper::SessionEvent::Opened(Ok(Box::new(restored))),
+    ));
+    assert_eq!(
+        user_entries(&again.app).len(),
+        1,
+        "the system prompt is not a turn"
+    );
+    again.ask("And the back?");
+    let g = again.generations.last().unwrap();
+    assert_eq!(g.conversation.messages[0].role, Role::System);
+    assert_eq!(g.sampling.top_p, Some(0.8));
+    assert_eq!(g.sampling.temperature, None);
 }

@@ -95,9 +95,12 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
             pixel_height: 0,
         })
         .unwrap();
+    // Sessions are saved in the test's own folder, never the real home.
+    let data = tempfile::tempdir().unwrap();
     let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_glimpse"));
     cmd.args(["--model", "tests/fixtures/models/qwen2_vl"]);
     cmd.cwd(env!("CARGO_MANIFEST_DIR"));
+    cmd.env("GLIMPSE_DATA_DIR", data.path());
     cmd.env("TERM", "xterm-256color");
     cmd.env_remove("TMUX");
     cmd.env_remove("TERM_PROGRAM");
@@ -261,6 +264,24 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
         !s.parser.screen().hide_cursor(),
         "the cursor is visible again"
     );
+
+    // Both conversations (before and after /clear) were saved, questions and answers.
+    let sessions: Vec<_> = std::fs::read_dir(data.path().join("sessions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    for path in sessions {
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let roles: Vec<&str> = saved["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["user", "assistant"], "{saved}");
+    }
 }
 
 #[cfg(unix)]
@@ -283,6 +304,8 @@ fn a_termination_signal_restores_the_terminal() {
         "halfblocks",
     ]);
     cmd.cwd(env!("CARGO_MANIFEST_DIR"));
+    let data = tempfile::tempdir().unwrap();
+    cmd.env("GLIMPSE_DATA_DIR", data.path());
     cmd.env("TERM", "xterm-256color");
     cmd.env_remove("TMUX");
     let mut child = pair.slave.spawn_command(cmd).unwrap();

@@ -134,7 +134,7 @@ impl Harness {
             Cmd::Generate {
                 id, conversation, ..
             } => self.generations.push((id, conversation)),
-            Cmd::Copy(_) | Cmd::Redraw | Cmd::Quit => {}
+            Cmd::Copy(_) | Cmd::Redraw | Cmd::Quit | Cmd::Session(_) => {}
         }
     }
 

@@ -6,9 +6,13 @@ use clap::Args;
 use super::ask::{parse_cap, CapArg};
 use crate::engine::{DeviceChoice, DtypeChoice, EngineOptions, KvCachePolicy};
 use crate::processor::image::AlphaMode;
-use crate::session::config::{Config, ImageProtocol, KvPolicy, Preset as ConfigPreset};
+use crate::session::config::{Config, ImageProtocol, KvPolicy};
+use crate::session::SessionStore;
+use crate::tui::colors::ColorDepth;
 use crate::tui::keymap::Keymap;
 use crate::tui::presets::{builtin_presets, Preset};
+use crate::tui::runtime::SessionOptions;
+use crate::tui::theme_file;
 use crate::tui::{ChatOptions, ImageProtocolChoice};
 
 #[derive(Debug, Default, Args)]
@@ -42,27 +46,25 @@ pub struct ChatArgs {
     /// ("THRESHOLD:TARGET", or "off"; default: the config's, else 2000:1920).
     #[arg(long = "long-edge-cap", value_parser = parse_cap)]
     pub long_edge_cap: Option<CapArg>,
+    /// Continue a saved session (its id, or a unique start of it; without
+    /// one, the latest). Without --model it runs on the session's model.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "latest")]
+    pub resume: Option<String>,
+    /// Colour theme: dark, light, high-contrast, gruvbox-dark, or one of
+    /// your own in the config folder's themes/ (default: the config's, else dark).
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
 }
 
-/// What a preset leaves out in the config, the chat's keys need a value for.
-const FALLBACK_TEMPERATURE: f64 = 0.7;
-const FALLBACK_MAX_TOKENS: usize = 512;
-
-/// The config's presets as the chat's, in the config's order (the built-in
-/// three first, so F1/F2/F3 and Alt+1/2/3 keep them).
+/// The config's presets, in the config's order (the built-in three first, so
+/// F1/F2/F3 and Alt+1/2/3 keep them). A table named like a built-in preset
+/// changes only the fields it sets; what a preset of the user's leaves out is
+/// left to the model's generation_config.json.
 pub fn chat_presets(config: &Config) -> Vec<Preset> {
     if config.presets.is_empty() {
         return builtin_presets();
     }
-    config.presets.iter().map(chat_preset).collect()
-}
-
-fn chat_preset(p: &ConfigPreset) -> Preset {
-    Preset::new(
-        &p.name,
-        p.temperature.unwrap_or(FALLBACK_TEMPERATURE),
-        p.max_tokens.unwrap_or(FALLBACK_MAX_TOKENS),
-    )
+    config.presets.clone()
 }
 
 /// The config's KV-cache policy, as `glimpse ask` maps it.
@@ -91,6 +93,10 @@ fn image_protocol(p: ImageProtocol) -> ImageProtocolChoice {
 pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptions> {
     let spec = args.model.unwrap_or_else(|| config.model.clone());
     let model_dir = super::model_arg::resolve_model_dir(&spec, args.offline)?;
+    let store = SessionStore::open_default().map_err(|e| e.to_string());
+    let themes = theme_file::available();
+    let theme = theme_file::pick(&themes, args.theme.as_deref().unwrap_or(&config.theme))?;
+    let color_depth = ColorDepth::from_env().map_err(|e| anyhow::anyhow!(e))?;
     let presets = chat_presets(config);
     let start_preset = presets
         .iter()
@@ -117,12 +123,29 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
         keymap: Keymap::builtin()
             .with_overrides(&config.keys)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
+        sessions: SessionOptions {
+            store,
+            model: spec,
+            resume: None,
+        },
+        theme,
+        themes,
+        color_depth,
     })
 }
 
-pub fn run(args: ChatArgs) -> anyhow::Result<i32> {
+pub fn run(mut args: ChatArgs) -> anyhow::Result<i32> {
     let config = Config::load()?;
-    let options = chat_options(args, &config)?;
+    // A session that cannot be resumed stops here, before the screen opens.
+    let resume = match args.resume.take() {
+        Some(id) => Some(SessionStore::open_default()?.load(&id)?),
+        None => None,
+    };
+    if let (None, Some(session)) = (&args.model, &resume) {
+        args.model = Some(session.model.clone());
+    }
+    let mut options = chat_options(args, &config)?;
+    options.sessions.resume = resume;
     crate::tui::run(options)
 }
 
@@ -174,6 +197,30 @@ mod tests {
         let o = chat_options(args, &c).unwrap();
         assert_eq!(o.engine.device, DeviceChoice::Auto);
         assert_eq!(o.image_protocol, ImageProtocolChoice::Kitty);
+    }
+
+    #[test]
+    fn the_theme_comes_from_the_flag_else_the_config() {
+        let c = config(&format!("model = \"{MODEL}\"\ntheme = \"light\"\n"));
+        let o = chat_options(ChatArgs::default(), &c).unwrap();
+        assert_eq!(o.theme.name, "light");
+        assert!(o.themes.iter().any(|t| t.name == "gruvbox-dark"));
+        let args = ChatArgs {
+            theme: Some("high-contrast".into()),
+            ..ChatArgs::default()
+        };
+        assert_eq!(chat_options(args, &c).unwrap().theme.name, "high-contrast");
+        let c = config(&format!("model = \"{MODEL}\"\ntheme = \"nope\"\n"));
+        let Err(e) = chat_options(ChatArgs::default(), &c) else {
+            panic!("an unknown theme is refused");
+        };
+        let e = e.to_string();
+        assert!(
+            e.starts_with(
+                "unknown theme `nope`; the themes are dark, light, high-contrast, gruvbox-dark"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod grounding;
 pub mod model_arg;
 pub mod models;
 pub mod progress;
+pub mod sessions;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +50,8 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Show the GPUs (or the CPU) as glimpse sees them: the GPU pane, or JSON samples.
     Devices(devices::DevicesArgs),
+    /// List the saved chat sessions, newest first (`glimpse chat --resume ID` continues one).
+    Sessions(sessions::SessionsArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -68,6 +71,7 @@ pub fn main() -> i32 {
         Some(Command::Models(args)) => models::run(args),
         Some(Command::Config(args)) => config::run(args),
         Some(Command::Devices(args)) => devices::run(args),
+        Some(Command::Sessions(args)) => sessions::run(args),
         // Without flags, the model comes from the config (or the default).
         None => chat::run(cli.chat.unwrap_or_default()),
     };
@@ -123,6 +127,15 @@ mod tests {
             Cli::try_parse_from(["glimpse", "ask", "--model", "m", "--prompt", "hi", "--json"])
                 .unwrap();
         assert!(matches!(cli.command, Some(Command::Ask(ref a)) if a.json));
+
+        // --resume takes an optional id; without one it means the latest.
+        let cli = Cli::try_parse_from(["glimpse", "--resume"]).unwrap();
+        assert_eq!(cli.chat.unwrap().resume.as_deref(), Some("latest"));
+        let cli = Cli::try_parse_from(["glimpse", "chat", "--resume", "2025"]).unwrap();
+        let Some(Command::Chat(chat)) = cli.command else {
+            panic!("glimpse chat --resume parses as the chat");
+        };
+        assert_eq!(chat.resume.as_deref(), Some("2025"));
 
         let e = Cli::try_parse_from(["glimpse", "--model", "m", "--image-protocol", "png"])
             .unwrap_err()

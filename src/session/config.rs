@@ -305,7 +305,7 @@ pub fn parse_long_edge_cap(s: &str) -> Result<Option<LongEdgeCap>, String> {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -314,7 +314,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// Adds "did you mean" to serde's "unknown field/variant `x`, expected one of
 /// `a`, `b`" when one choice is a near miss.
-fn with_suggestion(message: &str) -> String {
+pub(crate) fn with_suggestion(message: &str) -> String {
     let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     let Some((given, choices)) = quoted.split_first() else {
         return message.to_string();

@@ -44,7 +44,7 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("no session {id:?} in {}; `glimpse chat --resume` without an id takes the latest", dir.display())]
+    #[error("no session {id:?} in {}; `glimpse sessions` lists them, and `glimpse chat --resume` without an id takes the latest", dir.display())]
     NotFound { id: String, dir: PathBuf },
     #[error("{id:?} matches several sessions ({}); give more of the id", candidates.join(", "))]
     Ambiguous { id: String, candidates: Vec<String> },
@@ -134,6 +134,8 @@ pub struct SessionSummary {
     pub created: Timestamp,
     pub updated: Timestamp,
     pub messages: usize,
+    /// Questions asked.
+    pub turns: usize,
     pub images: usize,
     pub path: PathBuf,
 }
@@ -405,6 +407,12 @@ impl SessionStore {
                 Ok(s) => listing.sessions.push(SessionSummary {
                     title: s.title(),
                     messages: s.conversation.messages.len(),
+                    turns: s
+                        .conversation
+                        .messages
+                        .iter()
+                        .filter(|m| m.role == Role::User)
+                        .count(),
                     images: s.images.len(),
                     id: s.id,
                     model: s.model,

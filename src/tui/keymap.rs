@@ -39,6 +39,12 @@ pub enum Action {
     ScrollBottom,
     Help,
     Redraw,
+    /// Open the list of saved sessions.
+    SessionList,
+    /// Write the conversation as Markdown.
+    ExportSession,
+    /// Switch to the next theme.
+    CycleTheme,
     /// Cancel the running reply, or quit when there is none.
     CancelOrQuit,
     Quit,
@@ -107,6 +113,9 @@ pub const ACTION_NAMES: &[(&str, Action)] = &[
     ("scroll_top", Action::ScrollTop),
     ("scroll_bottom", Action::ScrollBottom),
     ("toggle_gpu_pane", Action::ToggleGpuPane),
+    ("session_list", Action::SessionList),
+    ("export_session", Action::ExportSession),
+    ("cycle_theme", Action::CycleTheme),
     ("help", Action::Help),
     ("redraw", Action::Redraw),
     ("cancel_or_quit", Action::CancelOrQuit),
@@ -124,7 +133,9 @@ impl Action {
     pub fn section(self) -> Section {
         use Action::*;
         match self {
-            Send | Newline | Cancel | Regenerate | CopyReply => Section::Conversation,
+            Send | Newline | Cancel | Regenerate | CopyReply | SessionList | ExportSession => {
+                Section::Conversation
+            }
             AttachImage | CompletePath | RemoveAttachment | TogglePreviews | ToggleOverlay
             | NextObject | PreviousObject => Section::Images,
             Preset(_) | TemperatureDown | TemperatureUp | MaxTokensDown | MaxTokensUp => {
@@ -132,7 +143,7 @@ impl Action {
             }
             ScrollPageUp | ScrollPageDown | ScrollLineUp | ScrollLineDown | ScrollTop
             | ScrollBottom => Section::Scrolling,
-            ToggleGpuPane | Help | Redraw | CancelOrQuit | Quit => Section::Other,
+            ToggleGpuPane | CycleTheme | Help | Redraw | CancelOrQuit | Quit => Section::Other,
         }
     }
 
@@ -155,10 +166,7 @@ impl Action {
             NextObject => "highlight the next box or point of the latest answer".into(),
             PreviousObject => "highlight the previous box or point".into(),
             Preset(i) => match presets.get(i) {
-                Some(p) => format!(
-                    "preset {}: temperature {:.2}, {} new tokens",
-                    p.name, p.temperature, p.max_tokens
-                ),
+                Some(p) => format!("preset {}: {}", p.name, super::presets::describe(p)),
                 None => format!("preset {}", i + 1),
             },
             TemperatureDown => "temperature −0.05".into(),
@@ -174,6 +182,9 @@ impl Action {
             ToggleGpuPane => "show or hide the GPU pane (wide screens)".into(),
             Help => "show or hide this help".into(),
             Redraw => "redraw the whole screen".into(),
+            SessionList => "saved sessions: open one (Enter), Esc closes".into(),
+            ExportSession => "export the conversation as Markdown (in this folder)".into(),
+            CycleTheme => "next colour theme (/theme NAME picks one)".into(),
             CancelOrQuit => "stop the reply; quit when none is running".into(),
             Quit => "quit".into(),
         }
@@ -247,7 +258,7 @@ impl KeyChord {
 }
 
 /// Commands typed into the input, for the help overlay.
-pub const COMMANDS: [(&str, &str); 6] = [
+pub const COMMANDS: [(&str, &str); 9] = [
     (
         "/image PATH",
         "attach an image (Tab completes the path; several paths work)",
@@ -257,7 +268,19 @@ pub const COMMANDS: [(&str, &str); 6] = [
         "/locate THING",
         "ask the model to box THING in the latest image",
     ),
-    ("/clear", "start a new conversation"),
+    (
+        "/clear, /new",
+        "start a new conversation (the last one stays saved)",
+    ),
+    ("/sessions", "saved sessions: open one"),
+    (
+        "/export [PATH]",
+        "write the conversation as Markdown (images linked)",
+    ),
+    (
+        "/theme [NAME]",
+        "switch to a colour theme; alone, list them",
+    ),
     ("/help", "show this help"),
     ("/quit", "quit"),
 ];
@@ -404,6 +427,10 @@ impl Keymap {
             (K::Char('r'), CTRL, When::Always, Regenerate),
             (K::Char('y'), CTRL, When::Always, CopyReply),
             (K::Char('y'), NONE, When::Browsing, CopyReply),
+            (K::Char('s'), ALT, When::Always, SessionList),
+            (K::Char('s'), NONE, When::Browsing, SessionList),
+            (K::Char('e'), ALT, When::Always, ExportSession),
+            (K::Char('e'), NONE, When::Browsing, ExportSession),
             (K::Char('o'), CTRL, When::Always, AttachImage),
             (K::Tab, NONE, When::Always, CompletePath),
             (K::Char('x'), CTRL, When::Always, RemoveAttachment),
@@ -439,6 +466,8 @@ impl Keymap {
             (K::End, CTRL, When::Always, ScrollBottom),
             (K::Char('G'), NONE, When::Browsing, ScrollBottom),
             (K::Char('g'), ALT, When::Always, ToggleGpuPane),
+            (K::Char('t'), ALT, When::Always, CycleTheme),
+            (K::Char('t'), NONE, When::Browsing, CycleTheme),
             (K::Char('?'), NONE, When::InputEmpty, Help),
             (K::F(12), NONE, When::Always, Help),
             (K::Char('l'), CTRL, When::Always, Redraw),

@@ -14,6 +14,8 @@ use crate::engine::{Event, ModelInfo, SamplingOverrides};
 use crate::gpu::Sample;
 use crate::processor::vision_input::VisionPreprocessConfig;
 
+use super::session_keeper::{SessionCmd, SessionEvent};
+
 pub type RequestId = u64;
 pub type ImageId = u64;
 
@@ -62,6 +64,8 @@ pub enum Msg {
         cells: (u16, u16),
         result: Result<Protocol, String>,
     },
+    /// The session keeper's answer.
+    Session(SessionEvent),
 }
 
 pub enum Cmd {
@@ -83,6 +87,8 @@ pub enum Cmd {
     },
     /// Put text on the clipboard of the terminal (OSC 52).
     Copy(String),
+    /// Save, open, list or export sessions (the session keeper's thread).
+    Session(SessionCmd),
     /// Clear and repaint the whole screen.
     Redraw,
     Quit,

@@ -31,6 +31,9 @@ use crate::gpu::sampler::{self, Sampler};
 use crate::gpu::NvmlMonitor;
 use crate::processor::image::{load_image, LongEdgeCap};
 use crate::processor::vision_input::VisionPreprocessConfig;
+use crate::session::{Session, SessionStore};
+
+use super::session_keeper::{SessionCmd, SessionEvent, SessionKeeper};
 
 /// How previews are drawn: detected, or forced with `--image-protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +69,22 @@ pub struct ChatOptions {
     /// Index of the preset a conversation starts with.
     pub start_preset: usize,
     pub keymap: super::keymap::Keymap,
+    pub sessions: SessionOptions,
+    pub theme: super::theme::Theme,
+    /// The themes Alt+T and `/theme` switch between.
+    pub themes: Vec<super::theme_file::ThemeChoice>,
+    pub color_depth: super::colors::ColorDepth,
+}
+
+/// Where the conversation is saved, and the session to continue, if any.
+pub struct SessionOptions {
+    /// The session folder, or why there is none (then nothing is saved and
+    /// the screen says so).
+    pub store: Result<SessionStore, String>,
+    /// The model as the user named it, recorded in the session.
+    pub model: String,
+    /// A session read by `--resume`, continued in the same file.
+    pub resume: Option<Session>,
 }
 
 /// Frames are drawn at most this often; tokens arriving in between are
@@ -113,6 +132,9 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     let mut config = AppConfig::new(options.engine.model_dir.clone());
     config.font_size = picker.font_size();
     config.keymap = options.keymap.clone();
+    config.theme = options.theme.clone();
+    config.themes = options.themes.clone();
+    config.color_depth = options.color_depth;
     if !options.presets.is_empty() {
         config.presets = options.presets.clone();
         config.start_preset = options.start_preset.min(options.presets.len() - 1);
@@ -129,13 +151,25 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     let size = term.size()?;
     app.update(Msg::Resize(size.width, size.height));
 
+    let mut keeper = SessionKeeper::new(options.sessions.store, options.sessions.model);
+    let resumed = options.sessions.resume.map(|s| keeper.resume(s));
+    let (sessions, session_thread) = spawn_session_keeper(keeper, tx.clone());
     let mut effects = RealEffects {
         tx: tx.clone(),
         engine: engine.clone(),
         cap: options.engine.long_edge_cap,
         previews: spawn_preview_worker(picker, tx.clone()),
+        sessions,
     };
+    if let Some(restored) = resumed {
+        for cmd in app.update(Msg::Session(SessionEvent::Opened(Ok(Box::new(restored))))) {
+            effects.run(cmd, &mut term)?;
+        }
+    }
     let result = event_loop(&mut term, &mut app, &rx, &mut effects);
+    // The last saves are written before the program ends.
+    drop(effects);
+    let _ = session_thread.join();
 
     stop_input.store(true, Ordering::SeqCst);
     let _ = input.join();
@@ -234,6 +268,26 @@ fn spawn_loader(options: EngineOptions, slot: Arc<Mutex<Option<Engine>>>, tx: Se
         });
 }
 
+/// Saves and reads sessions on their own thread, in the order asked.
+fn spawn_session_keeper(
+    mut keeper: SessionKeeper,
+    tx: Sender<Msg>,
+) -> (Sender<SessionCmd>, thread::JoinHandle<()>) {
+    let (cmd_tx, cmd_rx) = mpsc::channel::<SessionCmd>();
+    let handle = thread::Builder::new()
+        .name("glimpse-sessions".into())
+        .spawn(move || {
+            for cmd in cmd_rx {
+                if let Some(event) = keeper.handle(cmd) {
+                    // The screen may be gone at the end; the save is done anyway.
+                    let _ = tx.send(Msg::Session(event));
+                }
+            }
+        })
+        .expect("spawning the session thread");
+    (cmd_tx, handle)
+}
+
 struct PreviewJob {
     id: ImageId,
     pixels: Arc<DynamicImage>,
@@ -287,6 +341,7 @@ struct RealEffects {
     engine: Arc<Mutex<Option<Engine>>>,
     cap: Option<LongEdgeCap>,
     previews: Sender<PreviewJob>,
+    sessions: Sender<SessionCmd>,
 }
 
 impl<B: Backend> Effects<B> for RealEffects
@@ -372,6 +427,9 @@ where
                 let mut out = io::stdout();
                 out.write_all(osc52(&text).as_bytes())?;
                 out.flush()?;
+            }
+            Cmd::Session(cmd) => {
+                let _ = self.sessions.send(cmd);
             }
             Cmd::Redraw => {
                 let size = terminal.size()?;

@@ -1,10 +1,24 @@
-//! Every style the chat screen uses, in one place, so a theme file can later
-//! replace them wholesale.
+//! Every style the chat screen uses, in one place. The built-in `dark` theme
+//! file (`themes/dark.toml`) says the same as `Theme::default`; other themes
+//! are read by `theme_file`.
 
 use ratatui::style::{Color, Modifier, Style};
 
+/// The syntect themes code blocks can be highlighted with.
+pub const SYNTAX_THEMES: [&str; 7] = [
+    "base16-ocean.dark",
+    "base16-eighties.dark",
+    "base16-mocha.dark",
+    "base16-ocean.light",
+    "InspiredGitHub",
+    "Solarized (dark)",
+    "Solarized (light)",
+];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Theme {
+    /// The theme's name, shown in the status line.
+    pub name: String,
     /// Plain text of the conversation.
     pub text: Style,
     /// Secondary text: stats, hints, placeholders.
@@ -43,6 +57,7 @@ impl Default for Theme {
     fn default() -> Self {
         let fg = Color::Reset;
         Theme {
+            name: "dark".into(),
             text: Style::new().fg(fg),
             dim: Style::new().fg(Color::DarkGray),
             user_label: Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),

@@ -35,6 +35,8 @@ pub enum ReplyPhase {
     Streaming,
     Done(ReplyStats),
     Failed(String),
+    /// Brought back from a saved session.
+    Restored,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +51,8 @@ pub struct Reply {
     pub sent: SentImages,
     /// Boxes and points found once it ended.
     pub grounding: Option<Box<ReplyGrounding>>,
+    /// The token limit the engine applied (known once the prompt is built).
+    pub limit: Option<usize>,
 }
 
 impl Reply {
@@ -61,11 +65,15 @@ impl Reply {
             settings,
             sent: SentImages::default(),
             grounding: None,
+            limit: None,
         }
     }
 
     pub fn is_running(&self) -> bool {
-        !matches!(self.phase, ReplyPhase::Done(_) | ReplyPhase::Failed(_))
+        !matches!(
+            self.phase,
+            ReplyPhase::Done(_) | ReplyPhase::Failed(_) | ReplyPhase::Restored
+        )
     }
 }
 
@@ -133,7 +141,8 @@ pub fn conversation_until(
                 conv.push(Message::parts(Role::User, parts));
             }
             EntryKind::Assistant(r)
-                if matches!(r.phase, ReplyPhase::Done(_)) && !r.text.is_empty() =>
+                if matches!(r.phase, ReplyPhase::Done(_) | ReplyPhase::Restored)
+                    && !r.text.is_empty() =>
             {
                 conv.push(Message::text(Role::Assistant, scrub_placeholders(&r.text)));
             }
@@ -356,10 +365,10 @@ fn entry_rows(app: &App, entry: &Entry, width: u16) -> Vec<Row> {
             rows.push(Row::Text(Line::from(vec![
                 Span::styled(name, t.assistant_label),
                 Span::styled(
-                    format!(
-                        " · {} · T {:.2} · max {}",
-                        r.settings.preset_name, r.settings.temperature, r.settings.max_tokens
-                    ),
+                    std::iter::once(r.settings.preset_name.clone())
+                        .chain(std::iter::once(r.settings.short()))
+                        .chain(r.settings.extras())
+                        .fold(String::new(), |line, part| format!("{line} · {part}")),
                     t.dim,
                 ),
             ])));
@@ -388,8 +397,9 @@ fn entry_rows(app: &App, entry: &Entry, width: u16) -> Vec<Row> {
                         ],
                         FinishReason::Length => {
                             // The engine also stops where the context ends.
-                            let why = if s.tokens >= r.settings.max_tokens {
-                                format!("… stopped at the {}-token limit", r.settings.max_tokens)
+                            let limit = r.limit.or(r.settings.max_tokens);
+                            let why = if let Some(limit) = limit.filter(|l| s.tokens >= *l) {
+                                format!("… stopped at the {limit}-token limit")
                             } else {
                                 "… stopped: the context is full".to_string()
                             };

@@ -8,8 +8,10 @@ use ratatui::Frame;
 use ratatui_image::Image;
 
 use super::app::{App, Flash, ImageState, ModelState};
+use super::colors::degrade_buffer;
 use super::keymap::{Action, Section, COMMANDS};
 use super::layout::screen_layout;
+use super::session_list_view::draw_session_list;
 use super::side_pane::draw_side_pane;
 use super::transcript::{all_rows, spinner, Row};
 use super::wrap::{sanitize, truncate, width};
@@ -36,9 +38,13 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     draw_input(frame, areas.input, app);
     draw_status(frame, areas.status, app);
+    if let Some(list) = &app.session_list {
+        draw_session_list(frame, area, app, list);
+    }
     if app.help_open {
         draw_help(frame, area, app);
     }
+    degrade_buffer(frame.buffer_mut(), app.color_depth);
 }
 
 fn draw_transcript(frame: &mut Frame, area: Rect, app: &App) {
@@ -196,7 +202,8 @@ fn draw_path_prompt(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    let focused = app.path_prompt.is_none() && !app.help_open && !app.browsing;
+    let focused =
+        app.path_prompt.is_none() && !app.help_open && !app.browsing && app.session_list.is_none();
     let title = if app.browsing {
         " Browsing the conversation · y copies · p previews · ↑↓ scroll · typing or Esc returns "
     } else if app.is_generating() {
@@ -272,11 +279,10 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         .map(|b| b.chord.label())
         .unwrap_or_default();
     let preset = format!(
-        " {key} {}{} · T {:.2} · max {} ",
+        " {key} {}{} · {} ",
         s.preset_name,
         if modified { "*" } else { "" },
-        s.temperature,
-        s.max_tokens
+        s.short()
     );
     let ctx = app.ready().map(|r| {
         if app.dropped_messages > 0 {
@@ -316,8 +322,14 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(c) = ctx {
         segments.push((2, c, t.status));
     }
+    // The default theme goes unmentioned (the help names it); any other is
+    // named while there is room, before the speed (the GPU pane shows that too).
+    let themed = t.name != "dark";
     if let Some(sp) = speed {
-        segments.push((3, sp, t.status));
+        segments.push((if themed { 4 } else { 3 }, sp, t.status));
+    }
+    if themed {
+        segments.push((3, format!(" {} ", t.name), t.status));
     }
     let total = area.width as usize;
     let used = |segs: &[(u8, String, Style)]| segs.iter().map(|(_, s, _)| width(s)).sum::<usize>();
@@ -412,7 +424,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         .border_type(BorderType::Rounded)
         .border_style(t.border_focused)
         .padding(Padding::horizontal(1))
-        .title(Span::styled(" Keys ", t.title))
+        .title(Span::styled(format!(" Keys · theme {} ", t.name), t.title))
         .title_bottom(
             Line::from(Span::styled(" Esc, ? or F12 closes · ↑↓ scroll ", t.dim))
                 .alignment(Alignment::Right),

@@ -9,12 +9,17 @@ use super::{App, Flash, ImageState, PathPrompt, StoredImage};
 use crate::tui::attachments::{complete_path, expand_home, pasted_image_paths, split_pasted};
 use crate::tui::keymap::Action;
 use crate::tui::msg::Cmd;
-use crate::tui::presets::Settings;
+use crate::tui::presets::{describe, Settings};
 
 impl App {
     pub(super) fn on_key(&mut self, key: KeyEvent, cmds: &mut Vec<Cmd>) {
         if self.help_open {
             self.on_help_key(key, cmds);
+            return;
+        }
+        if self.session_list.is_some() {
+            self.flash = None;
+            self.on_session_list_key(key, cmds);
             return;
         }
         if self.path_prompt.is_some() {
@@ -120,7 +125,7 @@ impl App {
             prompt.text.push_str(text.trim());
             return;
         }
-        if self.help_open {
+        if self.help_open || self.session_list.is_some() {
             return;
         }
         match pasted_image_paths(text) {
@@ -180,6 +185,8 @@ impl App {
             Action::Quit => {
                 if let Some(r) = &self.running {
                     r.cancel.store(true, Ordering::Relaxed);
+                    // The answer stops with the program: keep what it wrote.
+                    self.save_session_with(true, cmds);
                 }
                 self.quitting = true;
                 cmds.push(Cmd::Quit);
@@ -234,10 +241,9 @@ impl App {
                 if let Some(p) = self.presets.get(i) {
                     self.settings = Settings::from_preset(i, p);
                     self.flash = Some(Flash::Info(format!(
-                        "preset {}: temperature {:.2}, {} new tokens{}",
+                        "preset {}: {}{}",
                         p.name,
-                        p.temperature,
-                        p.max_tokens,
+                        describe(p),
                         if self.running.is_some() {
                             " (from the next answer)"
                         } else {
@@ -246,10 +252,12 @@ impl App {
                     )));
                 }
             }
-            Action::TemperatureDown => self.settings.nudge_temperature(-1),
-            Action::TemperatureUp => self.settings.nudge_temperature(1),
-            Action::MaxTokensDown => self.settings.nudge_max_tokens(-1),
-            Action::MaxTokensUp => self.settings.nudge_max_tokens(1),
+            Action::TemperatureDown => self
+                .settings
+                .nudge_temperature(-1, self.model_temperature()),
+            Action::TemperatureUp => self.settings.nudge_temperature(1, self.model_temperature()),
+            Action::MaxTokensDown => self.settings.nudge_max_tokens(-1, self.model_max_tokens()),
+            Action::MaxTokensUp => self.settings.nudge_max_tokens(1, self.model_max_tokens()),
             Action::ScrollPageUp => {
                 let page = self.transcript_area().height.saturating_sub(2).max(1) as i64;
                 self.scroll_by(-page);
@@ -270,6 +278,9 @@ impl App {
             Action::ToggleOverlay => self.toggle_overlay(cmds),
             Action::NextObject => self.cycle_highlight(1, cmds),
             Action::PreviousObject => self.cycle_highlight(-1, cmds),
+            Action::SessionList => self.open_session_list(cmds),
+            Action::CycleTheme => self.cycle_theme(),
+            Action::ExportSession => self.export_session(None, cmds),
         }
     }
 
@@ -388,15 +399,17 @@ impl App {
                 if self.running.is_some() {
                     self.flash = Some(Flash::Error("Esc stops the answer first".into()));
                 } else {
-                    self.entries.clear();
-                    self.next_job = None;
-                    self.context_used = 0;
-                    self.dropped_messages = 0;
-                    self.scroll = None;
-                    self.rows.borrow_mut().clear();
+                    self.new_conversation(cmds);
                     self.flash = Some(Flash::Info("new conversation".into()));
                 }
             }
+            "export" => {
+                let arg = arg.trim();
+                let path = (!arg.is_empty()).then(|| expand_home(arg));
+                self.export_session(path, cmds);
+            }
+            "sessions" => self.open_session_list(cmds),
+            "theme" => self.theme_command(arg.trim()),
             "help" => self.help_open = true,
             "quit" | "exit" | "q" => self.act(Action::Quit, cmds),
             _ => return false,

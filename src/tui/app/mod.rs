@@ -4,7 +4,12 @@
 mod grounding;
 mod input;
 mod replies;
+mod session;
+mod session_list;
+mod themes;
 mod view_state;
+
+pub use session_list::SessionList;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,11 +25,13 @@ use crate::gpu::pane::GpuView;
 use crate::gpu::sampler::{History, HISTORY_LEN, PERIOD};
 
 use super::attachments::{image_budget, ImageBudget};
+use super::colors::ColorDepth;
 use super::keymap::{Action, Keymap};
 use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId};
 use super::overlay::OverlayState;
 use super::presets::{builtin_presets, Preset, Settings};
 use super::theme::Theme;
+use super::theme_file::{self, ThemeChoice};
 use super::transcript::{Entry, EntryKind, ReplyStats, RowCache};
 
 /// Where the model stands.
@@ -93,6 +100,10 @@ pub struct AppConfig {
     /// Index of the preset the conversation starts with.
     pub start_preset: usize,
     pub theme: Theme,
+    /// Every theme Alt+T and `/theme` can switch to.
+    pub themes: Vec<ThemeChoice>,
+    /// What the terminal shows; richer colours are brought down to it.
+    pub color_depth: ColorDepth,
     /// Cell size in pixels, from the terminal (for preview proportions).
     pub font_size: (u16, u16),
     pub cpu_threads: usize,
@@ -110,6 +121,8 @@ impl AppConfig {
             presets: builtin_presets(),
             start_preset: 0,
             theme: Theme::default(),
+            themes: theme_file::builtin(),
+            color_depth: ColorDepth::TrueColor,
             font_size: (10, 20),
             cpu_threads: 1,
             seed: 1,
@@ -122,6 +135,8 @@ pub struct App {
     pub keymap: Keymap,
     pub presets: Vec<Preset>,
     pub theme: Theme,
+    pub themes: Vec<ThemeChoice>,
+    pub color_depth: ColorDepth,
     pub settings: Settings,
     pub model: ModelState,
     pub model_dir: PathBuf,
@@ -137,6 +152,12 @@ pub struct App {
     pub path_prompt: Option<PathPrompt>,
     pub help_open: bool,
     pub help_scroll: u16,
+    /// The saved sessions overlay, while open.
+    pub session_list: Option<SessionList>,
+    /// The session file this conversation is saved to, once it has been.
+    pub session_id: Option<String>,
+    /// The last save error shown, so it is not repeated after every answer.
+    last_save_error: Option<String>,
     /// Keys go to the conversation (letters copy, toggle, scroll) instead of
     /// the question.
     pub browsing: bool,
@@ -181,6 +202,8 @@ impl App {
             keymap: config.keymap,
             presets: config.presets,
             theme: config.theme,
+            themes: config.themes,
+            color_depth: config.color_depth,
             settings,
             model: ModelState::Loading {
                 dir: config.model_dir.clone(),
@@ -196,6 +219,9 @@ impl App {
             path_prompt: None,
             help_open: false,
             help_scroll: 0,
+            session_list: None,
+            session_id: None,
+            last_save_error: None,
             browsing: false,
             flash: None,
             scroll: None,
@@ -363,6 +389,7 @@ impl App {
                 }
             }
             Msg::Engine { id, event } => self.on_engine(id, event, &mut cmds),
+            Msg::Session(event) => self.on_session(event, &mut cmds),
             Msg::ImageDecoded { id, result } => {
                 let mut failed = None;
                 if let Some(img) = self.images.get_mut(&id) {

@@ -7,7 +7,7 @@ use super::{App, Flash, ModelState, NextJob, Running, STOPPING};
 use crate::engine::{Event, FinishReason};
 use crate::tui::detections::SentImages;
 use crate::tui::msg::{Cmd, RequestId};
-use crate::tui::transcript::{conversation_until, Entry, EntryKind, Reply, ReplyPhase, ReplyStats};
+use crate::tui::transcript::{Entry, EntryKind, Reply, ReplyPhase, ReplyStats};
 
 impl App {
     pub(super) fn send(&mut self, cmds: &mut Vec<Cmd>) {
@@ -71,7 +71,7 @@ impl App {
 
     /// Starts an answer to the conversation as it stands.
     pub(super) fn start_reply(&mut self, cmds: &mut Vec<Cmd>) {
-        let conversation = conversation_until(&self.entries, &self.images);
+        let conversation = self.conversation_now();
         let id = self.request_id();
         let cancel = Arc::new(AtomicBool::new(false));
         self.live_tokens_per_s = None;
@@ -92,6 +92,7 @@ impl App {
             sampling: self.settings.overrides(seed),
             cancel,
         });
+        self.save_session(cmds);
     }
 
     pub(super) fn start_queued(&mut self, cmds: &mut Vec<Cmd>) {
@@ -202,6 +203,7 @@ impl App {
                 ids,
                 images,
                 dropped_messages,
+                params,
                 ..
             } => {
                 self.context_used = ids.len();
@@ -217,6 +219,7 @@ impl App {
                 self.dropped_messages = dropped_messages;
                 if let Some(e) = self.reply_mut(id) {
                     if let EntryKind::Assistant(r) = &mut e.kind {
+                        r.limit = Some(params.max_new_tokens);
                         r.phase = if images.is_empty() {
                             ReplyPhase::Prefill
                         } else {
@@ -310,6 +313,7 @@ impl App {
         }
         if finished {
             self.running = None;
+            self.save_session(cmds);
             if self.flash == Some(Flash::Info(STOPPING.into())) {
                 self.flash = None;
             }

@@ -1,0 +1,108 @@
+//! Theme files as users write them: every file in `fixtures/themes/valid`
+//! loads; every file in `fixtures/themes/invalid` is refused with the file,
+//! the line and the valid choices, as its `# expect-line: N` and
+//! `# expect: TEXT` comments say.
+
+use std::path::{Path, PathBuf};
+
+use glimpse::tui::theme::Theme;
+use glimpse::tui::theme_file::{available_in, parse_theme, pick, ThemeError};
+use ratatui::style::{Color, Modifier, Style};
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/themes")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no {kind} fixtures");
+    files
+}
+
+fn load(path: &Path) -> Result<Theme, ThemeError> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let name = path.file_stem().unwrap().to_string_lossy();
+    parse_theme(&name, &text, path)
+}
+
+#[test]
+fn every_valid_theme_file_loads() {
+    for path in fixtures("valid") {
+        if let Err(e) = load(&path) {
+            panic!("{}: {e}", path.display());
+        }
+    }
+    let partial = load(&fixtures("valid")[1]).unwrap();
+    assert_eq!(partial.name, "partial");
+    assert_eq!(partial.dim, Style::new().fg(Color::Indexed(244)));
+    assert_eq!(
+        partial.heading,
+        Style::new()
+            .fg(Color::LightYellow)
+            .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+    );
+    assert_eq!(partial.syntax_theme, "Solarized (dark)");
+    assert_eq!(
+        partial.text,
+        Theme::default().text,
+        "left out: the dark theme's"
+    );
+}
+
+#[test]
+fn every_invalid_theme_file_names_its_line_and_the_valid_choices() {
+    for path in fixtures("invalid") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected_line: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect-line: "))
+            .unwrap_or_else(|| panic!("{}: no expect-line", path.display()))
+            .parse()
+            .unwrap();
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(!expected.is_empty(), "{}: no expect", path.display());
+
+        let err = load(&path).expect_err(&path.display().to_string());
+        let message = err.to_string();
+        match &err {
+            ThemeError::Invalid { line, .. } => {
+                assert_eq!(*line, expected_line, "{}: {message}", path.display())
+            }
+            other => panic!("{}: not a content error: {other}", path.display()),
+        }
+        assert!(
+            message.starts_with(&format!(
+                "{}, line {expected_line}, column ",
+                path.display()
+            )),
+            "{message}"
+        );
+        for part in expected {
+            assert!(
+                message.contains(part),
+                "{}: {message:?} lacks {part:?}",
+                path.display()
+            );
+        }
+        assert!(!message.contains('\n'), "one line: {message:?}");
+    }
+}
+
+#[test]
+fn a_bad_theme_in_the_users_folder_only_matters_when_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    for path in fixtures("invalid").iter().take(2) {
+        std::fs::copy(path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let themes = available_in(Some(dir.path()));
+    assert!(pick(&themes, "gruvbox-dark").is_ok());
+    let e = pick(&themes, "bad_colour_name").unwrap_err().to_string();
+    assert!(e.contains("bad_colour_name.toml, line 4"), "{e}");
+}
