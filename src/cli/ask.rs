@@ -11,32 +11,24 @@ use clap::Args;
 use serde_json::json;
 
 use super::grounding;
+use super::model_arg::{config_kv_policy, ModelFlags};
 use crate::conversation::{Content, Conversation, Message, Part, Role};
 use crate::engine::kv_policy::{parse_threshold, DEFAULT_THRESHOLD};
 use crate::engine::{
-    check_model_dir, describe_images, ContextPolicy, DeviceChoice, DtypeChoice, Engine,
-    EngineOptions, Event, FinishReason, KvCachePolicy, Request, SamplingOverrides,
+    check_model_dir, describe_images, ContextPolicy, Engine, EngineOptions, Event, FinishReason,
+    KvCachePolicy, Request, SamplingOverrides,
 };
 use crate::gpu::{gib, NvmlMonitor, Sampler};
 use crate::model::ModelConfig;
 use crate::processor::grounding::Grounding;
 use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};
 use crate::session::config::parse_long_edge_cap;
-use crate::session::config::KvPolicy;
 use crate::session::Config;
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
-    /// Local model directory (config.json, safetensors, tokenizer.json, ...) or
-    /// a Hugging Face hub id (org/name), taken from the Hugging Face cache or
-    /// downloaded into it. Default: the config's model, else
-    /// Qwen/Qwen3-VL-4B-Instruct.
-    #[arg(long, value_name = "DIR|ORG/NAME")]
-    pub model: Option<String>,
-    /// Never use the network: a hub id must already be complete in the
-    /// Hugging Face cache (as with HF_HUB_OFFLINE=1).
-    #[arg(long)]
-    pub offline: bool,
+    #[command(flatten)]
+    pub model: ModelFlags,
     /// Attach an image to the question (repeat for several).
     #[arg(long = "image", value_name = "PATH")]
     pub images: Vec<PathBuf>,
@@ -64,13 +56,6 @@ pub struct AskArgs {
     pub max_tokens: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
-    /// auto, cpu or cuda:N [default: the config's, else auto].
-    #[arg(long)]
-    pub device: Option<DeviceChoice>,
-    /// auto (bf16 on CUDA compute capability 8+, f16 below, f32 on CPU), f32,
-    /// bf16 or f16 [default: the config's, else auto].
-    #[arg(long)]
-    pub dtype: Option<DtypeChoice>,
     /// Context to reserve and allow (default: the model's, at most 32768).
     #[arg(long = "max-context", value_name = "TOKENS")]
     pub max_context: Option<usize>,
@@ -155,13 +140,7 @@ pub fn build_conversation(args: &AskArgs) -> anyhow::Result<Conversation> {
 
 /// `--kv-cache` with `--kv-threshold` folded in; the config file fills gaps.
 fn kv_policy(args: &AskArgs, config: &Config) -> anyhow::Result<KvCachePolicy> {
-    let from_config = match config.kv_cache.policy {
-        KvPolicy::Auto => KvCachePolicy::Auto {
-            threshold: config.kv_cache.threshold,
-        },
-        KvPolicy::F16 => KvCachePolicy::Model,
-        KvPolicy::Int8 => KvCachePolicy::Int8,
-    };
+    let from_config = config_kv_policy(config);
     Ok(
         match (args.kv_cache.unwrap_or(from_config), args.kv_threshold) {
             (KvCachePolicy::Auto { .. }, Some(threshold)) => KvCachePolicy::Auto { threshold },
@@ -175,12 +154,8 @@ fn kv_policy(args: &AskArgs, config: &Config) -> anyhow::Result<KvCachePolicy> {
 /// file's values filling the gaps. A hub id is resolved through the cache.
 fn engine_options(args: &AskArgs) -> anyhow::Result<EngineOptions> {
     let config = Config::load()?;
-    let spec = args.model.clone().unwrap_or_else(|| config.model.clone());
-    let model_dir = super::model_arg::resolve_model_dir(&spec, args.offline)?;
+    let model_dir = args.model.resolve_dir(&config)?;
     Ok(EngineOptions {
-        model_dir,
-        device: args.device.unwrap_or(config.device),
-        dtype: args.dtype.unwrap_or(config.dtype),
         long_edge_cap: match &args.long_edge_cap {
             Some(cap) => cap.0,
             None => config.long_edge_cap,
@@ -188,7 +163,7 @@ fn engine_options(args: &AskArgs) -> anyhow::Result<EngineOptions> {
         max_context: args.max_context,
         alpha: args.alpha,
         kv_cache: kv_policy(args, &config)?,
-        readings: None,
+        ..args.model.engine_options(&config, model_dir)
     })
 }
 

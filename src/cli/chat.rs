@@ -4,9 +4,9 @@
 use clap::Args;
 
 use super::ask::{parse_cap, CapArg};
-use crate::engine::{DeviceChoice, DtypeChoice, EngineOptions, KvCachePolicy};
-use crate::processor::image::AlphaMode;
-use crate::session::config::{Config, ImageProtocol, KvPolicy};
+use super::model_arg::ModelFlags;
+use crate::engine::EngineOptions;
+use crate::session::config::{Config, ImageProtocol};
 use crate::session::SessionStore;
 use crate::tui::colors::ColorDepth;
 use crate::tui::keymap::Keymap;
@@ -17,20 +17,8 @@ use crate::tui::{ChatOptions, ImageProtocolChoice};
 
 #[derive(Debug, Default, Args)]
 pub struct ChatArgs {
-    /// Local model directory (config.json, safetensors, tokenizer.json, ...) or
-    /// a Hugging Face hub id (org/name). Default: the config's model, else
-    /// Qwen/Qwen3-VL-4B-Instruct.
-    #[arg(long, value_name = "DIR|ORG/NAME")]
-    pub model: Option<String>,
-    /// Never use the network: a hub id must already be in the Hugging Face cache.
-    #[arg(long)]
-    pub offline: bool,
-    /// auto, cpu or cuda:N (default: the config's, else auto).
-    #[arg(long)]
-    pub device: Option<DeviceChoice>,
-    /// auto (bf16 on CUDA, f32 on CPU), f32, bf16 or f16 (default: the config's, else auto).
-    #[arg(long)]
-    pub dtype: Option<DtypeChoice>,
+    #[command(flatten)]
+    pub model: ModelFlags,
     /// How image previews are drawn: auto detects kitty, iTerm2 or sixel and
     /// falls back to Unicode half-blocks, which work in any terminal.
     #[arg(
@@ -67,17 +55,6 @@ pub fn chat_presets(config: &Config) -> Vec<Preset> {
     config.presets.clone()
 }
 
-/// The config's KV-cache policy, as `glimpse ask` maps it.
-pub fn kv_policy(config: &Config) -> KvCachePolicy {
-    match config.kv_cache.policy {
-        KvPolicy::Auto => KvCachePolicy::Auto {
-            threshold: config.kv_cache.threshold,
-        },
-        KvPolicy::F16 => KvCachePolicy::Model,
-        KvPolicy::Int8 => KvCachePolicy::Int8,
-    }
-}
-
 fn image_protocol(p: ImageProtocol) -> ImageProtocolChoice {
     match p {
         ImageProtocol::Auto => ImageProtocolChoice::Auto,
@@ -91,8 +68,8 @@ fn image_protocol(p: ImageProtocol) -> ImageProtocolChoice {
 /// The chat's options from the flags over the config; a bad config or an
 /// unknown model stops here, before the screen opens.
 pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptions> {
-    let spec = args.model.unwrap_or_else(|| config.model.clone());
-    let model_dir = super::model_arg::resolve_model_dir(&spec, args.offline)?;
+    let spec = args.model.spec(config);
+    let model_dir = args.model.resolve_dir(config)?;
     let store = SessionStore::open_default().map_err(|e| e.to_string());
     let themes = theme_file::available();
     let theme = theme_file::pick(&themes, args.theme.as_deref().unwrap_or(&config.theme))?;
@@ -104,16 +81,12 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
         .unwrap_or(0);
     Ok(ChatOptions {
         engine: EngineOptions {
-            device: args.device.unwrap_or(config.device),
-            dtype: args.dtype.unwrap_or(config.dtype),
             long_edge_cap: match args.long_edge_cap {
                 Some(cap) => cap.0,
                 None => config.long_edge_cap,
             },
             max_context: args.max_context,
-            alpha: AlphaMode::White,
-            kv_cache: kv_policy(config),
-            ..EngineOptions::new(model_dir)
+            ..args.model.engine_options(config, model_dir)
         },
         image_protocol: args
             .image_protocol
@@ -141,8 +114,8 @@ pub fn run(mut args: ChatArgs) -> anyhow::Result<i32> {
         Some(id) => Some(SessionStore::open_default()?.load(&id)?),
         None => None,
     };
-    if let (None, Some(session)) = (&args.model, &resume) {
-        args.model = Some(session.model.clone());
+    if let (None, Some(session)) = (&args.model.spec, &resume) {
+        args.model.spec = Some(session.model.clone());
     }
     let mut options = chat_options(args, &config)?;
     options.sessions.resume = resume;
@@ -154,6 +127,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::engine::{DeviceChoice, DtypeChoice, KvCachePolicy};
 
     const MODEL: &str = "tests/fixtures/models/qwen2_vl";
 
@@ -190,7 +164,10 @@ mod tests {
 
         // Flags win.
         let args = ChatArgs {
-            device: Some(DeviceChoice::Auto),
+            model: ModelFlags {
+                device: Some(DeviceChoice::Auto),
+                ..ModelFlags::default()
+            },
             image_protocol: Some(ImageProtocolChoice::Kitty),
             ..ChatArgs::default()
         };

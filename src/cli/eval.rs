@@ -17,10 +17,11 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::grounding;
+use super::model_arg::ModelFlags;
 use crate::conversation::{Conversation, Message, Part, Role};
 use crate::engine::{
-    check_model_dir, ContextPolicy, DeviceChoice, DtypeChoice, Engine, EngineOptions, Event,
-    FinishReason, ImageFacts, KvCachePolicy, Request, SamplingOverrides,
+    check_model_dir, ContextPolicy, Engine, EngineOptions, Event, FinishReason, ImageFacts,
+    Request, SamplingOverrides,
 };
 use crate::eval::matching::judge;
 use crate::eval::report::{self, Report};
@@ -30,9 +31,8 @@ use crate::eval::synth::{make_suite, DEFAULT_COUNT};
 use crate::gpu::{NvmlMonitor, Sampler};
 use crate::model::ModelConfig;
 use crate::processor::grounding::{GroundingFamily, Shape};
-use crate::processor::image::{AlphaMode, LongEdgeCap};
+use crate::processor::image::LongEdgeCap;
 use crate::session::atomic::write_atomic;
-use crate::session::config::KvPolicy;
 use crate::session::Config;
 
 pub const REPORT_MD: &str = "report.md";
@@ -40,14 +40,8 @@ pub const REPORT_JSON: &str = "report.json";
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Local model directory or Hugging Face hub id, as for `ask`. Default:
-    /// the config's model.
-    #[arg(long, value_name = "DIR|ORG/NAME")]
-    pub model: Option<String>,
-    /// Never use the network: a hub id must already be in the Hugging Face
-    /// cache.
-    #[arg(long)]
-    pub offline: bool,
+    #[command(flatten)]
+    pub model: ModelFlags,
     /// The questions: a JSONL file, one question per line (see README).
     #[arg(long, value_name = "FILE", required_unless_present = "make_suite")]
     pub suite: Option<PathBuf>,
@@ -62,12 +56,6 @@ pub struct EvalArgs {
     /// is resumed [default: SUITE_FOLDER/results/MODEL[-PRESET]].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// auto, cpu or cuda:N [default: the config's, else auto].
-    #[arg(long)]
-    pub device: Option<DeviceChoice>,
-    /// auto, f32, bf16 or f16 [default: the config's, else auto].
-    #[arg(long)]
-    pub dtype: Option<DtypeChoice>,
     /// Most new tokens per answer (overrides the preset's).
     #[arg(long = "max-tokens", value_name = "N")]
     pub max_tokens: Option<usize>,
@@ -116,8 +104,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
 
     let config = Config::load()?;
     let (sampling, system_prompt) = sampling_of(&args, &config)?;
-    let spec = args.model.clone().unwrap_or_else(|| config.model.clone());
-    let model_dir = super::model_arg::resolve_model_dir(&spec, args.offline)?;
+    let spec = args.model.spec(&config);
+    let model_dir = args.model.resolve_dir(&config)?;
     check_model_dir(&model_dir)?;
     let model_type = ModelConfig::from_model_dir(&model_dir)
         .with_context(|| format!("reading the model in {}", model_dir.display()))?
@@ -340,20 +328,8 @@ fn default_out(suite: &Path, model_spec: &str, preset: Option<&str>) -> PathBuf 
 fn load_engine(args: &EvalArgs, config: &Config, model_dir: &Path) -> anyhow::Result<Engine> {
     let sampler = Sampler::start(Box::new(NvmlMonitor::open()), crate::gpu::sampler::PERIOD);
     let options = EngineOptions {
-        model_dir: model_dir.to_path_buf(),
-        device: args.device.unwrap_or(config.device),
-        dtype: args.dtype.unwrap_or(config.dtype),
-        long_edge_cap: config.long_edge_cap,
-        max_context: None,
-        alpha: AlphaMode::White,
-        kv_cache: match config.kv_cache.policy {
-            KvPolicy::Auto => KvCachePolicy::Auto {
-                threshold: config.kv_cache.threshold,
-            },
-            KvPolicy::F16 => KvCachePolicy::Model,
-            KvPolicy::Int8 => KvCachePolicy::Int8,
-        },
         readings: Some(sampler.readings()),
+        ..args.model.engine_options(config, model_dir.to_path_buf())
     };
     let engine = Engine::load(options)
         .with_context(|| format!("loading the model from {}", model_dir.display()))?;

@@ -28,7 +28,7 @@ pub struct Cli {
     pub command: Option<Command>,
     /// `glimpse [--model DIR|ORG/NAME]` is `glimpse chat [--model ...]`.
     #[command(flatten)]
-    pub chat: Option<chat::ChatArgs>,
+    pub chat: chat::ChatArgs,
 }
 
 // Parsed once per run, so the size of the largest variant does not matter.
@@ -73,7 +73,7 @@ pub fn main() -> i32 {
         Some(Command::Devices(args)) => devices::run(args),
         Some(Command::Sessions(args)) => sessions::run(args),
         // Without flags, the model comes from the config (or the default).
-        None => chat::run(cli.chat.unwrap_or_default()),
+        None => chat::run(cli.chat),
     };
     match result {
         Ok(code) => code,
@@ -106,15 +106,15 @@ mod tests {
             Cli::try_parse_from(["glimpse", "--model", "m", "--image-protocol", "halfblocks"])
                 .unwrap();
         assert!(cli.command.is_none());
-        let chat = cli.chat.expect("chat arguments at the top level");
-        assert_eq!(chat.model.as_deref(), Some("m"));
+        let chat = cli.chat;
+        assert_eq!(chat.model.spec.as_deref(), Some("m"));
         assert_eq!(
             chat.image_protocol,
             Some(crate::tui::ImageProtocolChoice::Halfblocks)
         );
         // Without flags the chat still starts, on the config's model.
         let cli = Cli::try_parse_from(["glimpse"]).unwrap();
-        assert!(cli.command.is_none() && cli.chat.unwrap_or_default().model.is_none());
+        assert!(cli.command.is_none() && cli.chat.model.spec.is_none());
 
         let cli = Cli::try_parse_from(["glimpse", "chat", "--model", "m", "--max-context", "4096"])
             .unwrap();
@@ -130,7 +130,7 @@ mod tests {
 
         // --resume takes an optional id; without one it means the latest.
         let cli = Cli::try_parse_from(["glimpse", "--resume"]).unwrap();
-        assert_eq!(cli.chat.unwrap().resume.as_deref(), Some("latest"));
+        assert_eq!(cli.chat.resume.as_deref(), Some("latest"));
         let cli = Cli::try_parse_from(["glimpse", "chat", "--resume", "2025"]).unwrap();
         let Some(Command::Chat(chat)) = cli.command else {
             panic!("glimpse chat --resume parses as the chat");

@@ -1,10 +1,74 @@
-//! Turning `--model` (a directory or a hub id) into a model directory for the
-//! command line, with download progress on stderr.
+//! The model flags `ask`, `eval` and `chat` share (`--model`, `--offline`,
+//! `--device`, `--dtype`), the config file filling what they leave out, and
+//! turning `--model` (a directory or a hub id) into a model directory, with
+//! download progress on stderr.
 
 use std::path::PathBuf;
 
+use clap::Args;
+
 use super::progress::StderrProgress;
-use crate::session::{resolve_model, HubOptions};
+use crate::engine::{DeviceChoice, DtypeChoice, EngineOptions, KvCachePolicy};
+use crate::processor::image::AlphaMode;
+use crate::session::config::KvPolicy;
+use crate::session::{resolve_model, Config, HubOptions};
+
+#[derive(Debug, Default, Clone, Args)]
+pub struct ModelFlags {
+    /// Local model directory (config.json, safetensors, tokenizer.json, ...) or
+    /// a Hugging Face hub id (org/name), taken from the Hugging Face cache or
+    /// downloaded into it [default: the config's model, else
+    /// Qwen/Qwen3-VL-4B-Instruct].
+    #[arg(id = "model", long = "model", value_name = "DIR|ORG/NAME")]
+    pub spec: Option<String>,
+    /// Never use the network: a hub id must already be complete in the
+    /// Hugging Face cache (as with HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
+    /// auto, cpu or cuda:N [default: the config's, else auto].
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
+    /// auto (bf16 on CUDA compute capability 8+, f16 below, f32 on CPU), f32,
+    /// bf16 or f16 [default: the config's, else auto].
+    #[arg(long)]
+    pub dtype: Option<DtypeChoice>,
+}
+
+impl ModelFlags {
+    /// `--model`, else the config's model.
+    pub fn spec(&self, config: &Config) -> String {
+        self.spec.clone().unwrap_or_else(|| config.model.clone())
+    }
+
+    /// The model directory, a hub id resolved through the cache.
+    pub fn resolve_dir(&self, config: &Config) -> anyhow::Result<PathBuf> {
+        resolve_model_dir(&self.spec(config), self.offline)
+    }
+
+    /// Engine settings for `model_dir`: these flags, then the config file
+    /// (device, dtype, long-edge cap, KV policy).
+    pub fn engine_options(&self, config: &Config, model_dir: PathBuf) -> EngineOptions {
+        EngineOptions {
+            device: self.device.unwrap_or(config.device),
+            dtype: self.dtype.unwrap_or(config.dtype),
+            long_edge_cap: config.long_edge_cap,
+            alpha: AlphaMode::White,
+            kv_cache: config_kv_policy(config),
+            ..EngineOptions::new(model_dir)
+        }
+    }
+}
+
+/// The config's KV-cache policy.
+pub fn config_kv_policy(config: &Config) -> KvCachePolicy {
+    match config.kv_cache.policy {
+        KvPolicy::Auto => KvCachePolicy::Auto {
+            threshold: config.kv_cache.threshold,
+        },
+        KvPolicy::F16 => KvCachePolicy::Model,
+        KvPolicy::Int8 => KvCachePolicy::Int8,
+    }
+}
 
 /// Resolves `spec`; `offline` adds to `HF_HUB_OFFLINE`.
 pub fn resolve_model_dir(spec: &str, offline: bool) -> anyhow::Result<PathBuf> {

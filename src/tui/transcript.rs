@@ -77,6 +77,8 @@ impl Reply {
     }
 }
 
+// One entry per turn or notice: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum EntryKind {
     User {
