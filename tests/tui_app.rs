@@ -1258,3 +1258,48 @@ fn a_config_preset_carries_top_p_top_k_repetition_and_its_system_prompt() {
     assert_eq!(g.sampling.top_p, Some(0.8));
     assert_eq!(g.sampling.temperature, None);
 }
+
+#[test]
+fn a_resumed_answer_shows_its_boxes_again() {
+    // Qwen2-VL's own format, on the 0–1000 grid.
+    const BOXED: &str = "<|object_ref_start|>the square<|object_ref_end|>\
+                         <|box_start|>(513,284),(700,569)<|box_end|>";
+    let mut first = Harness::loaded(100, 40);
+    first.ask(&format!("/image {}", image("scene_333x211.png")));
+    first.ask("Where is the square?");
+    first.feed(prompt_event(120, 1));
+    first.feed(token(BOXED));
+    first.feed(done(FinishReason::Stop, 12));
+    let live = grounding_of_last_answer(&first.app).expect("the live answer has a box");
+    assert_eq!(live.len(), 1);
+    let store = SessionStore::at(first.sessions_dir.path().join("sessions"));
+
+    let mut second = Harness::loaded(100, 40);
+    second.keeper = SessionKeeper::new(Ok(store.clone()), model_dir().display().to_string());
+    let restored = second.keeper.resume(store.load_latest().unwrap());
+    second.send(Msg::Session(
+        glimpse::tui::session_keeper::SessionEvent::Opened(Ok(Box::new(restored))),
+    ));
+    let again = grounding_of_last_answer(&second.app).unwrap_or_else(|| {
+        panic!(
+            "the resumed answer has its box: {:?}",
+            second.app.entries.last().map(|e| &e.kind)
+        )
+    });
+    assert_eq!(again, live, "placed on the same original pixels");
+    let screen = second.screen();
+    assert!(screen.contains("the square"), "{screen}");
+    assert!(screen.contains("1 object found"), "{screen}");
+}
+
+fn grounding_of_last_answer(app: &App) -> Option<Vec<(Option<[u32; 4]>, String)>> {
+    app.entries.iter().rev().find_map(|e| match &e.kind {
+        glimpse::tui::transcript::EntryKind::Assistant(r) => r.grounding.as_ref().map(|g| {
+            g.detections
+                .iter()
+                .map(|d| (d.pixel_box(), d.label.clone()))
+                .collect()
+        }),
+        _ => None,
+    })
+}

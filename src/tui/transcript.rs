@@ -53,6 +53,8 @@ pub struct Reply {
     pub grounding: Option<Box<ReplyGrounding>>,
     /// The token limit the engine applied (known once the prompt is built).
     pub limit: Option<usize>,
+    /// A restored answer was searched for boxes (it has no `Done` to do it).
+    pub grounding_tried: bool,
 }
 
 impl Reply {
@@ -66,6 +68,7 @@ impl Reply {
             sent: SentImages::default(),
             grounding: None,
             limit: None,
+            grounding_tried: false,
         }
     }
 

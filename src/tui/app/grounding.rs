@@ -8,13 +8,13 @@ use image::DynamicImage;
 
 use super::{App, Flash, ImageState, ModelState, Preview};
 use crate::processor::grounding::{label_text, GroundingFamily};
-use crate::tui::detections::{ground_answer, ReplyGrounding};
+use crate::tui::detections::{ground_answer, ReplyGrounding, SentImages};
 use crate::tui::layout::preview_cells;
 use crate::tui::msg::{Cmd, ImageId, RequestId};
 use crate::tui::overlay::{
     draw_scaled, preview_source, scale, OverlayKey, PreviewKind, PreviewPlan,
 };
-use crate::tui::transcript::{conversation_until, EntryKind};
+use crate::tui::transcript::{conversation_until, EntryKind, ReplyPhase};
 
 impl App {
     fn new_image_id(&mut self) -> ImageId {
@@ -64,6 +64,42 @@ impl App {
         }
         entry.touch();
         self.want_overlays(cmds);
+    }
+
+    /// Grounds the answers of a resumed session, each once the model (its
+    /// family and resize rules) is known and the images before it are
+    /// decoded, so a resumed conversation shows its boxes again.
+    pub(super) fn ground_restored(&mut self, cmds: &mut Vec<Cmd>) {
+        if self.ready().is_none() {
+            return;
+        }
+        let mut due = Vec::new();
+        for (pos, e) in self.entries.iter().enumerate() {
+            let EntryKind::Assistant(r) = &e.kind else {
+                continue;
+            };
+            if r.phase != ReplyPhase::Restored || r.grounding.is_some() || r.grounding_tried {
+                continue;
+            }
+            let conversation = conversation_until(&self.entries[..pos], &self.images);
+            let sent = SentImages::of(&conversation, &self.images);
+            let decoding = sent.ids.iter().any(|id| {
+                matches!(
+                    self.images.get(id).map(|i| &i.state),
+                    Some(ImageState::Decoding)
+                )
+            });
+            if !decoding {
+                due.push((pos, r.id, sent));
+            }
+        }
+        for (pos, id, sent) in due {
+            if let EntryKind::Assistant(r) = &mut self.entries[pos].kind {
+                r.sent = sent;
+                r.grounding_tried = true;
+            }
+            self.ground_finished(id, cmds);
+        }
     }
 
     /// The latest answer with boxes or points.

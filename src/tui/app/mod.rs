@@ -375,6 +375,7 @@ impl App {
                     self.next_job = None;
                     self.start_queued(&mut cmds);
                 }
+                self.ground_restored(&mut cmds);
             }
             Msg::ModelFailed(e) => {
                 self.model = ModelState::Failed(e);
@@ -407,6 +408,7 @@ impl App {
                 }
                 self.touch_entries_with(id);
                 self.want_previews(&mut cmds);
+                self.ground_restored(&mut cmds);
             }
             Msg::PreviewEncoded { id, cells, result } => {
                 if let Some(p) = self.previews.get_mut(&id) {

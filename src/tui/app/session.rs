@@ -189,6 +189,7 @@ impl App {
             session.conversation.messages.len()
         )));
         self.want_previews(cmds);
+        self.ground_restored(cmds);
     }
 
     /// The live settings a saved session was held with: its preset, then the
