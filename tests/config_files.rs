@@ -11,6 +11,8 @@ use glimpse::session::config::{ImageProtocol, KvPolicy};
 use glimpse::session::keyspec::{Key, KeySpec};
 use glimpse::session::{Config, ConfigError};
 
+mod common;
+
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/config")
@@ -44,42 +46,12 @@ fn every_valid_file_loads() {
 #[test]
 fn every_invalid_file_names_its_line_and_the_valid_choices() {
     for path in fixtures("invalid") {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let expected_line: usize = text
-            .lines()
-            .find_map(|l| l.strip_prefix("# expect-line: "))
-            .unwrap_or_else(|| panic!("{}: no expect-line", path.display()))
-            .parse()
-            .unwrap();
-        let expected: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("# expect: "))
-            .collect();
-        assert!(!expected.is_empty(), "{}: no expect", path.display());
-
         let err = Config::load_from(&path).expect_err(&path.display().to_string());
-        let message = err.to_string();
-        match &err {
-            ConfigError::Invalid { line, .. } => {
-                assert_eq!(*line, expected_line, "{}: {message}", path.display())
-            }
-            other => panic!("{}: not a content error: {other}", path.display()),
-        }
-        assert!(
-            message.starts_with(&format!(
-                "{}, line {expected_line}, column ",
-                path.display()
-            )),
-            "{message}"
-        );
-        for part in expected {
-            assert!(
-                message.contains(part),
-                "{}: {message:?} lacks {part:?}",
-                path.display()
-            );
-        }
-        assert!(!message.contains('\n'), "one line: {message:?}");
+        let line = match &err {
+            ConfigError::Invalid { line, .. } => Some(*line),
+            _ => None,
+        };
+        common::check_expected_error(&path, &err.to_string(), line);
     }
 }
 

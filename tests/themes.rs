@@ -9,6 +9,8 @@ use glimpse::tui::theme::Theme;
 use glimpse::tui::theme_file::{available_in, parse_theme, pick, ThemeError};
 use ratatui::style::{Color, Modifier, Style};
 
+mod common;
+
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/themes")
@@ -56,42 +58,12 @@ fn every_valid_theme_file_loads() {
 #[test]
 fn every_invalid_theme_file_names_its_line_and_the_valid_choices() {
     for path in fixtures("invalid") {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let expected_line: usize = text
-            .lines()
-            .find_map(|l| l.strip_prefix("# expect-line: "))
-            .unwrap_or_else(|| panic!("{}: no expect-line", path.display()))
-            .parse()
-            .unwrap();
-        let expected: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("# expect: "))
-            .collect();
-        assert!(!expected.is_empty(), "{}: no expect", path.display());
-
         let err = load(&path).expect_err(&path.display().to_string());
-        let message = err.to_string();
-        match &err {
-            ThemeError::Invalid { line, .. } => {
-                assert_eq!(*line, expected_line, "{}: {message}", path.display())
-            }
-            other => panic!("{}: not a content error: {other}", path.display()),
-        }
-        assert!(
-            message.starts_with(&format!(
-                "{}, line {expected_line}, column ",
-                path.display()
-            )),
-            "{message}"
-        );
-        for part in expected {
-            assert!(
-                message.contains(part),
-                "{}: {message:?} lacks {part:?}",
-                path.display()
-            );
-        }
-        assert!(!message.contains('\n'), "one line: {message:?}");
+        let line = match &err {
+            ThemeError::Invalid { line, .. } => Some(*line),
+            _ => None,
+        };
+        common::check_expected_error(&path, &err.to_string(), line);
     }
 }
 

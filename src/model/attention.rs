@@ -107,6 +107,7 @@ fn causal_mask(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::max_abs_diff;
 
     fn random(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
         // A small deterministic generator: the values only need to be varied.
@@ -121,19 +122,6 @@ mod tests {
             })
             .collect();
         Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     #[test]

@@ -302,6 +302,7 @@ impl KvCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::max_abs;
     use candle_core::Device;
 
     fn ramp(shape: (usize, usize, usize, usize), scale: f32) -> Tensor {
@@ -310,17 +311,6 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * scale)
             .collect();
         Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_abs(t: &Tensor) -> f32 {
-        t.abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod params;
 pub mod rope;
 pub mod rope_index;
 pub mod softmax;
+#[cfg(test)]
+mod test_util;
 pub mod text;
 pub mod vision;
 pub mod weights;

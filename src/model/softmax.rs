@@ -166,16 +166,7 @@ mod tests {
         let t = x.t().unwrap();
         let want = candle_nn::ops::softmax_last_dim(&t.contiguous().unwrap()).unwrap();
         let got = softmax_last_dim(&t).unwrap();
-        let diff: f32 = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = crate::model::test_util::max_abs_diff(&got, &want);
         assert!(diff < 1e-6, "{diff}");
     }
 }

@@ -20,6 +20,43 @@ use glimpse::processor::vision_input::{
     preprocess_image, PreprocessedImage, VisionPreprocessConfig,
 };
 
+/// Checks the one-line error of loading the invalid fixture `path` against
+/// its `# expect-line: N` and `# expect: TEXT` comments; `line` is the line
+/// the error carries (`None` when it is not an error about the content).
+pub fn check_expected_error(path: &Path, message: &str, line: Option<usize>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let expected_line: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# expect-line: "))
+        .unwrap_or_else(|| panic!("{}: no expect-line", path.display()))
+        .parse()
+        .unwrap();
+    let expected: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# expect: "))
+        .collect();
+    assert!(!expected.is_empty(), "{}: no expect", path.display());
+    let Some(line) = line else {
+        panic!("{}: not a content error: {message}", path.display());
+    };
+    assert_eq!(line, expected_line, "{}: {message}", path.display());
+    assert!(
+        message.starts_with(&format!(
+            "{}, line {expected_line}, column ",
+            path.display()
+        )),
+        "{message}"
+    );
+    for part in expected {
+        assert!(
+            message.contains(part),
+            "{}: {message:?} lacks {part:?}",
+            path.display()
+        );
+    }
+    assert!(!message.contains('\n'), "one line: {message:?}");
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
