@@ -4,6 +4,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{mpsc, Mutex};
+
+use glimpse::cli::model_arg::plan_for_chat;
+use glimpse::engine::EngineOptions;
+use glimpse::tui::download::HubDownload;
+use glimpse::tui::runtime::load_model;
+use glimpse::tui::Msg;
 
 use glimpse::session::hf_cache;
 use glimpse::session::{resolve_model, DownloadEvent, HubError, HubOptions, ModelSource};
@@ -433,4 +440,97 @@ fn config_command_prints_the_default_file_and_the_path() {
         ),
         "{err}"
     );
+}
+
+/// The chat's planning before its screen opens: nothing here may touch the
+/// network (the endpoint is unreachable anyway).
+#[test]
+fn the_chat_downloads_only_what_the_cache_lacks_and_offline_stops_before_the_screen() {
+    let cache = tempfile::tempdir().unwrap();
+    let snapshot = put_in_cache(cache.path(), "tiny/qwen2-vl", "qwen2_vl");
+    let (dir, download) =
+        plan_for_chat("tiny/qwen2-vl", offline_options(cache.path(), false)).unwrap();
+    assert_eq!((dir, download), (snapshot, None));
+
+    let local = fixture_model("qwen3_vl");
+    let (dir, download) = plan_for_chat(
+        local.to_str().unwrap(),
+        offline_options(cache.path(), false),
+    )
+    .unwrap();
+    assert_eq!((dir, download), (local, None));
+
+    let (dir, download) = plan_for_chat(
+        "Qwen/Qwen3-VL-4B-Instruct",
+        offline_options(cache.path(), false),
+    )
+    .unwrap();
+    assert_eq!(dir, cache.path().join("models--Qwen--Qwen3-VL-4B-Instruct"));
+    assert_eq!(
+        download,
+        Some(HubDownload {
+            id: "Qwen/Qwen3-VL-4B-Instruct".into(),
+            hub: offline_options(cache.path(), false),
+        })
+    );
+
+    let e = plan_for_chat(
+        "Qwen/Qwen3-VL-4B-Instruct",
+        offline_options(cache.path(), true),
+    )
+    .unwrap_err();
+    assert!(matches!(e, HubError::Offline { .. }), "{e}");
+}
+
+/// Runs the chat's loader as its thread does and collects what it tells the screen.
+fn run_loader(dir: PathBuf, download: &HubDownload) -> (Vec<Msg>, bool) {
+    let slot = Mutex::new(None);
+    let (tx, rx) = mpsc::channel();
+    load_model(EngineOptions::new(dir), Some(download), &slot, &tx);
+    drop(tx);
+    let loaded = slot.lock().unwrap().is_some();
+    (rx.into_iter().collect(), loaded)
+}
+
+#[test]
+fn the_chat_loader_turns_an_unreachable_hub_into_model_failed_naming_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let id = "Qwen/Qwen3-VL-4B-Instruct";
+    let (dir, download) = plan_for_chat(id, offline_options(cache.path(), false)).unwrap();
+    let (messages, loaded) = run_loader(dir, &download.expect("a download"));
+    assert!(!loaded);
+    let [Msg::ModelFailed(e)] = messages.as_slice() else {
+        panic!("one ModelFailed, got {} messages", messages.len());
+    };
+    let repo = cache.path().join("models--Qwen--Qwen3-VL-4B-Instruct");
+    assert!(e.contains(&repo.display().to_string()), "{e}");
+    assert!(e.contains("cannot reach the Hugging Face Hub"), "{e}");
+    assert!(
+        e.contains("pass --model with a local model directory"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+}
+
+#[test]
+fn the_chat_loader_loads_a_hub_model_the_cache_completed_meanwhile() {
+    let cache = tempfile::tempdir().unwrap();
+    let id = "tiny/qwen2-vl";
+    let (dir, download) = plan_for_chat(id, offline_options(cache.path(), false)).unwrap();
+    let download = download.expect("not cached yet");
+    // Another process (a second glimpse, huggingface-cli) fills the cache
+    // before this loader starts: it loads from there without the network.
+    let snapshot = put_in_cache(cache.path(), id, "qwen2_vl");
+    let (messages, loaded) = run_loader(dir, &download);
+    assert!(loaded);
+    let [Msg::ModelDownload(DownloadEvent::Finished { dir }), Msg::ModelLoaded(ready)] =
+        messages.as_slice()
+    else {
+        panic!(
+            "the end of the download, then ModelLoaded; got {} messages",
+            messages.len()
+        );
+    };
+    assert_eq!(dir, &snapshot);
+    assert_eq!(ready.info.dir, snapshot);
 }

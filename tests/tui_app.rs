@@ -26,7 +26,7 @@ use glimpse::gpu::cpu::CpuFacts;
 use glimpse::gpu::{GpuState, Sample};
 use glimpse::processor::image::load_image;
 use glimpse::processor::vision_input::VisionPreprocessConfig;
-use glimpse::session::SessionStore;
+use glimpse::session::{DownloadEvent, SessionStore};
 use glimpse::tui::msg::{DecodedImage, ModelReady, RequestId};
 use glimpse::tui::session_keeper::SessionKeeper;
 use glimpse::tui::{view, App, AppConfig, Cmd, Msg};
@@ -100,6 +100,12 @@ impl Harness {
         adjust: impl FnOnce(&mut AppConfig),
     ) -> Self {
         let mut h = Self::with_config(width, height, adjust);
+        h.load(options);
+        h
+    }
+
+    /// Loads the real engine and tells the app, as the loader thread does.
+    fn load(&mut self, options: EngineOptions) {
         let engine = Engine::load(options).expect("tiny model loads");
         let mut info = engine.info().clone();
         // "cpu (N threads)" depends on the machine; the snapshots must not.
@@ -110,13 +116,12 @@ impl Harness {
         )
         .unwrap();
         let kv_cache = engine.kv_cache_label();
-        h.engine = Some(engine);
-        h.send(Msg::ModelLoaded(Box::new(ModelReady {
+        self.engine = Some(engine);
+        self.send(Msg::ModelLoaded(Box::new(ModelReady {
             info,
             vision,
             kv_cache,
         })));
-        h
     }
 
     fn send(&mut self, msg: Msg) {
@@ -294,6 +299,105 @@ fn snapshot_loading_then_empty_conversation() {
     insta::assert_snapshot!("loading", h.screen());
     let mut h = Harness::loaded(100, 20);
     insta::assert_snapshot!("empty", h.screen());
+}
+
+const HUB_ID: &str = "Qwen/Qwen3-VL-4B-Instruct";
+
+fn downloading(width: u16, height: u16) -> Harness {
+    Harness::with_config(width, height, |c| c.download = Some(HUB_ID.into()))
+}
+
+fn download_progress(file_index: usize, done_bytes: u64) -> Msg {
+    Msg::ModelDownload(DownloadEvent::Progress {
+        file: "model-00001-of-00002.safetensors".into(),
+        file_index,
+        files: 5,
+        done_bytes,
+        total_bytes: 8_875_631_616,
+    })
+}
+
+#[test]
+fn snapshot_download_progress_then_loading_then_the_queued_question_is_asked() {
+    let mut h = downloading(100, 20);
+    let screen = h.screen();
+    assert!(
+        screen.contains("Downloading Qwen/Qwen3-VL-4B-Instruct…"),
+        "{screen}"
+    );
+    assert!(screen.contains("asking the hub for its files"), "{screen}");
+    assert!(screen.contains(" downloading "), "{screen}");
+    h.send(Msg::ModelDownload(DownloadEvent::Started {
+        id: HUB_ID.into(),
+        files: 5,
+        total_bytes: 8_875_631_616,
+    }));
+    let screen = h.screen();
+    assert!(screen.contains("5 files, 8.3 GiB"), "{screen}");
+    h.send(download_progress(2, 512 << 20));
+    h.send(download_progress(3, 1_288_490_189));
+    h.ask("what is in the picture?");
+    insta::assert_snapshot!("downloading", h.screen());
+    assert!(h.generations.is_empty());
+
+    h.send(Msg::ModelDownload(DownloadEvent::Finished {
+        dir: model_dir(),
+    }));
+    let screen = h.screen();
+    assert!(
+        screen.contains("Loading the model from tests/fixtures/models/qwen2_vl"),
+        "{screen}"
+    );
+    assert!(!screen.contains("Downloading"), "{screen}");
+    assert!(h.generations.is_empty(), "the question waits for the model");
+
+    h.load(EngineOptions::new(model_dir()));
+    assert_eq!(h.generations.len(), 1, "the queued question is asked");
+    let screen = h.screen();
+    assert!(!screen.contains("You · queued"), "{screen}");
+}
+
+#[test]
+fn a_failed_download_is_one_line_on_screen_and_quitting_still_works() {
+    let mut h = downloading(100, 24);
+    h.send(download_progress(0, 0));
+    h.ask("anyone there?");
+    let cache = "/home/u/.cache/huggingface/hub/models--Qwen--Qwen3-VL-4B-Instruct";
+    h.send(Msg::ModelFailed(format!(
+        "cannot reach the Hugging Face Hub at https://huggingface.co to download {HUB_ID} \
+         (Connection Failed: Connect error: connection refused), and it is not complete in \
+         the cache at {cache}; connect to the network, point HF_HUB_CACHE or HF_HOME at a \
+         cache that has it, or pass --model with a local model directory"
+    )));
+    let screen = h.screen();
+    assert!(
+        screen.contains("Could not load the model: cannot reach"),
+        "{screen}"
+    );
+    assert!(screen.contains("no model"), "{screen}");
+    assert!(!screen.contains("Downloading"), "{screen}");
+    assert!(!screen.contains("queued"), "{screen}");
+    assert!(
+        screen.contains("the model did not load, so the question was not asked"),
+        "{screen}"
+    );
+    assert!(!h.app.is_busy());
+    h.ctrl('q');
+    assert!(h.app.should_quit());
+}
+
+#[test]
+fn a_download_that_starts_while_loading_is_shown_too() {
+    let mut h = Harness::new(100, 20);
+    h.send(Msg::ModelDownload(DownloadEvent::Started {
+        id: "tiny/qwen2-vl".into(),
+        files: 2,
+        total_bytes: 0,
+    }));
+    let screen = h.screen();
+    assert!(screen.contains("Downloading tiny/qwen2-vl…"), "{screen}");
+    assert!(screen.contains("2 files"), "{screen}");
+    assert!(!screen.contains("Loading the model"), "{screen}");
 }
 
 #[test]

@@ -69,7 +69,7 @@ fn image_protocol(p: ImageProtocol) -> ImageProtocolChoice {
 /// unknown model stops here, before the screen opens.
 pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptions> {
     let spec = args.model.spec(config);
-    let model_dir = args.model.resolve_dir(config)?;
+    let (model_dir, download) = args.model.dir_or_download(config)?;
     let store = SessionStore::open_default().map_err(|e| e.to_string());
     let themes = theme_file::available();
     let theme = theme_file::pick(&themes, args.theme.as_deref().unwrap_or(&config.theme))?;
@@ -88,6 +88,7 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
             max_context: args.max_context,
             ..args.model.engine_options(config, model_dir)
         },
+        download,
         image_protocol: args
             .image_protocol
             .unwrap_or_else(|| image_protocol(config.image_protocol)),

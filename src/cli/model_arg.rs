@@ -11,7 +11,9 @@ use super::progress::StderrProgress;
 use crate::engine::{DeviceChoice, DtypeChoice, EngineOptions, KvCachePolicy};
 use crate::processor::image::AlphaMode;
 use crate::session::config::KvPolicy;
-use crate::session::{resolve_model, Config, HubOptions};
+use crate::session::hf_cache;
+use crate::session::{plan_model, resolve_model, Config, HubError, HubOptions, ModelPlan};
+use crate::tui::download::HubDownload;
 
 #[derive(Debug, Default, Clone, Args)]
 pub struct ModelFlags {
@@ -43,6 +45,18 @@ impl ModelFlags {
     /// The model directory, a hub id resolved through the cache.
     pub fn resolve_dir(&self, config: &Config) -> anyhow::Result<PathBuf> {
         resolve_model_dir(&self.spec(config), self.offline)
+    }
+
+    /// For the chat, which downloads with the screen up: the model directory
+    /// when it is on disk, else where it will be in the cache and the
+    /// download to run (see [`plan_for_chat`]).
+    pub fn dir_or_download(
+        &self,
+        config: &Config,
+    ) -> anyhow::Result<(PathBuf, Option<HubDownload>)> {
+        let mut hub = HubOptions::from_env();
+        hub.offline |= self.offline;
+        Ok(plan_for_chat(&self.spec(config), hub)?)
     }
 
     /// Engine settings for `model_dir`: these flags, then the config file
@@ -77,4 +91,20 @@ pub fn resolve_model_dir(spec: &str, offline: bool) -> anyhow::Result<PathBuf> {
     let mut bar = StderrProgress::new();
     let resolved = resolve_model(spec, &options, &mut |event| bar.handle(event))?;
     Ok(resolved.dir)
+}
+
+/// The model directory when it is on disk, else where the model will be in
+/// the cache and the download to run. Never touches the network; a hub id
+/// missing in offline mode is the offline error here, before the screen opens.
+pub fn plan_for_chat(
+    spec: &str,
+    hub: HubOptions,
+) -> Result<(PathBuf, Option<HubDownload>), HubError> {
+    Ok(match plan_model(spec, &hub)? {
+        ModelPlan::Ready(resolved) => (resolved.dir, None),
+        ModelPlan::Download { id } => (
+            hf_cache::repo_dir(&hub.cache_dir, &id),
+            Some(HubDownload { id, hub }),
+        ),
+    })
 }

@@ -262,16 +262,51 @@ pub fn resolve_hub_id(
     options: &HubOptions,
     progress: &mut dyn FnMut(&DownloadEvent),
 ) -> Result<ResolvedModel, HubError> {
+    match hub_id_without_network(id, options)? {
+        ModelPlan::Ready(resolved) => Ok(resolved),
+        ModelPlan::Download { id } => {
+            let dir = download(&id, options, progress)?;
+            Ok(ResolvedModel {
+                dir,
+                source: ModelSource::Downloaded { id },
+            })
+        }
+    }
+}
+
+/// What `--model` comes to before any network access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelPlan {
+    /// A local directory, or a hub id complete in the cache.
+    Ready(ResolvedModel),
+    /// A hub id the cache lacks (in whole or in part) and that may be downloaded.
+    Download { id: String },
+}
+
+/// Resolves `spec` as far as the disk allows: a directory or a complete cached
+/// model is ready; a hub id missing in offline mode is the offline error; any
+/// other hub id is left to download (with [`resolve_model`]).
+pub fn plan_model(spec: &str, options: &HubOptions) -> Result<ModelPlan, HubError> {
+    match ModelSpec::parse(spec)? {
+        ModelSpec::Dir(dir) => Ok(ModelPlan::Ready(ResolvedModel {
+            dir,
+            source: ModelSource::LocalDir,
+        })),
+        ModelSpec::Hub(id) => hub_id_without_network(&id, options),
+    }
+}
+
+fn hub_id_without_network(id: &str, options: &HubOptions) -> Result<ModelPlan, HubError> {
     let cached = hf_cache::main_snapshot(&options.cache_dir, id);
     let missing = match &cached {
         Some(dir) => hf_cache::missing_files(dir),
         None => vec![NOTHING_CACHED.to_string()],
     };
     if let (Some(dir), true) = (&cached, missing.is_empty()) {
-        return Ok(ResolvedModel {
+        return Ok(ModelPlan::Ready(ResolvedModel {
             dir: dir.clone(),
             source: ModelSource::Cache { id: id.to_string() },
-        });
+        }));
     }
     if options.offline {
         return Err(HubError::Offline {
@@ -280,11 +315,7 @@ pub fn resolve_hub_id(
             missing,
         });
     }
-    let dir = download(id, options, progress)?;
-    Ok(ResolvedModel {
-        dir,
-        source: ModelSource::Downloaded { id: id.to_string() },
-    })
+    Ok(ModelPlan::Download { id: id.to_string() })
 }
 
 /// Fetches what the cache lacks of the model's main branch; returns the snapshot.

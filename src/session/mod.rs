@@ -14,6 +14,9 @@ pub mod store;
 pub mod timestamp;
 
 pub use config::{Config, ConfigError, Preset, DEFAULT_MODEL};
-pub use hub::{resolve_model, DownloadEvent, HubError, HubOptions, ModelSource, ResolvedModel};
+pub use hub::{
+    plan_model, resolve_model, DownloadEvent, HubError, HubOptions, ModelPlan, ModelSource,
+    ResolvedModel,
+};
 pub use registry::ModelCard;
 pub use store::{Saved, Session, SessionSettings, SessionStore, StoreError};

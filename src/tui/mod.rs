@@ -12,6 +12,7 @@ pub mod attachments;
 pub mod clipboard;
 pub mod colors;
 pub mod detections;
+pub mod download;
 pub mod graphics;
 pub mod highlight;
 pub mod keymap;

@@ -13,6 +13,7 @@ use crate::conversation::Conversation;
 use crate::engine::{Event, ModelInfo, SamplingOverrides};
 use crate::gpu::Sample;
 use crate::processor::vision_input::VisionPreprocessConfig;
+use crate::session::DownloadEvent;
 
 use super::session_keeper::{SessionCmd, SessionEvent};
 
@@ -49,6 +50,8 @@ pub enum Msg {
     InputClosed,
     /// The GPU sampler's latest reading, once per sampler period.
     GpuSample(Box<Sample>),
+    /// The model is being downloaded from the hub (reports are throttled).
+    ModelDownload(DownloadEvent),
     ModelLoaded(Box<ModelReady>),
     ModelFailed(String),
     Engine {

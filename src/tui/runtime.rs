@@ -23,6 +23,7 @@ use ratatui_image::Resize;
 
 use super::app::{App, AppConfig};
 use super::clipboard::osc52;
+use super::download::{DownloadThrottle, HubDownload, PROGRESS_EVERY};
 use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg};
 use super::resync::ResyncBackend;
 use super::{graphics, terminal, view};
@@ -31,7 +32,8 @@ use crate::gpu::sampler::{self, Sampler};
 use crate::gpu::NvmlMonitor;
 use crate::processor::image::{load_image, LongEdgeCap};
 use crate::processor::vision_input::VisionPreprocessConfig;
-use crate::session::{Session, SessionStore};
+use crate::session::hub::resolve_hub_id;
+use crate::session::{DownloadEvent, ModelSource, Session, SessionStore};
 
 use super::session_keeper::{SessionCmd, SessionEvent, SessionKeeper};
 
@@ -62,7 +64,12 @@ impl FromStr for ImageProtocolChoice {
 }
 
 pub struct ChatOptions {
+    /// With `download` set, `model_dir` is where the model will be in the
+    /// cache until the download names its snapshot.
     pub engine: EngineOptions,
+    /// A hub id the cache lacks: fetched on the loader thread, with the
+    /// screen up and showing progress.
+    pub download: Option<HubDownload>,
     pub image_protocol: ImageProtocolChoice,
     /// The sampling presets; F1–F3 and Alt+1–3 pick the first three.
     pub presets: Vec<super::presets::Preset>,
@@ -97,7 +104,9 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
         anyhow::bail!("glimpse chat needs a terminal; for scripts and pipes use `glimpse ask`");
     }
-    crate::engine::check_model_dir(&options.engine.model_dir)?;
+    if options.download.is_none() {
+        crate::engine::check_model_dir(&options.engine.model_dir)?;
+    }
     terminal::install_panic_hook();
     terminal::install_signal_handlers();
     let _guard = terminal::Guard;
@@ -127,9 +136,15 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
         readings: Some(sampler.readings()),
         ..options.engine.clone()
     };
-    spawn_loader(engine_options, engine.clone(), tx.clone());
+    spawn_loader(
+        engine_options,
+        options.download.clone(),
+        engine.clone(),
+        tx.clone(),
+    );
 
     let mut config = AppConfig::new(options.engine.model_dir.clone());
+    config.download = options.download.as_ref().map(|d| d.id.clone());
     config.font_size = picker.font_size();
     config.keymap = options.keymap.clone();
     config.theme = options.theme.clone();
@@ -229,43 +244,97 @@ fn spawn_input(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()>
 }
 
 /// Loads the model on its own thread; the screen works meanwhile.
-fn spawn_loader(options: EngineOptions, slot: Arc<Mutex<Option<Engine>>>, tx: Sender<Msg>) {
+fn spawn_loader(
+    options: EngineOptions,
+    download: Option<HubDownload>,
+    slot: Arc<Mutex<Option<Engine>>>,
+    tx: Sender<Msg>,
+) {
     let _ = thread::Builder::new()
         .name("glimpse-loader".into())
         .spawn(move || {
-            let dir = options.model_dir.clone();
-            let loaded = Engine::load(options)
-                .with_context(|| format!("loading {}", dir.display()))
-                .and_then(|engine| {
-                    let info = engine.info().clone();
-                    let defaults = if info.model_type == "qwen3_vl" {
-                        VisionPreprocessConfig::qwen3_vl_defaults()
-                    } else {
-                        VisionPreprocessConfig::qwen2_vl_defaults()
-                    };
-                    let vision = VisionPreprocessConfig::from_model_dir(&dir, defaults)?;
-                    let kv_cache = engine.kv_cache_label();
-                    Ok((
-                        engine,
-                        ModelReady {
-                            info,
-                            vision,
-                            kv_cache,
-                        },
-                    ))
-                });
-            match loaded {
-                Ok((engine, ready)) => {
-                    if let Ok(mut s) = slot.lock() {
-                        *s = Some(engine);
-                    }
-                    let _ = tx.send(Msg::ModelLoaded(Box::new(ready)));
-                }
-                Err(e) => {
-                    let _ = tx.send(Msg::ModelFailed(crate::cli::one_line(&e)));
-                }
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                load_model(options, download.as_ref(), &slot, &tx)
+            }));
+            // A bug in the download or the load must not leave the screen
+            // waiting for a model forever.
+            if outcome.is_err() {
+                let why = terminal::take_worker_panic()
+                    .map(|p| format!(": {p}"))
+                    .unwrap_or_default();
+                let _ = tx.send(Msg::ModelFailed(format!(
+                    "loading the model stopped unexpectedly{why}; restart glimpse"
+                )));
             }
         });
+}
+
+/// Downloads the model first when asked, then loads it; progress and the
+/// outcome go to `tx` as messages (one `ModelLoaded` or one `ModelFailed`
+/// at the end). The engine is in `slot` before `ModelLoaded` is sent, so a
+/// queued question finds it.
+pub fn load_model(
+    mut options: EngineOptions,
+    download: Option<&HubDownload>,
+    slot: &Mutex<Option<Engine>>,
+    tx: &Sender<Msg>,
+) {
+    if let Some(download) = download {
+        let mut throttle = DownloadThrottle::new(PROGRESS_EVERY);
+        let resolved = resolve_hub_id(&download.id, &download.hub, &mut |event| {
+            if throttle.admit(event, Instant::now()) {
+                let _ = tx.send(Msg::ModelDownload(event.clone()));
+            }
+        });
+        match resolved {
+            Ok(resolved) => {
+                if let ModelSource::Cache { .. } = resolved.source {
+                    // Completed by someone else meanwhile: no download ran
+                    // to say where the model is.
+                    let _ = tx.send(Msg::ModelDownload(DownloadEvent::Finished {
+                        dir: resolved.dir.clone(),
+                    }));
+                }
+                options.model_dir = resolved.dir;
+            }
+            Err(e) => {
+                let _ = tx.send(Msg::ModelFailed(crate::cli::one_line(&e.into())));
+                return;
+            }
+        }
+    }
+    let dir = options.model_dir.clone();
+    let loaded = Engine::load(options)
+        .with_context(|| format!("loading {}", dir.display()))
+        .and_then(|engine| {
+            let info = engine.info().clone();
+            let defaults = if info.model_type == "qwen3_vl" {
+                VisionPreprocessConfig::qwen3_vl_defaults()
+            } else {
+                VisionPreprocessConfig::qwen2_vl_defaults()
+            };
+            let vision = VisionPreprocessConfig::from_model_dir(&dir, defaults)?;
+            let kv_cache = engine.kv_cache_label();
+            Ok((
+                engine,
+                ModelReady {
+                    info,
+                    vision,
+                    kv_cache,
+                },
+            ))
+        });
+    match loaded {
+        Ok((engine, ready)) => {
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(engine);
+            }
+            let _ = tx.send(Msg::ModelLoaded(Box::new(ready)));
+        }
+        Err(e) => {
+            let _ = tx.send(Msg::ModelFailed(crate::cli::one_line(&e)));
+        }
+    }
 }
 
 /// Saves and reads sessions on their own thread, in the order asked.

@@ -278,6 +278,21 @@ fn top_rows(app: &App, width: u16) -> Vec<Row> {
     let t = &app.theme;
     let w = width as usize;
     let lines: Vec<Line<'static>> = match &app.model {
+        ModelState::Downloading(d) => {
+            let mut l = wrap_spans(
+                &[Span::styled(d.headline(), t.dim)],
+                w,
+                &[Span::styled(format!("{} ", spinner(app.tick)), t.spinner)],
+                &[Span::raw("  ")],
+            );
+            l.extend(wrap_spans(
+                &[Span::styled(d.detail(), t.dim)],
+                w,
+                &[Span::raw("  ")],
+                &[Span::raw("  ")],
+            ));
+            l
+        }
         ModelState::Loading { dir } => vec![Line::from(vec![
             Span::styled(format!("{} ", spinner(app.tick)), t.spinner),
             Span::styled(format!("Loading the model from {}…", dir.display()), t.dim),

@@ -258,6 +258,10 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             let l = format!(" {} loading ", spinner(app.tick));
             (l.clone(), l)
         }
+        ModelState::Downloading(d) => {
+            let l = format!(" {} {} ", spinner(app.tick), d.status());
+            (l.clone(), l)
+        }
         ModelState::Failed(_) => (" no model ".to_string(), " no model ".to_string()),
         ModelState::Ready(r) => {
             let dir = r

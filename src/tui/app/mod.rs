@@ -23,9 +23,11 @@ use ratatui_textarea::{TextArea, WrapMode};
 
 use crate::gpu::pane::GpuView;
 use crate::gpu::sampler::{History, HISTORY_LEN, PERIOD};
+use crate::session::DownloadEvent;
 
 use super::attachments::{image_budget, ImageBudget};
 use super::colors::ColorDepth;
+use super::download::DownloadView;
 use super::keymap::{Action, Keymap};
 use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId};
 use super::overlay::OverlayState;
@@ -37,9 +39,23 @@ use super::transcript::{Entry, EntryKind, ReplyStats, RowCache};
 /// Where the model stands.
 #[derive(Debug, Clone)]
 pub enum ModelState {
-    Loading { dir: PathBuf },
+    /// Fetching the model from the hub into the cache; loading follows.
+    Downloading(DownloadView),
+    Loading {
+        dir: PathBuf,
+    },
     Ready(Box<ModelReady>),
     Failed(String),
+}
+
+impl ModelState {
+    /// Not ready yet, but on its way: questions wait for it.
+    pub fn is_coming(&self) -> bool {
+        matches!(
+            self,
+            ModelState::Downloading(_) | ModelState::Loading { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +111,8 @@ pub struct PathPrompt {
 /// Settings the app starts with.
 pub struct AppConfig {
     pub model_dir: PathBuf,
+    /// The hub id the loader downloads first, when the cache lacks it.
+    pub download: Option<String>,
     pub keymap: Keymap,
     pub presets: Vec<Preset>,
     /// Index of the preset the conversation starts with.
@@ -117,6 +135,7 @@ impl AppConfig {
     pub fn new(model_dir: impl Into<PathBuf>) -> Self {
         AppConfig {
             model_dir: model_dir.into(),
+            download: None,
             keymap: Keymap::builtin(),
             presets: builtin_presets(),
             start_preset: 0,
@@ -205,8 +224,11 @@ impl App {
             themes: config.themes,
             color_depth: config.color_depth,
             settings,
-            model: ModelState::Loading {
-                dir: config.model_dir.clone(),
+            model: match config.download {
+                Some(id) => ModelState::Downloading(DownloadView::new(id)),
+                None => ModelState::Loading {
+                    dir: config.model_dir.clone(),
+                },
             },
             model_dir: config.model_dir,
             entries: Vec::new(),
@@ -279,7 +301,7 @@ impl App {
     /// Something moves on screen by itself, so the runtime should tick.
     pub fn is_busy(&self) -> bool {
         self.running.is_some()
-            || matches!(self.model, ModelState::Loading { .. })
+            || self.model.is_coming()
             || self
                 .images
                 .values()
@@ -367,6 +389,7 @@ impl App {
             Msg::Tick => self.tick = self.tick.wrapping_add(1),
             Msg::InputClosed => self.act(Action::Quit, &mut cmds),
             Msg::GpuSample(sample) => self.on_gpu_sample(*sample),
+            Msg::ModelDownload(event) => self.on_download(event),
             Msg::ModelLoaded(ready) => {
                 self.kv_cache = Some(ready.kv_cache.clone());
                 self.model = ModelState::Ready(ready);
@@ -379,7 +402,12 @@ impl App {
             }
             Msg::ModelFailed(e) => {
                 self.model = ModelState::Failed(e);
-                self.next_job = None;
+                if self.next_job.take().is_some() {
+                    self.flash = Some(Flash::Error(
+                        "the model did not load, so the question was not asked; Ctrl+Q quits"
+                            .into(),
+                    ));
+                }
                 for entry in &mut self.entries {
                     if let EntryKind::User { queued, .. } = &mut entry.kind {
                         if *queued {
@@ -424,6 +452,23 @@ impl App {
             }
         }
         cmds
+    }
+
+    fn on_download(&mut self, event: DownloadEvent) {
+        match (&mut self.model, event) {
+            (ModelState::Downloading(_), DownloadEvent::Finished { dir }) => {
+                self.model_dir = dir.clone();
+                self.model = ModelState::Loading { dir };
+            }
+            (ModelState::Downloading(view), event) => view.apply(&event),
+            // A loader that downloads without having said so still shows it.
+            (ModelState::Loading { .. }, event @ DownloadEvent::Started { .. }) => {
+                let mut view = DownloadView::new(String::new());
+                view.apply(&event);
+                self.model = ModelState::Downloading(view);
+            }
+            _ => {}
+        }
     }
 
     fn touch_entries_with(&mut self, image: ImageId) {

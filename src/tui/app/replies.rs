@@ -31,7 +31,7 @@ impl App {
             ));
             return;
         }
-        let busy = self.running.is_some() || matches!(self.model, ModelState::Loading { .. });
+        let busy = self.running.is_some() || self.model.is_coming();
         if busy && self.next_job.is_some() {
             self.flash = Some(Flash::Error(
                 "a question is already waiting; Esc cancels the running answer".into(),
