@@ -304,11 +304,14 @@ fn top_rows(app: &App, width: u16) -> Vec<Row> {
                 &[Span::styled("✗ ", t.error)],
                 &[Span::raw("  ")],
             );
+            // Errors from the hub already say what to pass to --model.
+            let hint = if e.contains("--model") {
+                "Ctrl+Q quits."
+            } else {
+                "Check --model (a folder with config.json, *.safetensors, tokenizer.json); Ctrl+Q quits."
+            };
             l.extend(wrap_spans(
-                &[Span::styled(
-                    "Check --model (a folder with config.json, *.safetensors, tokenizer.json); Ctrl+Q quits.",
-                    t.dim,
-                )],
+                &[Span::styled(hint, t.dim)],
                 w,
                 &[Span::raw("  ")],
                 &[Span::raw("  ")],
