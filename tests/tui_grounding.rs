@@ -32,6 +32,7 @@ use glimpse::processor::image::{load_image, LongEdgeCap};
 use glimpse::processor::vision_input::VisionPreprocessConfig;
 use glimpse::tui::detections::{ReplyGrounding, MAX_LISTED};
 use glimpse::tui::msg::{DecodedImage, ImageId, ModelReady, RequestId};
+use glimpse::tui::session_keeper::{SessionEvent, SessionKeeper};
 use glimpse::tui::transcript::EntryKind;
 use glimpse::tui::{view, App, AppConfig, Cmd, Msg};
 
@@ -661,5 +662,47 @@ fn overlays_take_the_plain_previews_cells_in_every_protocol() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn a_conversation_file_opened_in_the_chat_shows_the_boxes_of_its_answers() {
+    // As `glimpse chat --conversation FILE` opens it: the assistant turn is
+    // typed into the file in each family's own format.
+    let square = orange_square_in_scene();
+    let dir = tempfile::tempdir().unwrap();
+    for model in FAMILIES {
+        let reply = perfect_box_reply(model, &geometry(model), orange_box());
+        let file = dir.path().join(format!("{model}.json"));
+        let messages = serde_json::json!([
+            {"role": "user", "content": [
+                {"type": "image", "image": scene()},
+                {"type": "text", "text": "Where is the orange square?"}
+            ]},
+            {"role": "assistant", "content": [{"type": "text", "text": reply}]}
+        ]);
+        std::fs::write(&file, messages.to_string()).unwrap();
+        let spec = model_dir(model).display().to_string();
+        let session = glimpse::cli::chat::session_from_file(&file, &spec).unwrap();
+        let mut keeper = SessionKeeper::new(Err("not saved in this test".into()), spec);
+        let restored = keeper.resume(session);
+        assert!(restored.notes.is_empty(), "{model}: {:?}", restored.notes);
+
+        let mut h = Harness::loaded(model, 100, 50);
+        h.send(Msg::Session(SessionEvent::Opened(Ok(Box::new(restored)))));
+        let g = h.grounding().clone();
+        assert_eq!(g.detections.len(), 1, "{model}: {g:?}");
+        let got = g.detections[0].pixel_box().unwrap();
+        assert!(close(got, square, 2), "{model}: {got:?} vs {square:?}");
+        let [l, t, r, b] = got;
+        let screen = h.screen();
+        assert!(
+            screen.contains(&format!("box ({l},{t})–({r},{b})")),
+            "{model}\n{screen}"
+        );
+        assert!(
+            h.encoded.contains_key(&g.overlay),
+            "{model}: an overlay preview"
+        );
     }
 }

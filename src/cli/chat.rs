@@ -1,12 +1,17 @@
 //! `glimpse` / `glimpse chat`: the full-screen chat on a local model. The
 //! flags win; the config file fills what they leave out.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use clap::Args;
 
 use super::ask::{parse_cap, CapArg};
 use super::model_arg::ModelFlags;
+use crate::conversation::Conversation;
 use crate::engine::EngineOptions;
 use crate::session::config::{Config, ImageProtocol};
+use crate::session::store::{Session, SessionSettings};
 use crate::session::SessionStore;
 use crate::tui::colors::ColorDepth;
 use crate::tui::keymap::Keymap;
@@ -38,6 +43,11 @@ pub struct ChatArgs {
     /// one, the latest). Without --model it runs on the session's model.
     #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "latest")]
     pub resume: Option<String>,
+    /// Open the chat on a conversation file (a JSON list of messages in the
+    /// transformers chat format, as `ask --conversation` reads), saved as a
+    /// new session from the next question on; its answers' boxes are drawn.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub conversation: Option<PathBuf>,
     /// Colour theme: dark, light, high-contrast, gruvbox-dark, or one of
     /// your own in the config folder's themes/ (default: the config's, else dark).
     #[arg(long, value_name = "NAME")]
@@ -110,10 +120,12 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
 
 pub fn run(mut args: ChatArgs) -> anyhow::Result<i32> {
     let config = Config::load()?;
-    // A session that cannot be resumed stops here, before the screen opens.
-    let resume = match args.resume.take() {
-        Some(id) => Some(SessionStore::open_default()?.load(&id)?),
-        None => None,
+    // A session that cannot be resumed, or a conversation file that cannot
+    // be read, stops here, before the screen opens.
+    let resume = match (args.resume.take(), args.conversation.take()) {
+        (Some(id), _) => Some(SessionStore::open_default()?.load(&id)?),
+        (None, Some(file)) => Some(session_from_file(&file, &args.model.spec(&config))?),
+        (None, None) => None,
     };
     if let (None, Some(session)) = (&args.model.spec, &resume) {
         args.model.spec = Some(session.model.clone());
@@ -121,6 +133,17 @@ pub fn run(mut args: ChatArgs) -> anyhow::Result<i32> {
     let mut options = chat_options(args, &config)?;
     options.sessions.resume = resume;
     crate::tui::run(options)
+}
+
+/// A new session holding the conversation of `file`.
+pub fn session_from_file(file: &Path, model: &str) -> anyhow::Result<Session> {
+    let conversation = Conversation::from_json_file(file)
+        .with_context(|| format!("reading the conversation {}", file.display()))?;
+    Ok(Session::from_conversation(
+        model,
+        SessionSettings::default(),
+        conversation,
+    ))
 }
 
 #[cfg(test)]
@@ -210,5 +233,28 @@ mod tests {
         let e = e.to_string();
         assert!(e.starts_with("unknown action `sned`"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn a_conversation_file_becomes_a_new_session_with_its_images_recorded() {
+        let file = Path::new("tests/fixtures/conversations/two_images.json");
+        let s = session_from_file(file, MODEL).unwrap();
+        assert_eq!(s.model, MODEL);
+        assert_eq!(s.images.len(), 2);
+        assert!(s
+            .images
+            .iter()
+            .all(|r| r.path.is_absolute() && r.sha256.is_some()));
+        assert!(s
+            .check_images()
+            .iter()
+            .all(|(_, state)| *state == crate::session::store::ImageState::Unchanged));
+
+        let err = session_from_file(Path::new("no/such.json"), MODEL).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("no/such.json") && !message.contains('\n'),
+            "{message}"
+        );
     }
 }

@@ -176,6 +176,19 @@ impl Session {
         }
     }
 
+    /// A new session holding `conversation` (read from a file, say), with
+    /// its images recorded as they are now.
+    pub fn from_conversation(
+        model: impl Into<String>,
+        settings: SessionSettings,
+        conversation: Conversation,
+    ) -> Session {
+        let mut session = Session::new(model, settings);
+        session.conversation = conversation;
+        session.prepare_for_save();
+        session
+    }
+
     /// First line of the first question, shortened.
     pub fn title(&self) -> String {
         title_of(&self.conversation)
