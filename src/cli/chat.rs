@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::Args;
 
 use super::ask::{parse_cap, CapArg};
@@ -137,8 +136,8 @@ pub fn run(mut args: ChatArgs) -> anyhow::Result<i32> {
 
 /// A new session holding the conversation of `file`.
 pub fn session_from_file(file: &Path, model: &str) -> anyhow::Result<Session> {
-    let conversation = Conversation::from_json_file(file)
-        .with_context(|| format!("reading the conversation {}", file.display()))?;
+    // Its errors name the file already.
+    let conversation = Conversation::from_json_file(file)?;
     Ok(Session::from_conversation(
         model,
         SessionSettings::default(),
