@@ -14,17 +14,7 @@ use glimpse::session::{Config, ConfigError};
 mod common;
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/config")
-        .join(kind);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no {kind} fixtures");
-    files
+    common::toml_fixtures("config", kind)
 }
 
 fn fixture(kind: &str, name: &str) -> PathBuf {

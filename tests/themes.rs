@@ -12,17 +12,7 @@ use ratatui::style::{Color, Modifier, Style};
 mod common;
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/themes")
-        .join(kind);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no {kind} fixtures");
-    files
+    common::toml_fixtures("themes", kind)
 }
 
 fn load(path: &Path) -> Result<Theme, ThemeError> {

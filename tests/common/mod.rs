@@ -57,6 +57,19 @@ pub fn check_expected_error(path: &Path, message: &str, line: Option<usize>) {
     assert!(!message.contains('\n'), "one line: {message:?}");
 }
 
+/// The `.toml` files of `tests/fixtures/FOLDER/KIND`, sorted.
+pub fn toml_fixtures(folder: &str, kind: &str) -> Vec<PathBuf> {
+    let dir = fixtures().join(folder).join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no {folder}/{kind} fixtures");
+    files
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }

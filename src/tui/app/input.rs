@@ -8,7 +8,7 @@ use ratatui::crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 use super::{App, Flash, ImageState, PathPrompt, StoredImage};
 use crate::tui::attachments::{complete_path, expand_home, pasted_image_paths, split_pasted};
 use crate::tui::keymap::Action;
-use crate::tui::msg::Cmd;
+use crate::tui::msg::{Cmd, ImageId};
 use crate::tui::presets::{describe, Settings};
 
 impl App {
@@ -346,10 +346,6 @@ impl App {
         }
         // An absolute path keeps working whatever the engine's directory is.
         let path = std::fs::canonicalize(&path).unwrap_or(path);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
         // The same file attached again reuses its decoded pixels.
         if let Some((&id, _)) = self
             .images
@@ -359,8 +355,18 @@ impl App {
             self.attachments.push(id);
             return;
         }
+        let id = self.decode_image(path, cmds);
+        self.attachments.push(id);
+    }
+
+    /// A new image, decoded off the UI thread from `path`.
+    pub(super) fn decode_image(&mut self, path: PathBuf, cmds: &mut Vec<Cmd>) -> ImageId {
         let id = self.next_image;
         self.next_image += 1;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
         self.images.insert(
             id,
             StoredImage {
@@ -369,8 +375,8 @@ impl App {
                 state: ImageState::Decoding,
             },
         );
-        self.attachments.push(id);
         cmds.push(Cmd::DecodeImage { id, path });
+        id
     }
 
     /// Handles `/command`; false when it is not one (then it is sent as text).

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{App, Flash, ImageState, StoredImage};
+use super::{App, Flash};
 use crate::conversation::{Message, Role};
 use crate::session::SessionSettings;
 use crate::tui::msg::{Cmd, ImageId};
@@ -217,21 +217,6 @@ impl App {
         if let Some((&id, _)) = self.images.iter().find(|(_, i)| i.path == path) {
             return id;
         }
-        let id = self.next_image;
-        self.next_image += 1;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
-        self.images.insert(
-            id,
-            StoredImage {
-                path: path.clone(),
-                name,
-                state: ImageState::Decoding,
-            },
-        );
-        cmds.push(Cmd::DecodeImage { id, path });
-        id
+        self.decode_image(path, cmds)
     }
 }
