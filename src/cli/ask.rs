@@ -11,14 +11,14 @@ use clap::Args;
 use serde_json::json;
 
 use super::grounding;
-use super::model_arg::{config_kv_policy, ModelFlags};
+use super::model_arg::{announce, config_kv_policy, load_with_readings, ModelFlags};
 use crate::conversation::{Content, Conversation, Message, Part, Role};
 use crate::engine::kv_policy::{parse_threshold, DEFAULT_THRESHOLD};
 use crate::engine::{
-    check_model_dir, describe_images, ContextPolicy, Engine, EngineOptions, Event, FinishReason,
+    check_model_dir, describe_images, ContextPolicy, EngineOptions, Event, FinishReason,
     KvCachePolicy, Request, SamplingOverrides,
 };
-use crate::gpu::{gib, NvmlMonitor, Sampler};
+use crate::gpu::gib;
 use crate::model::ModelConfig;
 use crate::processor::grounding::Grounding;
 use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};
@@ -203,30 +203,10 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
     }
     let cap = options.long_edge_cap;
     let kv_cache = options.kv_cache;
-    let model_dir = options.model_dir.clone();
-    // Device readings for the device choice and the KV-cache policy.
-    let sampler = Sampler::start(Box::new(NvmlMonitor::open()), crate::gpu::sampler::PERIOD);
-    let options = EngineOptions {
-        readings: Some(sampler.readings()),
-        ..options
-    };
-    let engine = Engine::load(options)
-        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
+    let (engine, _sampler) = load_with_readings(options)?;
     // Where the model runs is said once the question is accepted, so that a
     // refused question stays a single error line.
-    let announce = || {
-        let info = engine.info();
-        if let Some(notice) = &info.notice {
-            eprintln!("glimpse: {notice}");
-        }
-        eprintln!(
-            "glimpse: {} on {} in {}, memory estimate {}",
-            info.family,
-            info.device,
-            info.dtype,
-            info.memory_estimate.summary()
-        );
-    };
+    let announce = || announce(engine.info());
     let mut kv_switch = serde_json::Value::Null;
     let sampling = SamplingOverrides {
         temperature: args.temperature,

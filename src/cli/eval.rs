@@ -17,18 +17,18 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::grounding;
-use super::model_arg::ModelFlags;
+use super::model_arg::{announce, load_with_readings, ModelFlags};
 use crate::conversation::{Conversation, Message, Part, Role};
 use crate::engine::{
-    check_model_dir, ContextPolicy, Engine, EngineOptions, Event, FinishReason, ImageFacts,
-    Request, SamplingOverrides,
+    check_model_dir, ContextPolicy, Engine, Event, FinishReason, ImageFacts, Request,
+    SamplingOverrides,
 };
 use crate::eval::matching::judge;
 use crate::eval::report::{self, Report};
 use crate::eval::results::{AnswerRecord, AnswersFile, RunSettings};
 use crate::eval::suite::{Entry, Suite, SuiteItem};
 use crate::eval::synth::{make_suite, DEFAULT_COUNT};
-use crate::gpu::{NvmlMonitor, Sampler};
+use crate::gpu::Sampler;
 use crate::model::ModelConfig;
 use crate::processor::grounding::{GroundingFamily, Shape};
 use crate::processor::image::LongEdgeCap;
@@ -169,7 +169,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
     if todo.is_empty() {
         settings.write(&out)?;
     } else {
-        let engine = load_engine(&args, &config, &model_dir)?;
+        let (engine, _sampler) = load_engine(&args, &config, &model_dir)?;
         let info = engine.info().clone();
         settings.device = Some(info.device.clone());
         settings.dtype = Some(info.dtype.clone());
@@ -325,26 +325,16 @@ fn default_out(suite: &Path, model_spec: &str, preset: Option<&str>) -> PathBuf 
         .join(name)
 }
 
-fn load_engine(args: &EvalArgs, config: &Config, model_dir: &Path) -> anyhow::Result<Engine> {
-    let sampler = Sampler::start(Box::new(NvmlMonitor::open()), crate::gpu::sampler::PERIOD);
-    let options = EngineOptions {
-        readings: Some(sampler.readings()),
-        ..args.model.engine_options(config, model_dir.to_path_buf())
-    };
-    let engine = Engine::load(options)
-        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
-    let info = engine.info();
-    if let Some(notice) = &info.notice {
-        eprintln!("glimpse: {notice}");
-    }
-    eprintln!(
-        "glimpse: {} on {} in {}, memory estimate {}",
-        info.family,
-        info.device,
-        info.dtype,
-        info.memory_estimate.summary()
-    );
-    Ok(engine)
+/// The engine, and the GPU sampler its KV-cache policy reads (kept for as
+/// long as the engine).
+fn load_engine(
+    args: &EvalArgs,
+    config: &Config,
+    model_dir: &Path,
+) -> anyhow::Result<(Engine, Sampler)> {
+    let loaded = load_with_readings(args.model.engine_options(config, model_dir.to_path_buf()))?;
+    announce(loaded.0.info());
+    Ok(loaded)
 }
 
 /// Asks one question at a time, each as a conversation of its own.

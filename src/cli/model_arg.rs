@@ -5,10 +5,13 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Args;
 
 use super::progress::StderrProgress;
-use crate::engine::{DeviceChoice, DtypeChoice, EngineOptions, KvCachePolicy};
+use crate::engine::{DeviceChoice, DtypeChoice, Engine, EngineOptions, KvCachePolicy, ModelInfo};
+use crate::gpu::sampler::PERIOD;
+use crate::gpu::{NvmlMonitor, Sampler};
 use crate::processor::image::AlphaMode;
 use crate::session::config::KvPolicy;
 use crate::session::hf_cache;
@@ -107,4 +110,33 @@ pub fn plan_for_chat(
             Some(HubDownload { id, hub }),
         ),
     })
+}
+
+/// Loads the model with the GPU sampler running beside it: the device choice
+/// and the KV-cache policy read its samples, so the sampler must live as
+/// long as the engine (hold the returned one).
+pub fn load_with_readings(options: EngineOptions) -> anyhow::Result<(Engine, Sampler)> {
+    let sampler = Sampler::start(Box::new(NvmlMonitor::open()), PERIOD);
+    let model_dir = options.model_dir.clone();
+    let options = EngineOptions {
+        readings: Some(sampler.readings()),
+        ..options
+    };
+    let engine = Engine::load(options)
+        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
+    Ok((engine, sampler))
+}
+
+/// Says on stderr where the model runs, in what dtype, and its estimate.
+pub fn announce(info: &ModelInfo) {
+    if let Some(notice) = &info.notice {
+        eprintln!("glimpse: {notice}");
+    }
+    eprintln!(
+        "glimpse: {} on {} in {}, memory estimate {}",
+        info.family,
+        info.device,
+        info.dtype,
+        info.memory_estimate.summary()
+    );
 }
