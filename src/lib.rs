@@ -6,11 +6,13 @@
 //! `session` (config, saved conversations, model registry, hub cache), `cli`;
 //! beside them `eval`, the scoring and synthetic suite of `glimpse eval`.
 
+pub mod calendar;
 pub mod cli;
 pub mod conversation;
 pub mod engine;
 pub mod eval;
 pub mod gpu;
+pub mod human;
 pub mod model;
 pub mod processor;
 pub mod session;

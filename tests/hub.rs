@@ -8,7 +8,7 @@ use std::sync::{mpsc, Mutex};
 
 use glimpse::cli::model_arg::plan_for_chat;
 use glimpse::engine::EngineOptions;
-use glimpse::tui::download::HubDownload;
+use glimpse::session::HubDownload;
 use glimpse::tui::runtime::load_model;
 use glimpse::tui::Msg;
 

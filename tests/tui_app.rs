@@ -25,7 +25,6 @@ use glimpse::engine::{
 use glimpse::gpu::cpu::CpuFacts;
 use glimpse::gpu::{GpuState, Sample};
 use glimpse::processor::image::load_image;
-use glimpse::processor::vision_input::VisionPreprocessConfig;
 use glimpse::session::{DownloadEvent, SessionStore};
 use glimpse::tui::msg::{DecodedImage, ModelReady, RequestId};
 use glimpse::tui::session_keeper::SessionKeeper;
@@ -107,21 +106,11 @@ impl Harness {
     /// Loads the real engine and tells the app, as the loader thread does.
     fn load(&mut self, options: EngineOptions) {
         let engine = Engine::load(options).expect("tiny model loads");
-        let mut info = engine.info().clone();
+        let mut ready = ModelReady::of(&engine);
         // "cpu (N threads)" depends on the machine; the snapshots must not.
-        info.device = "cpu".into();
-        let vision = VisionPreprocessConfig::from_model_dir(
-            &model_dir(),
-            VisionPreprocessConfig::qwen2_vl_defaults(),
-        )
-        .unwrap();
-        let kv_cache = engine.kv_cache_label();
+        ready.info.device = "cpu".into();
         self.engine = Some(engine);
-        self.send(Msg::ModelLoaded(Box::new(ModelReady {
-            info,
-            vision,
-            kv_cache,
-        })));
+        self.send(Msg::ModelLoaded(Box::new(ready)));
     }
 
     fn send(&mut self, msg: Msg) {
@@ -712,14 +701,9 @@ fn a_question_typed_while_the_model_loads_is_asked_once_it_is_ready() {
     assert_eq!(h.app.input_text(), "early question");
     h.press(KeyCode::Enter);
     let engine = Engine::load(EngineOptions::new(model_dir())).unwrap();
-    let info = engine.info().clone();
-    let kv_cache = engine.kv_cache_label();
+    let ready = ModelReady::of(&engine);
     h.engine = Some(engine);
-    h.send(Msg::ModelLoaded(Box::new(ModelReady {
-        info,
-        vision: VisionPreprocessConfig::qwen2_vl_defaults(),
-        kv_cache,
-    })));
+    h.send(Msg::ModelLoaded(Box::new(ready)));
     assert_eq!(h.generations.len(), 1);
     let events = h.answer_with_engine();
     assert!(

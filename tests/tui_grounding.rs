@@ -29,7 +29,6 @@ use glimpse::processor::grounding::{
     default_image, palette_colour, GroundingFamily, ImageGeometry, Shape, MAX_DETECTIONS,
 };
 use glimpse::processor::image::{load_image, LongEdgeCap};
-use glimpse::processor::vision_input::VisionPreprocessConfig;
 use glimpse::tui::detections::{ReplyGrounding, MAX_LISTED};
 use glimpse::tui::msg::{DecodedImage, ImageId, ModelReady, RequestId};
 use glimpse::tui::session_keeper::{SessionEvent, SessionKeeper};
@@ -85,20 +84,9 @@ impl Harness {
         let mut options = EngineOptions::new(model_dir(model));
         options.long_edge_cap = Some(CAP);
         let engine = Engine::load(options).expect("tiny model loads");
-        let mut info = engine.info().clone();
-        info.device = "cpu".into();
-        let defaults = if model == "qwen3_vl" {
-            VisionPreprocessConfig::qwen3_vl_defaults()
-        } else {
-            VisionPreprocessConfig::qwen2_vl_defaults()
-        };
-        let vision = VisionPreprocessConfig::from_model_dir(&model_dir(model), defaults).unwrap();
-        let kv_cache = engine.kv_cache_label();
-        h.send(Msg::ModelLoaded(Box::new(ModelReady {
-            info,
-            vision,
-            kv_cache,
-        })));
+        let mut ready = ModelReady::of(&engine);
+        ready.info.device = "cpu".into();
+        h.send(Msg::ModelLoaded(Box::new(ready)));
         h
     }
 

@@ -18,7 +18,7 @@ use crate::engine::{
     check_model_dir, describe_images, ContextPolicy, EngineOptions, Event, FinishReason,
     KvCachePolicy, Request, SamplingOverrides,
 };
-use crate::gpu::gib;
+use crate::human::gib;
 use crate::model::ModelConfig;
 use crate::processor::grounding::Grounding;
 use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};

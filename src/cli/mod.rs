@@ -14,6 +14,8 @@ pub mod sessions;
 
 use clap::{Parser, Subcommand};
 
+use crate::human::one_line;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "glimpse",
@@ -82,18 +84,6 @@ pub fn main() -> i32 {
             1
         }
     }
-}
-
-/// The whole error chain on one line, outermost first, without repeats.
-pub fn one_line(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ").replace('\n', " ")
 }
 
 #[cfg(test)]

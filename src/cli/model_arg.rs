@@ -15,8 +15,8 @@ use crate::gpu::{NvmlMonitor, Sampler};
 use crate::processor::image::AlphaMode;
 use crate::session::config::KvPolicy;
 use crate::session::hf_cache;
+use crate::session::HubDownload;
 use crate::session::{plan_model, resolve_model, Config, HubError, HubOptions, ModelPlan};
-use crate::tui::download::HubDownload;
 
 #[derive(Debug, Default, Clone, Args)]
 pub struct ModelFlags {

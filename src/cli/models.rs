@@ -6,7 +6,7 @@ use std::path::Path;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::progress::human_bytes;
+use crate::human::human_bytes;
 use crate::model::{Family, ModelConfig};
 use crate::session::hf_cache::{self, CachedRepo};
 use crate::session::registry::{cards, ESTIMATE_CONTEXT_TOKENS, ESTIMATE_OVERHEAD_GIB};

@@ -93,7 +93,7 @@ pub struct MemoryEstimate {
 impl MemoryEstimate {
     /// `9.1 GiB (weights 8.3 GiB, KV cache 0.6 GiB for 8192 tokens, activations 0.2 GiB)`.
     pub fn summary(&self) -> String {
-        let g = crate::gpu::gib;
+        let g = crate::human::gib;
         let mut s = format!(
             "{} (weights {}, KV cache {} for {} tokens, activations {}",
             g(self.total_bytes),

@@ -88,6 +88,10 @@ pub struct ModelInfo {
     pub gpu_index: Option<u32>,
     #[serde(skip)]
     pub generation: GenerationDefaults,
+    /// How this model's images are resized and patched: what the chat needs
+    /// to tell an image's token count before asking, and to map boxes back.
+    #[serde(skip)]
+    pub preprocess: crate::processor::vision_input::VisionPreprocessConfig,
 }
 
 /// What to do when a conversation no longer fits the context.

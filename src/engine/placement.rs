@@ -8,7 +8,8 @@ use candle_core::DType;
 
 use super::device::{DeviceChoice, DtypeChoice};
 use super::estimate::MemoryEstimate;
-use crate::gpu::{gib, no_gpu_line, GpuSample, GpuState};
+use crate::gpu::{no_gpu_line, GpuSample, GpuState};
+use crate::human::gib;
 
 /// A device glimpse can open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

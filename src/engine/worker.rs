@@ -197,6 +197,7 @@ impl Worker {
                 Target::Cpu => None,
             },
             generation: self.generation.clone(),
+            preprocess: self.preprocess.clone(),
         }
     }
 

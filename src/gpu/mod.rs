@@ -118,16 +118,7 @@ pub fn no_gpu_line(threads: usize) -> String {
     format!("no NVIDIA GPU found — running on CPU ({threads} threads)")
 }
 
-/// `12.3 GiB`, or `456 MiB` under a GiB.
-pub fn gib(bytes: u64) -> String {
-    if (bytes as f64) < GIB {
-        format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
-    } else {
-        format!("{:.1} GiB", bytes as f64 / GIB)
-    }
-}
-
-pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+pub use crate::human::GIB;
 
 /// Scripted GPU states for tests: machines without a GPU cannot produce real
 /// ones, so they are replayed through the same [`GpuMonitor`] interface.

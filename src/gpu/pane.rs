@@ -11,7 +11,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Sparkline, Widget};
 use ratatui::Frame;
 
-use super::{gib, no_gpu_line, CpuFacts, GpuSample, History};
+use super::{no_gpu_line, CpuFacts, GpuSample, History};
+use crate::human::gib;
 
 /// Everything the pane shows, detached from the sampler.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Value};
 
+use crate::calendar::{civil_from_days, days_from_civil, weekday_from_monday};
 use crate::conversation::Conversation;
 
 const TEMPLATE_NAME: &str = "chat_template";
@@ -430,8 +431,7 @@ fn strftime(format: &str, unix_secs: i64) -> String {
         (secs_of_day / 60) % 60,
         secs_of_day % 60,
     );
-    // 1970-01-01 was a Thursday (index 3 from Monday).
-    let weekday = (days + 3).rem_euclid(7) as usize;
+    let weekday = weekday_from_monday(days);
     let day_of_year = days - days_from_civil(year, 1, 1) + 1;
     let hour12 = if hour % 12 == 0 { 12 } else { hour % 12 };
 
@@ -456,8 +456,8 @@ fn strftime(format: &str, unix_secs: i64) -> String {
         match chars.next() {
             Some('Y') => out.push_str(&year.to_string()),
             Some('y') => out.push_str(&num(year.rem_euclid(100), 2)),
-            Some('m') => out.push_str(&num(month, 2)),
-            Some('d') => out.push_str(&num(day, 2)),
+            Some('m') => out.push_str(&num(month.into(), 2)),
+            Some('d') => out.push_str(&num(day.into(), 2)),
             Some('e') => out.push_str(&format!("{day:2}")),
             Some('H') => out.push_str(&num(hour, 2)),
             Some('I') => out.push_str(&num(hour12, 2)),
@@ -486,30 +486,6 @@ fn strftime(format: &str, unix_secs: i64) -> String {
         }
     }
     out
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// `tojson` as transformers defines it: Python's

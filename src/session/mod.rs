@@ -4,6 +4,7 @@
 
 pub mod atomic;
 pub mod config;
+pub mod download;
 pub mod export;
 pub mod hf_cache;
 pub mod hub;
@@ -14,6 +15,7 @@ pub mod store;
 pub mod timestamp;
 
 pub use config::{Config, ConfigError, Preset, DEFAULT_MODEL};
+pub use download::HubDownload;
 pub use hub::{
     plan_model, resolve_model, DownloadEvent, HubError, HubOptions, ModelPlan, ModelSource,
     ResolvedModel,

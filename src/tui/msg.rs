@@ -12,7 +12,6 @@ use ratatui_image::protocol::Protocol;
 use crate::conversation::Conversation;
 use crate::engine::{Event, ModelInfo, SamplingOverrides};
 use crate::gpu::Sample;
-use crate::processor::vision_input::VisionPreprocessConfig;
 use crate::session::DownloadEvent;
 
 use super::session_keeper::{SessionCmd, SessionEvent};
@@ -24,9 +23,17 @@ pub type ImageId = u64;
 #[derive(Debug, Clone)]
 pub struct ModelReady {
     pub info: ModelInfo,
-    pub vision: VisionPreprocessConfig,
     /// The KV cache's format at load (`Engine::kv_cache_label`).
     pub kv_cache: String,
+}
+
+impl ModelReady {
+    pub fn of(engine: &crate::engine::Engine) -> ModelReady {
+        ModelReady {
+            info: engine.info().clone(),
+            kv_cache: engine.kv_cache_label(),
+        }
+    }
 }
 
 /// An image decoded in memory, once, for its chip and its preview.

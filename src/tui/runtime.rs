@@ -23,7 +23,7 @@ use ratatui_image::Resize;
 
 use super::app::{App, AppConfig};
 use super::clipboard::osc52;
-use super::download::{DownloadThrottle, HubDownload, PROGRESS_EVERY};
+
 use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg};
 use super::resync::ResyncBackend;
 use super::{graphics, terminal, view};
@@ -31,7 +31,7 @@ use crate::engine::{ContextPolicy, Engine, EngineOptions, Event, Request};
 use crate::gpu::sampler::{self, Sampler};
 use crate::gpu::NvmlMonitor;
 use crate::processor::image::{load_image, LongEdgeCap};
-use crate::processor::vision_input::VisionPreprocessConfig;
+use crate::session::download::{DownloadThrottle, HubDownload, PROGRESS_EVERY};
 use crate::session::hub::resolve_hub_id;
 use crate::session::{DownloadEvent, ModelSource, Session, SessionStore};
 
@@ -298,7 +298,7 @@ pub fn load_model(
                 options.model_dir = resolved.dir;
             }
             Err(e) => {
-                let _ = tx.send(Msg::ModelFailed(crate::cli::one_line(&e.into())));
+                let _ = tx.send(Msg::ModelFailed(crate::human::one_line(&e.into())));
                 return;
             }
         }
@@ -306,23 +306,9 @@ pub fn load_model(
     let dir = options.model_dir.clone();
     let loaded = Engine::load(options)
         .with_context(|| format!("loading {}", dir.display()))
-        .and_then(|engine| {
-            let info = engine.info().clone();
-            let defaults = if info.model_type == "qwen3_vl" {
-                VisionPreprocessConfig::qwen3_vl_defaults()
-            } else {
-                VisionPreprocessConfig::qwen2_vl_defaults()
-            };
-            let vision = VisionPreprocessConfig::from_model_dir(&dir, defaults)?;
-            let kv_cache = engine.kv_cache_label();
-            Ok((
-                engine,
-                ModelReady {
-                    info,
-                    vision,
-                    kv_cache,
-                },
-            ))
+        .map(|engine| {
+            let ready = ModelReady::of(&engine);
+            (engine, ready)
         });
     match loaded {
         Ok((engine, ready)) => {
@@ -332,7 +318,7 @@ pub fn load_model(
             let _ = tx.send(Msg::ModelLoaded(Box::new(ready)));
         }
         Err(e) => {
-            let _ = tx.send(Msg::ModelFailed(crate::cli::one_line(&e)));
+            let _ = tx.send(Msg::ModelFailed(crate::human::one_line(&e)));
         }
     }
 }

@@ -33,7 +33,7 @@ impl App {
         let Some(family) = GroundingFamily::from_model_type(&ready.info.model_type) else {
             return;
         };
-        let vision = ready.vision.clone();
+        let vision = ready.info.preprocess.clone();
         let Some(pos) = self
             .entries
             .iter()

@@ -348,7 +348,9 @@ impl App {
     pub fn budget(&self, id: ImageId) -> Option<Result<ImageBudget, String>> {
         let ready = self.ready()?;
         match &self.images.get(&id)?.state {
-            ImageState::Ready(d) => Some(image_budget(&ready.vision, d.capped.0, d.capped.1)),
+            ImageState::Ready(d) => {
+                Some(image_budget(&ready.info.preprocess, d.capped.0, d.capped.1))
+            }
             _ => None,
         }
     }

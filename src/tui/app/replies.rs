@@ -238,10 +238,10 @@ impl App {
             } => {
                 self.kv_cache = Some(format!("int8 (auto, at {:.0} %)", memory_fraction * 100.0));
                 notice = Some(format!(
-                    "Device memory reached {:.0} %: the KV cache now stores INT8 ({:.1} → {:.1} MiB).",
+                    "Device memory reached {:.0} %: the KV cache now stores INT8 ({} → {}).",
                     memory_fraction * 100.0,
-                    bytes_before as f64 / (1u64 << 20) as f64,
-                    bytes_after as f64 / (1u64 << 20) as f64,
+                    crate::human::mib(bytes_before as u64),
+                    crate::human::mib(bytes_after as u64),
                 ));
             }
             Event::VisionDone { .. } => {
