@@ -433,10 +433,10 @@ fn snapshot_streaming_and_cancelled() {
 fn snapshot_help_overlay() {
     let mut h = Harness::loaded(100, 50);
     h.press(KeyCode::Char('?'));
-    assert!(h.app.help_open);
+    assert!(h.app.dialog.is_help());
     insta::assert_snapshot!("help", h.screen());
     h.press(KeyCode::Esc);
-    assert!(!h.app.help_open);
+    assert!(!h.app.dialog.is_help());
 }
 
 #[test]
@@ -1111,7 +1111,7 @@ fn snapshot_the_session_list_and_open_one() {
     let damaged_bytes = std::fs::read(&damaged).unwrap();
 
     h.key(KeyCode::Char('s'), KeyModifiers::ALT);
-    assert!(h.app.session_list.is_some());
+    assert!(h.app.dialog.session_list().is_some());
     insta::assert_snapshot!("session_list", h.screen());
 
     // Down to the damaged file: Enter says why it cannot be opened.
@@ -1121,13 +1121,13 @@ fn snapshot_the_session_list_and_open_one() {
     h.press(KeyCode::Enter);
     let screen = h.screen();
     assert!(screen.contains("is damaged"), "{screen}");
-    assert!(h.app.session_list.is_some(), "the list stays open");
+    assert!(h.app.dialog.session_list().is_some(), "the list stays open");
 
     // Up to the second newest and open it.
     h.press(KeyCode::Home);
     h.press(KeyCode::Down);
     h.press(KeyCode::Enter);
-    assert!(h.app.session_list.is_none());
+    assert!(h.app.dialog.session_list().is_none());
     assert_eq!(h.app.session_id.as_deref(), Some(ids[0].as_str()));
     assert_eq!(
         user_entries(&h.app),
@@ -1146,9 +1146,9 @@ fn snapshot_the_session_list_and_open_one() {
     h.press(KeyCode::Esc);
     assert!(h.app.browsing);
     h.press(KeyCode::Char('s'));
-    assert!(h.app.session_list.is_some());
+    assert!(h.app.dialog.session_list().is_some());
     h.press(KeyCode::Esc);
-    assert!(h.app.session_list.is_none());
+    assert!(h.app.dialog.session_list().is_none());
 
     // A new turn goes to the opened session's file; the damaged file is untouched.
     h.ask("One more question");

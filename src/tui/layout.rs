@@ -33,7 +33,7 @@ pub fn screen_layout(area: Rect, app: &App) -> Areas {
     let status = take(1);
     let lines = (app.input.lines().len() as u16).clamp(1, INPUT_MAX_LINES);
     let input = take(lines + 2);
-    let path_prompt = app.path_prompt.as_ref().map(|_| take(3));
+    let path_prompt = app.dialog.path_prompt().map(|_| take(3));
     let chips = (!app.attachments.is_empty()).then(|| take(1));
     let main = Rect::new(area.x, area.y, area.width, bottom.saturating_sub(area.y));
     let (transcript, side) = if app.gpu_pane_on && area.width >= SIDE_PANE_MIN_WIDTH {

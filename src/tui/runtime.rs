@@ -120,7 +120,7 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
 
     let (tx, rx) = mpsc::channel::<Msg>();
     let stop_input = Arc::new(AtomicBool::new(false));
-    let input = spawn_input(tx.clone(), stop_input.clone());
+    let input = spawn_input(tx.clone(), stop_input.clone())?;
     let engine: Arc<Mutex<Option<Engine>>> = Arc::new(Mutex::new(None));
     // The pane's readings, also the engine's for its device choice and KV policy.
     let sample_tx = tx.clone();
@@ -168,12 +168,12 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
 
     let mut keeper = SessionKeeper::new(options.sessions.store, options.sessions.model);
     let resumed = options.sessions.resume.map(|s| keeper.resume(s));
-    let (sessions, session_thread) = spawn_session_keeper(keeper, tx.clone());
+    let (sessions, session_thread) = spawn_session_keeper(keeper, tx.clone())?;
     let mut effects = RealEffects {
         tx: tx.clone(),
         engine: engine.clone(),
         cap: options.engine.long_edge_cap,
-        previews: spawn_preview_worker(picker, tx.clone()),
+        previews: spawn_preview_worker(picker, tx.clone())?,
         sessions,
     };
     if let Some(restored) = resumed {
@@ -206,41 +206,51 @@ fn protocol_name(p: ProtocolType) -> &'static str {
     }
 }
 
-fn spawn_input(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+/// Every thread of the chat starts here, so a failed start (no memory, a
+/// thread limit) is one error that names the thread, never a panic or a
+/// screen left waiting for an answer that cannot come.
+fn spawn_named<F>(name: &str, f: F) -> anyhow::Result<thread::JoinHandle<()>>
+where
+    F: FnOnce() + Send + 'static,
+{
     thread::Builder::new()
-        .name("glimpse-input".into())
-        .spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                match event::poll(Duration::from_millis(50)) {
-                    Ok(false) => continue,
-                    Ok(true) => {}
-                    Err(_) => {
-                        let _ = tx.send(Msg::InputClosed);
-                        break;
-                    }
-                }
-                let msg = match event::read() {
-                    Ok(TermEvent::Key(k)) => Msg::Key(k),
-                    Ok(TermEvent::Paste(p)) => Msg::Paste(p),
-                    Ok(TermEvent::Mouse(m))
-                        if matches!(
-                            m.kind,
-                            MouseEventKind::ScrollUp | MouseEventKind::ScrollDown
-                        ) =>
-                    {
-                        Msg::Mouse(m)
-                    }
-                    Ok(TermEvent::Resize(w, h)) => Msg::Resize(w, h),
-                    Ok(_) => continue,
-                    Err(_) => Msg::InputClosed,
-                };
-                let closed = matches!(msg, Msg::InputClosed);
-                if tx.send(msg).is_err() || closed {
+        .name(format!("glimpse-{name}"))
+        .spawn(f)
+        .with_context(|| format!("starting the {name} thread"))
+}
+
+fn spawn_input(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> anyhow::Result<thread::JoinHandle<()>> {
+    spawn_named("input", move || {
+        while !stop.load(Ordering::SeqCst) {
+            match event::poll(Duration::from_millis(50)) {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(_) => {
+                    let _ = tx.send(Msg::InputClosed);
                     break;
                 }
             }
-        })
-        .expect("spawning the input thread")
+            let msg = match event::read() {
+                Ok(TermEvent::Key(k)) => Msg::Key(k),
+                Ok(TermEvent::Paste(p)) => Msg::Paste(p),
+                Ok(TermEvent::Mouse(m))
+                    if matches!(
+                        m.kind,
+                        MouseEventKind::ScrollUp | MouseEventKind::ScrollDown
+                    ) =>
+                {
+                    Msg::Mouse(m)
+                }
+                Ok(TermEvent::Resize(w, h)) => Msg::Resize(w, h),
+                Ok(_) => continue,
+                Err(_) => Msg::InputClosed,
+            };
+            let closed = matches!(msg, Msg::InputClosed);
+            if tx.send(msg).is_err() || closed {
+                break;
+            }
+        }
+    })
 }
 
 /// Loads the model on its own thread; the screen works meanwhile.
@@ -250,23 +260,25 @@ fn spawn_loader(
     slot: Arc<Mutex<Option<Engine>>>,
     tx: Sender<Msg>,
 ) {
-    let _ = thread::Builder::new()
-        .name("glimpse-loader".into())
-        .spawn(move || {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                load_model(options, download.as_ref(), &slot, &tx)
-            }));
-            // A bug in the download or the load must not leave the screen
-            // waiting for a model forever.
-            if outcome.is_err() {
-                let why = terminal::take_worker_panic()
-                    .map(|p| format!(": {p}"))
-                    .unwrap_or_default();
-                let _ = tx.send(Msg::ModelFailed(format!(
-                    "loading the model stopped unexpectedly{why}; restart glimpse"
-                )));
-            }
-        });
+    let failed = tx.clone();
+    let started = spawn_named("loader", move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            load_model(options, download.as_ref(), &slot, &tx)
+        }));
+        // A bug in the download or the load must not leave the screen
+        // waiting for a model forever.
+        if outcome.is_err() {
+            let why = terminal::take_worker_panic()
+                .map(|p| format!(": {p}"))
+                .unwrap_or_default();
+            let _ = tx.send(Msg::ModelFailed(format!(
+                "loading the model stopped unexpectedly{why}; restart glimpse"
+            )));
+        }
+    });
+    if let Err(e) = started {
+        let _ = failed.send(Msg::ModelFailed(crate::human::one_line(&e)));
+    }
 }
 
 /// Downloads the model first when asked, then loads it; progress and the
@@ -327,20 +339,17 @@ pub fn load_model(
 fn spawn_session_keeper(
     mut keeper: SessionKeeper,
     tx: Sender<Msg>,
-) -> (Sender<SessionCmd>, thread::JoinHandle<()>) {
+) -> anyhow::Result<(Sender<SessionCmd>, thread::JoinHandle<()>)> {
     let (cmd_tx, cmd_rx) = mpsc::channel::<SessionCmd>();
-    let handle = thread::Builder::new()
-        .name("glimpse-sessions".into())
-        .spawn(move || {
-            for cmd in cmd_rx {
-                if let Some(event) = keeper.handle(cmd) {
-                    // The screen may be gone at the end; the save is done anyway.
-                    let _ = tx.send(Msg::Session(event));
-                }
+    let handle = spawn_named("sessions", move || {
+        for cmd in cmd_rx {
+            if let Some(event) = keeper.handle(cmd) {
+                // The screen may be gone at the end; the save is done anyway.
+                let _ = tx.send(Msg::Session(event));
             }
-        })
-        .expect("spawning the session thread");
-    (cmd_tx, handle)
+        }
+    })?;
+    Ok((cmd_tx, handle))
 }
 
 struct PreviewJob {
@@ -351,39 +360,37 @@ struct PreviewJob {
 
 /// One thread encodes previews; a burst of resizes collapses to the last
 /// size asked for each image.
-fn spawn_preview_worker(picker: Picker, tx: Sender<Msg>) -> Sender<PreviewJob> {
+fn spawn_preview_worker(picker: Picker, tx: Sender<Msg>) -> anyhow::Result<Sender<PreviewJob>> {
     let (job_tx, job_rx) = mpsc::channel::<PreviewJob>();
-    let _ = thread::Builder::new()
-        .name("glimpse-previews".into())
-        .spawn(move || {
-            while let Ok(first) = job_rx.recv() {
-                let mut latest: HashMap<ImageId, PreviewJob> = HashMap::new();
-                latest.insert(first.id, first);
-                while let Ok(more) = job_rx.try_recv() {
-                    latest.insert(more.id, more);
-                }
-                for (_, job) in latest {
-                    let area = Rect::new(0, 0, job.cells.0, job.cells.1);
-                    let result = std::panic::catch_unwind(|| {
-                        picker
-                            .new_protocol((*job.pixels).clone(), area, Resize::Fit(None))
-                            .map_err(|e| e.to_string())
+    spawn_named("previews", move || {
+        while let Ok(first) = job_rx.recv() {
+            let mut latest: HashMap<ImageId, PreviewJob> = HashMap::new();
+            latest.insert(first.id, first);
+            while let Ok(more) = job_rx.try_recv() {
+                latest.insert(more.id, more);
+            }
+            for (_, job) in latest {
+                let area = Rect::new(0, 0, job.cells.0, job.cells.1);
+                let result = std::panic::catch_unwind(|| {
+                    picker
+                        .new_protocol((*job.pixels).clone(), area, Resize::Fit(None))
+                        .map_err(|e| e.to_string())
+                })
+                .unwrap_or_else(|_| Err("the preview could not be drawn".into()));
+                if tx
+                    .send(Msg::PreviewEncoded {
+                        id: job.id,
+                        cells: job.cells,
+                        result,
                     })
-                    .unwrap_or_else(|_| Err("the preview could not be drawn".into()));
-                    if tx
-                        .send(Msg::PreviewEncoded {
-                            id: job.id,
-                            cells: job.cells,
-                            result,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
+                    .is_err()
+                {
+                    return;
                 }
             }
-        });
-    job_tx
+        }
+    })?;
+    Ok(job_tx)
 }
 
 /// Carries out the app's commands.
@@ -423,40 +430,40 @@ where
                     None => Err(anyhow::anyhow!("the model is not loaded")),
                 };
                 let tx = self.tx.clone();
-                match submitted {
-                    Ok(()) => {
-                        thread::spawn(move || {
-                            for event in events {
-                                let last = matches!(event, Event::Done { .. } | Event::Error(_));
-                                if tx.send(Msg::Engine { id, event }).is_err() || last {
-                                    return;
-                                }
+                let forwarded = submitted.and_then(|()| {
+                    let tx = tx.clone();
+                    spawn_named("replies", move || {
+                        for event in events {
+                            let last = matches!(event, Event::Done { .. } | Event::Error(_));
+                            if tx.send(Msg::Engine { id, event }).is_err() || last {
+                                return;
                             }
-                            // The engine dropped the request without an end:
-                            // its thread is gone.
-                            let why = terminal::take_worker_panic()
-                                .map(|p| format!(": {p}"))
-                                .unwrap_or_default();
-                            let _ = tx.send(Msg::Engine {
-                                id,
-                                event: Event::Error(format!(
-                                    "the engine stopped unexpectedly{why}; restart glimpse"
-                                )),
-                            });
-                        });
-                    }
-                    Err(e) => {
+                        }
+                        // The engine dropped the request without an end:
+                        // its thread is gone.
+                        let why = terminal::take_worker_panic()
+                            .map(|p| format!(": {p}"))
+                            .unwrap_or_default();
                         let _ = tx.send(Msg::Engine {
                             id,
-                            event: Event::Error(e.to_string()),
+                            event: Event::Error(format!(
+                                "the engine stopped unexpectedly{why}; restart glimpse"
+                            )),
                         });
-                    }
+                    })
+                });
+                if let Err(e) = forwarded {
+                    let _ = tx.send(Msg::Engine {
+                        id,
+                        event: Event::Error(crate::human::one_line(&e)),
+                    });
                 }
             }
             Cmd::DecodeImage { id, path } => {
                 let tx = self.tx.clone();
+                let failed = (self.tx.clone(), path.clone());
                 let cap = self.cap;
-                thread::spawn(move || {
+                let started = spawn_named("decoder", move || {
                     // A decoder bug must not leave the chip waiting forever.
                     let result = std::panic::catch_unwind(|| load_image(&path, cap.as_ref()))
                         .unwrap_or_else(|_| {
@@ -474,6 +481,17 @@ where
                         .map_err(|e| e.to_string());
                     let _ = tx.send(Msg::ImageDecoded { id, result });
                 });
+                if let Err(e) = started {
+                    let (tx, path) = failed;
+                    let _ = tx.send(Msg::ImageDecoded {
+                        id,
+                        result: Err(format!(
+                            "{}: {}",
+                            path.display(),
+                            crate::human::one_line(&e)
+                        )),
+                    });
+                }
             }
             Cmd::EncodePreview { id, pixels, cells } => {
                 let _ = self.previews.send(PreviewJob { id, pixels, cells });

@@ -191,14 +191,45 @@ pub enum Row {
     },
 }
 
+/// Everything besides an entry itself that its rows depend on. The cache
+/// holds rows for one context; a different one starts it afresh, so no
+/// change of theme, width or toggle has to remember to clear it.
+#[derive(Debug, Clone, PartialEq)]
+struct RowContext {
+    width: u16,
+    theme: String,
+    previews_on: bool,
+    boxes_on: bool,
+    /// The model's name heads each answer.
+    family: Option<String>,
+}
+
+impl RowContext {
+    fn of(app: &App, width: u16) -> RowContext {
+        RowContext {
+            width,
+            theme: app.theme.name.clone(),
+            previews_on: app.previews_on,
+            boxes_on: app.overlay.on(),
+            family: app.ready().map(|m| m.info.family.clone()),
+        }
+    }
+}
+
+/// Rendered rows per entry id, with the entry's version they were made from.
 #[derive(Default)]
 pub struct RowCache {
-    entries: HashMap<u64, (u64, u16, Rc<Vec<Row>>)>,
+    context: Option<RowContext>,
+    entries: HashMap<u64, (u64, Rc<Vec<Row>>)>,
 }
 
 impl RowCache {
-    pub fn clear(&mut self) {
-        self.entries.clear();
+    fn for_context(&mut self, context: RowContext) -> &mut HashMap<u64, (u64, Rc<Vec<Row>>)> {
+        if self.context.as_ref() != Some(&context) {
+            self.entries.clear();
+            self.context = Some(context);
+        }
+        &mut self.entries
     }
 }
 
@@ -249,17 +280,22 @@ pub fn spinner(tick: u64) -> &'static str {
 pub fn all_rows(app: &App, width: u16) -> RowList {
     let mut chunks = vec![Rc::new(top_rows(app, width))];
     let mut cache = app.rows.borrow_mut();
+    let cached = cache.for_context(RowContext::of(app, width));
+    // Entries that are gone (a new conversation, a regenerated answer) are dropped.
+    if cached.len() > app.entries.len() {
+        let live: std::collections::HashSet<u64> = app.entries.iter().map(|e| e.id).collect();
+        cached.retain(|id, _| live.contains(id));
+    }
     for e in &app.entries {
-        let hit = cache
-            .entries
+        let hit = cached
             .get(&e.id)
-            .filter(|(v, w, _)| *v == e.version && *w == width)
-            .map(|(_, _, rows)| rows.clone());
+            .filter(|(v, _)| *v == e.version)
+            .map(|(_, rows)| rows.clone());
         let rows = match hit {
             Some(r) => r,
             None => {
                 let r = Rc::new(entry_rows(app, e, width));
-                cache.entries.insert(e.id, (e.version, width, r.clone()));
+                cached.insert(e.id, (e.version, r.clone()));
                 r
             }
         };

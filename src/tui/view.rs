@@ -38,10 +38,10 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     draw_input(frame, areas.input, app);
     draw_status(frame, areas.status, app);
-    if let Some(list) = &app.session_list {
+    if let Some(list) = app.dialog.session_list() {
         draw_session_list(frame, area, app, list);
     }
-    if app.help_open {
+    if app.dialog.is_help() {
         draw_help(frame, area, app);
     }
     degrade_buffer(frame.buffer_mut(), app.color_depth);
@@ -164,7 +164,7 @@ fn draw_chips(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 fn draw_path_prompt(frame: &mut Frame, area: Rect, app: &App) {
-    let Some(prompt) = &app.path_prompt else {
+    let Some(prompt) = app.dialog.path_prompt() else {
         return;
     };
     let t = &app.theme;
@@ -202,8 +202,7 @@ fn draw_path_prompt(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    let focused =
-        app.path_prompt.is_none() && !app.help_open && !app.browsing && app.session_list.is_none();
+    let focused = !app.dialog.is_open() && !app.browsing;
     let title = if app.browsing {
         " Browsing the conversation · y copies · p previews · ↑↓ scroll · typing or Esc returns "
     } else if app.is_generating() {
@@ -422,7 +421,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         h,
     );
     let max_scroll = (lines.len() as u16).saturating_sub(h.saturating_sub(2));
-    let scroll = app.help_scroll.min(max_scroll);
+    let scroll = app.dialog.help_scroll().unwrap_or(0).min(max_scroll);
     let block = Block::default()
         .borders(Borders::ALL)
         .border_type(BorderType::Rounded)

@@ -136,7 +136,6 @@ impl App {
 
     pub(super) fn toggle_overlay(&mut self, cmds: &mut Vec<Cmd>) {
         self.overlay.hidden = !self.overlay.hidden;
-        self.rows.borrow_mut().clear();
         self.want_overlays(cmds);
         self.flash = Some(Flash::Info(
             if self.overlay.on() {

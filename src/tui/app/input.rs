@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use ratatui::crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 
-use super::{App, Flash, ImageState, PathPrompt, StoredImage};
+use super::{App, Dialog, Flash, ImageState, PathPrompt, StoredImage};
 use crate::tui::attachments::{complete_path, expand_home, pasted_image_paths, split_pasted};
 use crate::tui::keymap::Action;
 use crate::tui::msg::{Cmd, ImageId};
@@ -13,18 +13,14 @@ use crate::tui::presets::{describe, Settings};
 
 impl App {
     pub(super) fn on_key(&mut self, key: KeyEvent, cmds: &mut Vec<Cmd>) {
-        if self.help_open {
-            self.on_help_key(key, cmds);
-            return;
-        }
-        if self.session_list.is_some() {
-            self.flash = None;
-            self.on_session_list_key(key, cmds);
-            return;
-        }
-        if self.path_prompt.is_some() {
-            self.on_prompt_key(key, cmds);
-            return;
+        match self.dialog {
+            Dialog::Help { .. } => return self.on_help_key(key, cmds),
+            Dialog::Sessions(_) => {
+                self.flash = None;
+                return self.on_session_list_key(key, cmds);
+            }
+            Dialog::PathPrompt(_) => return self.on_prompt_key(key, cmds),
+            Dialog::None => {}
         }
         let action = self
             .keymap
@@ -65,20 +61,18 @@ impl App {
 
     pub(super) fn on_help_key(&mut self, key: KeyEvent, cmds: &mut Vec<Cmd>) {
         match self.keymap.lookup(&key, true, false) {
-            Some(Action::Help) | Some(Action::Cancel) => self.help_open = false,
+            Some(Action::Help) | Some(Action::Cancel) => self.dialog.close(),
             Some(Action::Quit) | Some(Action::CancelOrQuit) => self.act(Action::Quit, cmds),
-            Some(Action::ScrollPageUp) | Some(Action::ScrollLineUp) => {
-                self.help_scroll = self.help_scroll.saturating_sub(3)
-            }
+            Some(Action::ScrollPageUp) | Some(Action::ScrollLineUp) => self.dialog.scroll_help(-3),
             Some(Action::ScrollPageDown) | Some(Action::ScrollLineDown) => {
-                self.help_scroll = self.help_scroll.saturating_add(3)
+                self.dialog.scroll_help(3)
             }
             _ => {
                 use ratatui::crossterm::event::KeyCode;
                 match key.code {
-                    KeyCode::Char('q') => self.help_open = false,
-                    KeyCode::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
-                    KeyCode::Down => self.help_scroll = self.help_scroll.saturating_add(1),
+                    KeyCode::Char('q') => self.dialog.close(),
+                    KeyCode::Up => self.dialog.scroll_help(-1),
+                    KeyCode::Down => self.dialog.scroll_help(1),
                     _ => {}
                 }
             }
@@ -87,18 +81,18 @@ impl App {
 
     pub(super) fn on_prompt_key(&mut self, key: KeyEvent, cmds: &mut Vec<Cmd>) {
         use ratatui::crossterm::event::{KeyCode, KeyModifiers};
-        let Some(prompt) = self.path_prompt.as_mut() else {
+        let Some(prompt) = self.dialog.path_prompt_mut() else {
             return;
         };
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {
-            KeyCode::Esc => self.path_prompt = None,
-            KeyCode::Char('c') | KeyCode::Char('g') if ctrl => self.path_prompt = None,
+            KeyCode::Esc => self.dialog.close(),
+            KeyCode::Char('c') | KeyCode::Char('g') if ctrl => self.dialog.close(),
             KeyCode::Char('u') if ctrl => prompt.text.clear(),
             KeyCode::Char('q') if ctrl => self.act(Action::Quit, cmds),
             KeyCode::Enter => {
                 let text = prompt.text.clone();
-                self.path_prompt = None;
+                self.dialog.close();
                 if !text.trim().is_empty() {
                     self.attach_text(&text, cmds);
                 }
@@ -121,11 +115,11 @@ impl App {
     }
 
     pub(super) fn on_paste(&mut self, text: &str, cmds: &mut Vec<Cmd>) {
-        if let Some(prompt) = self.path_prompt.as_mut() {
+        if let Some(prompt) = self.dialog.path_prompt_mut() {
             prompt.text.push_str(text.trim());
             return;
         }
-        if self.help_open || self.session_list.is_some() {
+        if self.dialog.is_open() {
             return;
         }
         match pasted_image_paths(text) {
@@ -144,10 +138,10 @@ impl App {
     }
 
     pub(super) fn on_mouse(&mut self, m: MouseEvent) {
-        if self.help_open {
+        if self.dialog.is_help() {
             match m.kind {
-                MouseEventKind::ScrollUp => self.help_scroll = self.help_scroll.saturating_sub(3),
-                MouseEventKind::ScrollDown => self.help_scroll = self.help_scroll.saturating_add(3),
+                MouseEventKind::ScrollUp => self.dialog.scroll_help(-3),
+                MouseEventKind::ScrollDown => self.dialog.scroll_help(3),
                 _ => {}
             }
             return;
@@ -194,7 +188,7 @@ impl App {
             Action::Regenerate => self.regenerate(cmds),
             Action::CopyReply => self.copy_reply(cmds),
             Action::AttachImage => {
-                self.path_prompt = Some(PathPrompt::default());
+                self.dialog = Dialog::PathPrompt(PathPrompt::default());
             }
             Action::CompletePath => self.complete_in_input(),
             Action::RemoveAttachment => match self.attachments.pop() {
@@ -210,8 +204,6 @@ impl App {
             },
             Action::ToggleGpuPane => {
                 self.gpu_pane_on = !self.gpu_pane_on;
-                // The transcript changes width.
-                self.rows.borrow_mut().clear();
                 self.clamp_scroll();
                 self.want_previews(cmds);
                 self.flash = Some(Flash::Info(
@@ -225,7 +217,6 @@ impl App {
             }
             Action::TogglePreviews => {
                 self.previews_on = !self.previews_on;
-                self.rows.borrow_mut().clear();
                 self.clamp_scroll();
                 self.want_previews(cmds);
                 self.flash = Some(Flash::Info(
@@ -271,8 +262,7 @@ impl App {
             Action::ScrollTop => self.scroll = Some(0),
             Action::ScrollBottom => self.scroll = None,
             Action::Help => {
-                self.help_open = true;
-                self.help_scroll = 0;
+                self.dialog = Dialog::Help { scroll: 0 };
             }
             Action::Redraw => cmds.push(Cmd::Redraw),
             Action::ToggleOverlay => self.toggle_overlay(cmds),
@@ -385,7 +375,7 @@ impl App {
         match name {
             "image" | "img" => {
                 if arg.trim().is_empty() {
-                    self.path_prompt = Some(PathPrompt::default());
+                    self.dialog = Dialog::PathPrompt(PathPrompt::default());
                 } else {
                     self.attach_text(arg, cmds);
                 }
@@ -416,7 +406,7 @@ impl App {
             }
             "sessions" => self.open_session_list(cmds),
             "theme" => self.theme_command(arg.trim()),
-            "help" => self.help_open = true,
+            "help" => self.dialog = Dialog::Help { scroll: 0 },
             "quit" | "exit" | "q" => self.act(Action::Quit, cmds),
             _ => return false,
         }

@@ -1,6 +1,7 @@
 //! The one state of the chat screen and the one place it changes: `update`
 //! takes a message and returns the commands the runtime should carry out.
 
+mod dialog;
 mod grounding;
 mod input;
 mod replies;
@@ -9,6 +10,7 @@ mod session_list;
 mod themes;
 mod view_state;
 
+pub use dialog::Dialog;
 pub use session_list::SessionList;
 
 use std::cell::RefCell;
@@ -168,11 +170,8 @@ pub struct App {
     /// Boxes over the previews under answers.
     pub overlay: OverlayState,
     pub input: TextArea<'static>,
-    pub path_prompt: Option<PathPrompt>,
-    pub help_open: bool,
-    pub help_scroll: u16,
-    /// The saved sessions overlay, while open.
-    pub session_list: Option<SessionList>,
+    /// Help, the session list or the path prompt, while one is open.
+    pub dialog: Dialog,
     /// The session file this conversation is saved to, once it has been.
     pub session_id: Option<String>,
     /// The last save error shown, so it is not repeated after every answer.
@@ -238,10 +237,7 @@ impl App {
             previews_on: true,
             overlay: OverlayState::default(),
             input: TextArea::default(),
-            path_prompt: None,
-            help_open: false,
-            help_scroll: 0,
-            session_list: None,
+            dialog: Dialog::None,
             session_id: None,
             last_save_error: None,
             browsing: false,
@@ -395,7 +391,6 @@ impl App {
             Msg::ModelLoaded(ready) => {
                 self.kv_cache = Some(ready.kv_cache.clone());
                 self.model = ModelState::Ready(ready);
-                self.rows.borrow_mut().clear();
                 if self.next_job == Some(NextJob::Ask) && self.running.is_none() {
                     self.next_job = None;
                     self.start_queued(&mut cmds);

@@ -161,7 +161,6 @@ impl App {
         };
         // Everything after the last question (its answer, notices) goes.
         self.entries.truncate(last_user + 1);
-        self.rows.borrow_mut().clear();
         self.start_reply(cmds);
     }
 

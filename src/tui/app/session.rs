@@ -108,7 +108,6 @@ impl App {
         self.dropped_messages = 0;
         self.last_stats = None;
         self.scroll = None;
-        self.rows.borrow_mut().clear();
     }
 
     pub(super) fn on_session(&mut self, event: SessionEvent, cmds: &mut Vec<Cmd>) {

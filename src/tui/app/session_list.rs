@@ -2,7 +2,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::{App, Flash};
+use super::{App, Dialog, Flash};
 use crate::session::store::Listing;
 use crate::tui::keymap::Action;
 use crate::tui::msg::Cmd;
@@ -28,13 +28,13 @@ impl SessionList {
 
 impl App {
     pub(super) fn open_session_list(&mut self, cmds: &mut Vec<Cmd>) {
-        self.session_list = Some(SessionList::default());
+        self.dialog = Dialog::Sessions(SessionList::default());
         self.browsing = false;
         cmds.push(Cmd::Session(SessionCmd::List));
     }
 
     pub(super) fn on_listing(&mut self, listing: Result<Box<Listing>, String>) {
-        if let Some(list) = self.session_list.as_mut() {
+        if let Some(list) = self.dialog.session_list_mut() {
             // The session held now is the one to come back to.
             let current = self.session_id.as_deref();
             list.selected = match (&listing, current) {
@@ -46,14 +46,14 @@ impl App {
     }
 
     pub(super) fn on_session_list_key(&mut self, key: KeyEvent, cmds: &mut Vec<Cmd>) {
-        let Some(list) = self.session_list.as_mut() else {
+        let Some(list) = self.dialog.session_list_mut() else {
             return;
         };
         let rows = list.rows();
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {
-            KeyCode::Esc | KeyCode::Char('q') => self.session_list = None,
-            KeyCode::Char('c') | KeyCode::Char('g') if ctrl => self.session_list = None,
+            KeyCode::Esc | KeyCode::Char('q') => self.dialog.close(),
+            KeyCode::Char('c') | KeyCode::Char('g') if ctrl => self.dialog.close(),
             KeyCode::Up | KeyCode::Char('k') => list.selected = list.selected.saturating_sub(1),
             KeyCode::Down | KeyCode::Char('j') => {
                 list.selected = (list.selected + 1).min(rows.saturating_sub(1))
@@ -65,7 +65,7 @@ impl App {
             KeyCode::Enter => self.open_selected_session(cmds),
             _ => match self.keymap.lookup(&key, true, false) {
                 Some(Action::Quit) => self.act(Action::Quit, cmds),
-                Some(Action::SessionList) => self.session_list = None,
+                Some(Action::SessionList) => self.dialog.close(),
                 _ => {}
             },
         }
@@ -75,7 +75,7 @@ impl App {
         let Some(SessionList {
             listing: Some(Ok(listing)),
             selected,
-        }) = &self.session_list
+        }) = self.dialog.session_list()
         else {
             return;
         };
@@ -86,7 +86,7 @@ impl App {
                 return;
             }
             let id = summary.id.clone();
-            self.session_list = None;
+            self.dialog.close();
             if self.session_id.as_deref() == Some(id.as_str()) {
                 self.flash = Some(Flash::Info("this is the conversation on screen".into()));
                 return;

@@ -41,7 +41,5 @@ impl App {
         self.flash = Some(Flash::Info(format!("theme {}", theme.name)));
         self.theme = theme;
         self.input.set_placeholder_style(self.theme.dim);
-        // Rendered rows carry the old colours.
-        self.rows.borrow_mut().clear();
     }
 }
