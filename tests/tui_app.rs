@@ -7,28 +7,21 @@
 //! directly.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::Ordering;
 
-use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use ratatui::layout::Rect;
-use ratatui::Terminal;
-use ratatui_image::picker::Picker;
-use ratatui_image::Resize;
+use ratatui::crossterm::event::{KeyCode, KeyModifiers};
 
-use glimpse::conversation::{Content, Conversation, Part, Role};
-use glimpse::engine::{
-    ContextPolicy, Engine, EngineOptions, Event, FinishReason, Request, SamplingOverrides,
-    SamplingParams, Timings,
-};
+use glimpse::conversation::{Content, Part, Role};
+use glimpse::engine::{Engine, EngineOptions, Event, FinishReason, SamplingParams, Timings};
 use glimpse::gpu::cpu::CpuFacts;
 use glimpse::gpu::{GpuState, Sample};
-use glimpse::processor::image::load_image;
 use glimpse::session::{DownloadEvent, SessionStore};
-use glimpse::tui::msg::{DecodedImage, ModelReady, RequestId};
+use glimpse::tui::msg::ModelReady;
 use glimpse::tui::session_keeper::SessionKeeper;
-use glimpse::tui::{view, App, AppConfig, Cmd, Msg};
+
+mod common;
+use common::app::AppHarness;
+use glimpse::tui::{App, AppConfig, Msg};
 
 fn model_dir() -> PathBuf {
     PathBuf::from("tests/fixtures/models/qwen2_vl")
@@ -38,24 +31,12 @@ fn image(name: &str) -> String {
     format!("tests/fixtures/images/{name}")
 }
 
-struct Generation {
-    id: RequestId,
-    conversation: Conversation,
-    sampling: SamplingOverrides,
-    cancel: Arc<AtomicBool>,
-}
-
 struct Harness {
-    app: App,
-    terminal: Terminal<TestBackend>,
-    engine: Option<Engine>,
-    picker: Picker,
-    generations: Vec<Generation>,
-    copied: Vec<String>,
-    /// Sessions are saved in a folder of the test's own.
-    keeper: SessionKeeper,
+    inner: AppHarness,
     sessions_dir: tempfile::TempDir,
 }
+
+common::app::derefs_to_app_harness!(Harness);
 
 impl Harness {
     fn new(width: u16, height: u16) -> Self {
@@ -68,20 +49,18 @@ impl Harness {
         config.seed = 7;
         config.font_size = (10, 20);
         adjust(&mut config);
+        // Sessions are saved in a folder of the test's own.
         let sessions_dir = tempfile::tempdir().unwrap();
         let store = SessionStore::at(sessions_dir.path().join("sessions"));
-        let mut h = Harness {
-            app: App::new(config),
-            terminal: Terminal::new(TestBackend::new(width, height)).unwrap(),
-            engine: None,
-            picker: Picker::halfblocks(),
-            generations: Vec::new(),
-            copied: Vec::new(),
-            keeper: SessionKeeper::new(Ok(store), model_dir().display().to_string()),
+        let mut inner = AppHarness::new(config, width, height);
+        inner.keeper = Some(SessionKeeper::new(
+            Ok(store),
+            model_dir().display().to_string(),
+        ));
+        Harness {
+            inner,
             sessions_dir,
-        };
-        h.send(Msg::Resize(width, height));
-        h
+        }
     }
 
     fn loaded(width: u16, height: u16) -> Self {
@@ -103,130 +82,18 @@ impl Harness {
         h
     }
 
-    /// Loads the real engine and tells the app, as the loader thread does.
-    fn load(&mut self, options: EngineOptions) {
-        let engine = Engine::load(options).expect("tiny model loads");
-        let mut ready = ModelReady::of(&engine);
-        // "cpu (N threads)" depends on the machine; the snapshots must not.
-        ready.info.device = "cpu".into();
-        self.engine = Some(engine);
-        self.send(Msg::ModelLoaded(Box::new(ready)));
-    }
-
-    fn send(&mut self, msg: Msg) {
-        let cmds = self.app.update(msg);
-        for cmd in cmds {
-            self.run(cmd);
-        }
-    }
-
-    fn run(&mut self, cmd: Cmd) {
-        match cmd {
-            Cmd::DecodeImage { id, path } => {
-                let result = load_image(&path, None)
-                    .map(|d| DecodedImage {
-                        original: (d.original_width, d.original_height),
-                        capped: (d.rgb.width(), d.rgb.height()),
-                        pixels: Arc::new(image::DynamicImage::ImageRgb8(d.rgb)),
-                    })
-                    .map_err(|e| e.to_string());
-                self.send(Msg::ImageDecoded { id, result });
-            }
-            Cmd::EncodePreview { id, pixels, cells } => {
-                let area = Rect::new(0, 0, cells.0, cells.1);
-                let result = self
-                    .picker
-                    .new_protocol((*pixels).clone(), area, Resize::Fit(None))
-                    .map_err(|e| e.to_string());
-                self.send(Msg::PreviewEncoded { id, cells, result });
-            }
-            Cmd::Generate {
-                id,
-                conversation,
-                sampling,
-                cancel,
-            } => self.generations.push(Generation {
-                id,
-                conversation,
-                sampling,
-                cancel,
-            }),
-            Cmd::Copy(text) => self.copied.push(text),
-            Cmd::Session(cmd) => {
-                if let Some(event) = self.keeper.handle(cmd) {
-                    self.send(Msg::Session(event));
-                }
-            }
-            Cmd::Redraw | Cmd::Quit => {}
-        }
-    }
-
-    fn key(&mut self, code: KeyCode, modifiers: KeyModifiers) {
-        self.send(Msg::Key(KeyEvent::new_with_kind(
-            code,
-            modifiers,
-            KeyEventKind::Press,
-        )));
-    }
-
     fn press(&mut self, code: KeyCode) {
         self.key(code, KeyModifiers::NONE);
     }
 
-    fn ctrl(&mut self, c: char) {
-        self.key(KeyCode::Char(c), KeyModifiers::CONTROL);
-    }
-
-    fn type_str(&mut self, s: &str) {
-        for c in s.chars() {
-            self.press(KeyCode::Char(c));
-        }
-    }
-
-    fn ask(&mut self, s: &str) {
-        self.type_str(s);
-        self.press(KeyCode::Enter);
-    }
-
-    /// Runs the last request on the real engine and feeds every event back.
-    fn answer_with_engine(&mut self) -> Vec<Event> {
-        let g = self.generations.last().expect("a request was made");
-        let (reply, rx) = mpsc::channel();
-        self.engine
-            .as_ref()
-            .expect("model loaded")
-            .submit(Request {
-                conversation: g.conversation.clone(),
-                sampling: g.sampling.clone(),
-                reply,
-                cancel: g.cancel.clone(),
-                context: ContextPolicy::DropOldest,
-            })
-            .unwrap();
-        let id = g.id;
-        let mut events = Vec::new();
-        for event in rx {
-            let last = matches!(event, Event::Done { .. } | Event::Error(_));
-            events.push(event.clone());
-            self.send(Msg::Engine { id, event });
-            if last {
-                break;
-            }
-        }
-        events
-    }
-
-    /// Feeds the last request made-up events (for states that must not
-    /// depend on timings or on what the random model writes).
-    fn feed(&mut self, event: Event) {
-        let id = self.generations.last().expect("a request was made").id;
-        self.send(Msg::Engine { id, event });
-    }
-
-    fn screen(&mut self) -> String {
-        let app = &self.app;
-        self.terminal.draw(|f| view::draw(f, app)).unwrap();
-        self.terminal.backend().to_string()
+    /// Resumes `session` as `--resume` does, saving on into `store`.
+    fn resume_into(&mut self, store: &SessionStore, session: glimpse::session::Session) {
+        let mut keeper = SessionKeeper::new(Ok(store.clone()), model_dir().display().to_string());
+        let restored = keeper.resume(session);
+        self.keeper = Some(keeper);
+        self.send(Msg::Session(
+            glimpse::tui::session_keeper::SessionEvent::Opened(Ok(Box::new(restored))),
+        ));
     }
 }
 
@@ -984,11 +851,7 @@ fn a_resumed_session_brings_back_the_conversation_images_and_settings() {
     std::fs::remove_file(&gone).unwrap();
 
     let mut second = Harness::loaded(100, 40);
-    second.keeper = SessionKeeper::new(Ok(store.clone()), model_dir().display().to_string());
-    let restored = second.keeper.resume(store.load_latest().unwrap());
-    second.send(Msg::Session(
-        glimpse::tui::session_keeper::SessionEvent::Opened(Ok(Box::new(restored))),
-    ));
+    second.resume_into(&store, store.load_latest().unwrap());
     let app = &second.app;
     assert_eq!(app.session_id.as_deref(), Some(id.as_str()));
     assert_eq!(
@@ -1330,11 +1193,7 @@ fn a_config_preset_carries_top_p_top_k_repetition_and_its_system_prompt() {
     let mut again = Harness::loaded_config(100, 30, EngineOptions::new(model_dir()), |c| {
         c.presets = glimpse::cli::chat::chat_presets(&config);
     });
-    again.keeper = SessionKeeper::new(Ok(store.clone()), model_dir().display().to_string());
-    let restored = again.keeper.resume(store.load(&id).unwrap());
-    again.send(Msg::Session(
-        glimpse::tui::session_keeper::SessionEvent::Opened(Ok(Box::new(restored))),
-    ));
+    again.resume_into(&store, store.load(&id).unwrap());
     assert_eq!(
         user_entries(&again.app).len(),
         1,
@@ -1363,11 +1222,7 @@ fn a_resumed_answer_shows_its_boxes_again() {
     let store = SessionStore::at(first.sessions_dir.path().join("sessions"));
 
     let mut second = Harness::loaded(100, 40);
-    second.keeper = SessionKeeper::new(Ok(store.clone()), model_dir().display().to_string());
-    let restored = second.keeper.resume(store.load_latest().unwrap());
-    second.send(Msg::Session(
-        glimpse::tui::session_keeper::SessionEvent::Opened(Ok(Box::new(restored))),
-    ));
+    second.resume_into(&store, store.load_latest().unwrap());
     let again = grounding_of_last_answer(&second.app).unwrap_or_else(|| {
         panic!(
             "the resumed answer has its box: {:?}",

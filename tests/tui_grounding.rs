@@ -6,34 +6,29 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use image::{DynamicImage, RgbImage};
-use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{KeyCode, KeyModifiers};
 use ratatui::layout::Rect;
 use ratatui::style::Color;
-use ratatui::Terminal;
 use ratatui_image::picker::Picker;
 use ratatui_image::Resize;
 
+use common::app::AppHarness;
 use common::{fixtures, orange_square_in_scene, perfect_box_reply};
-use glimpse::conversation::{Conversation, Part};
+use glimpse::conversation::Part;
 use glimpse::engine::{
-    describe_images, Engine, EngineOptions, Event, FinishReason, ImageFacts, SamplingParams,
-    Timings,
+    describe_images, EngineOptions, Event, FinishReason, ImageFacts, SamplingParams, Timings,
 };
 use glimpse::processor::grounding::{
     default_image, palette_colour, GroundingFamily, ImageGeometry, Shape, MAX_DETECTIONS,
 };
 use glimpse::processor::image::{load_image, LongEdgeCap};
 use glimpse::tui::detections::{ReplyGrounding, MAX_LISTED};
-use glimpse::tui::msg::{DecodedImage, ImageId, ModelReady, RequestId};
 use glimpse::tui::session_keeper::{SessionEvent, SessionKeeper};
 use glimpse::tui::transcript::EntryKind;
-use glimpse::tui::{view, App, AppConfig, Cmd, Msg};
+use glimpse::tui::{AppConfig, Msg};
 
 const FAMILIES: [&str; 3] = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"];
 
@@ -57,93 +52,30 @@ fn checker() -> PathBuf {
 }
 
 struct Harness {
-    app: App,
-    terminal: Terminal<TestBackend>,
-    picker: Picker,
+    inner: AppHarness,
     model: String,
-    /// Request ids and the conversations they carried.
-    generations: Vec<(RequestId, Conversation)>,
-    /// The pixels of the latest preview encoded for each image id.
-    encoded: HashMap<ImageId, Arc<DynamicImage>>,
 }
+
+common::app::derefs_to_app_harness!(Harness);
 
 impl Harness {
     fn loaded(model: &str, width: u16, height: u16) -> Self {
         let mut config = AppConfig::new(model_dir(model));
         config.font_size = (10, 20);
         config.seed = 7;
-        let mut h = Harness {
-            app: App::new(config),
-            terminal: Terminal::new(TestBackend::new(width, height)).unwrap(),
-            picker: Picker::halfblocks(),
-            model: model.into(),
-            generations: Vec::new(),
-            encoded: HashMap::new(),
-        };
-        h.send(Msg::Resize(width, height));
+        let mut inner = AppHarness::new(config, width, height);
+        inner.cap = Some(CAP);
         let mut options = EngineOptions::new(model_dir(model));
         options.long_edge_cap = Some(CAP);
-        let engine = Engine::load(options).expect("tiny model loads");
-        let mut ready = ModelReady::of(&engine);
-        ready.info.device = "cpu".into();
-        h.send(Msg::ModelLoaded(Box::new(ready)));
-        h
-    }
-
-    fn send(&mut self, msg: Msg) {
-        for cmd in self.app.update(msg) {
-            self.run(cmd);
+        inner.load(options);
+        Harness {
+            inner,
+            model: model.into(),
         }
-    }
-
-    fn run(&mut self, cmd: Cmd) {
-        match cmd {
-            Cmd::DecodeImage { id, path } => {
-                let result = load_image(&path, Some(&CAP))
-                    .map(|d| DecodedImage {
-                        original: (d.original_width, d.original_height),
-                        capped: (d.rgb.width(), d.rgb.height()),
-                        pixels: Arc::new(DynamicImage::ImageRgb8(d.rgb)),
-                    })
-                    .map_err(|e| e.to_string());
-                self.send(Msg::ImageDecoded { id, result });
-            }
-            Cmd::EncodePreview { id, pixels, cells } => {
-                self.encoded.insert(id, pixels.clone());
-                let result = self
-                    .picker
-                    .new_protocol(
-                        (*pixels).clone(),
-                        Rect::new(0, 0, cells.0, cells.1),
-                        Resize::Fit(None),
-                    )
-                    .map_err(|e| e.to_string());
-                self.send(Msg::PreviewEncoded { id, cells, result });
-            }
-            Cmd::Generate {
-                id, conversation, ..
-            } => self.generations.push((id, conversation)),
-            Cmd::Copy(_) | Cmd::Redraw | Cmd::Quit | Cmd::Session(_) => {}
-        }
-    }
-
-    fn key(&mut self, code: KeyCode, modifiers: KeyModifiers) {
-        self.send(Msg::Key(KeyEvent::new_with_kind(
-            code,
-            modifiers,
-            KeyEventKind::Press,
-        )));
     }
 
     fn press(&mut self, c: char) {
         self.key(KeyCode::Char(c), KeyModifiers::NONE);
-    }
-
-    fn ask(&mut self, s: &str) {
-        for c in s.chars() {
-            self.press(c);
-        }
-        self.key(KeyCode::Enter, KeyModifiers::NONE);
     }
 
     /// Answers the last request with `reply`, as the engine would: the
@@ -153,7 +85,8 @@ impl Harness {
     }
 
     fn answer_in_pieces(&mut self, reply: &str, finish: FinishReason, piece: usize) {
-        let (id, conversation) = self.generations.last().expect("a request").clone();
+        let g = self.generations.last().expect("a request");
+        let (id, conversation) = (g.id, g.conversation.clone());
         let images: Vec<PathBuf> = conversation
             .images()
             .iter()
@@ -220,12 +153,6 @@ impl Harness {
                 _ => None,
             })
             .expect("an answer with objects")
-    }
-
-    fn screen(&mut self) -> String {
-        let app = &self.app;
-        self.terminal.draw(|f| view::draw(f, app)).unwrap();
-        self.terminal.backend().to_string()
     }
 
     /// How many drawn cell colours (foreground and background) are near
@@ -473,7 +400,7 @@ fn locate_asks_in_the_familys_words_about_the_right_image() {
     // The image attached now goes with the question.
     h.ask(&format!("/image {}", scene().display()));
     h.ask("/locate the orange square");
-    let (_, conv) = h.generations.last().unwrap().clone();
+    let conv = h.generations.last().unwrap().conversation.clone();
     let want = GroundingFamily::Qwen2Vl
         .locate_prompt("the orange square")
         .unwrap();
@@ -497,7 +424,7 @@ fn locate_asks_in_the_familys_words_about_the_right_image() {
         h.ask("second");
         h.answer("ok", FinishReason::Stop);
         h.ask("/locate the orange square");
-        let (_, conv) = h.generations.last().unwrap().clone();
+        let conv = h.generations.last().unwrap().conversation.clone();
         let family = GroundingFamily::from_model_type(model).unwrap();
         let want = family.locate_prompt("the orange square").unwrap();
         let last = conv.messages.last().unwrap();

@@ -242,61 +242,71 @@ fn wrap_words(text: &str, width: usize) -> Vec<String> {
 }
 
 fn rows<'a>(view: &'a GpuView, s: &PaneStyles) -> Vec<Row<'a>> {
-    let mut out = Vec::new();
     if view.gpus.is_empty() {
-        let Some(cpu) = &view.cpu else {
-            out.push(Row::Text(Line::styled("reading the devices…", s.dim)));
-            return out;
-        };
-        out.push(Row::Text(Line::styled(
-            no_gpu_line(cpu.threads),
-            s.highlight,
-        )));
-        if let Some(model) = &cpu.model {
-            out.push(Row::Text(Line::styled(model.clone(), s.text)));
-        }
-        if let (Some(total), Some(avail)) = (cpu.memory_total, cpu.memory_available) {
-            let used = total.saturating_sub(avail);
-            out.push(Row::Meter(
-                "mem",
-                used as f64 / total.max(1) as f64,
-                used_of(used, total),
-                &[],
-            ));
-        }
-        if let Some(rss) = cpu.own_resident {
-            out.push(Row::Text(Line::styled(
-                format!("glimpse holds {}", gib(rss)),
-                s.text,
-            )));
-        }
-        if let Some(reason) = &view.absent_reason {
-            out.push(Row::Text(Line::styled(format!("({reason})"), s.dim)));
-        }
-        return out;
+        return cpu_rows(view, s);
     }
+    let mut out = Vec::new();
     for (k, row) in view.gpus.iter().enumerate() {
-        let d = &row.sample;
         if k > 0 {
             out.push(Row::Text(Line::raw("")));
         }
-        let in_use = view.in_use == Some(d.index);
-        let head_style = if in_use { s.highlight } else { s.title };
-        let mut head = vec![Span::styled(
-            format!(
-                "{} GPU {} {}",
-                if in_use { "▶" } else { " " },
-                d.index,
-                d.name
-            ),
-            head_style,
-        )];
-        if in_use {
-            head.push(Span::styled("  in use", s.highlight));
-        }
-        out.push(Row::Text(Line::from(head)));
-        let util = d.utilization_pct.unwrap_or(0);
+        out.extend(gpu_rows(row, view.in_use == Some(row.sample.index), s));
+    }
+    out
+}
+
+/// Without an NVIDIA GPU: the CPU, system memory and glimpse's own share.
+fn cpu_rows<'a>(view: &'a GpuView, s: &PaneStyles) -> Vec<Row<'a>> {
+    let Some(cpu) = &view.cpu else {
+        return vec![Row::Text(Line::styled("reading the devices…", s.dim))];
+    };
+    let mut out = vec![Row::Text(Line::styled(
+        no_gpu_line(cpu.threads),
+        s.highlight,
+    ))];
+    if let Some(model) = &cpu.model {
+        out.push(Row::Text(Line::styled(model.clone(), s.text)));
+    }
+    if let (Some(total), Some(avail)) = (cpu.memory_total, cpu.memory_available) {
+        let used = total.saturating_sub(avail);
         out.push(Row::Meter(
+            "mem",
+            used as f64 / total.max(1) as f64,
+            used_of(used, total),
+            &[],
+        ));
+    }
+    if let Some(rss) = cpu.own_resident {
+        out.push(Row::Text(Line::styled(
+            format!("glimpse holds {}", gib(rss)),
+            s.text,
+        )));
+    }
+    if let Some(reason) = &view.absent_reason {
+        out.push(Row::Text(Line::styled(format!("({reason})"), s.dim)));
+    }
+    out
+}
+
+fn gpu_rows<'a>(row: &'a GpuRow, in_use: bool, s: &PaneStyles) -> Vec<Row<'a>> {
+    let d = &row.sample;
+    let head_style = if in_use { s.highlight } else { s.title };
+    let mut head = vec![Span::styled(
+        format!(
+            "{} GPU {} {}",
+            if in_use { "▶" } else { " " },
+            d.index,
+            d.name
+        ),
+        head_style,
+    )];
+    if in_use {
+        head.push(Span::styled("  in use", s.highlight));
+    }
+    let util = d.utilization_pct.unwrap_or(0);
+    let mut out = vec![
+        Row::Text(Line::from(head)),
+        Row::Meter(
             "util",
             f64::from(util.min(100)) / 100.0,
             match d.utilization_pct {
@@ -304,45 +314,51 @@ fn rows<'a>(view: &'a GpuView, s: &PaneStyles) -> Vec<Row<'a>> {
                 None => "n/a".into(),
             },
             &row.utilization,
-        ));
-        out.push(Row::Meter(
+        ),
+        Row::Meter(
             "mem",
             d.memory_fraction().clamp(0.0, 1.0),
             used_of(d.memory_used, d.memory_total),
             &row.memory_pct,
-        ));
-        let mut facts = Vec::new();
-        if let Some(t) = d.temperature_c {
-            facts.push(format!("{t} °C"));
+        ),
+    ];
+    let facts = gpu_facts(d);
+    if !facts.is_empty() {
+        out.push(Row::Text(Line::styled(
+            format!("  {}", facts.join(" · ")),
+            s.text,
+        )));
+    }
+    for p in &d.processes {
+        let name = p.name.as_deref().unwrap_or("?");
+        let mem = p.memory_bytes.map(gib).unwrap_or_else(|| "n/a".into());
+        let mut spans = vec![Span::styled(
+            format!("  {:>7} {:<12} {:>9}", p.pid, truncate(name, 12), mem),
+            if p.is_self { s.highlight } else { s.dim },
+        )];
+        if p.is_self {
+            spans.push(Span::styled("  this glimpse", s.highlight));
         }
-        match (d.power_watts, d.power_limit_watts) {
-            (Some(p), Some(l)) => facts.push(format!("{p:.0}/{l:.0} W")),
-            (Some(p), None) => facts.push(format!("{p:.0} W")),
-            _ => {}
-        }
-        if let Some(c) = d.sm_clock_mhz {
-            facts.push(format!("SM {c} MHz"));
-        }
-        if !facts.is_empty() {
-            out.push(Row::Text(Line::styled(
-                format!("  {}", facts.join(" · ")),
-                s.text,
-            )));
-        }
-        for p in &d.processes {
-            let name = p.name.as_deref().unwrap_or("?");
-            let mem = p.memory_bytes.map(gib).unwrap_or_else(|| "n/a".into());
-            let mut spans = vec![Span::styled(
-                format!("  {:>7} {:<12} {:>9}", p.pid, truncate(name, 12), mem),
-                if p.is_self { s.highlight } else { s.dim },
-            )];
-            if p.is_self {
-                spans.push(Span::styled("  this glimpse", s.highlight));
-            }
-            out.push(Row::Text(Line::from(spans)));
-        }
+        out.push(Row::Text(Line::from(spans)));
     }
     out
+}
+
+/// Temperature, power and clock, where NVML reports them.
+fn gpu_facts(d: &GpuSample) -> Vec<String> {
+    let mut facts = Vec::new();
+    if let Some(t) = d.temperature_c {
+        facts.push(format!("{t} °C"));
+    }
+    match (d.power_watts, d.power_limit_watts) {
+        (Some(p), Some(l)) => facts.push(format!("{p:.0}/{l:.0} W")),
+        (Some(p), None) => facts.push(format!("{p:.0} W")),
+        _ => {}
+    }
+    if let Some(c) = d.sm_clock_mhz {
+        facts.push(format!("SM {c} MHz"));
+    }
+    facts
 }
 
 fn footer<'a>(view: &GpuView, s: &PaneStyles) -> Option<Line<'a>> {

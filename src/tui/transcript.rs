@@ -376,136 +376,141 @@ fn top_rows(app: &App, width: u16) -> Vec<Row> {
 }
 
 fn entry_rows(app: &App, entry: &Entry, width: u16) -> Vec<Row> {
-    let t = &app.theme;
-    let w = width as usize;
-    let mut rows = Vec::new();
     match &entry.kind {
         EntryKind::User {
             text,
             images,
             queued,
-        } => {
-            let mut head = vec![Span::styled("You", t.user_label)];
-            if *queued {
-                head.push(Span::styled(" · queued", t.dim));
-            }
-            rows.push(Row::Text(Line::from(head)));
-            if !text.is_empty() {
-                let lines = wrap_spans(&[Span::styled(text.clone(), t.user_text)], w, &[], &[]);
-                rows.extend(lines.into_iter().map(Row::Text));
-            }
-            for id in images {
-                rows.push(Row::Text(image_caption(app, *id, w)));
-                if let (
-                    true,
-                    Some(StoredImage {
-                        state: ImageState::Ready(d),
-                        ..
-                    }),
-                ) = (app.previews_on, app.images.get(id))
-                {
-                    let cells = preview_cells(d.capped, app.font_size, width);
-                    for line in 0..cells.1 {
-                        rows.push(Row::Image {
-                            id: *id,
-                            line,
-                            cells,
-                            indent: 2,
-                        });
-                    }
-                }
-            }
-        }
-        EntryKind::Assistant(r) => {
-            let name = app
-                .ready()
-                .map(|m| m.info.family.clone())
-                .unwrap_or_else(|| "glimpse".into());
-            rows.push(Row::Text(Line::from(vec![
-                Span::styled(name, t.assistant_label),
-                Span::styled(
-                    std::iter::once(r.settings.preset_name.clone())
-                        .chain(std::iter::once(r.settings.short()))
-                        .chain(r.settings.extras())
-                        .fold(String::new(), |line, part| format!("{line} · {part}")),
-                    t.dim,
-                ),
-            ])));
-            let body = markdown::render(&r.text, w, t);
-            rows.extend(body.into_iter().map(Row::Text));
-            match &r.phase {
-                ReplyPhase::Done(s) => {
-                    let mut parts = vec![format!("{} tokens", s.tokens)];
-                    if s.tok_s > 0.0 {
-                        parts.push(format!("{:.1} tok/s", s.tok_s));
-                    }
-                    if s.ttft_s > 0.0 {
-                        parts.push(format!("first token {:.2} s", s.ttft_s));
-                    }
-                    let spans = match s.finish {
-                        FinishReason::Cancelled => vec![
-                            Span::styled("■ cancelled", t.warning),
-                            Span::styled(
-                                if r.text.is_empty() {
-                                    " before the first token".to_string()
-                                } else {
-                                    format!(" · partial answer kept · {}", parts.join(" · "))
-                                },
-                                t.dim,
-                            ),
-                        ],
-                        FinishReason::Length => {
-                            // The engine also stops where the context ends.
-                            let limit = r.limit.or(r.settings.max_tokens);
-                            let why = if let Some(limit) = limit.filter(|l| s.tokens >= *l) {
-                                format!("… stopped at the {limit}-token limit")
-                            } else {
-                                "… stopped: the context is full".to_string()
-                            };
-                            vec![
-                                Span::styled(why, t.warning),
-                                Span::styled(format!(" · {}", parts.join(" · ")), t.dim),
-                            ]
-                        }
-                        FinishReason::Stop => vec![Span::styled(parts.join(" · "), t.dim)],
-                    };
-                    rows.extend(
-                        wrap_spans(&spans, w, &[], &[Span::raw("  ")])
-                            .into_iter()
-                            .map(Row::Text),
-                    );
-                }
-                ReplyPhase::Failed(e) => {
-                    let lines = wrap_spans(
-                        &[Span::styled(e.clone(), t.error)],
-                        w,
-                        &[Span::styled("✗ ", t.error)],
-                        &[Span::raw("  ")],
-                    );
-                    rows.extend(lines.into_iter().map(Row::Text));
-                }
-                _ => {}
-            }
-            if let Some(g) = &r.grounding {
-                rows.extend(super::detections::rows(app, g, width));
-            }
-        }
+        } => user_rows(app, text, images, *queued, width),
+        EntryKind::Assistant(r) => assistant_rows(app, r, width),
         EntryKind::Notice { error, text } => {
+            let t = &app.theme;
             let (mark, style) = if *error {
                 ("✗ ", t.error)
             } else {
                 ("! ", t.notice)
             };
-            let lines = wrap_spans(
+            wrap_spans(
                 &[Span::styled(text.clone(), style)],
-                w,
+                width as usize,
                 &[Span::styled(mark, style)],
                 &[Span::raw("  ")],
-            );
-            rows.extend(lines.into_iter().map(Row::Text));
+            )
+            .into_iter()
+            .map(Row::Text)
+            .collect()
+        }
+    }
+}
+
+fn user_rows(app: &App, text: &str, images: &[ImageId], queued: bool, width: u16) -> Vec<Row> {
+    let t = &app.theme;
+    let w = width as usize;
+    let mut head = vec![Span::styled("You", t.user_label)];
+    if queued {
+        head.push(Span::styled(" · queued", t.dim));
+    }
+    let mut rows = vec![Row::Text(Line::from(head))];
+    if !text.is_empty() {
+        let lines = wrap_spans(&[Span::styled(text.to_string(), t.user_text)], w, &[], &[]);
+        rows.extend(lines.into_iter().map(Row::Text));
+    }
+    for id in images {
+        rows.push(Row::Text(image_caption(app, *id, w)));
+        if let (
+            true,
+            Some(StoredImage {
+                state: ImageState::Ready(d),
+                ..
+            }),
+        ) = (app.previews_on, app.images.get(id))
+        {
+            let cells = preview_cells(d.capped, app.font_size, width);
+            for line in 0..cells.1 {
+                rows.push(Row::Image {
+                    id: *id,
+                    line,
+                    cells,
+                    indent: 2,
+                });
+            }
         }
     }
     rows
+}
+
+fn assistant_rows(app: &App, r: &Reply, width: u16) -> Vec<Row> {
+    let t = &app.theme;
+    let w = width as usize;
+    let name = app
+        .ready()
+        .map(|m| m.info.family.clone())
+        .unwrap_or_else(|| "glimpse".into());
+    let mut rows = vec![Row::Text(Line::from(vec![
+        Span::styled(name, t.assistant_label),
+        Span::styled(
+            std::iter::once(r.settings.preset_name.clone())
+                .chain(std::iter::once(r.settings.short()))
+                .chain(r.settings.extras())
+                .fold(String::new(), |line, part| format!("{line} · {part}")),
+            t.dim,
+        ),
+    ]))];
+    rows.extend(markdown::render(&r.text, w, t).into_iter().map(Row::Text));
+    let end = match &r.phase {
+        ReplyPhase::Done(s) => wrap_spans(&done_spans(app, r, s), w, &[], &[Span::raw("  ")]),
+        ReplyPhase::Failed(e) => wrap_spans(
+            &[Span::styled(e.clone(), t.error)],
+            w,
+            &[Span::styled("✗ ", t.error)],
+            &[Span::raw("  ")],
+        ),
+        _ => Vec::new(),
+    };
+    rows.extend(end.into_iter().map(Row::Text));
+    if let Some(g) = &r.grounding {
+        rows.extend(super::detections::rows(app, g, width));
+    }
+    rows
+}
+
+/// The line under a finished answer: tokens, speed, and why it ended.
+fn done_spans(app: &App, r: &Reply, s: &ReplyStats) -> Vec<Span<'static>> {
+    let t = &app.theme;
+    let mut parts = vec![format!("{} tokens", s.tokens)];
+    if s.tok_s > 0.0 {
+        parts.push(format!("{:.1} tok/s", s.tok_s));
+    }
+    if s.ttft_s > 0.0 {
+        parts.push(format!("first token {:.2} s", s.ttft_s));
+    }
+    match s.finish {
+        FinishReason::Cancelled => vec![
+            Span::styled("■ cancelled", t.warning),
+            Span::styled(
+                if r.text.is_empty() {
+                    " before the first token".to_string()
+                } else {
+                    format!(" · partial answer kept · {}", parts.join(" · "))
+                },
+                t.dim,
+            ),
+        ],
+        FinishReason::Length => {
+            // The engine also stops where the context ends.
+            let limit = r.limit.or(r.settings.max_tokens);
+            let why = if let Some(limit) = limit.filter(|l| s.tokens >= *l) {
+                format!("… stopped at the {limit}-token limit")
+            } else {
+                "… stopped: the context is full".to_string()
+            };
+            vec![
+                Span::styled(why, t.warning),
+                Span::styled(format!(" · {}", parts.join(" · ")), t.dim),
+            ]
+        }
+        FinishReason::Stop => vec![Span::styled(parts.join(" · "), t.dim)],
+    }
 }
 
 /// The moving part under a running answer (never cached).

@@ -251,8 +251,75 @@ fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    let s = &app.settings;
-    let (model_long, model_short) = match &app.model {
+    let (model_long, model_short) = status_model(app);
+    // Segments in screen order with a rank: when the line is too narrow the
+    // highest rank goes first, and the model name is shortened before that.
+    let mut segments: Vec<(u8, String, Style)> = vec![
+        (1, model_long, t.status_accent),
+        (0, status_preset(app), t.status),
+    ];
+    if let Some(c) = status_context(app) {
+        segments.push((2, c, t.status));
+    }
+    // The default theme goes unmentioned (the help names it); any other is
+    // named while there is room, before the speed (the GPU pane shows that too).
+    let themed = t.name != "dark";
+    let speed = app
+        .last_stats
+        .as_ref()
+        .map(|st| format!(" {:.1} tok/s · TTFT {:.2} s ", st.tok_s, st.ttft_s));
+    if let Some(sp) = speed {
+        segments.push((if themed { 4 } else { 3 }, sp, t.status));
+    }
+    if themed {
+        segments.push((3, format!(" {} ", t.name), t.status));
+    }
+    let right = status_right(app);
+    let total = area.width as usize;
+    let show_right = fit_segments(&mut segments, model_short, width(&right), total);
+    let mut spans: Vec<Span> = segments
+        .into_iter()
+        .map(|(_, text, style)| Span::styled(truncate(&text, total), style))
+        .collect();
+    let used: usize = spans.iter().map(|s| width(&s.content)).sum();
+    if show_right {
+        let gap = total.saturating_sub(used + width(&right));
+        spans.push(Span::styled(" ".repeat(gap), t.status));
+        spans.push(Span::styled(right, t.status_accent));
+    } else if used < total {
+        spans.push(Span::styled(" ".repeat(total - used), t.status));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// Drops the highest-ranked segments (after shortening the model's name)
+/// until they fit `total` columns; whether the right-hand part fits too.
+fn fit_segments(
+    segments: &mut Vec<(u8, String, Style)>,
+    model_short: String,
+    right: usize,
+    total: usize,
+) -> bool {
+    let used = |segs: &[(u8, String, Style)]| segs.iter().map(|(_, s, _)| width(s)).sum::<usize>();
+    let fitted_whole = used(segments) + right <= total;
+    if used(segments) > total {
+        segments[0].1 = model_short;
+    }
+    while used(segments) > total && segments.len() > 1 {
+        let worst = segments
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, (rank, _, _))| *rank)
+            .map(|(i, _)| i)
+            .expect("non-empty");
+        segments.remove(worst);
+    }
+    fitted_whole || used(segments) + right <= total
+}
+
+/// The model's part of the status line, long and short.
+fn status_model(app: &App) -> (String, String) {
+    match &app.model {
         ModelState::Loading { .. } => {
             let l = format!(" {} loading ", spinner(app.tick));
             (l.clone(), l)
@@ -272,7 +339,11 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             let short = format!(" {} · {} {} ", r.info.family, r.info.device, r.info.dtype);
             (format!(" {dir} ·{short}"), short)
         }
-    };
+    }
+}
+
+fn status_preset(app: &App) -> String {
+    let s = &app.settings;
     let modified = app.presets.get(s.preset).is_some_and(|p| !s.matches(p));
     let key = app
         .keymap
@@ -281,27 +352,28 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         .find(|b| b.action == Action::Preset(s.preset))
         .map(|b| b.chord.label())
         .unwrap_or_default();
-    let preset = format!(
+    format!(
         " {key} {}{} · {} ",
         s.preset_name,
         if modified { "*" } else { "" },
         s.short()
-    );
-    let ctx = app.ready().map(|r| {
-        if app.dropped_messages > 0 {
-            format!(
-                " ctx {}/{} ({} dropped) ",
-                app.context_used, r.info.max_context, app.dropped_messages
-            )
-        } else {
-            format!(" ctx {}/{} ", app.context_used, r.info.max_context)
-        }
-    });
-    let speed = app
-        .last_stats
-        .as_ref()
-        .map(|st| format!(" {:.1} tok/s · TTFT {:.2} s ", st.tok_s, st.ttft_s));
-    let right = if app.browsing {
+    )
+}
+
+fn status_context(app: &App) -> Option<String> {
+    let r = app.ready()?;
+    let max = r.info.max_context;
+    // The count includes the token being written when the context ends.
+    let used = app.context_used.min(max);
+    Some(if app.dropped_messages > 0 {
+        format!(" ctx {used}/{max} ({} dropped) ", app.dropped_messages)
+    } else {
+        format!(" ctx {used}/{max} ")
+    })
+}
+
+fn status_right(app: &App) -> String {
+    if app.browsing {
         format!(
             " browsing · {} returns ",
             app.keymap.first_label(Action::Cancel).unwrap_or_default()
@@ -317,54 +389,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             " {} help ",
             app.keymap.first_label(Action::Help).unwrap_or_default()
         )
-    };
-    // Segments in screen order with a rank: when the line is too narrow the
-    // highest rank goes first, and the model name is shortened before that.
-    let mut segments: Vec<(u8, String, Style)> =
-        vec![(1, model_long, t.status_accent), (0, preset, t.status)];
-    if let Some(c) = ctx {
-        segments.push((2, c, t.status));
     }
-    // The default theme goes unmentioned (the help names it); any other is
-    // named while there is room, before the speed (the GPU pane shows that too).
-    let themed = t.name != "dark";
-    if let Some(sp) = speed {
-        segments.push((if themed { 4 } else { 3 }, sp, t.status));
-    }
-    if themed {
-        segments.push((3, format!(" {} ", t.name), t.status));
-    }
-    let total = area.width as usize;
-    let used = |segs: &[(u8, String, Style)]| segs.iter().map(|(_, s, _)| width(s)).sum::<usize>();
-    let mut show_right = used(&segments) + width(&right) <= total;
-    if used(&segments) > total {
-        segments[0].1 = model_short;
-    }
-    while used(&segments) > total && segments.len() > 1 {
-        let worst = segments
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, (rank, _, _))| *rank)
-            .map(|(i, _)| i)
-            .expect("non-empty");
-        segments.remove(worst);
-    }
-    if !show_right && used(&segments) + width(&right) <= total {
-        show_right = true;
-    }
-    let mut spans: Vec<Span> = segments
-        .into_iter()
-        .map(|(_, text, style)| Span::styled(truncate(&text, total), style))
-        .collect();
-    let used: usize = spans.iter().map(|s| width(&s.content)).sum();
-    if show_right {
-        let gap = total.saturating_sub(used + width(&right));
-        spans.push(Span::styled(" ".repeat(gap), t.status));
-        spans.push(Span::styled(right, t.status_accent));
-    } else if used < total {
-        spans.push(Span::styled(" ".repeat(total - used), t.status));
-    }
-    frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
 fn draw_help(frame: &mut Frame, area: Rect, app: &App) {

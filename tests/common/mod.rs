@@ -3,6 +3,8 @@
 //! points, and facts about the fixture images.
 #![allow(dead_code)]
 
+pub mod app;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};

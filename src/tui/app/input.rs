@@ -160,15 +160,7 @@ impl App {
                 self.input.insert_newline();
                 self.rows_changed_by_input();
             }
-            Action::Cancel => {
-                if self.running.is_some() {
-                    self.cancel_running();
-                } else if self.next_job.is_some() {
-                    self.unqueue();
-                } else {
-                    self.browsing = !self.browsing;
-                }
-            }
+            Action::Cancel => self.cancel(),
             Action::CancelOrQuit => {
                 if self.running.is_some() {
                     self.cancel_running();
@@ -176,87 +168,31 @@ impl App {
                     self.act(Action::Quit, cmds);
                 }
             }
-            Action::Quit => {
-                if let Some(r) = &self.running {
-                    r.cancel.store(true, Ordering::Relaxed);
-                    // The answer stops with the program: keep what it wrote.
-                    self.save_session_with(true, cmds);
-                }
-                self.quitting = true;
-                cmds.push(Cmd::Quit);
-            }
+            Action::Quit => self.quit(cmds),
             Action::Regenerate => self.regenerate(cmds),
             Action::CopyReply => self.copy_reply(cmds),
             Action::AttachImage => {
                 self.dialog = Dialog::PathPrompt(PathPrompt::default());
             }
             Action::CompletePath => self.complete_in_input(),
-            Action::RemoveAttachment => match self.attachments.pop() {
-                Some(id) => {
-                    let name = self
-                        .images
-                        .get(&id)
-                        .map(|i| i.name.clone())
-                        .unwrap_or_default();
-                    self.flash = Some(Flash::Info(format!("removed {name}")));
-                }
-                None => self.flash = Some(Flash::Info("no image attached".into())),
-            },
+            Action::RemoveAttachment => self.remove_last_attachment(),
             Action::ToggleGpuPane => {
                 self.gpu_pane_on = !self.gpu_pane_on;
-                self.clamp_scroll();
-                self.want_previews(cmds);
-                self.flash = Some(Flash::Info(
-                    if self.gpu_pane_on {
-                        "GPU pane on"
-                    } else {
-                        "GPU pane off"
-                    }
-                    .into(),
-                ));
+                self.layout_toggled("GPU pane", self.gpu_pane_on, cmds);
             }
             Action::TogglePreviews => {
                 self.previews_on = !self.previews_on;
-                self.clamp_scroll();
-                self.want_previews(cmds);
-                self.flash = Some(Flash::Info(
-                    if self.previews_on {
-                        "previews on"
-                    } else {
-                        "previews off"
-                    }
-                    .into(),
-                ));
+                self.layout_toggled("previews", self.previews_on, cmds);
             }
-            Action::Preset(i) => {
-                if let Some(p) = self.presets.get(i) {
-                    self.settings = Settings::from_preset(i, p);
-                    self.flash = Some(Flash::Info(format!(
-                        "preset {}: {}{}",
-                        p.name,
-                        describe(p),
-                        if self.running.is_some() {
-                            " (from the next answer)"
-                        } else {
-                            ""
-                        }
-                    )));
-                }
-            }
+            Action::Preset(i) => self.choose_preset(i),
             Action::TemperatureDown => self
                 .settings
                 .nudge_temperature(-1, self.model_temperature()),
             Action::TemperatureUp => self.settings.nudge_temperature(1, self.model_temperature()),
             Action::MaxTokensDown => self.settings.nudge_max_tokens(-1, self.model_max_tokens()),
             Action::MaxTokensUp => self.settings.nudge_max_tokens(1, self.model_max_tokens()),
-            Action::ScrollPageUp => {
-                let page = self.transcript_area().height.saturating_sub(2).max(1) as i64;
-                self.scroll_by(-page);
-            }
-            Action::ScrollPageDown => {
-                let page = self.transcript_area().height.saturating_sub(2).max(1) as i64;
-                self.scroll_by(page);
-            }
+            Action::ScrollPageUp => self.scroll_by(-self.page()),
+            Action::ScrollPageDown => self.scroll_by(self.page()),
             Action::ScrollLineUp => self.scroll_by(-1),
             Action::ScrollLineDown => self.scroll_by(1),
             Action::ScrollTop => self.scroll = Some(0),
@@ -272,6 +208,73 @@ impl App {
             Action::CycleTheme => self.cycle_theme(),
             Action::ExportSession => self.export_session(None, cmds),
         }
+    }
+
+    /// Esc: stop the answer, else take back the queued question, else
+    /// switch between the question and browsing the conversation.
+    fn cancel(&mut self) {
+        if self.running.is_some() {
+            self.cancel_running();
+        } else if self.next_job.is_some() {
+            self.unqueue();
+        } else {
+            self.browsing = !self.browsing;
+        }
+    }
+
+    fn quit(&mut self, cmds: &mut Vec<Cmd>) {
+        if let Some(r) = &self.running {
+            r.cancel.store(true, Ordering::Relaxed);
+            // The answer stops with the program: keep what it wrote.
+            self.save_session_with(true, cmds);
+        }
+        self.quitting = true;
+        cmds.push(Cmd::Quit);
+    }
+
+    fn remove_last_attachment(&mut self) {
+        let message = match self.attachments.pop() {
+            Some(id) => {
+                let name = self
+                    .images
+                    .get(&id)
+                    .map(|i| i.name.clone())
+                    .unwrap_or_default();
+                format!("removed {name}")
+            }
+            None => "no image attached".into(),
+        };
+        self.flash = Some(Flash::Info(message));
+    }
+
+    /// A pane or the previews were switched: the transcript's width or
+    /// height changed.
+    fn layout_toggled(&mut self, what: &str, on: bool, cmds: &mut Vec<Cmd>) {
+        self.clamp_scroll();
+        self.want_previews(cmds);
+        let state = if on { "on" } else { "off" };
+        self.flash = Some(Flash::Info(format!("{what} {state}")));
+    }
+
+    fn choose_preset(&mut self, i: usize) {
+        let Some(p) = self.presets.get(i) else {
+            return;
+        };
+        self.settings = Settings::from_preset(i, p);
+        let when = if self.running.is_some() {
+            " (from the next answer)"
+        } else {
+            ""
+        };
+        self.flash = Some(Flash::Info(format!(
+            "preset {}: {}{when}",
+            p.name,
+            describe(p)
+        )));
+    }
+
+    fn page(&self) -> i64 {
+        self.transcript_area().height.saturating_sub(2).max(1) as i64
     }
 
     pub(super) fn complete_in_input(&mut self) {

@@ -191,12 +191,20 @@ impl App {
             .find(|e| matches!(&e.kind, EntryKind::Assistant(r) if r.id == id))
     }
 
+    /// Changes the reply of request `id` and marks its rows as stale.
+    fn update_reply(&mut self, id: RequestId, change: impl FnOnce(&mut Reply)) {
+        if let Some(e) = self.reply_mut(id) {
+            if let EntryKind::Assistant(r) = &mut e.kind {
+                change(r);
+            }
+            e.touch();
+        }
+    }
+
     pub(super) fn on_engine(&mut self, id: RequestId, event: Event, cmds: &mut Vec<Cmd>) {
         if self.running.as_ref().map(|r| r.id) != Some(id) {
             return;
         }
-        let mut notice = None;
-        let mut finished = false;
         match event {
             Event::Prompt {
                 ids,
@@ -207,27 +215,19 @@ impl App {
             } => {
                 self.context_used = ids.len();
                 if dropped_messages > self.dropped_messages {
-                    notice = Some(format!(
-                        "The conversation no longer fits the context of {} tokens: the oldest {} message{} {} left out of this answer (they stay on screen). /clear starts afresh.",
-                        self.ready().map(|r| r.info.max_context).unwrap_or(0),
-                        dropped_messages,
-                        if dropped_messages == 1 { "" } else { "s" },
-                        if dropped_messages == 1 { "is" } else { "are" },
-                    ));
+                    let notice = self.dropped_notice(dropped_messages);
+                    self.notice_above_reply(id, notice);
                 }
                 self.dropped_messages = dropped_messages;
-                if let Some(e) = self.reply_mut(id) {
-                    if let EntryKind::Assistant(r) = &mut e.kind {
-                        r.limit = Some(params.max_new_tokens);
-                        r.phase = if images.is_empty() {
-                            ReplyPhase::Prefill
-                        } else {
-                            ReplyPhase::Encoding(images.len())
-                        };
-                        r.sent.facts = images;
-                    }
-                    e.touch();
-                }
+                self.update_reply(id, |r| {
+                    r.limit = Some(params.max_new_tokens);
+                    r.phase = if images.is_empty() {
+                        ReplyPhase::Prefill
+                    } else {
+                        ReplyPhase::Encoding(images.len())
+                    };
+                    r.sent.facts = images;
+                });
             }
             Event::KvCacheConverted {
                 memory_fraction,
@@ -236,32 +236,23 @@ impl App {
                 ..
             } => {
                 self.kv_cache = Some(format!("int8 (auto, at {:.0} %)", memory_fraction * 100.0));
-                notice = Some(format!(
+                let notice = format!(
                     "Device memory reached {:.0} %: the KV cache now stores INT8 ({} → {}).",
                     memory_fraction * 100.0,
                     crate::human::mib(bytes_before as u64),
                     crate::human::mib(bytes_after as u64),
-                ));
+                );
+                self.notice_above_reply(id, notice);
             }
-            Event::VisionDone { .. } => {
-                if let Some(e) = self.reply_mut(id) {
-                    if let EntryKind::Assistant(r) = &mut e.kind {
-                        r.phase = ReplyPhase::Prefill;
-                    }
-                    e.touch();
-                }
-            }
+            Event::VisionDone { .. } => self.update_reply(id, |r| r.phase = ReplyPhase::Prefill),
             Event::Token { text, .. } => {
                 self.context_used += 1;
                 self.count_streamed_token();
-                if let Some(e) = self.reply_mut(id) {
-                    if let EntryKind::Assistant(r) = &mut e.kind {
-                        r.text.push_str(&text);
-                        r.tokens += 1;
-                        r.phase = ReplyPhase::Streaming;
-                    }
-                    e.touch();
-                }
+                self.update_reply(id, |r| {
+                    r.text.push_str(&text);
+                    r.tokens += 1;
+                    r.phase = ReplyPhase::Streaming;
+                });
             }
             Event::Done {
                 finish_reason,
@@ -278,49 +269,49 @@ impl App {
                 if finish_reason != FinishReason::Cancelled || !tokens.is_empty() {
                     self.last_stats = Some(stats.clone());
                 }
-                if let Some(e) = self.reply_mut(id) {
-                    if let EntryKind::Assistant(r) = &mut e.kind {
-                        r.phase = ReplyPhase::Done(stats);
-                    }
-                    e.touch();
-                }
+                self.update_reply(id, |r| r.phase = ReplyPhase::Done(stats));
                 self.ground_finished(id, cmds);
-                finished = true;
+                self.reply_ended(cmds);
             }
             Event::Error(msg) => {
-                if let Some(e) = self.reply_mut(id) {
-                    if let EntryKind::Assistant(r) = &mut e.kind {
-                        r.phase = ReplyPhase::Failed(msg);
-                    }
-                    e.touch();
-                }
-                finished = true;
+                self.update_reply(id, |r| r.phase = ReplyPhase::Failed(msg));
+                self.reply_ended(cmds);
             }
         }
-        if let Some(n) = notice {
-            // The notice goes above the answer it concerns.
-            let pos = self
-                .entries
-                .iter()
-                .rposition(|e| matches!(&e.kind, EntryKind::Assistant(r) if r.id == id))
-                .unwrap_or(self.entries.len());
-            let entry = self.new_entry(EntryKind::Notice {
-                error: false,
-                text: n,
-            });
-            self.entries.insert(pos, entry);
+    }
+
+    fn dropped_notice(&self, dropped: usize) -> String {
+        format!(
+            "The conversation no longer fits the context of {} tokens: the oldest {} message{} {} left out of this answer (they stay on screen). /clear starts afresh.",
+            self.ready().map(|r| r.info.max_context).unwrap_or(0),
+            dropped,
+            if dropped == 1 { "" } else { "s" },
+            if dropped == 1 { "is" } else { "are" },
+        )
+    }
+
+    /// A notice about answer `id`, shown above it.
+    fn notice_above_reply(&mut self, id: RequestId, text: String) {
+        let pos = self
+            .entries
+            .iter()
+            .rposition(|e| matches!(&e.kind, EntryKind::Assistant(r) if r.id == id))
+            .unwrap_or(self.entries.len());
+        let entry = self.new_entry(EntryKind::Notice { error: false, text });
+        self.entries.insert(pos, entry);
+    }
+
+    /// The answer is over (done, stopped or failed): save, then start what waits.
+    fn reply_ended(&mut self, cmds: &mut Vec<Cmd>) {
+        self.running = None;
+        self.save_session(cmds);
+        if self.flash == Some(Flash::Info(STOPPING.into())) {
+            self.flash = None;
         }
-        if finished {
-            self.running = None;
-            self.save_session(cmds);
-            if self.flash == Some(Flash::Info(STOPPING.into())) {
-                self.flash = None;
-            }
-            match self.next_job.take() {
-                Some(NextJob::Ask) => self.start_queued(cmds),
-                Some(NextJob::Regenerate) => self.regenerate(cmds),
-                None => {}
-            }
+        match self.next_job.take() {
+            Some(NextJob::Ask) => self.start_queued(cmds),
+            Some(NextJob::Regenerate) => self.regenerate(cmds),
+            None => {}
         }
     }
 }
