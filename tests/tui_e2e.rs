@@ -284,71 +284,223 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
     }
 }
 
+/// The chat started in a pseudo-terminal of its own, read without blocking
+/// so the test can close the terminal's side completely (every copy of the
+/// master descriptor), as a dropped SSH link does.
+#[cfg(unix)]
+struct Chat {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    master: Box<dyn portable_pty::MasterPty + Send>,
+    screen: Screen,
+    reading: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    reader: std::thread::JoinHandle<()>,
+    data: tempfile::TempDir,
+}
+
+#[cfg(unix)]
+impl Chat {
+    /// `glimpse` run as `sh -c SHELL_PREFIX exec glimpse ARGS…`, so a test can
+    /// set up what a shell would (e.g. `trap '' HUP` as nohup does).
+    fn start(shell_prefix: &str, config: Option<&str>) -> Chat {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 24,
+                cols: 80,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let mut cmd = CommandBuilder::new("sh");
+        cmd.args([
+            "-c",
+            &format!(
+                "{shell_prefix} exec \"$0\" --model tests/fixtures/models/qwen2_vl --image-protocol halfblocks"
+            ),
+            env!("CARGO_BIN_EXE_glimpse"),
+        ]);
+        cmd.cwd(env!("CARGO_MANIFEST_DIR"));
+        cmd.env("GLIMPSE_DATA_DIR", data.path());
+        if let Some(config) = config {
+            let path = data.path().join("config.toml");
+            std::fs::write(&path, config).unwrap();
+            cmd.env("GLIMPSE_CONFIG", &path);
+        }
+        cmd.env("TERM", "xterm-256color");
+        cmd.env_remove("TMUX");
+        let child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let fd = pair.master.as_raw_fd().expect("a master descriptor");
+        // SAFETY: sets a flag on a descriptor this test owns; the reader
+        // below shares its open file, so it no longer blocks either.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        let mut source = pair.master.try_clone_reader().unwrap();
+        let writer = pair.master.take_writer().unwrap();
+        let reading = std::sync::Arc::new(AtomicBool::new(true));
+        let (tx, rx) = mpsc::channel();
+        let keep = reading.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while keep.load(Ordering::SeqCst) {
+                match source.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        let screen = Screen {
+            parser: vt100::Parser::new(24, 80, 0),
+            raw: Vec::new(),
+            rx,
+            writer,
+            answered_query: true,
+            saw_streaming: false,
+        };
+        Chat {
+            child,
+            master: pair.master,
+            screen,
+            reading,
+            reader,
+            data,
+        }
+    }
+
+    fn pid(&self) -> libc::pid_t {
+        self.child.process_id().expect("a process id") as libc::pid_t
+    }
+
+    /// Waits for the process to end; `None` if it is still running after `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> Option<portable_pty::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            self.screen.pump(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Closes the terminal's side for good, as a dropped link or a closed
+    /// window does; the child stays to be waited for.
+    fn hang_up(
+        self,
+    ) -> (
+        Box<dyn portable_pty::Child + Send + Sync>,
+        tempfile::TempDir,
+    ) {
+        self.reading
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.reader.join();
+        drop(self.screen);
+        drop(self.master);
+        (self.child, self.data)
+    }
+}
+
 #[cfg(unix)]
 #[test]
-fn a_termination_signal_restores_the_terminal() {
-    let pty = native_pty_system();
-    let pair = pty
-        .openpty(PtySize {
-            rows: 24,
-            cols: 80,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .unwrap();
-    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_glimpse"));
-    cmd.args([
-        "--model",
-        "tests/fixtures/models/qwen2_vl",
-        "--image-protocol",
-        "halfblocks",
-    ]);
-    cmd.cwd(env!("CARGO_MANIFEST_DIR"));
-    let data = tempfile::tempdir().unwrap();
-    cmd.env("GLIMPSE_DATA_DIR", data.path());
-    cmd.env("TERM", "xterm-256color");
-    cmd.env_remove("TMUX");
-    let mut child = pair.slave.spawn_command(cmd).unwrap();
-    drop(pair.slave);
-    let mut reader = pair.master.try_clone_reader().unwrap();
-    let writer = pair.master.take_writer().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut s = Screen {
-        parser: vt100::Parser::new(24, 80, 0),
-        raw: Vec::new(),
-        rx,
-        writer,
-        answered_query: true,
-        saw_streaming: false,
-    };
-    s.wait_text("is ready on cpu");
-    let pid = child.process_id().expect("a process id") as libc::pid_t;
-    // SAFETY: sends a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+fn closing_the_terminal_mid_answer_saves_it_and_ends_glimpse() {
+    let mut chat = Chat::start("", Some("[presets.diagnostic]\nmax_tokens = 30000\n"));
+    chat.screen.wait_text("is ready on cpu");
+    chat.screen.send("a\r");
+    chat.screen
+        .wait_for("an answer being written", |t| t.contains("Esc stops"));
+    let (mut child, data) = chat.hang_up();
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(start.elapsed() < HANG, "glimpse did not quit on SIGTERM");
-        s.pump(Duration::from_millis(50));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "glimpse still runs 5 s after its terminal went away"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     };
-    s.pump(Duration::from_millis(200));
+    assert_eq!(
+        status.exit_code(),
+        128 + 1,
+        "ended as by a hang-up: {status:?}"
+    );
+    let sessions: Vec<_> = std::fs::read_dir(data.path().join("sessions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sessions[0]).unwrap()).unwrap();
+    let messages = saved["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{saved}");
+    assert_eq!(messages[0]["role"], "user");
+    assert!(messages[0].to_string().contains("\"a\""), "{saved}");
+    assert_eq!(messages[1]["role"], "assistant");
+    assert!(
+        !messages[1]["content"]
+            .to_string()
+            .trim_matches('"')
+            .is_empty(),
+        "the partial answer is kept: {saved}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn under_nohup_a_hang_up_signal_leaves_the_chat_running() {
+    let mut chat = Chat::start("trap '' HUP;", None);
+    chat.screen.wait_text("is ready on cpu");
+    // SAFETY: sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(chat.pid(), libc::SIGHUP) }, 0);
+    assert!(
+        chat.wait_exit(Duration::from_secs(1)).is_none(),
+        "an ignored hang-up ended glimpse"
+    );
+    chat.screen.send("hello\r");
+    chat.screen.wait_text("tokens");
+    chat.screen.send("\x11");
+    let status = chat.wait_exit(HANG).expect("Ctrl+Q quits");
+    assert_eq!(status.exit_code(), 0);
+}
+
+#[test]
+fn without_a_terminal_the_chat_says_so_and_ends() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_glimpse"))
+        .args(["--model", "tests/fixtures/models/qwen2_vl"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("GLIMPSE_DATA_DIR", tempfile::tempdir().unwrap().path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs a terminal"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_termination_signal_restores_the_terminal() {
+    let mut chat = Chat::start("", None);
+    chat.screen.wait_text("is ready on cpu");
+    // SAFETY: sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(chat.pid(), libc::SIGTERM) }, 0);
+    let status = chat.wait_exit(HANG).expect("glimpse quits on SIGTERM");
+    chat.screen.pump(Duration::from_millis(200));
     assert_eq!(status.exit_code(), 128 + 15, "exit status {status:?}");
-    assert!(
-        !s.parser.screen().alternate_screen(),
-        "back on the main screen"
-    );
-    assert!(
-        !s.parser.screen().hide_cursor(),
-        "the cursor is visible again"
-    );
+    let screen = chat.screen.parser.screen();
+    assert!(!screen.alternate_screen(), "back on the main screen");
+    assert!(!screen.hide_cursor(), "the cursor is visible again");
 }

@@ -80,7 +80,9 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            // Not eprintln!: with the terminal gone it would panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {}", one_line(&e));
             1
         }
     }

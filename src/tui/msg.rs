@@ -55,6 +55,9 @@ pub enum Msg {
     Tick,
     /// The terminal stopped sending input (it was closed).
     InputClosed,
+    /// A termination signal arrived, or the terminal can no longer be drawn
+    /// on: stop the answer, save what it wrote, quit.
+    Terminate,
     /// The GPU sampler's latest reading, once per sampler period.
     GpuSample(Box<Sample>),
     /// The model is being downloaded from the hub (reports are throttled).

@@ -99,6 +99,9 @@ pub struct SessionOptions {
 const FRAME: Duration = Duration::from_millis(33);
 /// Spinner speed while something is in progress.
 const TICK: Duration = Duration::from_millis(100);
+/// How long the input thread waits for the terminal before it looks at its
+/// stop flag again (and, with it, resizes crossterm learned of meanwhile).
+const INPUT_WAIT: Duration = Duration::from_millis(50);
 
 pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
@@ -181,20 +184,43 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
             effects.run(cmd, &mut term)?;
         }
     }
-    let result = event_loop(&mut term, &mut app, &rx, &mut effects);
-    // The last saves are written before the program ends.
+    let ending = event_loop(&mut term, &mut app, &rx, &mut effects);
+    stop_input.store(true, Ordering::SeqCst);
+    // The screen goes first, so a person sees the shell at once; the last
+    // saves are written before the program ends.
+    let gone = matches!(ending, Ok(Ending::TerminalLost))
+        || terminal::wait_for_input(Duration::ZERO) == terminal::InputWait::Closed;
+    if gone {
+        // Dropping it would try to show the cursor on the dead terminal and
+        // report the failure there, which panics.
+        std::mem::forget(term);
+    } else {
+        drop(term);
+    }
+    terminal::restore();
     drop(effects);
     let _ = session_thread.join();
-
-    stop_input.store(true, Ordering::SeqCst);
+    // The input thread looks at its flag at least every INPUT_WAIT.
     let _ = input.join();
-    drop(term);
-    terminal::restore();
     // Dropping the engine waits for its thread; any answer was told to stop.
     drop(engine.lock().map(|mut e| e.take()));
     sampler.stop();
-    // As a shell reports a process ended by a signal: 128 + its number.
-    result.map(|_| terminal::termination_signal().map_or(0, |sig| 128 + sig))
+    match ending? {
+        // As a shell reports a process ended by a signal: 128 + its number.
+        Ending::Quit => Ok(terminal::termination_signal().map_or(0, |sig| 128 + sig)),
+        // A terminal that went away without a signal ends as a hang-up
+        // (signal 1 on every Unix) would.
+        Ending::TerminalLost => Ok(128 + terminal::termination_signal().unwrap_or(1)),
+    }
+}
+
+/// Why the chat's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Asked to: a key, `/quit`, the input ending, a termination signal.
+    Quit,
+    /// The terminal could no longer be written to (it hung up).
+    TerminalLost,
 }
 
 fn protocol_name(p: ProtocolType) -> &'static str {
@@ -222,13 +248,27 @@ where
 fn spawn_input(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> anyhow::Result<thread::JoinHandle<()>> {
     spawn_named("input", move || {
         while !stop.load(Ordering::SeqCst) {
-            match event::poll(Duration::from_millis(50)) {
-                Ok(false) => continue,
-                Ok(true) => {}
+            // Events crossterm already holds come first; then the terminal
+            // itself is asked, so a hung-up terminal is seen as closed
+            // (crossterm's own poll keeps reporting "nothing yet" on a
+            // closed terminal, and a loop around it would spin for ever).
+            let ready = match event::poll(Duration::ZERO) {
+                Ok(true) => true,
+                Ok(false) => match terminal::wait_for_input(INPUT_WAIT) {
+                    terminal::InputWait::Ready => event::poll(INPUT_WAIT).unwrap_or(false),
+                    terminal::InputWait::Quiet => false,
+                    terminal::InputWait::Closed => {
+                        let _ = tx.send(Msg::InputClosed);
+                        return;
+                    }
+                },
                 Err(_) => {
                     let _ = tx.send(Msg::InputClosed);
-                    break;
+                    return;
                 }
+            };
+            if !ready {
+                continue;
             }
             let msg = match event::read() {
                 Ok(TermEvent::Key(k)) => Msg::Key(k),
@@ -247,7 +287,7 @@ fn spawn_input(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> anyhow::Result<thread:
             };
             let closed = matches!(msg, Msg::InputClosed);
             if tx.send(msg).is_err() || closed {
-                break;
+                return;
             }
         }
     })
@@ -515,17 +555,48 @@ where
 }
 
 /// Messages in, `update`, commands out, and a frame whenever something
-/// changed — never more often than [`FRAME`].
+/// changed — never more often than [`FRAME`]. However it ends, the answer
+/// being written is stopped and the conversation saved first: a terminal
+/// that can no longer be drawn on, or an error, goes through the same quit
+/// as Ctrl+Q.
 pub fn event_loop<B: Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     rx: &Receiver<Msg>,
     effects: &mut impl Effects<B>,
-) -> anyhow::Result<()>
+) -> anyhow::Result<Ending>
 where
     B::Error: Send + Sync + 'static,
 {
-    terminal.draw(|f| view::draw(f, app))?;
+    let outcome = match run_loop(terminal, app, rx, effects) {
+        // A command that failed because the terminal hung up (a resize
+        // asked of it, a copy written to it) is the terminal lost too.
+        Err(_) if terminal::wait_for_input(Duration::ZERO) == terminal::InputWait::Closed => {
+            Ok(Ending::TerminalLost)
+        }
+        other => other,
+    };
+    if !app.should_quit() {
+        // Whatever went wrong with the terminal, the saves still go out.
+        for cmd in app.update(Msg::Terminate) {
+            let _ = effects.run(cmd, terminal);
+        }
+    }
+    outcome
+}
+
+fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    rx: &Receiver<Msg>,
+    effects: &mut impl Effects<B>,
+) -> anyhow::Result<Ending>
+where
+    B::Error: Send + Sync + 'static,
+{
+    if terminal.draw(|f| view::draw(f, app)).is_err() {
+        return Ok(Ending::TerminalLost);
+    }
     let mut last_draw = Instant::now();
     let mut last_tick = Instant::now();
     let mut dirty = false;
@@ -554,7 +625,11 @@ where
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if app.should_quit() || terminal::termination_signal().is_some() {
+        if app.should_quit() {
+            break;
+        }
+        if terminal::termination_signal().is_some() {
+            handle(app, Msg::Terminate, terminal, effects)?;
             break;
         }
         if app.is_busy() && last_tick.elapsed() >= TICK {
@@ -563,12 +638,14 @@ where
             dirty = true;
         }
         if dirty && last_draw.elapsed() >= FRAME {
-            terminal.draw(|f| view::draw(f, app))?;
+            if terminal.draw(|f| view::draw(f, app)).is_err() {
+                return Ok(Ending::TerminalLost);
+            }
             last_draw = Instant::now();
             dirty = false;
         }
     }
-    Ok(())
+    Ok(Ending::Quit)
 }
 
 fn handle<B: Backend>(

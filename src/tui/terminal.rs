@@ -104,15 +104,71 @@ extern "C" fn on_termination_signal(sig: libc::c_int) {
 }
 
 /// SIGTERM, SIGHUP, SIGINT and SIGQUIT ask the chat to quit through its
-/// normal exit, which restores the terminal, instead of killing it mid-screen.
+/// normal exit, which saves the conversation and restores the terminal,
+/// instead of killing it mid-screen. A signal that was ignored when glimpse
+/// started stays ignored: under `nohup` a hang-up must not end it.
 pub fn install_signal_handlers() {
     #[cfg(unix)]
     for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
         let handler: extern "C" fn(libc::c_int) = on_termination_signal;
-        // SAFETY: the handler only stores to an atomic.
+        // SAFETY: sigaction with a null new action only reads the current
+        // one; the handler installed only stores to an atomic.
         unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
             libc::signal(sig, handler as libc::sighandler_t);
         }
+    }
+}
+
+/// What the terminal said when the input thread waited on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputWait {
+    /// Bytes are waiting to be read.
+    Ready,
+    /// Nothing arrived in time.
+    Quiet,
+    /// The terminal hung up or is gone (an SSH link dropped, the window
+    /// closed): no input will ever come.
+    Closed,
+}
+
+/// Waits up to `timeout` for the terminal on standard input.
+#[cfg(unix)]
+pub fn wait_for_input(timeout: std::time::Duration) -> InputWait {
+    let mut fd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut fd, 1, ms) };
+    if n < 0 {
+        return match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::Interrupted => InputWait::Quiet,
+            _ => InputWait::Closed,
+        };
+    }
+    if fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        InputWait::Closed
+    } else if fd.revents & libc::POLLIN != 0 {
+        InputWait::Ready
+    } else {
+        InputWait::Quiet
+    }
+}
+
+#[cfg(not(unix))]
+pub fn wait_for_input(timeout: std::time::Duration) -> InputWait {
+    match ratatui::crossterm::event::poll(timeout) {
+        Ok(true) => InputWait::Ready,
+        Ok(false) => InputWait::Quiet,
+        Err(_) => InputWait::Closed,
     }
 }
 

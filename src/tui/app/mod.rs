@@ -385,7 +385,7 @@ impl App {
                 self.want_previews(&mut cmds);
             }
             Msg::Tick => self.tick = self.tick.wrapping_add(1),
-            Msg::InputClosed => self.act(Action::Quit, &mut cmds),
+            Msg::InputClosed | Msg::Terminate => self.act(Action::Quit, &mut cmds),
             Msg::GpuSample(sample) => self.on_gpu_sample(*sample),
             Msg::ModelDownload(event) => self.on_download(event),
             Msg::ModelLoaded(ready) => {
