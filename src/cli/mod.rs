@@ -100,7 +100,7 @@ mod tests {
         assert_eq!(chat.model.spec.as_deref(), Some("m"));
         assert_eq!(
             chat.image_protocol,
-            Some(crate::tui::ImageProtocolChoice::Halfblocks)
+            Some(crate::session::config::ImageProtocol::Halfblocks)
         );
         // Without flags the chat still starts, on the config's model.
         let cli = Cli::try_parse_from(["glimpse"]).unwrap();

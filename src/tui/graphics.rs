@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ratatui_image::picker::cap_parser::{Parser, QueryStdioOptions, Response};
 use ratatui_image::picker::{Picker, ProtocolType};
 
-use super::runtime::ImageProtocolChoice;
+use crate::session::config::ImageProtocol;
 
 /// Longest the terminal gets to answer; a terminal answers in milliseconds,
 /// over a slow SSH link in one round trip.
@@ -61,8 +61,8 @@ fn kitty_and_sixel_unreliable() -> bool {
 }
 
 /// The protocol for previews: detected, or forced by `--image-protocol`.
-pub fn pick(choice: ImageProtocolChoice) -> Picker {
-    if choice == ImageProtocolChoice::Halfblocks {
+pub fn pick(choice: ImageProtocol) -> Picker {
+    if choice == ImageProtocol::Halfblocks {
         return Picker::halfblocks();
     }
     let answers = query_terminal().unwrap_or_default();
@@ -84,9 +84,9 @@ pub fn pick(choice: ImageProtocolChoice) -> Picker {
         None
     };
     let forced = match choice {
-        ImageProtocolChoice::Kitty => Some(ProtocolType::Kitty),
-        ImageProtocolChoice::Iterm2 => Some(ProtocolType::Iterm2),
-        ImageProtocolChoice::Sixel => Some(ProtocolType::Sixel),
+        ImageProtocol::Kitty => Some(ProtocolType::Kitty),
+        ImageProtocol::Iterm2 => Some(ProtocolType::Iterm2),
+        ImageProtocol::Sixel => Some(ProtocolType::Sixel),
         _ => None,
     };
     if let Some(p) = forced.or(detected) {
