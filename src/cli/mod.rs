@@ -9,6 +9,7 @@ pub mod eval;
 pub mod grounding;
 pub mod model_arg;
 pub mod models;
+pub mod output;
 pub mod progress;
 pub mod sessions;
 
@@ -79,6 +80,7 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        Err(e) if output::reader_left(&e) => 0,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             1
