@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::grounding;
 use super::model_arg::{announce, load_with_readings, ModelFlags};
+use super::sampling_arg::SamplingFlags;
 use crate::conversation::{Conversation, Message, Part, Role};
 use crate::engine::{
     check_model_dir, ContextPolicy, Engine, Event, FinishReason, ImageFacts, Request,
@@ -56,19 +57,18 @@ pub struct EvalArgs {
     /// is resumed [default: SUITE_FOLDER/results/MODEL[-PRESET]].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Most new tokens per answer (overrides the preset's).
-    #[arg(long = "max-tokens", value_name = "N")]
-    pub max_tokens: Option<usize>,
-    /// With --make-suite: the drawing seed [default: 0]. Otherwise the
-    /// sampling seed [default: 0].
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// Sampling; each flag given overrides the preset's.
+    #[command(flatten)]
+    pub sampling: SamplingFlags,
     /// Draw a synthetic suite into DIR (DIR/suite.jsonl, DIR/images/) instead
     /// of running one.
     #[arg(
         long = "make-suite",
         value_name = "DIR",
-        conflicts_with_all = ["suite", "model", "offline", "preset", "limit", "out", "device", "dtype", "max_tokens"]
+        conflicts_with_all = [
+            "suite", "model", "offline", "preset", "limit", "out", "device", "dtype",
+            "temperature", "top_p", "top_k", "repetition_penalty", "max_tokens",
+        ]
     )]
     pub make_suite: Option<PathBuf>,
     /// With --make-suite: how many questions [default: 300].
@@ -83,7 +83,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
     if let Some(dir) = &args.make_suite {
         return make(
             dir,
-            args.seed.unwrap_or(0),
+            args.sampling.seed.unwrap_or(0),
             args.count.unwrap_or(DEFAULT_COUNT),
         );
     }
@@ -260,17 +260,16 @@ fn make(dir: &Path, seed: u64, count: usize) -> anyhow::Result<i32> {
 }
 
 /// The sampling settings and system prompt: greedy by default, a preset's
-/// when named; a fixed seed either way, so a run can be repeated.
+/// when named, the sampling flags over either; a fixed seed either way, so a
+/// run can be repeated.
 fn sampling_of(
     args: &EvalArgs,
     config: &Config,
 ) -> anyhow::Result<(SamplingOverrides, Option<String>)> {
-    let seed = Some(args.seed.unwrap_or(0));
-    let (mut sampling, system) = match &args.preset {
+    let (base, system) = match &args.preset {
         None => (
             SamplingOverrides {
                 temperature: Some(0.0),
-                seed,
                 ..Default::default()
             },
             None,
@@ -283,15 +282,11 @@ fn sampling_of(
                     names.join(", ")
                 );
             };
-            (preset.sampling(seed), preset.system_prompt.clone())
+            (preset.sampling(None), preset.system_prompt.clone())
         }
     };
-    if let Some(n) = args.max_tokens {
-        if n == 0 {
-            bail!("--max-tokens must be at least 1");
-        }
-        sampling.max_new_tokens = Some(n);
-    }
+    let mut sampling = args.sampling.over(base)?;
+    sampling.seed.get_or_insert(0);
     Ok((sampling, system))
 }
 

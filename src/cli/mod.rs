@@ -11,7 +11,9 @@ pub mod model_arg;
 pub mod models;
 pub mod output;
 pub mod progress;
+pub mod sampling_arg;
 pub mod sessions;
+pub mod show;
 
 use clap::{Parser, Subcommand};
 
