@@ -7,6 +7,7 @@
 //! it was: answered questions are not asked again.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -18,6 +19,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::grounding;
 use super::model_arg::{announce, load_with_readings, ModelFlags};
+use super::output;
 use super::sampling_arg::SamplingFlags;
 use crate::conversation::{Conversation, Message, Part, Role};
 use crate::engine::{
@@ -91,48 +93,76 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
         bail!("give --suite FILE to run, or --make-suite DIR to draw one");
     };
     let suite = Suite::read(&suite_path)?;
-    let scope: &[Entry] = match args.limit {
+    let scope = in_scope(&suite, args.limit)?;
+    let config = Config::load()?;
+    let mut run = Run::plan(&args, &config, suite_path)?;
+    let (mut answers, mut records) = open_answers(&run.out)?;
+    let questions = readable_questions(&run.suite, scope);
+    let todo = unanswered(&questions, &records);
+    let progress = Progress {
+        total: questions.len(),
+        done: questions.len() - todo.len(),
+    };
+    eprintln!(
+        "glimpse: {} questions, {} already answered in {}, {} to ask",
+        progress.total,
+        progress.done,
+        run.out.display(),
+        todo.len()
+    );
+    let stopped = if todo.is_empty() {
+        run.settings.write(&run.out)?;
+        false
+    } else {
+        run.ask_all(&args, &config, &todo, progress, &mut answers, &mut records)?
+    };
+    run.report(scope, &records)?;
+    Ok(if stopped { 130 } else { 0 })
+}
+
+/// The suite's entries up to `--limit`; none is an error.
+fn in_scope(suite: &Suite, limit: Option<usize>) -> anyhow::Result<&[Entry]> {
+    let scope: &[Entry] = match limit {
         Some(n) => &suite.entries[..n.min(suite.entries.len())],
         None => &suite.entries,
     };
     if scope.is_empty() {
         bail!(
             "{} has no questions; write one JSON object per line",
-            suite_path.display()
+            suite.path.display()
         );
     }
+    Ok(scope)
+}
 
-    let config = Config::load()?;
-    let (sampling, system_prompt) = sampling_of(&args, &config)?;
-    let spec = args.model.spec(&config);
-    let model_dir = args.model.resolve_dir(&config)?;
-    check_model_dir(&model_dir)?;
-    let model_type = ModelConfig::from_model_dir(&model_dir)
-        .with_context(|| format!("reading the model in {}", model_dir.display()))?
-        .family
-        .model_type()
-        .to_string();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out(&suite_path, &spec, args.preset.as_deref()));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-
-    let mut settings = RunSettings {
-        model_dir: model_dir.clone(),
-        model_type,
-        preset: args.preset.clone(),
-        sampling: sampling.clone(),
-        system_prompt: system_prompt.clone(),
-        device: None,
-        dtype: None,
-    };
-    if let Some(earlier) = RunSettings::read(&out)? {
-        settings.check_resumable(&earlier, &out)?;
-        settings.device = earlier.device;
-        settings.dtype = earlier.dtype;
+/// The questions of `scope`; its broken lines are reported on stderr.
+fn readable_questions<'a>(suite: &Path, scope: &'a [Entry]) -> Vec<&'a SuiteItem> {
+    for p in scope.iter().filter_map(|e| e.as_ref().err()) {
+        eprintln!("{}: line {}: {}", suite.display(), p.line, p.message);
     }
-    let (mut answers, loaded) = AnswersFile::open(&out)?;
+    scope.iter().filter_map(|e| e.as_ref().ok()).collect()
+}
+
+/// The questions without an answer yet; engine failures are asked again.
+fn unanswered<'a>(
+    questions: &[&'a SuiteItem],
+    records: &HashMap<String, AnswerRecord>,
+) -> Vec<&'a SuiteItem> {
+    questions
+        .iter()
+        .copied()
+        .filter(|q| {
+            !records
+                .get(&q.id)
+                .is_some_and(|r| r.answers(q) && r.error.is_none())
+        })
+        .collect()
+}
+
+/// The answers file of `out` and the answers already in it; what had to be
+/// dropped or ignored is said on stderr.
+fn open_answers(out: &Path) -> anyhow::Result<(AnswersFile, HashMap<String, AnswerRecord>)> {
+    let (answers, loaded) = AnswersFile::open(out)?;
     if loaded.torn_bytes > 0 {
         eprintln!("glimpse: removed an answer cut short by the interruption; it is asked again");
     }
@@ -142,48 +172,88 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
             out.join(crate::eval::results::ANSWERS_FILE).display()
         );
     }
-    let mut records = loaded.records;
+    Ok((answers, loaded.records))
+}
 
-    for p in scope.iter().filter_map(|e| e.as_ref().err()) {
-        eprintln!("{}: line {}: {}", suite_path.display(), p.line, p.message);
-    }
-    let questions: Vec<&SuiteItem> = scope.iter().filter_map(|e| e.as_ref().ok()).collect();
-    let todo: Vec<&SuiteItem> = questions
-        .iter()
-        .copied()
-        .filter(|q| {
-            !records
-                .get(&q.id)
-                .is_some_and(|r| r.answers(q) && r.error.is_none())
+/// A run of a suite: where its answers go and how they are asked.
+struct Run {
+    suite: PathBuf,
+    out: PathBuf,
+    settings: RunSettings,
+}
+
+/// Questions in scope, and how many of them were answered before.
+#[derive(Clone, Copy)]
+struct Progress {
+    total: usize,
+    done: usize,
+}
+
+impl Run {
+    /// The run's settings from the flags and the config; an earlier run in
+    /// the same folder must have used the same ones, and its device is kept.
+    fn plan(args: &EvalArgs, config: &Config, suite: PathBuf) -> anyhow::Result<Run> {
+        let (sampling, system_prompt) = sampling_of(args, config)?;
+        let spec = args.model.spec(config);
+        let model_dir = args.model.resolve_dir(config)?;
+        check_model_dir(&model_dir)?;
+        let model_type = ModelConfig::from_model_dir(&model_dir)
+            .with_context(|| format!("reading the model in {}", model_dir.display()))?
+            .family
+            .model_type()
+            .to_string();
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| default_out(&suite, &spec, args.preset.as_deref()));
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let mut settings = RunSettings {
+            model_dir,
+            model_type,
+            preset: args.preset.clone(),
+            sampling,
+            system_prompt,
+            device: None,
+            dtype: None,
+        };
+        if let Some(earlier) = RunSettings::read(&out)? {
+            settings.check_resumable(&earlier, &out)?;
+            settings.device = earlier.device;
+            settings.dtype = earlier.dtype;
+        }
+        Ok(Run {
+            suite,
+            out,
+            settings,
         })
-        .collect();
-    let done = questions.len() - todo.len();
-    eprintln!(
-        "glimpse: {} questions, {done} already answered in {}, {} to ask",
-        questions.len(),
-        out.display(),
-        todo.len()
-    );
+    }
 
-    let mut stopped = false;
-    if todo.is_empty() {
-        settings.write(&out)?;
-    } else {
-        let (engine, _sampler) = load_engine(&args, &config, &model_dir)?;
+    /// Loads the model and asks `todo`, each answer on disk before the
+    /// next question; returns whether Ctrl-C stopped the run.
+    fn ask_all(
+        &mut self,
+        args: &EvalArgs,
+        config: &Config,
+        todo: &[&SuiteItem],
+        progress: Progress,
+        answers: &mut AnswersFile,
+        records: &mut HashMap<String, AnswerRecord>,
+    ) -> anyhow::Result<bool> {
+        let (engine, _sampler) = load_engine(args, config, &self.settings.model_dir)?;
         let info = engine.info().clone();
-        settings.device = Some(info.device.clone());
-        settings.dtype = Some(info.dtype.clone());
-        settings.write(&out)?;
+        self.settings.device = Some(info.device.clone());
+        self.settings.dtype = Some(info.dtype.clone());
+        self.settings.write(&self.out)?;
         let asker = Asker {
             engine: &engine,
             family: GroundingFamily::from_model_type(&info.model_type),
             cap: config.long_edge_cap,
-            sampling,
-            system_prompt,
+            sampling: self.settings.sampling.clone(),
+            system_prompt: self.settings.system_prompt.clone(),
         };
         let interrupt = Interrupt::install();
-        let bar = progress_bar(questions.len(), done);
-        let (mut correct, mut answered) = (0, 0);
+        let mut tally = Tally::new(progress_bar(progress.total, progress.done));
+        let mut stopped = false;
         for item in todo {
             if interrupt.stop_requested() {
                 stopped = true;
@@ -194,49 +264,82 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
                 break;
             };
             answers.append(&record)?;
-            let verdict = match &record.error {
-                Some(e) => {
-                    bar.println(format!("{}: line {}: {e}", suite_path.display(), item.line));
-                    "error"
-                }
-                None => {
-                    answered += 1;
-                    if judge(&item.expected, &record.reply, &record.boxes).correct {
-                        correct += 1;
-                        "correct"
-                    } else {
-                        "wrong"
-                    }
-                }
-            };
-            if bar.is_hidden() {
-                eprintln!(
-                    "[{}/{}] {}: {verdict} ({:.2} s)",
-                    bar.position() + 1,
-                    questions.len(),
-                    item.id,
-                    record.latency_s
-                );
-            }
+            tally.add(item, &record, &self.suite, progress.total);
             records.insert(record.id.clone(), record);
-            bar.inc(1);
-            bar.set_message(format!("{correct}/{answered} correct this run"));
         }
-        bar.finish_and_clear();
+        tally.bar.finish_and_clear();
         if stopped {
             eprintln!("glimpse: stopped; run the same command again to go on");
         }
+        Ok(stopped)
     }
 
-    let report = report::build(suite_path, settings, scope, &records);
-    write_reports(&report, &out)?;
-    print!("{}", report.table());
-    eprintln!(
-        "glimpse: wrote {} and {}",
-        out.join(REPORT_MD).display(),
-        out.join(REPORT_JSON).display()
-    );
-    Ok(if stopped { 130 } else { 0 })
+    /// Scores every question in scope and writes the reports; the table
+    /// goes to stdout.
+    fn report(
+        self,
+        scope: &[Entry],
+        records: &HashMap<String, AnswerRecord>,
+    ) -> anyhow::Result<()> {
+        let report = report::build(self.suite, self.settings, scope, records);
+        write_reports(&report, &self.out)?;
+        output::stdout().write_all(report.table().as_bytes())?;
+        eprintln!(
+            "glimpse: wrote {} and {}",
+            self.out.join(REPORT_MD).display(),
+            self.out.join(REPORT_JSON).display()
+        );
+        Ok(())
+    }
+}
+
+/// This run's verdicts, on the progress bar (or a line each without one).
+struct Tally {
+    bar: ProgressBar,
+    correct: usize,
+    answered: usize,
+}
+
+impl Tally {
+    fn new(bar: ProgressBar) -> Tally {
+        Tally {
+            bar,
+            correct: 0,
+            answered: 0,
+        }
+    }
+
+    fn add(&mut self, item: &SuiteItem, record: &AnswerRecord, suite: &Path, total: usize) {
+        let verdict = match &record.error {
+            Some(e) => {
+                self.bar
+                    .println(format!("{}: line {}: {e}", suite.display(), item.line));
+                "error"
+            }
+            None => {
+                self.answered += 1;
+                if judge(&item.expected, &record.reply, &record.boxes).correct {
+                    self.correct += 1;
+                    "correct"
+                } else {
+                    "wrong"
+                }
+            }
+        };
+        if self.bar.is_hidden() {
+            eprintln!(
+                "[{}/{total}] {}: {verdict} ({:.2} s)",
+                self.bar.position() + 1,
+                item.id,
+                record.latency_s
+            );
+        }
+        self.bar.inc(1);
+        self.bar.set_message(format!(
+            "{}/{} correct this run",
+            self.correct, self.answered
+        ));
+    }
 }
 
 fn make(dir: &Path, seed: u64, count: usize) -> anyhow::Result<i32> {
