@@ -137,10 +137,14 @@ fn file_name(path: &Path) -> String {
 
 /// The buffer as lines of text with 24-bit colour escapes. Rows wholly
 /// covered by an image drawn from the row above (sixel, iTerm2) print
-/// nothing: the terminal moves the cursor below the image itself.
+/// nothing: the terminal moves the cursor below the image itself. Such an
+/// image first clears its area moving the cursor down, which does not
+/// scroll at the bottom of the screen; so its rows are made first with new
+/// lines, and the cursor goes back up to where the image starts.
 fn rows(buf: &Buffer) -> String {
     let area = buf.area;
     let mut text = String::new();
+    let mut rows_drawn = 0;
     for y in area.top()..area.bottom() {
         let mut line = String::new();
         let (mut fg, mut bg) = (Color::Reset, Color::Reset);
@@ -162,9 +166,14 @@ fn rows(buf: &Buffer) -> String {
             line.push_str(&in_line(cell.symbol()));
         }
         if drawn {
+            rows_drawn += 1;
             text.push_str(&line);
             text.push_str("\x1b[0m\n");
         }
+    }
+    if rows_drawn < area.height {
+        let height = area.height;
+        text.insert_str(0, &format!("{}\x1b[{height}A", "\n".repeat(height.into())));
     }
     text
 }
@@ -249,10 +258,15 @@ mod tests {
     }
 
     #[test]
-    fn a_sixel_image_is_one_escape_and_the_terminal_moves_below_it() {
+    fn a_sixel_image_makes_its_rows_then_is_one_escape_on_the_first() {
+        // 120×80 px in cells of 10×20: 12 columns, 4 rows.
         let text = drawn(ProtocolType::Sixel, 30, gradient(120, 80));
-        assert!(text.starts_with("\x1bP"), "{:?}", &text[..8]);
-        assert_eq!(text.lines().count(), 1);
+        let image = text
+            .strip_prefix("\n\n\n\n\x1b[4A")
+            .unwrap_or_else(|| panic!("four rows made first: {:?}", &text[..12]));
+        assert_eq!(image.lines().count(), 1, "the terminal moves below it");
+        let sixel = image.find("\x1bP").expect("a sixel escape");
+        assert!(image[sixel..].contains("\x1b\\"), "and its end");
     }
 
     #[test]
