@@ -452,14 +452,7 @@ impl Asker<'_> {
         item: &SuiteItem,
         cancel: Arc<AtomicBool>,
     ) -> anyhow::Result<Option<AnswerRecord>> {
-        let mut conversation = Conversation::new();
-        if let Some(system) = &self.system_prompt {
-            conversation.push(Message::text(Role::System, system.clone()));
-        }
-        let mut parts: Vec<Part> = item.paths.iter().cloned().map(Part::Image).collect();
-        parts.push(Part::Text(item.question.clone()));
-        conversation.push(Message::parts(Role::User, parts));
-
+        let conversation = self.conversation(item);
         // Without the previous question's cache, an answer depends on its
         // question alone: a resumed run answers as an uninterrupted one.
         self.engine.reset()?;
@@ -472,22 +465,7 @@ impl Asker<'_> {
             cancel,
             context: ContextPolicy::Refuse,
         })?;
-        let mut record = AnswerRecord {
-            id: item.id.clone(),
-            line: item.line,
-            category: item.category.clone(),
-            question: item.question.clone(),
-            images: item.images.clone(),
-            reply: String::new(),
-            boxes: vec![],
-            finish_reason: String::new(),
-            latency_s: 0.0,
-            prompt_tokens: 0,
-            new_tokens: 0,
-            decode_tokens: 0,
-            decode_s: 0.0,
-            error: None,
-        };
+        let mut record = unanswered_record(item);
         let mut facts = Vec::new();
         for event in events {
             match event {
@@ -517,15 +495,7 @@ impl Asker<'_> {
                     if timings.decode_tok_s > 0.0 {
                         record.decode_s = record.decode_tokens as f64 / timings.decode_tok_s;
                     }
-                    if let Some(family) = self.family {
-                        record.boxes = boxes_on_last_image(
-                            &text,
-                            family,
-                            &facts,
-                            self.cap.as_ref(),
-                            &conversation,
-                        );
-                    }
+                    record.boxes = self.boxes(&text, &facts, &conversation);
                     record.reply = text;
                     return Ok(Some(record));
                 }
@@ -533,6 +503,54 @@ impl Asker<'_> {
             }
         }
         bail!("the engine stopped without finishing the answer")
+    }
+
+    /// `item` as a conversation of its own, after the system prompt if any.
+    fn conversation(&self, item: &SuiteItem) -> Conversation {
+        let mut conversation = Conversation::new();
+        if let Some(system) = &self.system_prompt {
+            conversation.push(Message::text(Role::System, system.clone()));
+        }
+        let mut parts: Vec<Part> = item.paths.iter().cloned().map(Part::Image).collect();
+        parts.push(Part::Text(item.question.clone()));
+        conversation.push(Message::parts(Role::User, parts));
+        conversation
+    }
+
+    /// The reply's boxes on the question's last image, when the model's
+    /// family has a known way of giving them.
+    fn boxes(
+        &self,
+        reply: &str,
+        facts: &[ImageFacts],
+        conversation: &Conversation,
+    ) -> Vec<[f64; 4]> {
+        match self.family {
+            Some(family) => {
+                boxes_on_last_image(reply, family, facts, self.cap.as_ref(), conversation)
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
+/// `item`'s record before its answer is known.
+fn unanswered_record(item: &SuiteItem) -> AnswerRecord {
+    AnswerRecord {
+        id: item.id.clone(),
+        line: item.line,
+        category: item.category.clone(),
+        question: item.question.clone(),
+        images: item.images.clone(),
+        reply: String::new(),
+        boxes: vec![],
+        finish_reason: String::new(),
+        latency_s: 0.0,
+        prompt_tokens: 0,
+        new_tokens: 0,
+        decode_tokens: 0,
+        decode_s: 0.0,
+        error: None,
     }
 }
 
