@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::fixtures;
+use common::{fixtures, successful_stdout};
 use serde_json::{json, Value};
 
 const HALF_BLOCK_ROW: &str = "\x1b[38;2;";
@@ -34,13 +34,7 @@ fn glimpse(args: &[&str]) -> Output {
 }
 
 fn stdout_of(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
+    String::from_utf8(successful_stdout(out).to_vec()).unwrap()
 }
 
 fn s(p: &Path) -> &str {
