@@ -195,8 +195,8 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
         return replay::run(&args, &options, &conversation, shower.as_ref());
     }
     let conversation = prepare(&mut args, &options)?;
-    // Asked before the model loads: the terminal answers at once, and a
-    // question refused later must not leave it half-asked.
+    // The terminal is asked which protocol it speaks now, before anything
+    // else is written to it.
     let shower = shower(&args, &config);
     let (engine, _sampler) = load_with_readings(options.clone())?;
     let mut out = output::stdout();
