@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{fixtures, orange_square_in_scene, perfect_box_reply};
+use common::{fixtures, orange_square_in_scene, perfect_box_reply, successful_stdout};
 use glimpse::engine::{describe_images, EngineOptions};
 use glimpse::processor::grounding::palette_colour;
 use glimpse::processor::image::LongEdgeCap;
@@ -41,13 +41,7 @@ fn glimpse(args: &[&str]) -> Output {
 }
 
 fn json_of(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+    serde_json::from_slice(successful_stdout(out)).expect("stdout is one JSON object")
 }
 
 /// A conversation file: one user turn with `images` and a question, then

@@ -3,14 +3,18 @@
 //! warm-up. The output fields match `bench/reference.py`, which times
 //! transformers the same way, so the two can be compared as ratios.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
 
+use super::output;
 use crate::conversation::{Conversation, Message, Part, Role};
-use crate::engine::{DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, SamplingOverrides};
+use crate::engine::{
+    DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, ModelInfo, SamplingOverrides, Timings,
+};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -124,37 +128,70 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if args.repeats == 0 || args.new_tokens == 0 {
         bail!("--repeats and --new-tokens must be at least 1");
     }
-    // The engine takes image paths; a synthetic card is written to a
-    // temporary PNG that is removed when the run ends.
-    let mut _synthetic_file = None;
-    let image_path: Option<PathBuf> = match (&args.image, args.synthetic) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some((w, h))) => {
-            let path = std::env::temp_dir()
-                .join(format!("glimpse-bench-{}-{w}x{h}.png", std::process::id()));
-            synthetic_image(w, h)
-                .save(&path)
-                .with_context(|| format!("writing the synthetic image {}", path.display()))?;
-            _synthetic_file = Some(SyntheticFile(path.clone()));
-            Some(path)
-        }
-        (None, None) => None,
+    // Removed when the run ends.
+    let synthetic = match args.synthetic {
+        Some((w, h)) if args.image.is_none() => Some(SyntheticFile::write(w, h)?),
+        _ => None,
     };
+    let image = args
+        .image
+        .clone()
+        .or_else(|| synthetic.as_ref().map(|f| f.0.clone()));
     let engine = Engine::load(EngineOptions {
         device: args.device,
         dtype: args.dtype,
         ..EngineOptions::new(&args.model)
     })
     .with_context(|| format!("loading the model from {}", args.model.display()))?;
-
-    let mut parts = Vec::new();
-    if let Some(p) = &image_path {
-        parts.push(Part::Image(p.clone()));
+    let measured = measure(&engine, question(image, &args.prompt), &args)?;
+    let report = BenchReport::new(&args, engine.info(), measured);
+    let mut out = output::stdout();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        print_human(&mut out, &report, &args.model)?;
     }
-    parts.push(Part::Text(args.prompt.clone()));
-    let conversation = Conversation {
+    Ok(0)
+}
+
+impl SyntheticFile {
+    /// The engine takes image paths: a synthetic card goes to a temporary PNG.
+    fn write(width: u32, height: u32) -> anyhow::Result<SyntheticFile> {
+        let path = std::env::temp_dir().join(format!(
+            "glimpse-bench-{}-{width}x{height}.png",
+            std::process::id()
+        ));
+        synthetic_image(width, height)
+            .save(&path)
+            .with_context(|| format!("writing the synthetic image {}", path.display()))?;
+        Ok(SyntheticFile(path))
+    }
+}
+
+/// One user turn: the image, if any, and the prompt.
+fn question(image: Option<PathBuf>, prompt: &str) -> Conversation {
+    let mut parts: Vec<Part> = image.into_iter().map(Part::Image).collect();
+    parts.push(Part::Text(prompt.to_string()));
+    Conversation {
         messages: vec![Message::parts(Role::User, parts)],
-    };
+    }
+}
+
+/// What the timed runs measured, and the prompt they ran on.
+struct Measured {
+    runs: Vec<Timings>,
+    prompt_tokens: usize,
+    image_tokens: usize,
+    image_size: Option<[u32; 2]>,
+}
+
+/// One untimed warm-up, then `--repeats` timed runs from a cold cache, each
+/// decoding exactly `--new-tokens` tokens greedily.
+fn measure(
+    engine: &Engine,
+    conversation: Conversation,
+    args: &BenchArgs,
+) -> anyhow::Result<Measured> {
     let sampling = SamplingOverrides {
         temperature: Some(0.0),
         repetition_penalty: Some(1.0),
@@ -162,20 +199,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         ignore_eos: true,
         ..Default::default()
     };
-
-    let mut runs = Vec::new();
-    let mut prompt_tokens = 0;
-    let mut image_tokens = 0;
-    let mut image_size = None;
+    let mut measured = Measured {
+        runs: Vec::new(),
+        prompt_tokens: 0,
+        image_tokens: 0,
+        image_size: None,
+    };
     for i in 0..=args.repeats {
         engine.reset()?;
         let (rx, _cancel) = engine.ask(conversation.clone(), sampling.clone())?;
         for ev in rx {
             match ev {
                 Event::Prompt { ids, images, .. } => {
-                    prompt_tokens = ids.len();
-                    image_tokens = images.iter().map(|f| f.tokens).sum();
-                    image_size = images.first().map(|f| f.original_size);
+                    measured.prompt_tokens = ids.len();
+                    measured.image_tokens = images.iter().map(|f| f.tokens).sum();
+                    measured.image_size = images.first().map(|f| f.original_size);
                 }
                 Event::Error(e) => bail!(e),
                 Event::Done {
@@ -189,7 +227,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
                         );
                     }
                     if i > 0 {
-                        runs.push(timings);
+                        measured.runs.push(timings);
                     }
                     break;
                 }
@@ -197,61 +235,67 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    let info = engine.info();
-    let report = BenchReport {
-        implementation: "glimpse",
-        model: args.model.clone(),
-        model_type: info.model_type.clone(),
-        device: info.device.clone(),
-        dtype: info.dtype.clone(),
-        image_size,
-        image_tokens,
-        prompt_tokens,
-        new_tokens: args.new_tokens,
-        repeats: args.repeats,
-        load_s: info.load_s,
-        vision_s: median(runs.iter().map(|t| t.vision_s).collect()),
-        prefill_s: median(runs.iter().map(|t| t.prefill_s).collect()),
-        ttft_s: median(runs.iter().map(|t| t.ttft_s).collect()),
-        decode_tok_s: median(runs.iter().map(|t| t.decode_tok_s).collect()),
-        peak_memory_bytes: peak_rss_bytes(),
-        peak_memory_kind: "process_rss",
-    };
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_human(&report, &args.model);
-    }
-    Ok(0)
+    Ok(measured)
 }
 
-fn print_human(r: &BenchReport, model: &Path) {
-    println!(
+impl BenchReport {
+    /// Medians of the timed runs.
+    fn new(args: &BenchArgs, info: &ModelInfo, measured: Measured) -> BenchReport {
+        let runs = &measured.runs;
+        let median_of = |f: fn(&Timings) -> f64| median(runs.iter().map(f).collect());
+        BenchReport {
+            implementation: "glimpse",
+            model: args.model.clone(),
+            model_type: info.model_type.clone(),
+            device: info.device.clone(),
+            dtype: info.dtype.clone(),
+            image_size: measured.image_size,
+            image_tokens: measured.image_tokens,
+            prompt_tokens: measured.prompt_tokens,
+            new_tokens: args.new_tokens,
+            repeats: args.repeats,
+            load_s: info.load_s,
+            vision_s: median_of(|t| t.vision_s),
+            prefill_s: median_of(|t| t.prefill_s),
+            ttft_s: median_of(|t| t.ttft_s),
+            decode_tok_s: median_of(|t| t.decode_tok_s),
+            peak_memory_bytes: peak_rss_bytes(),
+            peak_memory_kind: "process_rss",
+        }
+    }
+}
+
+fn print_human(out: &mut impl Write, r: &BenchReport, model: &Path) -> std::io::Result<()> {
+    writeln!(
+        out,
         "model        {} ({}, {} {})",
         model.display(),
         r.model_type,
         r.device,
         r.dtype
-    );
+    )?;
     if let Some([w, h]) = r.image_size {
-        println!("image        {w}×{h} → {} tokens", r.image_tokens);
+        writeln!(out, "image        {w}×{h} → {} tokens", r.image_tokens)?;
     }
-    println!(
+    writeln!(
+        out,
         "prompt       {} tokens, {} new tokens, median of {}",
         r.prompt_tokens, r.new_tokens, r.repeats
-    );
-    println!("load         {:.3} s", r.load_s);
-    println!("vision       {:.1} ms", r.vision_s * 1e3);
-    println!("prefill      {:.1} ms", r.prefill_s * 1e3);
-    println!("first token  {:.1} ms", r.ttft_s * 1e3);
-    println!("decode       {:.1} tokens/s", r.decode_tok_s);
+    )?;
+    writeln!(out, "load         {:.3} s", r.load_s)?;
+    writeln!(out, "vision       {:.1} ms", r.vision_s * 1e3)?;
+    writeln!(out, "prefill      {:.1} ms", r.prefill_s * 1e3)?;
+    writeln!(out, "first token  {:.1} ms", r.ttft_s * 1e3)?;
+    writeln!(out, "decode       {:.1} tokens/s", r.decode_tok_s)?;
     if let Some(b) = r.peak_memory_bytes {
-        println!(
+        writeln!(
+            out,
             "peak memory  {:.2} GiB ({})",
             b as f64 / (1u64 << 30) as f64,
             r.peak_memory_kind
-        );
+        )?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

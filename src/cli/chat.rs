@@ -17,7 +17,7 @@ use crate::tui::keymap::Keymap;
 use crate::tui::presets::{builtin_presets, Preset};
 use crate::tui::runtime::SessionOptions;
 use crate::tui::theme_file;
-use crate::tui::{ChatOptions, ImageProtocolChoice};
+use crate::tui::ChatOptions;
 
 #[derive(Debug, Default, Args)]
 pub struct ChatArgs {
@@ -29,7 +29,7 @@ pub struct ChatArgs {
         long = "image-protocol",
         value_name = "auto|kitty|iterm2|sixel|halfblocks"
     )]
-    pub image_protocol: Option<ImageProtocolChoice>,
+    pub image_protocol: Option<ImageProtocol>,
     /// Limit the context below the model's maximum; the oldest turns are
     /// left out (with a notice) when the conversation outgrows it.
     #[arg(long = "max-context", value_name = "TOKENS")]
@@ -64,16 +64,6 @@ pub fn chat_presets(config: &Config) -> Vec<Preset> {
     config.presets.clone()
 }
 
-fn image_protocol(p: ImageProtocol) -> ImageProtocolChoice {
-    match p {
-        ImageProtocol::Auto => ImageProtocolChoice::Auto,
-        ImageProtocol::Kitty => ImageProtocolChoice::Kitty,
-        ImageProtocol::Iterm2 => ImageProtocolChoice::Iterm2,
-        ImageProtocol::Sixel => ImageProtocolChoice::Sixel,
-        ImageProtocol::Halfblocks => ImageProtocolChoice::Halfblocks,
-    }
-}
-
 /// The chat's options from the flags over the config; a bad config or an
 /// unknown model stops here, before the screen opens.
 pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptions> {
@@ -98,9 +88,7 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
             ..args.model.engine_options(config, model_dir)
         },
         download,
-        image_protocol: args
-            .image_protocol
-            .unwrap_or_else(|| image_protocol(config.image_protocol)),
+        image_protocol: args.image_protocol.unwrap_or(config.image_protocol),
         presets,
         start_preset,
         keymap: Keymap::builtin()
@@ -173,7 +161,7 @@ mod tests {
         assert_eq!(o.engine.dtype, DtypeChoice::F32);
         assert_eq!(o.engine.long_edge_cap, None);
         assert_eq!(o.engine.kv_cache, KvCachePolicy::Int8);
-        assert_eq!(o.image_protocol, ImageProtocolChoice::Halfblocks);
+        assert_eq!(o.image_protocol, ImageProtocol::Halfblocks);
         let names: Vec<&str> = o.presets.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names[..3], ["diagnostic", "creative", "quick"]);
         assert!(names.contains(&"ocr"));
@@ -191,12 +179,12 @@ mod tests {
                 device: Some(DeviceChoice::Auto),
                 ..ModelFlags::default()
             },
-            image_protocol: Some(ImageProtocolChoice::Kitty),
+            image_protocol: Some(ImageProtocol::Kitty),
             ..ChatArgs::default()
         };
         let o = chat_options(args, &c).unwrap();
         assert_eq!(o.engine.device, DeviceChoice::Auto);
-        assert_eq!(o.image_protocol, ImageProtocolChoice::Kitty);
+        assert_eq!(o.image_protocol, ImageProtocol::Kitty);
     }
 
     #[test]

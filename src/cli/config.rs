@@ -1,8 +1,11 @@
 //! `glimpse config`: where the config file is, a commented default to start
 //! from, and a check of the current file.
 
+use std::io::Write;
+
 use clap::Args;
 
+use super::output;
 use crate::session::config::DEFAULT_FILE;
 use crate::session::{paths, Config};
 
@@ -17,8 +20,10 @@ pub struct ConfigArgs {
 }
 
 pub fn run(args: ConfigArgs) -> anyhow::Result<i32> {
+    let mut out = output::stdout();
     if args.print_default {
-        print!("{DEFAULT_FILE}");
+        out.write_all(DEFAULT_FILE.as_bytes())?;
+        out.flush()?;
         return Ok(0);
     }
     let path = paths::config_file().ok_or_else(|| {
@@ -28,26 +33,32 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<i32> {
         )
     })?;
     if args.path {
-        println!("{}", path.display());
+        writeln!(out, "{}", path.display())?;
         return Ok(0);
     }
     if !path.exists() {
-        println!(
+        writeln!(
+            out,
             "{} does not exist: built-in defaults apply.\nStart one with: glimpse config --print-default > \"{}\"",
             path.display(),
             path.display()
-        );
+        )?;
         return Ok(0);
     }
     let config = Config::load_from(&path)?;
     let presets: Vec<&str> = config.presets.iter().map(|p| p.name.as_str()).collect();
-    println!("{} is valid.", path.display());
-    println!("model:   {}", config.model);
-    println!("preset:  {} (of {})", config.preset, presets.join(", "));
-    println!("theme:   {}", config.theme);
+    writeln!(out, "{} is valid.", path.display())?;
+    writeln!(out, "model:   {}", config.model)?;
+    writeln!(
+        out,
+        "preset:  {} (of {})",
+        config.preset,
+        presets.join(", ")
+    )?;
+    writeln!(out, "theme:   {}", config.theme)?;
     if !config.keys.is_empty() {
         let actions: Vec<&str> = config.keys.keys().map(String::as_str).collect();
-        println!("keys:    rebinds {}", actions.join(", "));
+        writeln!(out, "keys:    rebinds {}", actions.join(", "))?;
     }
     Ok(0)
 }

@@ -1,9 +1,12 @@
 //! `glimpse devices`: what glimpse sees of this machine's GPUs (or, without
 //! one, its CPU), as the GPU pane shows it, or as JSON samples.
 
+use std::io::Write;
 use std::sync::mpsc;
 
 use clap::Args;
+
+use super::output;
 
 use crate::gpu::pane::{pane_text, GpuView};
 use crate::gpu::sampler::{HISTORY_LEN, PERIOD};
@@ -32,10 +35,12 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<i32> {
             let _ = tx.send(s.clone());
         },
     );
+    let mut out = output::stdout();
     for _ in 0..args.samples {
         let Ok(sample) = rx.recv() else { break };
         if args.json {
-            println!("{}", serde_json::to_string(&sample)?);
+            // Leaving early drops the sampler, which stops its thread.
+            writeln!(out, "{}", serde_json::to_string(&sample)?)?;
         }
     }
     let history = sampler.readings().history();
@@ -43,7 +48,7 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<i32> {
     if !args.json {
         let view = GpuView::from_history(&history, None, None, None);
         for line in pane_text(&view, args.width) {
-            println!("{line}");
+            writeln!(out, "{line}")?;
         }
     }
     Ok(0)

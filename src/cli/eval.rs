@@ -7,6 +7,7 @@
 //! it was: answered questions are not asked again.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -18,6 +19,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::grounding;
 use super::model_arg::{announce, load_with_readings, ModelFlags};
+use super::output;
+use super::sampling_arg::SamplingFlags;
 use crate::conversation::{Conversation, Message, Part, Role};
 use crate::engine::{
     check_model_dir, ContextPolicy, Engine, Event, FinishReason, ImageFacts, Request,
@@ -56,19 +59,18 @@ pub struct EvalArgs {
     /// is resumed [default: SUITE_FOLDER/results/MODEL[-PRESET]].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Most new tokens per answer (overrides the preset's).
-    #[arg(long = "max-tokens", value_name = "N")]
-    pub max_tokens: Option<usize>,
-    /// With --make-suite: the drawing seed [default: 0]. Otherwise the
-    /// sampling seed [default: 0].
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// Sampling; each flag given overrides the preset's.
+    #[command(flatten)]
+    pub sampling: SamplingFlags,
     /// Draw a synthetic suite into DIR (DIR/suite.jsonl, DIR/images/) instead
     /// of running one.
     #[arg(
         long = "make-suite",
         value_name = "DIR",
-        conflicts_with_all = ["suite", "model", "offline", "preset", "limit", "out", "device", "dtype", "max_tokens"]
+        conflicts_with_all = [
+            "suite", "model", "offline", "preset", "limit", "out", "device", "dtype",
+            "temperature", "top_p", "top_k", "repetition_penalty", "max_tokens",
+        ]
     )]
     pub make_suite: Option<PathBuf>,
     /// With --make-suite: how many questions [default: 300].
@@ -83,7 +85,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
     if let Some(dir) = &args.make_suite {
         return make(
             dir,
-            args.seed.unwrap_or(0),
+            args.sampling.seed.unwrap_or(0),
             args.count.unwrap_or(DEFAULT_COUNT),
         );
     }
@@ -91,48 +93,76 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
         bail!("give --suite FILE to run, or --make-suite DIR to draw one");
     };
     let suite = Suite::read(&suite_path)?;
-    let scope: &[Entry] = match args.limit {
+    let scope = in_scope(&suite, args.limit)?;
+    let config = Config::load()?;
+    let mut run = Run::plan(&args, &config, suite_path)?;
+    let (mut answers, mut records) = open_answers(&run.out)?;
+    let questions = readable_questions(&run.suite, scope);
+    let todo = unanswered(&questions, &records);
+    let progress = Progress {
+        total: questions.len(),
+        done: questions.len() - todo.len(),
+    };
+    eprintln!(
+        "glimpse: {} questions, {} already answered in {}, {} to ask",
+        progress.total,
+        progress.done,
+        run.out.display(),
+        todo.len()
+    );
+    let stopped = if todo.is_empty() {
+        run.settings.write(&run.out)?;
+        false
+    } else {
+        run.ask_all(&args, &config, &todo, progress, &mut answers, &mut records)?
+    };
+    run.report(scope, &records)?;
+    Ok(if stopped { 130 } else { 0 })
+}
+
+/// The suite's entries up to `--limit`; none is an error.
+fn in_scope(suite: &Suite, limit: Option<usize>) -> anyhow::Result<&[Entry]> {
+    let scope: &[Entry] = match limit {
         Some(n) => &suite.entries[..n.min(suite.entries.len())],
         None => &suite.entries,
     };
     if scope.is_empty() {
         bail!(
             "{} has no questions; write one JSON object per line",
-            suite_path.display()
+            suite.path.display()
         );
     }
+    Ok(scope)
+}
 
-    let config = Config::load()?;
-    let (sampling, system_prompt) = sampling_of(&args, &config)?;
-    let spec = args.model.spec(&config);
-    let model_dir = args.model.resolve_dir(&config)?;
-    check_model_dir(&model_dir)?;
-    let model_type = ModelConfig::from_model_dir(&model_dir)
-        .with_context(|| format!("reading the model in {}", model_dir.display()))?
-        .family
-        .model_type()
-        .to_string();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_out(&suite_path, &spec, args.preset.as_deref()));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-
-    let mut settings = RunSettings {
-        model_dir: model_dir.clone(),
-        model_type,
-        preset: args.preset.clone(),
-        sampling: sampling.clone(),
-        system_prompt: system_prompt.clone(),
-        device: None,
-        dtype: None,
-    };
-    if let Some(earlier) = RunSettings::read(&out)? {
-        settings.check_resumable(&earlier, &out)?;
-        settings.device = earlier.device;
-        settings.dtype = earlier.dtype;
+/// The questions of `scope`; its broken lines are reported on stderr.
+fn readable_questions<'a>(suite: &Path, scope: &'a [Entry]) -> Vec<&'a SuiteItem> {
+    for p in scope.iter().filter_map(|e| e.as_ref().err()) {
+        eprintln!("{}: line {}: {}", suite.display(), p.line, p.message);
     }
-    let (mut answers, loaded) = AnswersFile::open(&out)?;
+    scope.iter().filter_map(|e| e.as_ref().ok()).collect()
+}
+
+/// The questions without an answer yet; engine failures are asked again.
+fn unanswered<'a>(
+    questions: &[&'a SuiteItem],
+    records: &HashMap<String, AnswerRecord>,
+) -> Vec<&'a SuiteItem> {
+    questions
+        .iter()
+        .copied()
+        .filter(|q| {
+            !records
+                .get(&q.id)
+                .is_some_and(|r| r.answers(q) && r.error.is_none())
+        })
+        .collect()
+}
+
+/// The answers file of `out` and the answers already in it; what had to be
+/// dropped or ignored is said on stderr.
+fn open_answers(out: &Path) -> anyhow::Result<(AnswersFile, HashMap<String, AnswerRecord>)> {
+    let (answers, loaded) = AnswersFile::open(out)?;
     if loaded.torn_bytes > 0 {
         eprintln!("glimpse: removed an answer cut short by the interruption; it is asked again");
     }
@@ -142,48 +172,88 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
             out.join(crate::eval::results::ANSWERS_FILE).display()
         );
     }
-    let mut records = loaded.records;
+    Ok((answers, loaded.records))
+}
 
-    for p in scope.iter().filter_map(|e| e.as_ref().err()) {
-        eprintln!("{}: line {}: {}", suite_path.display(), p.line, p.message);
-    }
-    let questions: Vec<&SuiteItem> = scope.iter().filter_map(|e| e.as_ref().ok()).collect();
-    let todo: Vec<&SuiteItem> = questions
-        .iter()
-        .copied()
-        .filter(|q| {
-            !records
-                .get(&q.id)
-                .is_some_and(|r| r.answers(q) && r.error.is_none())
+/// A run of a suite: where its answers go and how they are asked.
+struct Run {
+    suite: PathBuf,
+    out: PathBuf,
+    settings: RunSettings,
+}
+
+/// Questions in scope, and how many of them were answered before.
+#[derive(Clone, Copy)]
+struct Progress {
+    total: usize,
+    done: usize,
+}
+
+impl Run {
+    /// The run's settings from the flags and the config; an earlier run in
+    /// the same folder must have used the same ones, and its device is kept.
+    fn plan(args: &EvalArgs, config: &Config, suite: PathBuf) -> anyhow::Result<Run> {
+        let (sampling, system_prompt) = sampling_of(args, config)?;
+        let spec = args.model.spec(config);
+        let model_dir = args.model.resolve_dir(config)?;
+        check_model_dir(&model_dir)?;
+        let model_type = ModelConfig::from_model_dir(&model_dir)
+            .with_context(|| format!("reading the model in {}", model_dir.display()))?
+            .family
+            .model_type()
+            .to_string();
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| default_out(&suite, &spec, args.preset.as_deref()));
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let mut settings = RunSettings {
+            model_dir,
+            model_type,
+            preset: args.preset.clone(),
+            sampling,
+            system_prompt,
+            device: None,
+            dtype: None,
+        };
+        if let Some(earlier) = RunSettings::read(&out)? {
+            settings.check_resumable(&earlier, &out)?;
+            settings.device = earlier.device;
+            settings.dtype = earlier.dtype;
+        }
+        Ok(Run {
+            suite,
+            out,
+            settings,
         })
-        .collect();
-    let done = questions.len() - todo.len();
-    eprintln!(
-        "glimpse: {} questions, {done} already answered in {}, {} to ask",
-        questions.len(),
-        out.display(),
-        todo.len()
-    );
+    }
 
-    let mut stopped = false;
-    if todo.is_empty() {
-        settings.write(&out)?;
-    } else {
-        let (engine, _sampler) = load_engine(&args, &config, &model_dir)?;
+    /// Loads the model and asks `todo`, each answer on disk before the
+    /// next question; returns whether Ctrl-C stopped the run.
+    fn ask_all(
+        &mut self,
+        args: &EvalArgs,
+        config: &Config,
+        todo: &[&SuiteItem],
+        progress: Progress,
+        answers: &mut AnswersFile,
+        records: &mut HashMap<String, AnswerRecord>,
+    ) -> anyhow::Result<bool> {
+        let (engine, _sampler) = load_engine(args, config, &self.settings.model_dir)?;
         let info = engine.info().clone();
-        settings.device = Some(info.device.clone());
-        settings.dtype = Some(info.dtype.clone());
-        settings.write(&out)?;
+        self.settings.device = Some(info.device.clone());
+        self.settings.dtype = Some(info.dtype.clone());
+        self.settings.write(&self.out)?;
         let asker = Asker {
             engine: &engine,
             family: GroundingFamily::from_model_type(&info.model_type),
             cap: config.long_edge_cap,
-            sampling,
-            system_prompt,
+            sampling: self.settings.sampling.clone(),
+            system_prompt: self.settings.system_prompt.clone(),
         };
         let interrupt = Interrupt::install();
-        let bar = progress_bar(questions.len(), done);
-        let (mut correct, mut answered) = (0, 0);
+        let mut tally = Tally::new(progress_bar(progress.total, progress.done));
+        let mut stopped = false;
         for item in todo {
             if interrupt.stop_requested() {
                 stopped = true;
@@ -194,49 +264,82 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
                 break;
             };
             answers.append(&record)?;
-            let verdict = match &record.error {
-                Some(e) => {
-                    bar.println(format!("{}: line {}: {e}", suite_path.display(), item.line));
-                    "error"
-                }
-                None => {
-                    answered += 1;
-                    if judge(&item.expected, &record.reply, &record.boxes).correct {
-                        correct += 1;
-                        "correct"
-                    } else {
-                        "wrong"
-                    }
-                }
-            };
-            if bar.is_hidden() {
-                eprintln!(
-                    "[{}/{}] {}: {verdict} ({:.2} s)",
-                    bar.position() + 1,
-                    questions.len(),
-                    item.id,
-                    record.latency_s
-                );
-            }
+            tally.add(item, &record, &self.suite, progress.total);
             records.insert(record.id.clone(), record);
-            bar.inc(1);
-            bar.set_message(format!("{correct}/{answered} correct this run"));
         }
-        bar.finish_and_clear();
+        tally.bar.finish_and_clear();
         if stopped {
             eprintln!("glimpse: stopped; run the same command again to go on");
         }
+        Ok(stopped)
     }
 
-    let report = report::build(suite_path, settings, scope, &records);
-    write_reports(&report, &out)?;
-    print!("{}", report.table());
-    eprintln!(
-        "glimpse: wrote {} and {}",
-        out.join(REPORT_MD).display(),
-        out.join(REPORT_JSON).display()
-    );
-    Ok(if stopped { 130 } else { 0 })
+    /// Scores every question in scope and writes the reports; the table
+    /// goes to stdout.
+    fn report(
+        self,
+        scope: &[Entry],
+        records: &HashMap<String, AnswerRecord>,
+    ) -> anyhow::Result<()> {
+        let report = report::build(self.suite, self.settings, scope, records);
+        write_reports(&report, &self.out)?;
+        output::stdout().write_all(report.table().as_bytes())?;
+        eprintln!(
+            "glimpse: wrote {} and {}",
+            self.out.join(REPORT_MD).display(),
+            self.out.join(REPORT_JSON).display()
+        );
+        Ok(())
+    }
+}
+
+/// This run's verdicts, on the progress bar (or a line each without one).
+struct Tally {
+    bar: ProgressBar,
+    correct: usize,
+    answered: usize,
+}
+
+impl Tally {
+    fn new(bar: ProgressBar) -> Tally {
+        Tally {
+            bar,
+            correct: 0,
+            answered: 0,
+        }
+    }
+
+    fn add(&mut self, item: &SuiteItem, record: &AnswerRecord, suite: &Path, total: usize) {
+        let verdict = match &record.error {
+            Some(e) => {
+                self.bar
+                    .println(format!("{}: line {}: {e}", suite.display(), item.line));
+                "error"
+            }
+            None => {
+                self.answered += 1;
+                if judge(&item.expected, &record.reply, &record.boxes).correct {
+                    self.correct += 1;
+                    "correct"
+                } else {
+                    "wrong"
+                }
+            }
+        };
+        if self.bar.is_hidden() {
+            eprintln!(
+                "[{}/{total}] {}: {verdict} ({:.2} s)",
+                self.bar.position() + 1,
+                item.id,
+                record.latency_s
+            );
+        }
+        self.bar.inc(1);
+        self.bar.set_message(format!(
+            "{}/{} correct this run",
+            self.correct, self.answered
+        ));
+    }
 }
 
 fn make(dir: &Path, seed: u64, count: usize) -> anyhow::Result<i32> {
@@ -260,17 +363,16 @@ fn make(dir: &Path, seed: u64, count: usize) -> anyhow::Result<i32> {
 }
 
 /// The sampling settings and system prompt: greedy by default, a preset's
-/// when named; a fixed seed either way, so a run can be repeated.
+/// when named, the sampling flags over either; a fixed seed either way, so a
+/// run can be repeated.
 fn sampling_of(
     args: &EvalArgs,
     config: &Config,
 ) -> anyhow::Result<(SamplingOverrides, Option<String>)> {
-    let seed = Some(args.seed.unwrap_or(0));
-    let (mut sampling, system) = match &args.preset {
+    let (base, system) = match &args.preset {
         None => (
             SamplingOverrides {
                 temperature: Some(0.0),
-                seed,
                 ..Default::default()
             },
             None,
@@ -283,15 +385,11 @@ fn sampling_of(
                     names.join(", ")
                 );
             };
-            (preset.sampling(seed), preset.system_prompt.clone())
+            (preset.sampling(None), preset.system_prompt.clone())
         }
     };
-    if let Some(n) = args.max_tokens {
-        if n == 0 {
-            bail!("--max-tokens must be at least 1");
-        }
-        sampling.max_new_tokens = Some(n);
-    }
+    let mut sampling = args.sampling.over(base)?;
+    sampling.seed.get_or_insert(0);
     Ok((sampling, system))
 }
 
@@ -354,14 +452,7 @@ impl Asker<'_> {
         item: &SuiteItem,
         cancel: Arc<AtomicBool>,
     ) -> anyhow::Result<Option<AnswerRecord>> {
-        let mut conversation = Conversation::new();
-        if let Some(system) = &self.system_prompt {
-            conversation.push(Message::text(Role::System, system.clone()));
-        }
-        let mut parts: Vec<Part> = item.paths.iter().cloned().map(Part::Image).collect();
-        parts.push(Part::Text(item.question.clone()));
-        conversation.push(Message::parts(Role::User, parts));
-
+        let conversation = self.conversation(item);
         // Without the previous question's cache, an answer depends on its
         // question alone: a resumed run answers as an uninterrupted one.
         self.engine.reset()?;
@@ -374,22 +465,7 @@ impl Asker<'_> {
             cancel,
             context: ContextPolicy::Refuse,
         })?;
-        let mut record = AnswerRecord {
-            id: item.id.clone(),
-            line: item.line,
-            category: item.category.clone(),
-            question: item.question.clone(),
-            images: item.images.clone(),
-            reply: String::new(),
-            boxes: vec![],
-            finish_reason: String::new(),
-            latency_s: 0.0,
-            prompt_tokens: 0,
-            new_tokens: 0,
-            decode_tokens: 0,
-            decode_s: 0.0,
-            error: None,
-        };
+        let mut record = unanswered_record(item);
         let mut facts = Vec::new();
         for event in events {
             match event {
@@ -419,15 +495,7 @@ impl Asker<'_> {
                     if timings.decode_tok_s > 0.0 {
                         record.decode_s = record.decode_tokens as f64 / timings.decode_tok_s;
                     }
-                    if let Some(family) = self.family {
-                        record.boxes = boxes_on_last_image(
-                            &text,
-                            family,
-                            &facts,
-                            self.cap.as_ref(),
-                            &conversation,
-                        );
-                    }
+                    record.boxes = self.boxes(&text, &facts, &conversation);
                     record.reply = text;
                     return Ok(Some(record));
                 }
@@ -435,6 +503,54 @@ impl Asker<'_> {
             }
         }
         bail!("the engine stopped without finishing the answer")
+    }
+
+    /// `item` as a conversation of its own, after the system prompt if any.
+    fn conversation(&self, item: &SuiteItem) -> Conversation {
+        let mut conversation = Conversation::new();
+        if let Some(system) = &self.system_prompt {
+            conversation.push(Message::text(Role::System, system.clone()));
+        }
+        let mut parts: Vec<Part> = item.paths.iter().cloned().map(Part::Image).collect();
+        parts.push(Part::Text(item.question.clone()));
+        conversation.push(Message::parts(Role::User, parts));
+        conversation
+    }
+
+    /// The reply's boxes on the question's last image, when the model's
+    /// family has a known way of giving them.
+    fn boxes(
+        &self,
+        reply: &str,
+        facts: &[ImageFacts],
+        conversation: &Conversation,
+    ) -> Vec<[f64; 4]> {
+        match self.family {
+            Some(family) => {
+                boxes_on_last_image(reply, family, facts, self.cap.as_ref(), conversation)
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
+/// `item`'s record before its answer is known.
+fn unanswered_record(item: &SuiteItem) -> AnswerRecord {
+    AnswerRecord {
+        id: item.id.clone(),
+        line: item.line,
+        category: item.category.clone(),
+        question: item.question.clone(),
+        images: item.images.clone(),
+        reply: String::new(),
+        boxes: vec![],
+        finish_reason: String::new(),
+        latency_s: 0.0,
+        prompt_tokens: 0,
+        new_tokens: 0,
+        decode_tokens: 0,
+        decode_s: 0.0,
+        error: None,
     }
 }
 

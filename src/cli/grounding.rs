@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use image::RgbImage;
 use serde_json::{json, Value};
 
 use crate::conversation::Conversation;
@@ -110,18 +111,15 @@ fn image_format(path: &Path) -> anyhow::Result<image::ImageFormat> {
     }
 }
 
-/// Draws the detections over copies of the original images and writes them.
-///
-/// `out` gets the image of the first detection (or the default image when
-/// there is none); every other image with detections goes next to it as
-/// `STEM-imageN.EXT`, N being its 0-based index. Returns the files written.
-pub fn write_annotations(
-    out: &Path,
+/// The detections drawn over copies of the original images, each with its
+/// index in the conversation: the image of the first detection first (or
+/// the default image when there is none), then every other image with
+/// detections.
+pub fn annotated_images(
     conversation: &Conversation,
     grounding: &Grounding,
     alpha: AlphaMode,
-) -> anyhow::Result<Vec<PathBuf>> {
-    let format = image_format(out)?;
+) -> anyhow::Result<Vec<(usize, RgbImage)>> {
     let paths = conversation.images();
     let mut images: Vec<usize> = Vec::new();
     for d in &grounding.detections {
@@ -132,19 +130,33 @@ pub fn write_annotations(
     if images.is_empty() {
         images.extend(default_image(conversation));
     }
-    let mut written = Vec::new();
-    for (n, &image) in images.iter().enumerate() {
+    let mut drawn = Vec::new();
+    for image in images {
         let Some(source) = paths.get(image) else {
             continue;
         };
+        let original = load_image_with(source, None, alpha)?;
+        drawn.push((
+            image,
+            annotate(&original.rgb, &grounding.on_image(image), None),
+        ));
+    }
+    Ok(drawn)
+}
+
+/// Writes [`annotated_images`]: `out` gets the first, every other one goes
+/// next to it as `STEM-imageN.EXT`, N being its 0-based index. Returns the
+/// files written.
+pub fn write_annotations(out: &Path, drawn: &[(usize, RgbImage)]) -> anyhow::Result<Vec<PathBuf>> {
+    let format = image_format(out)?;
+    let mut written = Vec::new();
+    for (n, (image, pixels)) in drawn.iter().enumerate() {
         let target = if n == 0 {
             out.to_path_buf()
         } else {
-            sibling(out, image)
+            sibling(out, *image)
         };
-        let original = load_image_with(source, None, alpha)?;
-        let drawn = annotate(&original.rgb, &grounding.on_image(image), None);
-        drawn
+        pixels
             .save_with_format(&target, format)
             .with_context(|| format!("writing {}", target.display()))?;
         written.push(target);

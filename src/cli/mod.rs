@@ -9,8 +9,11 @@ pub mod eval;
 pub mod grounding;
 pub mod model_arg;
 pub mod models;
+pub mod output;
 pub mod progress;
+pub mod sampling_arg;
 pub mod sessions;
+pub mod show;
 
 use clap::{Parser, Subcommand};
 
@@ -79,6 +82,7 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        Err(e) if output::reader_left(&e) => 0,
         Err(e) => {
             // Not eprintln!: with the terminal gone it would panic.
             use std::io::Write;
@@ -102,7 +106,7 @@ mod tests {
         assert_eq!(chat.model.spec.as_deref(), Some("m"));
         assert_eq!(
             chat.image_protocol,
-            Some(crate::tui::ImageProtocolChoice::Halfblocks)
+            Some(crate::session::config::ImageProtocol::Halfblocks)
         );
         // Without flags the chat still starts, on the config's model.
         let cli = Cli::try_parse_from(["glimpse"]).unwrap();

@@ -1,10 +1,13 @@
 //! `glimpse models`: the known models and which are already in the local
 //! Hugging Face cache, with their size on disk.
 
+use std::io::Write;
 use std::path::Path;
 
 use clap::Args;
 use serde_json::{json, Value};
+
+use super::output;
 
 use crate::human::human_bytes;
 use crate::model::{Family, ModelConfig};
@@ -30,74 +33,111 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<i32> {
             Config::default().model
         }
     };
-    let cards = cards();
     let cached = hf_cache::scan(cache);
-    let find = |id: &str| cached.iter().find(|r| r.id.eq_ignore_ascii_case(id));
-    // Other runnable models in the cache: a supported model_type in config.json.
-    let others: Vec<(&CachedRepo, Family)> = cached
-        .iter()
-        .filter(|r| !cards.iter().any(|c| c.id.eq_ignore_ascii_case(&r.id)))
-        .filter_map(|r| Some((r, family_of(r.snapshot.as_deref()?)?)))
-        .collect();
-
+    let listing = Listing {
+        cache,
+        default_model: &default_model,
+        cards: cards(),
+        cached: &cached,
+    };
+    let mut out = output::stdout();
     if args.json {
-        let obj = json!({
-            "cache_dir": cache,
-            "default_model": default_model,
-            "models": cards.iter().map(|c| {
+        writeln!(out, "{}", serde_json::to_string_pretty(&listing.json())?)?;
+    } else {
+        listing.write_table(&mut out)?;
+    }
+    Ok(0)
+}
+
+/// The model cards beside what the Hugging Face cache holds.
+struct Listing<'a> {
+    cache: &'a Path,
+    default_model: &'a str,
+    cards: Vec<ModelCard>,
+    cached: &'a [CachedRepo],
+}
+
+impl Listing<'_> {
+    fn find(&self, id: &str) -> Option<&CachedRepo> {
+        self.cached.iter().find(|r| r.id.eq_ignore_ascii_case(id))
+    }
+
+    fn is_default(&self, card: &ModelCard) -> bool {
+        card.id.eq_ignore_ascii_case(self.default_model)
+    }
+
+    /// Other runnable models in the cache: a supported model_type in config.json.
+    fn others(&self) -> Vec<(&CachedRepo, Family)> {
+        self.cached
+            .iter()
+            .filter(|r| !self.cards.iter().any(|c| c.id.eq_ignore_ascii_case(&r.id)))
+            .filter_map(|r| Some((r, family_of(r.snapshot.as_deref()?)?)))
+            .collect()
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "cache_dir": self.cache,
+            "default_model": self.default_model,
+            "models": self.cards.iter().map(|c| {
                 let mut v = card_json(c);
-                v["default"] = json!(c.id.eq_ignore_ascii_case(&default_model));
-                v["cache"] = find(&c.id).map(cache_json).unwrap_or(Value::Null);
+                v["default"] = json!(self.is_default(c));
+                v["cache"] = self.find(&c.id).map(cache_json).unwrap_or(Value::Null);
                 v
             }).collect::<Vec<_>>(),
-            "other_cached": others.iter().map(|(r, family)| {
+            "other_cached": self.others().iter().map(|(r, family)| {
                 json!({"id": r.id, "family": family.model_type(), "cache": cache_json(r)})
             }).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&obj)?);
-        return Ok(0);
+        })
     }
 
-    println!(
-        "{:<30} {:>7} {:>9} {:>10}  IN CACHE",
-        "MODEL", "PARAMS", "BF16", "MEMORY"
-    );
-    for c in &cards {
-        let marker = if c.id.eq_ignore_ascii_case(&default_model) {
-            " (default)"
-        } else {
-            ""
-        };
-        println!(
-            "{:<30} {:>7} {:>9} {:>10}  {}",
-            c.id,
-            format!("{:.2}B", c.parameters as f64 / 1e9),
-            format!("{:.1} GiB", c.bf16_gib),
-            format!("~{:.1} GiB", c.memory_gib),
-            find(&c.id).map_or_else(|| "-".to_string(), cache_state)
-        );
-        println!("    {}{marker}", c.notes);
-    }
-    if !others.is_empty() {
-        println!("\nOther Qwen-VL models in the cache:");
-        for (r, family) in &others {
-            println!(
-                "  {:<40} {:<11} {}",
-                r.id,
-                family.display_name(),
-                cache_state(r)
-            );
+    fn write_table(&self, out: &mut impl Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{:<30} {:>7} {:>9} {:>10}  IN CACHE",
+            "MODEL", "PARAMS", "BF16", "MEMORY"
+        )?;
+        for c in &self.cards {
+            writeln!(
+                out,
+                "{:<30} {:>7} {:>9} {:>10}  {}",
+                c.id,
+                format!("{:.2}B", c.parameters as f64 / 1e9),
+                format!("{:.1} GiB", c.bf16_gib),
+                format!("~{:.1} GiB", c.memory_gib),
+                self.find(&c.id)
+                    .map_or_else(|| "-".to_string(), cache_state)
+            )?;
+            let marker = if self.is_default(c) { " (default)" } else { "" };
+            writeln!(out, "    {}{marker}", c.notes)?;
         }
+        let others = self.others();
+        if !others.is_empty() {
+            writeln!(out, "\nOther Qwen-VL models in the cache:")?;
+            for (r, family) in &others {
+                writeln!(
+                    out,
+                    "  {:<40} {:<11} {}",
+                    r.id,
+                    family.display_name(),
+                    cache_state(r)
+                )?;
+            }
+        }
+        writeln!(
+            out,
+            "\nMEMORY: bf16 weights + KV cache for {ESTIMATE_CONTEXT_TOKENS} tokens + {ESTIMATE_OVERHEAD_GIB} GiB; f32 on a CPU doubles the weights."
+        )?;
+        writeln!(
+            out,
+            "Cache: {} (set HF_HUB_CACHE or HF_HOME to use another).",
+            self.cache.display()
+        )?;
+        writeln!(
+            out,
+            "Use one with: glimpse ask --model <MODEL> ... (downloaded on first use)"
+        )
     }
-    println!(
-        "\nMEMORY: bf16 weights + KV cache for {ESTIMATE_CONTEXT_TOKENS} tokens + {ESTIMATE_OVERHEAD_GIB} GiB; f32 on a CPU doubles the weights."
-    );
-    println!(
-        "Cache: {} (set HF_HUB_CACHE or HF_HOME to use another).",
-        cache.display()
-    );
-    println!("Use one with: glimpse ask --model <MODEL> ... (downloaded on first use)");
-    Ok(0)
 }
 
 fn family_of(snapshot: &Path) -> Option<Family> {

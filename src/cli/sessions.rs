@@ -1,8 +1,11 @@
 //! `glimpse sessions`: the saved conversations, newest first, with the ids
 //! `glimpse chat --resume ID` takes.
 
+use std::io::Write;
+
 use clap::Args;
 
+use super::output;
 use crate::session::SessionStore;
 
 #[derive(Debug, Args)]
@@ -11,12 +14,14 @@ pub struct SessionsArgs {}
 pub fn run(_args: SessionsArgs) -> anyhow::Result<i32> {
     let store = SessionStore::open_default()?;
     let listing = store.list()?;
+    let mut out = output::stdout();
     if listing.sessions.is_empty() && listing.unreadable.is_empty() {
-        println!("no saved sessions in {} yet", store.dir().display());
+        writeln!(out, "no saved sessions in {} yet", store.dir().display())?;
         return Ok(0);
     }
     for s in &listing.sessions {
-        println!(
+        writeln!(
+            out,
             "{}  {}  {:>3} turn{}  {}  {}",
             s.id,
             s.updated.human(),
@@ -24,14 +29,15 @@ pub fn run(_args: SessionsArgs) -> anyhow::Result<i32> {
             if s.turns == 1 { " " } else { "s" },
             s.model,
             s.title
-        );
+        )?;
     }
     for problem in &listing.unreadable {
-        println!("unreadable: {problem}");
+        writeln!(out, "unreadable: {problem}")?;
     }
-    println!(
+    writeln!(
+        out,
         "{} — `glimpse chat --resume ID` continues one (a unique start of the id is enough)",
         store.dir().display()
-    );
+    )?;
     Ok(0)
 }

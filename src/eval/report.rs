@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::matching::judge;
 use super::results::{AnswerRecord, RunSettings};
-use super::suite::Entry;
+use super::suite::{Entry, LineProblem, SuiteItem};
 
 /// What became of one question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -134,82 +134,14 @@ pub fn build(
     let mut items = Vec::with_capacity(entries.len());
     for entry in entries {
         let (item, record) = match entry {
-            Err(p) => (
-                ItemReport {
-                    line: p.line,
-                    id: p.id.clone(),
-                    category: p.category.clone(),
-                    match_kind: None,
-                    question: None,
-                    expected: None,
-                    outcome: Outcome::Error,
-                    reply: None,
-                    read: None,
-                    error: Some(p.message.clone()),
-                    boxes: vec![],
-                    finish_reason: None,
-                    latency_s: None,
-                    prompt_tokens: None,
-                    new_tokens: None,
-                    tags: vec![],
-                },
-                None,
-            ),
+            Err(p) => (ItemReport::broken(p), None),
             Ok(q) => {
                 let record = records.get(&q.id).filter(|r| r.answers(q));
-                let mut item = ItemReport {
-                    line: q.line,
-                    id: Some(q.id.clone()),
-                    category: Some(q.category.clone()),
-                    match_kind: Some(q.expected.kind()),
-                    question: Some(q.question.clone()),
-                    expected: Some(q.expected.describe()),
-                    outcome: Outcome::NotRun,
-                    reply: None,
-                    read: None,
-                    error: None,
-                    boxes: vec![],
-                    finish_reason: None,
-                    latency_s: None,
-                    prompt_tokens: None,
-                    new_tokens: None,
-                    tags: q.tags.clone(),
-                };
-                if let Some(r) = record {
-                    item.latency_s = Some(r.latency_s);
-                    item.finish_reason = Some(r.finish_reason.clone());
-                    item.prompt_tokens = Some(r.prompt_tokens);
-                    item.new_tokens = Some(r.new_tokens);
-                    item.boxes = r.boxes.clone();
-                    match &r.error {
-                        Some(e) => {
-                            item.outcome = Outcome::Error;
-                            item.error = Some(e.clone());
-                        }
-                        None => {
-                            let v = judge(&q.expected, &r.reply, &r.boxes);
-                            item.outcome = if v.correct {
-                                Outcome::Correct
-                            } else {
-                                Outcome::Wrong
-                            };
-                            item.reply = Some(r.reply.clone());
-                            item.read = v.read;
-                        }
-                    }
-                }
-                (item, record)
+                (ItemReport::scored(q, record), record)
             }
         };
         let name = item.category.as_deref().unwrap_or(UNKNOWN_CATEGORY);
-        let tally = match categories.iter().position(|t| t.category == name) {
-            Some(i) => &mut categories[i],
-            None => {
-                categories.push(Tally::named(name));
-                categories.last_mut().expect("just pushed")
-            }
-        };
-        tally.add(&item, record);
+        tally_named(&mut categories, name).add(&item, record);
         overall.add(&item, record);
         items.push(item);
     }
@@ -223,6 +155,90 @@ pub fn build(
         overall,
         categories,
         items,
+    }
+}
+
+/// The tally of category `name`, added at the end the first time.
+fn tally_named<'a>(categories: &'a mut Vec<Tally>, name: &str) -> &'a mut Tally {
+    match categories.iter().position(|t| t.category == name) {
+        Some(i) => &mut categories[i],
+        None => {
+            categories.push(Tally::named(name));
+            categories.last_mut().expect("just pushed")
+        }
+    }
+}
+
+impl ItemReport {
+    /// A line of the suite and nothing more known yet.
+    fn at_line(line: usize) -> ItemReport {
+        ItemReport {
+            line,
+            id: None,
+            category: None,
+            match_kind: None,
+            question: None,
+            expected: None,
+            outcome: Outcome::NotRun,
+            reply: None,
+            read: None,
+            error: None,
+            boxes: vec![],
+            finish_reason: None,
+            latency_s: None,
+            prompt_tokens: None,
+            new_tokens: None,
+            tags: vec![],
+        }
+    }
+
+    /// A suite line too broken to ask.
+    fn broken(p: &LineProblem) -> ItemReport {
+        ItemReport {
+            id: p.id.clone(),
+            category: p.category.clone(),
+            outcome: Outcome::Error,
+            error: Some(p.message.clone()),
+            ..ItemReport::at_line(p.line)
+        }
+    }
+
+    /// A question, judged by its answer when it has one.
+    fn scored(q: &SuiteItem, record: Option<&AnswerRecord>) -> ItemReport {
+        let mut item = ItemReport {
+            id: Some(q.id.clone()),
+            category: Some(q.category.clone()),
+            match_kind: Some(q.expected.kind()),
+            question: Some(q.question.clone()),
+            expected: Some(q.expected.describe()),
+            tags: q.tags.clone(),
+            ..ItemReport::at_line(q.line)
+        };
+        let Some(r) = record else {
+            return item;
+        };
+        item.latency_s = Some(r.latency_s);
+        item.finish_reason = Some(r.finish_reason.clone());
+        item.prompt_tokens = Some(r.prompt_tokens);
+        item.new_tokens = Some(r.new_tokens);
+        item.boxes = r.boxes.clone();
+        match &r.error {
+            Some(e) => {
+                item.outcome = Outcome::Error;
+                item.error = Some(e.clone());
+            }
+            None => {
+                let v = judge(&q.expected, &r.reply, &r.boxes);
+                item.outcome = if v.correct {
+                    Outcome::Correct
+                } else {
+                    Outcome::Wrong
+                };
+                item.reply = Some(r.reply.clone());
+                item.read = v.read;
+            }
+        }
+        item
     }
 }
 

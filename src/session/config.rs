@@ -53,6 +53,22 @@ pub enum ImageProtocol {
     Halfblocks,
 }
 
+impl FromStr for ImageProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "kitty" => Ok(Self::Kitty),
+            "iterm2" => Ok(Self::Iterm2),
+            "sixel" => Ok(Self::Sixel),
+            "halfblocks" => Ok(Self::Halfblocks),
+            _ => Err(format!(
+                "unknown image protocol {s:?}; use auto, kitty, iterm2, sixel or halfblocks"
+            )),
+        }
+    }
+}
+
 /// Storage format of the KV cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ratatui_image::picker::cap_parser::{Parser, QueryStdioOptions, Response};
 use ratatui_image::picker::{Picker, ProtocolType};
 
-use super::runtime::ImageProtocolChoice;
+use crate::session::config::ImageProtocol;
 
 /// Longest the terminal gets to answer; a terminal answers in milliseconds,
 /// over a slow SSH link in one round trip.
@@ -61,11 +61,22 @@ fn kitty_and_sixel_unreliable() -> bool {
 }
 
 /// The protocol for previews: detected, or forced by `--image-protocol`.
-pub fn pick(choice: ImageProtocolChoice) -> Picker {
-    if choice == ImageProtocolChoice::Halfblocks {
+pub fn pick(choice: ImageProtocol) -> Picker {
+    pick_with(choice, true)
+}
+
+/// [`pick`], asking the terminal only when `ask_terminal`: it must be where
+/// stdout goes and where stdin comes from, or the query would land in a
+/// pipe and the answers never arrive. Without asking, the protocol is the
+/// forced one, else iTerm2 when the environment names it, else half-blocks.
+pub fn pick_with(choice: ImageProtocol, ask_terminal: bool) -> Picker {
+    if choice == ImageProtocol::Halfblocks {
         return Picker::halfblocks();
     }
-    let answers = query_terminal().unwrap_or_default();
+    let answers = ask_terminal
+        .then(query_terminal)
+        .flatten()
+        .unwrap_or_default();
     let cell = answers
         .cell
         .or_else(cell_from_window)
@@ -84,9 +95,9 @@ pub fn pick(choice: ImageProtocolChoice) -> Picker {
         None
     };
     let forced = match choice {
-        ImageProtocolChoice::Kitty => Some(ProtocolType::Kitty),
-        ImageProtocolChoice::Iterm2 => Some(ProtocolType::Iterm2),
-        ImageProtocolChoice::Sixel => Some(ProtocolType::Sixel),
+        ImageProtocol::Kitty => Some(ProtocolType::Kitty),
+        ImageProtocol::Iterm2 => Some(ProtocolType::Iterm2),
+        ImageProtocol::Sixel => Some(ProtocolType::Sixel),
         _ => None,
     };
     if let Some(p) = forced.or(detected) {
@@ -101,11 +112,24 @@ fn cell_from_window() -> Option<(u16, u16)> {
         .then(|| (w.width / w.columns, w.height / w.rows))
 }
 
+/// Asks the terminal, in raw mode for the length of the query; the mode it
+/// was in is restored after.
 #[cfg(unix)]
 fn query_terminal() -> Option<Answers> {
-    use std::os::fd::AsRawFd;
+    use ratatui::crossterm::terminal::{disable_raw_mode, enable_raw_mode, is_raw_mode_enabled};
+    let was_raw = is_raw_mode_enabled().unwrap_or(false);
     // Raw mode, so the answers are neither echoed nor held for a newline.
-    ratatui::crossterm::terminal::enable_raw_mode().ok()?;
+    enable_raw_mode().ok()?;
+    let answers = read_answers();
+    if !was_raw {
+        let _ = disable_raw_mode();
+    }
+    answers
+}
+
+#[cfg(unix)]
+fn read_answers() -> Option<Answers> {
+    use std::os::fd::AsRawFd;
     let query = Parser::query(in_tmux(), QueryStdioOptions::default());
     let mut out = std::io::stdout();
     out.write_all(query.as_bytes()).ok()?;

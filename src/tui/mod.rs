@@ -35,4 +35,4 @@ pub mod wrap;
 
 pub use app::{App, AppConfig};
 pub use msg::{Cmd, Msg};
-pub use runtime::{run, ChatOptions, ImageProtocolChoice};
+pub use runtime::{run, ChatOptions};

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -31,37 +30,12 @@ use crate::engine::{ContextPolicy, Engine, EngineOptions, Event, Request};
 use crate::gpu::sampler::{self, Sampler};
 use crate::gpu::NvmlMonitor;
 use crate::processor::image::{load_image, LongEdgeCap};
+use crate::session::config::ImageProtocol;
 use crate::session::download::{DownloadThrottle, HubDownload, PROGRESS_EVERY};
 use crate::session::hub::resolve_hub_id;
 use crate::session::{DownloadEvent, ModelSource, Session, SessionStore};
 
 use super::session_keeper::{SessionCmd, SessionEvent, SessionKeeper};
-
-/// How previews are drawn: detected, or forced with `--image-protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageProtocolChoice {
-    Auto,
-    Kitty,
-    Iterm2,
-    Sixel,
-    Halfblocks,
-}
-
-impl FromStr for ImageProtocolChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "kitty" => Ok(Self::Kitty),
-            "iterm2" => Ok(Self::Iterm2),
-            "sixel" => Ok(Self::Sixel),
-            "halfblocks" => Ok(Self::Halfblocks),
-            _ => Err(format!(
-                "unknown image protocol {s:?}; use auto, kitty, iterm2, sixel or halfblocks"
-            )),
-        }
-    }
-}
 
 pub struct ChatOptions {
     /// With `download` set, `model_dir` is where the model will be in the
@@ -70,7 +44,7 @@ pub struct ChatOptions {
     /// A hub id the cache lacks: fetched on the loader thread, with the
     /// screen up and showing progress.
     pub download: Option<HubDownload>,
-    pub image_protocol: ImageProtocolChoice,
+    pub image_protocol: ImageProtocol,
     /// The sampling presets; F1–F3 and Alt+1–3 pick the first three.
     pub presets: Vec<super::presets::Preset>,
     /// Index of the preset a conversation starts with.

@@ -6,6 +6,7 @@
 pub mod app;
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
@@ -338,4 +339,16 @@ pub fn perfect_box_reply(model: &str, g: &ImageGeometry, [l, t, r, b]: [f64; 4])
             rel(b, h)
         ),
     }
+}
+
+/// The stdout of a glimpse run that must have succeeded (else its exit code
+/// and stderr, in the failure).
+pub fn successful_stdout(out: &Output) -> &[u8] {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    &out.stdout
 }

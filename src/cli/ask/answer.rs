@@ -1,0 +1,156 @@
+//! Asking the engine and following its events to the end of the answer:
+//! where the model runs is said once the prompt is built, the images are
+//! drawn (`--show`), the tokens stream to stdout (unless `--json`), and a
+//! switch of the KV cache to INT8 is noted.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+use anyhow::bail;
+use serde_json::{json, Value};
+
+use crate::cli::model_arg::announce;
+use crate::cli::output;
+use crate::cli::show::{facts_caption, Shower};
+use crate::conversation::Conversation;
+use crate::engine::{
+    ContextPolicy, Engine, Event, FinishReason, ImageFacts, Request, SamplingOverrides, Timings,
+};
+use crate::human::gib;
+use crate::processor::image::{load_image_with, AlphaMode};
+
+/// Where the answer goes while it is made.
+pub struct Stream<'a> {
+    pub out: &'a mut output::Stdout,
+    pub json: bool,
+    pub shower: Option<&'a Shower>,
+    pub alpha: AlphaMode,
+}
+
+/// What the engine said about the question.
+pub struct Answer {
+    pub prompt_ids: Vec<u32>,
+    pub images: Vec<ImageFacts>,
+    /// The KV cache's switch to INT8, as `kv_cache.converted` in JSON.
+    pub kv_switch: Value,
+    pub finish_reason: FinishReason,
+    pub tokens: Vec<u32>,
+    pub text: String,
+    pub timings: Timings,
+}
+
+/// Asks `conversation` and follows the answer to its end.
+pub fn ask(
+    engine: &Engine,
+    conversation: Conversation,
+    sampling: SamplingOverrides,
+    stream: &mut Stream,
+) -> anyhow::Result<Answer> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    install_ctrl_c(cancel.clone());
+    let (reply, events) = mpsc::channel();
+    engine.submit(Request {
+        conversation,
+        sampling,
+        reply,
+        cancel,
+        context: ContextPolicy::Refuse,
+    })?;
+    let (mut prompt_ids, mut images, mut kv_switch) = (Vec::new(), Vec::new(), Value::Null);
+    for event in events {
+        match event {
+            Event::Prompt {
+                ids, images: facts, ..
+            } => {
+                // Said only now, so that a refused question stays one error line.
+                announce(engine.info());
+                stream.prompt_images(&facts)?;
+                (prompt_ids, images) = (ids, facts);
+            }
+            Event::KvCacheConverted {
+                memory_fraction,
+                bytes_before,
+                bytes_after,
+                ..
+            } => kv_switch = kv_converted(memory_fraction, bytes_before, bytes_after),
+            Event::Token { text, .. } => stream.token(&text)?,
+            Event::Error(msg) => bail!(msg),
+            Event::Done {
+                finish_reason,
+                tokens,
+                text,
+                timings,
+            } => {
+                return Ok(Answer {
+                    prompt_ids,
+                    images,
+                    kv_switch,
+                    finish_reason,
+                    tokens,
+                    text,
+                    timings,
+                })
+            }
+            Event::VisionDone { .. } => {}
+        }
+    }
+    bail!("the engine stopped without finishing the answer")
+}
+
+impl Stream<'_> {
+    fn prompt_images(&mut self, facts: &[ImageFacts]) -> anyhow::Result<()> {
+        if let Some(shower) = self.shower {
+            show_images(self.out, shower, facts, self.alpha)?;
+        }
+        Ok(())
+    }
+
+    fn token(&mut self, text: &str) -> anyhow::Result<()> {
+        if !self.json && !text.is_empty() {
+            self.out.write_all(text.as_bytes())?;
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Each image of the prompt, as the person gave it, with the facts the chat
+/// shows on its chips.
+pub fn show_images(
+    out: &mut impl Write,
+    shower: &Shower,
+    facts: &[ImageFacts],
+    alpha: AlphaMode,
+) -> anyhow::Result<()> {
+    for f in facts {
+        let original = load_image_with(&f.path, None, alpha)?;
+        shower.captioned(out, original.rgb, &facts_caption(f))?;
+    }
+    Ok(())
+}
+
+/// Says on stderr that the KV cache turned INT8; the same for JSON.
+fn kv_converted(memory_fraction: f64, bytes_before: usize, bytes_after: usize) -> Value {
+    eprintln!(
+        "glimpse: device memory use reached {:.0} % — KV cache now INT8 ({} → {})",
+        memory_fraction * 100.0,
+        gib(bytes_before as u64),
+        gib(bytes_after as u64)
+    );
+    json!({
+        "memory_fraction": memory_fraction,
+        "bytes_before": bytes_before,
+        "bytes_after": bytes_after,
+    })
+}
+
+/// First Ctrl-C asks the engine to stop after the current token; a second one
+/// leaves at once.
+fn install_ctrl_c(cancel: Arc<AtomicBool>) {
+    let _ = ctrlc::set_handler(move || {
+        if cancel.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+}
