@@ -15,7 +15,11 @@ use glimpse::model::Ablations;
 use glimpse::processor::image::AlphaMode;
 
 /// Logits within this relative error of the reference (max-abs / max-abs).
-const LOGITS_TOL: f32 = 1e-4;
+/// f32 logits agree with torch's to about 1e-4 relative; the last digits
+/// depend on the summation order of the CPU's matrix kernels (AVX2 or
+/// AVX-512 lanes), so the bound leaves that much room. Every ablation below
+/// moves the logits by more than a hundred times this.
+const LOGITS_TOL: f32 = 2e-4;
 
 fn first_logits(p: &Prepared, positions: &[[i64; 3]], images: bool) -> Vec<f32> {
     let vision = if images {

@@ -35,7 +35,7 @@ use crate::session::download::{DownloadThrottle, HubDownload, PROGRESS_EVERY};
 use crate::session::hub::resolve_hub_id;
 use crate::session::{DownloadEvent, ModelSource, Session, SessionStore};
 
-use super::session_keeper::{SessionCmd, SessionEvent, SessionKeeper};
+use super::session_keeper::{SessionCmd, SessionKeeper};
 
 pub struct ChatOptions {
     /// With `download` set, `model_dir` is where the model will be in the
@@ -143,9 +143,11 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     let size = term.size()?;
     app.update(Msg::Resize(size.width, size.height));
 
-    let mut keeper = SessionKeeper::new(options.sessions.store, options.sessions.model);
-    let resumed = options.sessions.resume.map(|s| keeper.resume(s));
+    let keeper = SessionKeeper::new(options.sessions.store, options.sessions.model);
     let (sessions, session_thread) = spawn_session_keeper(keeper, tx.clone())?;
+    if let Some(session) = options.sessions.resume {
+        let _ = sessions.send(SessionCmd::Resume(Box::new(session)));
+    }
     let mut effects = RealEffects {
         tx: tx.clone(),
         engine: engine.clone(),
@@ -153,11 +155,6 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
         previews: spawn_preview_worker(picker, tx.clone())?,
         sessions,
     };
-    if let Some(restored) = resumed {
-        for cmd in app.update(Msg::Session(SessionEvent::Opened(Ok(Box::new(restored))))) {
-            effects.run(cmd, &mut term)?;
-        }
-    }
     let ending = event_loop(&mut term, &mut app, &rx, &mut effects);
     stop_input.store(true, Ordering::SeqCst);
     // The screen goes first, so a person sees the shell at once; the last

@@ -26,6 +26,9 @@ pub enum SessionCmd {
     New,
     /// Make a saved session the current one and send it back.
     Open(String),
+    /// Continue a session read by `--resume`: its images are checked
+    /// (hashed) here, on the session thread, never on the screen's.
+    Resume(Box<Session>),
     /// Read the folder's sessions for the list.
     List,
     /// Save, then write the session as Markdown to `path` (or to its default
@@ -110,6 +113,9 @@ impl SessionKeeper {
                 return None;
             }
             SessionCmd::Open(id) => SessionEvent::Opened(self.open(&id).map(Box::new)),
+            SessionCmd::Resume(session) => {
+                SessionEvent::Opened(Ok(Box::new(self.resume(*session))))
+            }
             SessionCmd::List => SessionEvent::Listed(self.list()),
             SessionCmd::Export {
                 conversation,
