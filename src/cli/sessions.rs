@@ -3,6 +3,7 @@
 
 use clap::Args;
 
+use crate::human::printable;
 use crate::session::SessionStore;
 
 #[derive(Debug, Args)]
@@ -18,16 +19,16 @@ pub fn run(_args: SessionsArgs) -> anyhow::Result<i32> {
     for s in &listing.sessions {
         println!(
             "{}  {}  {:>3} turn{}  {}  {}",
-            s.id,
+            printable(&s.id),
             s.updated.human(),
             s.turns,
             if s.turns == 1 { " " } else { "s" },
-            s.model,
-            s.title
+            printable(&s.model),
+            printable(&s.title)
         );
     }
     for problem in &listing.unreadable {
-        println!("unreadable: {problem}");
+        println!("unreadable: {}", printable(&problem.to_string()));
     }
     println!(
         "{} — `glimpse chat --resume ID` continues one (a unique start of the id is enough)",
