@@ -1,6 +1,9 @@
 //! How facts are worded for people: an error chain as one line, byte counts
-//! as KiB/MiB/GiB. Every front door (the chat, `ask`, `models`, the GPU pane)
-//! says these the same way, so they live below all of them.
+//! as KiB/MiB/GiB, text from files made safe to print. Every front door (the
+//! chat, `ask`, `models`, `sessions`, the GPU pane) says these the same way, so
+//! they live below all of them.
+
+use std::borrow::Cow;
 
 /// The whole error chain on one line, outermost first, without repeats.
 pub fn one_line(e: &anyhow::Error) -> String {
@@ -12,6 +15,33 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+/// `text` as it can go to a terminal: control characters (escape sequences
+/// that would retitle the window, clear the screen or recolour it, line
+/// breaks, tabs) and the marks that reorder text right-to-left are shown as
+/// escapes like `\x1b` instead of acting. Plain spaces and all other
+/// characters are kept.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(acts_on_terminal) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !acts_on_terminal(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn acts_on_terminal(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 pub const MIB: f64 = 1024.0 * 1024.0;
@@ -58,6 +88,18 @@ mod tests {
         assert_eq!(gib(512 << 20), "512 MiB");
         assert_eq!(gib(3 << 30), "3.0 GiB");
         assert_eq!(mib(3 << 19), "1.5 MiB");
+    }
+
+    #[test]
+    fn text_from_files_cannot_drive_the_terminal() {
+        assert!(matches!(printable("Shelf 3: café ✓"), Cow::Borrowed(_)));
+        assert_eq!(
+            printable("\x1b]0;pwned\x07\x1b[2J\x1b[31mred"),
+            "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mred"
+        );
+        assert_eq!(printable("a\tb\r\nc\u{7f}"), "a\\tb\\r\\nc\\x7f");
+        assert_eq!(printable("\u{9b}31m"), "\\x9b31m");
+        assert_eq!(printable("abc\u{202e}fed"), "abc\\u{202e}fed");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::io::Write;
 use clap::Args;
 
 use super::output;
+use crate::human::printable;
 use crate::session::SessionStore;
 
 #[derive(Debug, Args)]
@@ -23,16 +24,16 @@ pub fn run(_args: SessionsArgs) -> anyhow::Result<i32> {
         writeln!(
             out,
             "{}  {}  {:>3} turn{}  {}  {}",
-            s.id,
+            printable(&s.id),
             s.updated.human(),
             s.turns,
             if s.turns == 1 { " " } else { "s" },
-            s.model,
-            s.title
+            printable(&s.model),
+            printable(&s.title)
         )?;
     }
     for problem in &listing.unreadable {
-        writeln!(out, "unreadable: {problem}")?;
+        writeln!(out, "unreadable: {}", printable(&problem.to_string()))?;
     }
     writeln!(
         out,

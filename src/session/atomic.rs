@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 /// Temporary files start with a dot and end with this, so folder listings can
 /// tell them from finished files.
@@ -13,6 +14,68 @@ pub const TEMP_SUFFIX: &str = ".tmp";
 
 pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
+/// The process that wrote a temporary file: its names are
+/// `.TARGET.PID-COUNTER.tmp`.
+pub fn writer_pid(name: &str) -> Option<u32> {
+    let stem = name.strip_prefix('.')?.strip_suffix(TEMP_SUFFIX)?;
+    let (_, tail) = stem.rsplit_once('.')?;
+    let (pid, counter) = tail.split_once('-')?;
+    counter.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// A folder shared between machines can hold another machine's write in
+/// progress, whose pid means nothing here; a write takes milliseconds, so a
+/// temporary file this old is no one's.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// Removes the temporary files left in `dir` by writers that died before
+/// renaming them (a kill -9 or a power cut mid-save). Files of running
+/// writers, recent files and files whose writer cannot be told are kept.
+/// Says how many were removed.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = writer_pid(&name) else {
+            continue;
+        };
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age >= STALE_AFTER));
+        if old && !is_running(pid) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether process `pid` exists on this machine.
+#[cfg(unix)]
+fn is_running(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        // 0 and below name process groups, not a writer.
+        return true;
+    }
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+    let found = unsafe { libc::kill(pid, 0) } == 0;
+    // EPERM: it exists, under another user.
+    found || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(not(unix))]
+fn is_running(_pid: u32) -> bool {
+    true
 }
 
 /// Content written to a temporary file beside its target, not yet in place.
@@ -96,6 +159,17 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"two");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn temporary_names_carry_their_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = Staged::write(&dir.path().join("a.b.json"), b"x").unwrap();
+        let name = staged.temp_path().file_name().unwrap().to_string_lossy();
+        assert_eq!(writer_pid(&name), Some(std::process::id()));
+        assert_eq!(writer_pid(".a.json.tmp"), None);
+        assert_eq!(writer_pid("a.json"), None);
+        assert!(is_running(std::process::id()));
     }
 
     #[test]

@@ -552,17 +552,59 @@ impl<R> fmt::Debug for InRange<R> {
 impl<'de, R: Range> Deserialize<'de> for InRange<R> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = f64::deserialize(d)?;
-        let above_min = if R::MIN_INCLUSIVE {
-            v >= R::MIN
-        } else {
-            v > R::MIN
-        };
-        let whole = !R::INTEGER || v.fract() == 0.0;
-        if !(above_min && v <= R::MAX && whole) {
-            return Err(de::Error::custom(format!("{}, got {v}", R::WHAT)));
-        }
-        Ok(InRange(v, std::marker::PhantomData))
+        in_range::<R>(v)
+            .map(|v| InRange(v, std::marker::PhantomData))
+            .map_err(de::Error::custom)
     }
+}
+
+/// `v` if the rule `R` allows it, else the rule and what was found.
+fn in_range<R: Range>(v: f64) -> Result<f64, String> {
+    let above_min = if R::MIN_INCLUSIVE {
+        v >= R::MIN
+    } else {
+        v > R::MIN
+    };
+    let whole = !R::INTEGER || v.fract() == 0.0;
+    if above_min && v <= R::MAX && whole {
+        Ok(v)
+    } else {
+        Err(format!("{}, got {}", R::WHAT, short_number(v)))
+    }
+}
+
+/// `3.5`, but `1e300` rather than three hundred digits.
+fn short_number(v: f64) -> String {
+    if v != 0.0 && !(1e-6..1e12).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Sampling values from elsewhere than the config (a saved session) held to
+/// the rules a preset's are: each value a preset could not have is left
+/// out, so the model's default applies, and the rule it broke is said.
+pub fn checked_sampling(sampling: &SamplingOverrides) -> (SamplingOverrides, Vec<String>) {
+    fn check<R: Range, T: Copy>(
+        value: &mut Option<T>,
+        as_f64: impl Fn(T) -> f64,
+        problems: &mut Vec<String>,
+    ) {
+        if let Some(v) = *value {
+            if let Err(problem) = in_range::<R>(as_f64(v)) {
+                problems.push(problem);
+                *value = None;
+            }
+        }
+    }
+    let mut checked = sampling.clone();
+    let mut problems = Vec::new();
+    check::<Temperature, _>(&mut checked.temperature, |v| v, &mut problems);
+    check::<MaxTokens, _>(&mut checked.max_new_tokens, |v| v as f64, &mut problems);
+    check::<TopP, _>(&mut checked.top_p, |v| v, &mut problems);
+    check::<RepetitionPenalty, _>(&mut checked.repetition_penalty, f64::from, &mut problems);
+    (checked, problems)
 }
 
 /// One key spec or a list of them.
@@ -726,5 +768,38 @@ mod tests {
                 "{key} is not shown"
             );
         }
+    }
+
+    #[test]
+    fn sampling_from_elsewhere_meets_the_preset_rules() {
+        let wild = SamplingOverrides {
+            temperature: Some(1e300),
+            max_new_tokens: Some(0),
+            top_p: Some(0.9),
+            top_k: Some(40),
+            repetition_penalty: Some(-1.0),
+            seed: Some(3),
+            ignore_eos: false,
+        };
+        let (checked, problems) = checked_sampling(&wild);
+        assert_eq!(
+            checked,
+            SamplingOverrides {
+                temperature: None,
+                max_new_tokens: None,
+                repetition_penalty: None,
+                ..wild
+            }
+        );
+        assert_eq!(
+            problems,
+            [
+                "temperature must be between 0 (greedy) and 2, got 1e300",
+                "max_tokens must be a whole number from 1 to 1000000, got 0",
+                "repetition_penalty must be above 0 and at most 10 (1 = off), got -1",
+            ]
+        );
+        let fine = Config::default().default_preset().sampling(None);
+        assert_eq!(checked_sampling(&fine), (fine.clone(), vec![]));
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod atomic;
 pub mod config;
+pub mod digest;
 pub mod download;
 pub mod export;
+pub mod folder_lock;
 pub mod hf_cache;
 pub mod hub;
 pub mod keyspec;
@@ -13,6 +15,7 @@ pub mod paths;
 pub mod registry;
 pub mod store;
 pub mod timestamp;
+pub mod turns;
 
 pub use config::{Config, ConfigError, Preset, DEFAULT_MODEL};
 pub use download::HubDownload;

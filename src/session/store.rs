@@ -3,22 +3,29 @@
 //! and sha256, the model, the settings and timestamps, under a format version.
 //!
 //! A file this version cannot read (damaged, or written by a newer glimpse) is
-//! reported and never overwritten: saving over it picks a new id instead.
+//! reported and never overwritten: saving over it picks a new id instead. So
+//! is a file another glimpse has written since this one last read or wrote
+//! it: two chats continuing one session each keep their own turns.
+//!
+//! The file name is the session's id.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::atomic::{is_temp_name, write_atomic};
+use super::atomic::{is_temp_name, remove_stale_temps, write_atomic};
+use super::folder_lock;
 use super::paths;
 use super::timestamp::Timestamp;
+use super::turns::question_count;
 use crate::conversation::{Content, Conversation, Message, Part, Role};
 use crate::engine::SamplingOverrides;
+
+pub use super::digest::sha256_file;
 
 /// Version of the session file format this build writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
@@ -105,11 +112,14 @@ pub struct ImageRecord {
     pub sha256: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageState {
     Unchanged,
     Changed,
     Missing,
+    /// There, but not an image file that can be read (a device, a pipe, a
+    /// folder, a file too large or not readable); says why.
+    Unusable(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +133,25 @@ pub struct Session {
     /// Image paths are kept absolute, so a session resumes from any folder.
     pub conversation: Conversation,
     pub images: Vec<ImageRecord>,
+    /// The file as this process last read or wrote it.
+    disk: Option<DiskVersion>,
+}
+
+/// A session file's content, by length and digest: whether the file is still
+/// the one a chat read or wrote, or another process has replaced it since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DiskVersion {
+    len: usize,
+    sha256: [u8; 32],
+}
+
+impl DiskVersion {
+    fn of(bytes: &[u8]) -> DiskVersion {
+        DiskVersion {
+            len: bytes.len(),
+            sha256: Sha256::digest(bytes).into(),
+        }
+    }
 }
 
 /// What `list` shows of a session without keeping all of it.
@@ -134,7 +163,8 @@ pub struct SessionSummary {
     pub created: Timestamp,
     pub updated: Timestamp,
     pub messages: usize,
-    /// Questions asked.
+    /// Questions asked; questions in a row, left by a glimpse stopped before
+    /// it answered, count once.
     pub turns: usize,
     pub images: usize,
     pub path: PathBuf,
@@ -160,6 +190,10 @@ pub enum Saved {
         path: PathBuf,
         kept: Unreadable,
     },
+    /// Another process wrote the file under the old id after this session
+    /// last read or wrote it; that file is kept as it is, and the session goes
+    /// on under a new id.
+    Forked { old_id: String, path: PathBuf },
 }
 
 impl Session {
@@ -173,6 +207,7 @@ impl Session {
             settings,
             conversation: Conversation::new(),
             images: Vec::new(),
+            disk: None,
         }
     }
 
@@ -200,7 +235,8 @@ impl Session {
             .iter()
             .map(|r| {
                 let state = match sha256_file(&r.path) {
-                    Err(_) => ImageState::Missing,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => ImageState::Missing,
+                    Err(e) => ImageState::Unusable(e.to_string()),
                     Ok(now) if Some(&now) == r.sha256.as_ref() => ImageState::Unchanged,
                     Ok(_) => ImageState::Changed,
                 };
@@ -250,15 +286,14 @@ impl Session {
         })
     }
 
+    /// The session in `value`, read from `path`: its id is the file's name,
+    /// whatever the file says, so it is listed and resumed under one id.
     fn from_json(value: &Value, path: &Path) -> Result<Session, Unreadable> {
         let corrupt = |reason: String| Unreadable::Corrupt {
             path: path.to_path_buf(),
             reason,
         };
-        let version = value
-            .get("format_version")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| corrupt("no format_version; not a glimpse session".into()))?;
+        let version = format_version(value).map_err(corrupt)?;
         if version > FORMAT_VERSION {
             return Err(Unreadable::Newer {
                 path: path.to_path_buf(),
@@ -267,7 +302,6 @@ impl Session {
         }
         #[derive(Deserialize)]
         struct Fields {
-            id: String,
             created: Timestamp,
             updated: Timestamp,
             model: String,
@@ -282,15 +316,41 @@ impl Session {
         let conversation =
             Conversation::from_json_value(&f.messages, base).map_err(|e| corrupt(e.to_string()))?;
         Ok(Session {
-            id: f.id,
+            id: id_of(path),
             created: f.created,
             updated: f.updated,
             model: f.model,
             settings: f.settings,
             conversation,
             images: f.images,
+            disk: None,
         })
     }
+}
+
+/// The file's format version, or what is wrong with it.
+fn format_version(value: &Value) -> Result<u64, String> {
+    let found = match value.get("format_version") {
+        None => return Err("no format_version; not a glimpse session".into()),
+        Some(Value::Number(n)) => {
+            return n
+                .as_u64()
+                .ok_or_else(|| format!("format_version must be a whole number, found {n}"))
+        }
+        Some(Value::String(s)) => format!("the string {s:?}"),
+        Some(Value::Bool(b)) => format!("{b}"),
+        Some(Value::Null) => "null".to_string(),
+        Some(Value::Array(_)) => "a list".to_string(),
+        Some(Value::Object(_)) => "an object".to_string(),
+    };
+    Err(format!("format_version must be a number, found {found}"))
+}
+
+/// A session's id: its file name without the extension.
+fn id_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn title_of(conversation: &Conversation) -> String {
@@ -321,23 +381,14 @@ fn new_id(now: Timestamp) -> String {
     format!("{}-{:06x}", now.compact(), random & 0xff_ffff)
 }
 
-/// Lower-case hex sha256 of a file's content.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+/// What stands at a session's path when it is about to be saved.
+enum OnDisk {
+    /// No file, or the file as this session last read or wrote it.
+    Ours,
+    /// A file this version cannot read.
+    Unreadable(Unreadable),
+    /// A readable file someone else has written.
+    Theirs,
 }
 
 /// The folder of session files.
@@ -347,11 +398,14 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    /// The platform data folder's `sessions/` (or `$GLIMPSE_DATA_DIR/sessions`).
+    /// The platform data folder's `sessions/` (or `$GLIMPSE_DATA_DIR/sessions`),
+    /// rid of what writers killed mid-save left there.
     pub fn open_default() -> Result<SessionStore, StoreError> {
-        paths::sessions_dir()
+        let store = paths::sessions_dir()
             .map(SessionStore::at)
-            .ok_or(StoreError::NoDataDir)
+            .ok_or(StoreError::NoDataDir)?;
+        remove_stale_temps(store.dir());
+        Ok(store)
     }
 
     pub fn at(dir: impl Into<PathBuf>) -> SessionStore {
@@ -367,7 +421,9 @@ impl SessionStore {
     }
 
     /// Writes the session atomically, updating its `updated` time. A file of
-    /// the same id that cannot be read is kept, and the session moves to a new id.
+    /// the same id that cannot be read, or that another process wrote since
+    /// this session last read or wrote it, is kept, and the session moves to
+    /// a new id.
     pub fn save(&self, session: &mut Session) -> Result<Saved, StoreError> {
         std::fs::create_dir_all(&self.dir).map_err(|source| StoreError::Folder {
             dir: self.dir.clone(),
@@ -375,10 +431,14 @@ impl SessionStore {
         })?;
         session.prepare_for_save();
         session.updated = Timestamp::now().max(session.created);
-        let mut kept = None;
+        let _lock = folder_lock::lock(&self.dir);
         let old_id = session.id.clone();
-        while let Some(problem) = self.blocking_file(&session.id) {
-            kept.get_or_insert(problem);
+        let mut in_the_way = None;
+        loop {
+            match self.on_disk(&session.id, session.disk.as_ref()) {
+                OnDisk::Ours => break,
+                other => in_the_way.get_or_insert(other),
+            };
             session.id = new_id(session.updated);
         }
         let path = self.path_of(&session.id);
@@ -390,25 +450,34 @@ impl SessionStore {
             path: path.clone(),
             source,
         })?;
-        Ok(match kept {
-            None => Saved::InPlace(path),
-            Some(kept) => Saved::AsNew { old_id, path, kept },
+        session.disk = Some(DiskVersion::of(&bytes));
+        Ok(match in_the_way {
+            Some(OnDisk::Unreadable(kept)) => Saved::AsNew { old_id, path, kept },
+            Some(OnDisk::Theirs) => Saved::Forked { old_id, path },
+            None | Some(OnDisk::Ours) => Saved::InPlace(path),
         })
     }
 
-    /// Why the file for `id` must not be overwritten, if it must not.
-    fn blocking_file(&self, id: &str) -> Option<Unreadable> {
+    /// Whether the file for `id` may be replaced by a session that last saw
+    /// it as `seen`.
+    fn on_disk(&self, id: &str, seen: Option<&DiskVersion>) -> OnDisk {
         let path = self.path_of(id);
-        if !path.exists() {
-            return None;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return OnDisk::Ours,
+            Err(e) => {
+                return OnDisk::Unreadable(Unreadable::Corrupt {
+                    path,
+                    reason: format!("cannot read it: {e}"),
+                })
+            }
+        };
+        if seen == Some(&DiskVersion::of(&bytes)) {
+            return OnDisk::Ours;
         }
-        match read_session(&path) {
-            Ok(s) if s.id == id => None,
-            Ok(s) => Some(Unreadable::Corrupt {
-                path,
-                reason: format!("it holds session {:?}", s.id),
-            }),
-            Err(problem) => Some(problem),
+        match parse_session(&bytes, &path) {
+            Ok(_) => OnDisk::Theirs,
+            Err(problem) => OnDisk::Unreadable(problem),
         }
     }
 
@@ -420,12 +489,7 @@ impl SessionStore {
                 Ok(s) => listing.sessions.push(SessionSummary {
                     title: s.title(),
                     messages: s.conversation.messages.len(),
-                    turns: s
-                        .conversation
-                        .messages
-                        .iter()
-                        .filter(|m| m.role == Role::User)
-                        .count(),
+                    turns: question_count(&s.conversation),
                     images: s.images.len(),
                     id: s.id,
                     model: s.model,
@@ -516,13 +580,20 @@ impl SessionStore {
 }
 
 fn read_session(path: &Path) -> Result<Session, Unreadable> {
-    let corrupt = |reason: String| Unreadable::Corrupt {
+    let bytes = std::fs::read(path).map_err(|e| Unreadable::Corrupt {
         path: path.to_path_buf(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| corrupt(format!("cannot read it: {e}")))?;
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
+        reason: format!("cannot read it: {e}"),
+    })?;
+    let mut session = parse_session(&bytes, path)?;
+    session.disk = Some(DiskVersion::of(&bytes));
+    Ok(session)
+}
+
+fn parse_session(bytes: &[u8], path: &Path) -> Result<Session, Unreadable> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| Unreadable::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("not valid JSON: {e}"),
+    })?;
     Session::from_json(&value, path)
 }
 

@@ -4,14 +4,20 @@
 //! called directly by tests.
 //!
 //! The session lives here rather than in the app so that each image's sha256
-//! is computed once, on its first save, however many saves follow.
+//! is computed once, on its first save, however many saves follow. So do the
+//! images a resumed session names that are gone for now: the app leaves them
+//! out, and the keeper puts them back into every save.
 
 use std::path::{Path, PathBuf};
 
-use crate::conversation::Conversation;
+use crate::conversation::{Content, Conversation, Message, Part, Role};
+use crate::human::printable;
+use crate::session::config::checked_sampling;
 use crate::session::export::{default_file_name, write_markdown};
 use crate::session::store::{ImageState, Listing};
+use crate::session::turns::{merge_consecutive_questions, take_unanswered};
 use crate::session::{Saved, Session, SessionSettings, SessionStore};
+use crate::tui::transcript::scrub_placeholders;
 
 /// What the app asks of the keeper.
 #[derive(Debug, Clone)]
@@ -48,6 +54,9 @@ pub enum SessionEvent {
         path: PathBuf,
         /// Why the file under the old id was kept and a new id taken.
         kept: Option<String>,
+        /// The id this conversation was saved under until another glimpse
+        /// saved that session too; both files keep their own turns.
+        forked_from: Option<String>,
     },
     SaveFailed(String),
     Listed(Result<Box<Listing>, String>),
@@ -60,10 +69,15 @@ pub enum SessionEvent {
 pub struct Restored {
     pub session: Session,
     pub path: PathBuf,
-    /// Images that are gone; the text around them is kept.
+    /// Images that are gone or cannot be read: left out of the chat, kept in
+    /// the session file. The text around them is kept.
     pub missing: Vec<PathBuf>,
-    /// Notices for the transcript: changed images, another model.
+    /// Notices for the transcript: changed images, another model, settings
+    /// that were not used, questions joined.
     pub notes: Vec<String>,
+    /// The last question, taken off because no answer followed it (glimpse
+    /// was stopped while answering), to be offered again.
+    pub unanswered: Option<Message>,
 }
 
 pub struct SessionKeeper {
@@ -71,6 +85,11 @@ pub struct SessionKeeper {
     /// The model answering now, as the user named it.
     model: String,
     current: Option<Session>,
+    /// Images of the current session that the chat leaves out for now.
+    held_back: Vec<PathBuf>,
+    /// The id a save moved away from that the app has not been told of (an
+    /// export saves without a `Saved` event).
+    unreported_fork: Option<String>,
 }
 
 impl SessionKeeper {
@@ -79,6 +98,8 @@ impl SessionKeeper {
             store,
             model: model.into(),
             current: None,
+            held_back: Vec::new(),
+            unreported_fork: None,
         }
     }
 
@@ -89,8 +110,14 @@ impl SessionKeeper {
             Ok(store) => store.path_of(&session.id),
             Err(_) => PathBuf::new(),
         };
-        let restored = restore(session, path, &self.model);
+        self.hold(restore(session, path, &self.model))
+    }
+
+    /// Makes a restored session the current one.
+    fn hold(&mut self, restored: Restored) -> Restored {
         self.current = Some(restored.session.clone());
+        self.held_back = restored.missing.clone();
+        self.unreported_fork = None;
         restored
     }
 
@@ -105,11 +132,13 @@ impl SessionKeeper {
                 conversation,
                 settings,
             } => match self.save(conversation, settings) {
-                Ok((id, path, kept)) => SessionEvent::Saved { id, path, kept },
+                Ok((saved, id)) => saved_event(saved, id, self.unreported_fork.take()),
                 Err(e) => SessionEvent::SaveFailed(e),
             },
             SessionCmd::New => {
                 self.current = None;
+                self.held_back.clear();
+                self.unreported_fork = None;
                 return None;
             }
             SessionCmd::Open(id) => SessionEvent::Opened(self.open(&id).map(Box::new)),
@@ -132,26 +161,27 @@ impl SessionKeeper {
             .map_err(|e| format!("sessions are not saved: {e}"))
     }
 
+    /// Saves the conversation into the current session; says how, and the
+    /// id it is saved under.
     fn save(
         &mut self,
-        conversation: Conversation,
+        mut conversation: Conversation,
         settings: SessionSettings,
-    ) -> Result<(String, PathBuf, Option<String>), String> {
+    ) -> Result<(Saved, String), String> {
         let store = self.store()?.clone();
         let model = self.model.clone();
         let session = self
             .current
             .get_or_insert_with(|| Session::new(model.clone(), settings.clone()));
+        keep_held_back(&mut conversation, &session.conversation, &self.held_back);
         session.conversation = conversation;
         session.settings = settings;
         session.model = model;
-        match store.save(session) {
-            Ok(Saved::InPlace(path)) => Ok((session.id.clone(), path, None)),
-            Ok(Saved::AsNew { path, kept, .. }) => {
-                Ok((session.id.clone(), path, Some(kept.to_string())))
-            }
-            Err(e) => Err(e.to_string()),
+        let saved = store.save(session).map_err(|e| e.to_string())?;
+        if let Saved::Forked { old_id, .. } = &saved {
+            self.unreported_fork.get_or_insert(old_id.clone());
         }
+        Ok((saved, session.id.clone()))
     }
 
     fn list(&self) -> Result<Box<Listing>, String> {
@@ -165,9 +195,7 @@ impl SessionKeeper {
         let store = self.store()?;
         let session = store.load(id).map_err(|e| e.to_string())?;
         let path = store.path_of(&session.id);
-        let restored = restore(session, path, &self.model);
-        self.current = Some(restored.session.clone());
-        Ok(restored)
+        Ok(self.hold(restore(session, path, &self.model)))
     }
 
     fn export(
@@ -198,29 +226,46 @@ impl SessionKeeper {
     }
 }
 
-fn restore(session: Session, path: PathBuf, model: &str) -> Restored {
-    let mut missing = Vec::new();
-    let mut notes = Vec::new();
-    for (image, state) in session.check_images() {
-        match state {
-            ImageState::Unchanged => {}
-            ImageState::Changed => notes.push(format!(
-                "{} changed since this session was saved; the answers above were about the earlier picture",
-                image.display()
-            )),
-            ImageState::Missing => {
-                notes.push(format!(
-                    "{} is missing, so it is left out; the text is kept",
-                    image.display()
-                ));
-                missing.push(image);
-            }
-        }
+fn saved_event(saved: Saved, id: String, forked_from: Option<String>) -> SessionEvent {
+    let (path, kept) = match saved {
+        Saved::InPlace(path) | Saved::Forked { path, .. } => (path, None),
+        Saved::AsNew { path, kept, .. } => (path, Some(kept.to_string())),
+    };
+    SessionEvent::Saved {
+        id,
+        path,
+        kept,
+        forked_from,
     }
+}
+
+/// A saved session made fit to continue: every question followed by its
+/// answer, settings within the rules a preset has, and a word about each
+/// image that is not as it was.
+fn restore(mut session: Session, path: PathBuf, model: &str) -> Restored {
+    let mut notes = Vec::new();
+    let unanswered = take_unanswered(&mut session.conversation);
+    let joined = merge_consecutive_questions(&mut session.conversation);
+    if joined > 0 {
+        notes.push(format!(
+            "{} questions in a row had no answer between them; they are joined into one",
+            joined + 1
+        ));
+    }
+    let (sampling, problems) = checked_sampling(&session.settings.sampling);
+    session.settings.sampling = sampling;
+    for problem in problems {
+        notes.push(format!(
+            "the saved setting is not used ({}); the model's default applies",
+            printable(&problem)
+        ));
+    }
+    let missing = image_notes(&session, &mut notes);
     if !same_model(&session.model, model) {
         notes.push(format!(
-            "This session was held with {}; {model} answers from here on.",
-            session.model
+            "This session was held with {}; {} answers from here on.",
+            printable(&session.model),
+            printable(model)
         ));
     }
     Restored {
@@ -228,6 +273,81 @@ fn restore(session: Session, path: PathBuf, model: &str) -> Restored {
         path,
         missing,
         notes,
+        unanswered,
+    }
+}
+
+/// Notes on the images that changed or cannot be used; says which to leave out.
+fn image_notes(session: &Session, notes: &mut Vec<String>) -> Vec<PathBuf> {
+    const KEPT: &str =
+        "it is left out for now and kept in the session, so it comes back when the file does";
+    let mut missing = Vec::new();
+    for (image, state) in session.check_images() {
+        let shown = printable(&image.to_string_lossy()).into_owned();
+        let note = match state {
+            ImageState::Unchanged => continue,
+            ImageState::Changed => {
+                notes.push(format!(
+                    "{shown} changed since this session was saved; the answers above were about the earlier picture"
+                ));
+                continue;
+            }
+            ImageState::Missing => format!("{shown} is missing: {KEPT}"),
+            ImageState::Unusable(why) => format!("{shown} cannot be used ({why}): {KEPT}"),
+        };
+        notes.push(note);
+        missing.push(image);
+    }
+    missing
+}
+
+/// Puts the images the chat left out back into the questions they belong to.
+/// `previous` is the conversation as last saved or resumed; its questions
+/// holding such images are found again in order, by their text and the
+/// images the chat kept.
+fn keep_held_back(conversation: &mut Conversation, previous: &Conversation, held: &[PathBuf]) {
+    if held.is_empty() {
+        return;
+    }
+    let is_held = |p: &Path| held.iter().any(|h| h == p);
+    let key = |m: &Message| -> (String, Vec<PathBuf>) {
+        let kept = m.images().filter(|p| !is_held(p)).map(Path::to_path_buf);
+        (scrub_placeholders(&m.joined_text()), kept.collect())
+    };
+    let holders: Vec<&Message> = previous
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::User && m.images().any(is_held))
+        .collect();
+    let mut next = 0;
+    for m in &mut conversation.messages {
+        if m.role != Role::User || next == holders.len() {
+            continue;
+        }
+        let wanted = key(m);
+        let Some(i) = holders[next..].iter().position(|h| key(h) == wanted) else {
+            continue;
+        };
+        let holder = holders[next + i];
+        next += i + 1;
+        let mut parts: Vec<Part> = holder
+            .images()
+            .map(|p| Part::Image(p.to_path_buf()))
+            .collect();
+        parts.extend(text_parts(&m.content));
+        m.content = Content::Parts(parts);
+    }
+}
+
+fn text_parts(content: &Content) -> Vec<Part> {
+    match content {
+        Content::Text(t) if t.is_empty() => Vec::new(),
+        Content::Text(t) => vec![Part::Text(t.clone())],
+        Content::Parts(parts) => parts
+            .iter()
+            .filter(|p| matches!(p, Part::Text(_)))
+            .cloned()
+            .collect(),
     }
 }
 

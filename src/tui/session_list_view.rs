@@ -1,5 +1,7 @@
 //! Drawing the saved sessions overlay: newest first, one line each, files
-//! that cannot be read listed as such at the end.
+//! that cannot be read listed as such at the end. Titles, models and file
+//! names come from files anyone could have written, so they are shown with
+//! their control characters escaped.
 
 use ratatui::layout::{Alignment, Rect};
 use ratatui::text::{Line, Span};
@@ -8,6 +10,7 @@ use ratatui::Frame;
 
 use super::app::{App, SessionList};
 use super::wrap::{truncate, width};
+use crate::human::printable;
 use crate::session::store::{SessionSummary, Unreadable};
 
 pub fn draw_session_list(frame: &mut Frame, area: Rect, app: &App, list: &SessionList) {
@@ -43,7 +46,7 @@ pub fn draw_session_list(frame: &mut Frame, area: Rect, app: &App, list: &Sessio
                 model: l
                     .sessions
                     .iter()
-                    .map(|s| width(short_model(&s.model)).min(MODEL_WIDTH))
+                    .map(|s| width(&printable(short_model(&s.model))).min(MODEL_WIDTH))
                     .max()
                     .unwrap_or(0),
                 turns: l
@@ -120,10 +123,10 @@ fn session_line(s: &SessionSummary, current: bool, c: &Columns, app: &App) -> Li
     let t = &app.theme;
     let mark = if current { "• " } else { "  " };
     let date = s.updated.human();
-    let model = truncate(short_model(&s.model), MODEL_WIDTH);
+    let model = truncate(&printable(short_model(&s.model)), MODEL_WIDTH);
     let fixed = width(mark) + width(&date) + 2 + 2 + c.model + 2 + c.turns;
     let title_room = c.room.saturating_sub(fixed).max(8);
-    let title = truncate(&s.title, title_room);
+    let title = truncate(&printable(&s.title), title_room);
     Line::from(vec![
         Span::styled(mark, t.help_key),
         Span::styled(date, t.dim),
@@ -141,7 +144,7 @@ fn unreadable_line(u: &Unreadable, room: usize, app: &App) -> Line<'static> {
     let name = u
         .path()
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|n| printable(&n.to_string_lossy()).into_owned())
         .unwrap_or_default();
     let why = match u {
         Unreadable::Corrupt { .. } => "damaged, left untouched".to_string(),

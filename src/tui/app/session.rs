@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::{App, Flash};
 use crate::conversation::{Message, Role};
+use crate::human::printable;
 use crate::session::SessionSettings;
 use crate::tui::msg::{Cmd, ImageId};
 use crate::tui::presets::{model_max_tokens, model_temperature, Settings};
@@ -112,9 +113,21 @@ impl App {
 
     pub(super) fn on_session(&mut self, event: SessionEvent, cmds: &mut Vec<Cmd>) {
         match event {
-            SessionEvent::Saved { id, path, kept } => {
+            SessionEvent::Saved {
+                id,
+                path,
+                kept,
+                forked_from,
+            } => {
                 self.session_id = Some(id.clone());
                 self.last_save_error = None;
+                if forked_from.is_some() {
+                    let text = format!(
+                        "another glimpse saved this session meanwhile; this conversation continues as {id}"
+                    );
+                    self.notice(text.clone());
+                    self.flash = Some(Flash::Info(text));
+                }
                 if let Some(why) = kept {
                     self.flash = Some(Flash::Error(format!(
                         "{why} — this conversation is saved as {}",
@@ -145,6 +158,7 @@ impl App {
             session,
             missing,
             notes,
+            unanswered,
             ..
         } = restored;
         self.clear_conversation();
@@ -156,14 +170,7 @@ impl App {
                 // The session's own system prompt goes on, whatever its preset says now.
                 Role::System => self.settings.system_prompt = Some(message.joined_text()),
                 Role::User => {
-                    let images: Vec<ImageId> = message
-                        .images()
-                        .filter(|p| !missing.iter().any(|m| m == p))
-                        .map(|p| p.to_path_buf())
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .map(|p| self.restore_image(p, cmds))
-                        .collect();
+                    let images = self.restore_images(message, &missing, cmds);
                     self.push_entry(EntryKind::User {
                         text: message.joined_text(),
                         images,
@@ -182,9 +189,12 @@ impl App {
         for note in notes {
             self.notice(note);
         }
+        if let Some(question) = unanswered {
+            self.offer_again(&question, &missing, cmds);
+        }
         self.flash = Some(Flash::Info(format!(
             "resumed “{}” ({} messages); new turns are saved to it",
-            session.title(),
+            printable(&session.title()),
             session.conversation.messages.len()
         )));
         self.want_previews(cmds);
@@ -209,6 +219,46 @@ impl App {
         settings.top_k = o.top_k;
         settings.repetition_penalty = o.repetition_penalty;
         settings
+    }
+
+    /// A last question without an answer (glimpse was stopped while
+    /// answering, or a conversation file ends with it) goes back into the
+    /// input box with its images, unless something is typed there already.
+    fn offer_again(&mut self, question: &Message, missing: &[PathBuf], cmds: &mut Vec<Cmd>) {
+        let text = question.joined_text();
+        let typing =
+            !self.attachments.is_empty() || self.input.lines().iter().any(|l| !l.is_empty());
+        if typing {
+            self.notice(format!(
+                "The last question has no answer yet: “{}”",
+                printable(&text)
+            ));
+            return;
+        }
+        self.attachments = self.restore_images(question, missing, cmds);
+        self.reset_input();
+        self.input.insert_str(text);
+        self.notice(
+            "The last question has no answer yet; it is back in the input box: Enter asks it",
+        );
+    }
+
+    /// The images of a saved message that are there, decoded again.
+    fn restore_images(
+        &mut self,
+        message: &Message,
+        missing: &[PathBuf],
+        cmds: &mut Vec<Cmd>,
+    ) -> Vec<ImageId> {
+        let present: Vec<PathBuf> = message
+            .images()
+            .filter(|p| !missing.iter().any(|m| m == p))
+            .map(|p| p.to_path_buf())
+            .collect();
+        present
+            .into_iter()
+            .map(|p| self.restore_image(p, cmds))
+            .collect()
     }
 
     /// An image of a saved turn: decoded again from its path.
