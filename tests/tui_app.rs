@@ -1246,3 +1246,38 @@ fn grounding_of_last_answer(app: &App) -> Option<Vec<(Option<[u32; 4]>, String)>
         _ => None,
     })
 }
+
+#[test]
+fn a_failed_save_stays_in_the_status_line_until_a_save_succeeds() {
+    let mut h = Harness::loaded(160, 30);
+    // A file where the sessions folder should be: every save fails.
+    let folder = h.sessions_dir.path().join("sessions");
+    std::fs::write(&folder, "not a folder").unwrap();
+    h.ask("hello");
+    h.answer_with_engine();
+    // Typing clears the one-line flash; the status line keeps the problem.
+    h.type_str("x");
+    let screen = h.screen();
+    let status = screen.lines().last().unwrap_or_default().to_string();
+    assert!(status.contains("not saved"), "{screen}");
+    assert!(status.contains("sessions"), "the path is named: {status}");
+    std::fs::remove_file(&folder).unwrap();
+    h.press(KeyCode::Backspace);
+    h.ask("again");
+    h.answer_with_engine();
+    let screen = h.screen();
+    assert!(!screen.contains("not saved"), "{screen}");
+    assert!(h.app.session_id.is_some());
+}
+
+#[test]
+fn the_queued_notice_goes_when_the_queued_question_is_asked() {
+    let mut h = Harness::loaded(120, 30);
+    h.ask("first");
+    h.ask("second");
+    assert!(h.screen().contains("queued: asked when"), "{}", h.screen());
+    h.answer_with_engine();
+    assert_eq!(h.generations.len(), 2, "the queued question is asked");
+    let screen = h.screen();
+    assert!(!screen.contains("queued: asked"), "{screen}");
+}

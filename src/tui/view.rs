@@ -261,6 +261,10 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(c) = status_context(app) {
         segments.push((2, c, t.status));
     }
+    if let Some(e) = &app.last_save_error {
+        // Kept before everything but the preset: the conversation is at risk.
+        segments.insert(1, (0, format!(" ✗ not saved: {e} "), t.error));
+    }
     // The default theme goes unmentioned (the help names it); any other is
     // named while there is room, before the speed (the GPU pane shows that too).
     let themed = t.name != "dark";

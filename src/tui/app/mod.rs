@@ -174,8 +174,9 @@ pub struct App {
     pub dialog: Dialog,
     /// The session file this conversation is saved to, once it has been.
     pub session_id: Option<String>,
-    /// The last save error shown, so it is not repeated after every answer.
-    last_save_error: Option<String>,
+    /// Why the last save failed, until a save succeeds: shown in the status
+    /// line all that time, and flashed once per cause.
+    pub last_save_error: Option<String>,
     /// Keys go to the conversation (letters copy, toggle, scroll) instead of
     /// the question.
     pub browsing: bool,

@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::{App, Flash, ModelState, NextJob, Running, STOPPING};
+
+const QUEUED: &str = "queued: asked";
 use crate::engine::{Event, FinishReason};
 use crate::tui::detections::SentImages;
 use crate::tui::msg::{Cmd, RequestId};
@@ -50,14 +52,12 @@ impl App {
         self.want_previews(cmds);
         if busy {
             self.next_job = Some(NextJob::Ask);
-            self.flash = Some(Flash::Info(
-                if self.running.is_some() {
-                    "queued: asked when the current answer is done (Esc cancels it)"
-                } else {
-                    "queued: asked as soon as the model is loaded"
-                }
-                .into(),
-            ));
+            let when = if self.running.is_some() {
+                "when the current answer is done (Esc cancels it)"
+            } else {
+                "as soon as the model is loaded"
+            };
+            self.flash = Some(Flash::Info(format!("{QUEUED} {when}")));
         } else {
             self.start_reply(cmds);
         }
@@ -108,6 +108,10 @@ impl App {
             *queued = false;
         }
         entry.touch();
+        // The queue has drained: its notice would now be wrong.
+        if matches!(&self.flash, Some(Flash::Info(f)) if f.starts_with(QUEUED)) {
+            self.flash = None;
+        }
         self.start_reply(cmds);
     }
 
