@@ -37,7 +37,7 @@ pub struct FontChain {
 
 impl FontChain {
     /// The chain every label uses. The system font is read only when a
-    /// label first needs a character the embedded font lacks.
+    /// label first needs a character the embedded fonts lack.
     pub fn shared() -> &'static FontChain {
         static CHAIN: OnceLock<FontChain> = OnceLock::new();
         CHAIN.get_or_init(|| FontChain {
