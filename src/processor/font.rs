@@ -4,7 +4,8 @@
 //! The glyphs live in `font5x7.txt` as little pictures so they can be read
 //! and fixed by eye. Only printable ASCII is covered; anything else (CJK,
 //! emoji, accents) is drawn as an empty box of the same size, so a label
-//! still shows how long it is.
+//! still shows how long it is. Grounding labels in other scripts are drawn
+//! from outline fonts instead, by [`crate::processor::lettering`].
 
 use std::sync::OnceLock;
 

@@ -6,6 +6,7 @@ pub mod detokenize;
 pub mod font;
 pub mod grounding;
 pub mod image;
+pub mod lettering;
 pub mod prompt;
 pub mod resize;
 pub mod template;

@@ -6,7 +6,8 @@
 use image::{Rgb, RgbImage};
 
 use super::{Detection, Shape};
-use crate::processor::font::{draw_char, fill_rect, ADVANCE, GLYPH_HEIGHT};
+use crate::processor::font::fill_rect;
+use crate::processor::lettering::Lettering;
 
 /// Longest label drawn, in characters; longer ones end in "...".
 const MAX_DRAWN_LABEL: usize = 40;
@@ -17,8 +18,9 @@ pub fn line_width((w, h): (u32, u32)) -> u32 {
     ((w.max(h) as f64 / 320.0).round() as u32).clamp(1, 32)
 }
 
-/// Size of one font cell in pixels: the lettering is about 1/70 of the long
-/// edge tall, and never smaller than the 7-pixel font itself.
+/// Size of one bitmap-font cell in pixels, which sets the size of all
+/// lettering: capitals about 1/70 of the long edge tall, and never smaller
+/// than the 7-pixel font itself.
 fn font_scale((w, h): (u32, u32)) -> u32 {
     ((w.max(h) as f64 / 500.0).round() as u32).clamp(1, 16)
 }
@@ -171,11 +173,11 @@ impl Placed {
 
     fn draw_tag(&self, img: &mut RgbImage, scale: u32) {
         let (iw, ih) = (img.width() as i64, img.height() as i64);
-        let s = scale as i64;
-        let chars = self.text.chars().count() as i64;
-        let pad = s;
-        let tag_w = chars * ADVANCE as i64 * s - s + 2 * pad;
-        let tag_h = GLYPH_HEIGHT as i64 * s + 2 * pad;
+        let lettering = Lettering::for_text(&self.text, scale);
+        let (text_w, text_h) = lettering.size(&self.text);
+        let pad = lettering.pad() as i64;
+        let tag_w = text_w as i64 + 2 * pad;
+        let tag_h = text_h as i64 + 2 * pad;
         let (x, y) = match self.shape {
             Shape::Box([l, t, r, b]) => {
                 let (x0, y0, _, _) = Self::box_pixels(l, t, r, b);
@@ -191,12 +193,7 @@ impl Placed {
         let x = x.min(iw - tag_w).max(0);
         let y = y.min(ih - tag_h).max(0);
         fill_rect(img, x, y, x + tag_w, y + tag_h, self.colour);
-        let ink = contrast(self.colour);
-        let mut cx = x + pad;
-        for c in self.text.chars() {
-            draw_char(img, cx, y + pad, s, c, ink);
-            cx += ADVANCE as i64 * s;
-        }
+        lettering.draw(img, x + pad, y + pad, &self.text, contrast(self.colour));
     }
 }
 
@@ -280,14 +277,50 @@ mod tests {
     }
 
     #[test]
-    fn characters_without_a_glyph_become_hollow_boxes() {
-        let d = det("猫", (100, 100), Shape::Box([10.0, 50.0, 90.0, 90.0]));
+    fn labels_in_other_scripts_are_lettered_glyph_by_glyph() {
+        let d = det("蓝色罐头", (100, 100), Shape::Box([10.0, 50.0, 90.0, 90.0]));
         let out = annotate(&grey(100, 100), &[d], None);
+        // A 14 px em with a 1 px margin: the tag spans (10, 34) to (68, 50),
+        // and each character has a 14 px square from (11 + 14 i, 35).
+        assert_eq!(px(&out, 10, 34), RED);
+        assert_eq!(px(&out, 67, 49), RED);
+        assert_eq!(px(&out, 10, 33), GREY, "the tag ends above its top row");
+        assert_eq!(px(&out, 68, 40), GREY, "and after the fourth character");
+        let masks: Vec<Vec<bool>> = (0..4)
+            .map(|i| {
+                let x0 = 11 + 14 * i;
+                let cell = (35..49).flat_map(|y| (x0..x0 + 14).map(move |x| (x, y)));
+                cell.map(|(x, y)| px(&out, x, y) != RED).collect()
+            })
+            .collect();
+        for (i, mask) in masks.iter().enumerate() {
+            let ink = mask.iter().filter(|&&m| m).count();
+            assert!(
+                ink > 10 && ink < 180,
+                "character {i} has ink, not a block: {ink}"
+            );
+        }
+        for i in 0..4 {
+            for j in i + 1..4 {
+                assert_ne!(masks[i], masks[j], "characters {i} and {j} differ");
+            }
+        }
+    }
+
+    #[test]
+    fn characters_without_a_glyph_become_hollow_boxes() {
+        // An unassigned code point is in no font.
+        let d = det("\u{378}", (100, 100), Shape::Box([10.0, 50.0, 90.0, 90.0]));
+        let out = annotate(&grey(100, 100), &[d], None);
+        // Tag at (10, 34), text at (11, 35), baseline at 47: the box spans
+        // columns 12 to 18 and rows 37 to 46, in white on red.
         let white = [255, 255, 255];
-        for (x, y) in [(11, 42), (15, 42), (11, 48), (15, 48)] {
+        for (x, y) in [(12, 37), (18, 37), (12, 46), (18, 46)] {
             assert_eq!(px(&out, x, y), white, "box corner ({x}, {y})");
         }
-        assert_eq!(px(&out, 13, 45), RED, "the box is hollow");
+        assert_eq!(px(&out, 15, 42), RED, "the box is hollow");
+        assert_eq!(px(&out, 20, 42), RED, "the tag fits the box");
+        assert_eq!(px(&out, 21, 42), GREY);
     }
 
     #[test]
@@ -345,7 +378,12 @@ mod tests {
         for size in [(1, 1), (3, 200), (64, 64)] {
             let dets: Vec<Detection> = shapes
                 .iter()
-                .map(|&s| det(&"long label ".repeat(20), (100, 100), s))
+                .zip(
+                    ["long label ", "长标签 ", "ラベル ", "\u{378}é "]
+                        .iter()
+                        .cycle(),
+                )
+                .map(|(&s, label)| det(&label.repeat(20), (100, 100), s))
                 .collect();
             let out = annotate(&grey(size.0, size.1), &dets, Some(7));
             assert_eq!(out.dimensions(), size);
