@@ -32,7 +32,7 @@ pub struct ChatArgs {
     pub image_protocol: Option<ImageProtocol>,
     /// Limit the context below the model's maximum; the oldest turns are
     /// left out (with a notice) when the conversation outgrows it.
-    #[arg(long = "max-context", value_name = "TOKENS")]
+    #[arg(long = "max-context", value_name = "TOKENS", value_parser = crate::cli::model_arg::parse_max_context)]
     pub max_context: Option<usize>,
     /// Scale images whose long edge exceeds THRESHOLD down to TARGET px first
     /// ("THRESHOLD:TARGET", or "off"; default: the config's, else 2000:1920).

@@ -97,6 +97,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_context_too_small_for_any_answer_is_refused() {
+        for tiny in ["0", "1", "127"] {
+            for command in ["chat", "ask"] {
+                let err = Cli::try_parse_from(["glimpse", command, "--max-context", tiny])
+                    .expect_err(tiny)
+                    .to_string();
+                assert!(err.contains("use at least 128"), "{command} {tiny}: {err}");
+            }
+        }
+        assert!(Cli::try_parse_from(["glimpse", "chat", "--max-context", "128"]).is_ok());
+    }
+
+    #[test]
     fn no_command_means_chat_and_ask_keeps_its_flags() {
         let cli =
             Cli::try_parse_from(["glimpse", "--model", "m", "--image-protocol", "halfblocks"])

@@ -77,6 +77,23 @@ impl ModelFlags {
 }
 
 /// The config's KV-cache policy.
+/// The smallest `--max-context` accepted: the chat template alone takes
+/// tens of tokens, and a question and its answer need room beside it.
+pub const MIN_CONTEXT: usize = 128;
+
+/// Reads `--max-context`.
+pub fn parse_max_context(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of tokens"))?;
+    if n < MIN_CONTEXT {
+        return Err(format!(
+            "{n} tokens leave no room for a question and its answer; use at least {MIN_CONTEXT}"
+        ));
+    }
+    Ok(n)
+}
+
 pub fn config_kv_policy(config: &Config) -> KvCachePolicy {
     match config.kv_cache.policy {
         KvPolicy::Auto => KvCachePolicy::Auto {

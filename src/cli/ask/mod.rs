@@ -44,7 +44,7 @@ pub struct AskArgs {
     #[command(flatten)]
     pub sampling: SamplingFlags,
     /// Context to reserve and allow (default: the model's, at most 32768).
-    #[arg(long = "max-context", value_name = "TOKENS")]
+    #[arg(long = "max-context", value_name = "TOKENS", value_parser = crate::cli::model_arg::parse_max_context)]
     pub max_context: Option<usize>,
     /// KV cache: auto (the model's dtype, INT8 once device memory use reaches
     /// --kv-threshold), f16 (always the model's dtype) or int8.
