@@ -470,6 +470,7 @@ fn vision_defaults(family: Family) -> VisionDefaults {
         Family::Qwen2Vl => VisionDefaults {
             depth: 32,
             hidden_size: 1280,
+            // Not read: Qwen2-VL configs give `mlp_ratio` (4) instead.
             intermediate_size: 5120,
             hidden_act: "quick_gelu",
             patch_size: 14,
@@ -563,13 +564,13 @@ fn vision_widths(
 }
 
 fn check_vision(family: Family, cfg: &VisionConfig) -> Result<(), String> {
-    if cfg.num_heads == 0 || cfg.hidden_size % cfg.num_heads != 0 {
+    if cfg.num_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_heads) {
         return Err(format!(
             "vision width {} is not divisible by its {} heads",
             cfg.hidden_size, cfg.num_heads
         ));
     }
-    if cfg.head_dim() % 4 != 0 {
+    if !cfg.head_dim().is_multiple_of(4) {
         return Err(format!(
             "vision head size {} must be a multiple of 4 for the 2-D rotary embedding",
             cfg.head_dim()
