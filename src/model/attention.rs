@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Result, Tensor};
 /// Most score elements (batch × heads × query rows × keys) held at once, in the
 /// decoder and in the vision tower: 64 Mi, i.e. 256 MiB in f32 plus the same
 /// count in the model dtype. A 1920 px image (~10k patches) would otherwise
-/// hold ~6 GB of scores per layer.
+/// hold gigabytes of scores per layer.
 pub const MAX_SCORES: usize = 1 << 26;
 
 /// Which keys each query may see.
