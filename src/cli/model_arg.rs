@@ -13,7 +13,6 @@ use crate::engine::{DeviceChoice, DtypeChoice, Engine, EngineOptions, KvCachePol
 use crate::gpu::sampler::PERIOD;
 use crate::gpu::{NvmlMonitor, Sampler};
 use crate::processor::image::AlphaMode;
-use crate::session::config::KvPolicy;
 use crate::session::hf_cache;
 use crate::session::HubDownload;
 use crate::session::{plan_model, resolve_model, Config, HubError, HubOptions, ModelPlan};
@@ -95,13 +94,7 @@ pub fn parse_max_context(s: &str) -> Result<usize, String> {
 }
 
 pub fn config_kv_policy(config: &Config) -> KvCachePolicy {
-    match config.kv_cache.policy {
-        KvPolicy::Auto => KvCachePolicy::Auto {
-            threshold: config.kv_cache.threshold,
-        },
-        KvPolicy::F16 => KvCachePolicy::Model,
-        KvPolicy::Int8 => KvCachePolicy::Int8,
-    }
+    config.kv_cache
 }
 
 /// Resolves `spec`; `offline` adds to `HF_HUB_OFFLINE`.

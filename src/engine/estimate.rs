@@ -7,8 +7,8 @@
 //!   byte per value plus a 4-byte scale per token and head);
 //! - vision: the tower's peak activations for the largest image allowed;
 //! - prefill: the decoder's peak activations when the whole context is one
-//!   prompt (attention runs in blocks of at most [`MAX_SCORES`] scores, the
-//!   vision tower's in blocks of [`ATTENTION_BLOCK_ELEMENTS`]);
+//!   prompt (attention, the decoder's and the vision tower's, runs in blocks
+//!   of at most [`MAX_SCORES`] scores);
 //! - runtime: the CUDA context and libraries (nothing on the CPU).
 //!
 //! The vision and prefill peaks never coexist (image features are computed
@@ -19,9 +19,8 @@ use std::path::Path;
 use candle_core::DType;
 use serde::Serialize;
 
-use crate::model::attention::MAX_SCORES;
+use crate::model::attention::{rows_per_block, MAX_SCORES};
 use crate::model::kv_cache::{bytes_per_position, KvFormat};
-use crate::model::vision::ATTENTION_BLOCK_ELEMENTS;
 use crate::model::{Family, ModelConfig, ModelError};
 use crate::processor::image::LongEdgeCap;
 use crate::processor::resize::smart_resize;
@@ -138,12 +137,12 @@ pub fn estimate(i: &EstimateInputs) -> MemoryEstimate {
 }
 
 /// Bytes of one block of attention scores over `keys` keys: the products and
-/// their scaled copy in the model dtype, the f32 copy and its softmax, and the
-/// softmax back in the model dtype.
-fn score_block_bytes(heads: u64, queries: u64, keys: u64, b: u64, budget: usize) -> u64 {
-    let per_row = heads * keys;
-    let rows = (budget as u64 / per_row.max(1)).clamp(1, queries.max(1));
-    rows * per_row * (3 * b + 2 * 4)
+/// a second copy in the model dtype (the decoder adds its mask), the f32 copy
+/// and its softmax, and the softmax back in the model dtype.
+fn score_block_bytes(heads: u64, queries: u64, keys: u64, b: u64) -> u64 {
+    let rows =
+        (rows_per_block(MAX_SCORES, heads as usize, keys as usize) as u64).min(queries.max(1));
+    rows * heads * keys * (3 * b + 2 * 4)
 }
 
 /// Peak activations of the vision tower on `n` patches.
@@ -157,7 +156,7 @@ fn vision_peak(cfg: &ModelConfig, n: u64, b: u64) -> u64 {
     // back in the dtype, contiguous v, per-block outputs and their
     // concatenation, the projection.
     let attention = n * d * (b + 3 * b + 2 * (4 + 4 + b) + b + 2 * b + b)
-        + score_block_bytes(v.num_heads as u64, n, n, b, ATTENTION_BLOCK_ELEMENTS);
+        + score_block_bytes(v.num_heads as u64, n, n, b);
     // MLP: norm, the wide layer(s) and the activation's temporaries, output.
     let wide = match cfg.family {
         Family::Qwen25Vl => 4,
@@ -186,8 +185,7 @@ fn prefill_peak(cfg: &ModelConfig, n: u64, b: u64) -> u64 {
     // share their kv head's keys and values: nothing is repeated).
     let qkv = 2 * n * (heads + 2 * kv_heads) * hd * b;
     let cat = 2 * n * kv_heads * hd * b;
-    let attention =
-        qkv + cat + score_block_bytes(heads, n, n, b, MAX_SCORES) + 2 * n * heads * hd * b;
+    let attention = qkv + cat + score_block_bytes(heads, n, n, b) + 2 * n * heads * hd * b;
     let mlp = 3 * n * t.intermediate_size as u64 * b;
     resident + attention.max(mlp)
 }

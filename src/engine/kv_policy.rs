@@ -46,6 +46,10 @@ impl FromStr for KvCachePolicy {
 }
 
 impl KvCachePolicy {
+    /// The names of the policies, as the command line and the config file
+    /// write them.
+    pub const NAMES: [&'static str; 3] = ["auto", "f16", "int8"];
+
     pub fn initial_format(self) -> KvFormat {
         match self {
             KvCachePolicy::Int8 => KvFormat::Int8,

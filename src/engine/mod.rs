@@ -7,7 +7,9 @@ pub mod device;
 pub mod estimate;
 pub mod kv_policy;
 pub mod placement;
+mod prompt;
 pub mod sampling;
+mod turn;
 mod worker;
 
 use std::path::{Path, PathBuf};

@@ -101,121 +101,152 @@ pub fn place(
     host: &Host,
     estimate_for: impl Fn(DType, bool) -> MemoryEstimate,
 ) -> anyhow::Result<Placement> {
-    let cpu = |notice: Option<String>| {
-        let dtype = resolve(dtype, Target::Cpu, None);
-        let estimate = estimate_for(dtype, false);
-        let notice = match (notice, host.cpu_available) {
-            (n, Some(avail)) if estimate.total_bytes > avail => Some(format!(
-                "{}the model needs about {} but only {} of system memory is free; expect swapping, or lower --max-context",
-                n.map(|n| format!("{n}; ")).unwrap_or_default(),
-                gib(estimate.total_bytes),
-                gib(avail)
-            )),
-            (n, _) => n,
-        };
-        Placement {
-            target: Target::Cpu,
-            dtype,
-            estimate,
-            notice,
-        }
-    };
     let devices = cuda_devices(host.visible_devices, host.gpus.devices());
     match device {
-        DeviceChoice::Cpu => Ok(cpu(None)),
-        DeviceChoice::Cuda(n) => {
-            if !host.cuda_built {
-                anyhow::bail!(
-                    "this glimpse was built without CUDA; rebuild with `--features cuda` or use --device cpu"
-                );
-            }
-            let card = devices.iter().find(|(o, _)| *o == n).map(|(_, g)| *g);
-            let target = Target::Cuda {
-                ordinal: n,
-                nvml_index: card.map(|g| g.index),
-            };
-            let dtype = resolve(dtype, target, card.and_then(|g| g.compute_capability));
-            let estimate = estimate_for(dtype, true);
-            if let Some(g) = card {
-                if estimate.total_bytes > g.memory_free() {
-                    anyhow::bail!(
-                        "the model needs about {} on cuda:{n} ({}) but only {} of {} is free; use a smaller model, lower --max-context, or --device cpu",
-                        estimate.summary(),
-                        g.name,
-                        gib(g.memory_free()),
-                        gib(g.memory_total)
-                    );
-                }
-            }
-            Ok(Placement {
+        DeviceChoice::Cpu => Ok(on_cpu(dtype, host, &estimate_for, None)),
+        DeviceChoice::Cuda(n) => on_named_gpu(n, dtype, host, &devices, &estimate_for),
+        DeviceChoice::Auto => Ok(auto_placement(dtype, host, &devices, &estimate_for)),
+    }
+}
+
+/// The CPU, with `notice` (why not a GPU) and a warning when the model will
+/// not fit in the free system memory.
+fn on_cpu(
+    dtype: DtypeChoice,
+    host: &Host,
+    estimate_for: &impl Fn(DType, bool) -> MemoryEstimate,
+    notice: Option<String>,
+) -> Placement {
+    let dtype = resolve(dtype, Target::Cpu, None);
+    let estimate = estimate_for(dtype, false);
+    let notice = match (notice, host.cpu_available) {
+        (n, Some(avail)) if estimate.total_bytes > avail => Some(format!(
+            "{}the model needs about {} but only {} of system memory is free; expect swapping, or lower --max-context",
+            n.map(|n| format!("{n}; ")).unwrap_or_default(),
+            gib(estimate.total_bytes),
+            gib(avail)
+        )),
+        (n, _) => n,
+    };
+    Placement {
+        target: Target::Cpu,
+        dtype,
+        estimate,
+        notice,
+    }
+}
+
+/// `--device cuda:N`: that GPU or an error saying why not.
+fn on_named_gpu(
+    n: usize,
+    dtype: DtypeChoice,
+    host: &Host,
+    devices: &[(usize, &GpuSample)],
+    estimate_for: &impl Fn(DType, bool) -> MemoryEstimate,
+) -> anyhow::Result<Placement> {
+    if !host.cuda_built {
+        anyhow::bail!(
+            "this glimpse was built without CUDA; rebuild with `--features cuda` or use --device cpu"
+        );
+    }
+    let card = devices.iter().find(|(o, _)| *o == n).map(|(_, g)| *g);
+    let target = Target::Cuda {
+        ordinal: n,
+        nvml_index: card.map(|g| g.index),
+    };
+    let dtype = resolve(dtype, target, card.and_then(|g| g.compute_capability));
+    let estimate = estimate_for(dtype, true);
+    if let Some(g) = card {
+        if estimate.total_bytes > g.memory_free() {
+            anyhow::bail!(
+                "the model needs about {} on cuda:{n} ({}) but only {} of {} is free; use a smaller model, lower --max-context, or --device cpu",
+                estimate.summary(),
+                g.name,
+                gib(g.memory_free()),
+                gib(g.memory_total)
+            );
+        }
+    }
+    Ok(Placement {
+        target,
+        dtype,
+        estimate,
+        notice: None,
+    })
+}
+
+/// `--device auto`: the GPU with the most free memory that holds the model,
+/// else the CPU, saying why.
+fn auto_placement(
+    dtype: DtypeChoice,
+    host: &Host,
+    devices: &[(usize, &GpuSample)],
+    estimate_for: &impl Fn(DType, bool) -> MemoryEstimate,
+) -> Placement {
+    if devices.is_empty() {
+        return on_cpu(
+            dtype,
+            host,
+            estimate_for,
+            Some(no_gpu_line(host.cpu_threads)),
+        );
+    }
+    if !host.cuda_built {
+        let why = format!(
+            "this glimpse was built without CUDA — running on CPU ({} threads); rebuild with --features cuda to use the {}",
+            host.cpu_threads, devices[0].1.name
+        );
+        return on_cpu(dtype, host, estimate_for, Some(why));
+    }
+    if let Some(placement) = roomiest_that_fits(dtype, devices, estimate_for) {
+        return placement;
+    }
+    let (ordinal, roomiest) = devices
+        .iter()
+        .max_by_key(|(_, g)| g.memory_free())
+        .copied()
+        .expect("at least one device");
+    let target = Target::Cuda {
+        ordinal,
+        nvml_index: None,
+    };
+    let need = estimate_for(resolve(dtype, target, roomiest.compute_capability), true);
+    let why = format!(
+        "no GPU has room for the model (it needs about {}; cuda:{ordinal} has {} free) — running on CPU ({} threads)",
+        gib(need.total_bytes),
+        gib(roomiest.memory_free()),
+        host.cpu_threads
+    );
+    on_cpu(dtype, host, estimate_for, Some(why))
+}
+
+fn roomiest_that_fits(
+    dtype: DtypeChoice,
+    devices: &[(usize, &GpuSample)],
+    estimate_for: &impl Fn(DType, bool) -> MemoryEstimate,
+) -> Option<Placement> {
+    let mut best: Option<(&GpuSample, Placement)> = None;
+    for &(ordinal, g) in devices {
+        let target = Target::Cuda {
+            ordinal,
+            nvml_index: Some(g.index),
+        };
+        let dtype = resolve(dtype, target, g.compute_capability);
+        let estimate = estimate_for(dtype, true);
+        let better = best
+            .as_ref()
+            .is_none_or(|(b, _)| g.memory_free() > b.memory_free());
+        if estimate.total_bytes <= g.memory_free() && better {
+            let placement = Placement {
                 target,
                 dtype,
                 estimate,
                 notice: None,
-            })
-        }
-        DeviceChoice::Auto => {
-            if devices.is_empty() {
-                return Ok(cpu(Some(no_gpu_line(host.cpu_threads))));
-            }
-            if !host.cuda_built {
-                return Ok(cpu(Some(format!(
-                    "this glimpse was built without CUDA — running on CPU ({} threads); rebuild with --features cuda to use the {}",
-                    host.cpu_threads, devices[0].1.name
-                ))));
-            }
-            let mut best: Option<(usize, &GpuSample, DType, MemoryEstimate)> = None;
-            for &(ordinal, g) in &devices {
-                let target = Target::Cuda {
-                    ordinal,
-                    nvml_index: Some(g.index),
-                };
-                let dt = resolve(dtype, target, g.compute_capability);
-                let est = estimate_for(dt, true);
-                let better = best
-                    .as_ref()
-                    .is_none_or(|b| g.memory_free() > b.1.memory_free());
-                if est.total_bytes <= g.memory_free() && better {
-                    best = Some((ordinal, g, dt, est));
-                }
-            }
-            match best {
-                Some((ordinal, g, dtype, estimate)) => Ok(Placement {
-                    target: Target::Cuda {
-                        ordinal,
-                        nvml_index: Some(g.index),
-                    },
-                    dtype,
-                    estimate,
-                    notice: None,
-                }),
-                None => {
-                    let (ordinal, roomiest) = devices
-                        .iter()
-                        .max_by_key(|(_, g)| g.memory_free())
-                        .copied()
-                        .expect("at least one device");
-                    let need = estimate_for(
-                        resolve(
-                            dtype,
-                            Target::Cuda {
-                                ordinal,
-                                nvml_index: None,
-                            },
-                            roomiest.compute_capability,
-                        ),
-                        true,
-                    );
-                    Ok(cpu(Some(format!(
-                        "no GPU has room for the model (it needs about {}; cuda:{ordinal} has {} free) — running on CPU ({} threads)",
-                        gib(need.total_bytes),
-                        gib(roomiest.memory_free()),
-                        host.cpu_threads
-                    ))))
-                }
-            }
+            };
+            best = Some((g, placement));
         }
     }
+    best.map(|(_, placement)| placement)
 }
 
 #[cfg(test)]

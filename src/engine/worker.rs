@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
@@ -14,15 +15,17 @@ use super::device::{describe_device, dtype_name, open_device};
 use super::estimate::{checkpoint_elements, estimate, EstimateInputs, LargestImage};
 use super::kv_policy::{memory_fraction, KvCachePolicy};
 use super::placement::{place, Host, Placement, Target};
-use super::sampling::{GenerationDefaults, Sampler};
+use super::prompt::{count_image_runs, drop_oldest_turn, reusable_prefix, Prompt};
+use super::sampling::{GenerationDefaults, Sampler, SamplingParams};
+use super::turn::{Answer, Turn};
 use super::{
     kv_format_code, ContextPolicy, EngineOptions, Event, FinishReason, ImageFacts, ModelInfo,
-    Request, Timings, DEFAULT_CONTEXT,
+    Request, DEFAULT_CONTEXT,
 };
-use crate::conversation::{Conversation, Role};
+use crate::conversation::Conversation;
 use crate::gpu::{GpuMonitor, GpuState, NvmlMonitor, Readings};
 use crate::model::kv_cache::KvFormat;
-use crate::model::rope_index::{decode_position, rope_index};
+use crate::model::rope_index::{decode_position, rope_index, Grid, RopePositions};
 use crate::model::{Family, KvCache, VisionOutput, VlModel};
 use crate::processor::detokenize::IncrementalDecoder;
 use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};
@@ -63,19 +66,16 @@ pub struct Worker {
     cache: KvCache,
     kv_policy: KvCachePolicy,
     /// Shared with the engine handle: the cache's current format.
-    kv_shared: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    kv_shared: Arc<AtomicU8>,
     readings: Option<Readings>,
     placement: Placement,
     /// Ids whose keys and values are in `cache`.
     cached_ids: Vec<u32>,
-    images: HashMap<ImageKey, std::sync::Arc<PreprocessedImage>>,
+    images: HashMap<ImageKey, Arc<PreprocessedImage>>,
 }
 
 impl Worker {
-    pub fn load(
-        options: &EngineOptions,
-        kv_shared: std::sync::Arc<std::sync::atomic::AtomicU8>,
-    ) -> anyhow::Result<Worker> {
+    pub fn load(options: &EngineOptions, kv_shared: Arc<AtomicU8>) -> anyhow::Result<Worker> {
         let dir = &options.model_dir;
         super::check_model_dir(dir)?;
         // Cheap files first, so a broken directory fails before the weights load.
@@ -203,7 +203,7 @@ impl Worker {
 
     /// Under the `auto` policy, turns the cache to INT8 once the device's
     /// memory use reaches the threshold, and says so.
-    fn apply_kv_policy(&mut self, send: &impl Fn(Event)) -> anyhow::Result<()> {
+    fn apply_kv_policy(&mut self, turn: &Turn) -> anyhow::Result<()> {
         let used = self
             .readings
             .as_ref()
@@ -216,7 +216,7 @@ impl Worker {
         self.cache.convert_to_int8()?;
         self.kv_shared
             .store(kv_format_code(KvFormat::Int8), Ordering::Relaxed);
-        send(Event::KvCacheConverted {
+        turn.send(Event::KvCacheConverted {
             format: KvFormat::Int8,
             memory_fraction: used.unwrap_or(0.0),
             bytes_before,
@@ -235,13 +235,13 @@ impl Worker {
         self.cached_ids.clear();
     }
 
-    fn prepare_image(&mut self, path: &Path) -> anyhow::Result<std::sync::Arc<PreprocessedImage>> {
+    fn prepare_image(&mut self, path: &Path) -> anyhow::Result<Arc<PreprocessedImage>> {
         let key = ImageKey::of(path);
         if let Some(img) = self.images.get(&key) {
             return Ok(img.clone());
         }
         let decoded = load_image_with(path, self.long_edge_cap.as_ref(), self.alpha)?;
-        let pre = std::sync::Arc::new(
+        let pre = Arc::new(
             preprocess_image(&decoded, &self.preprocess)
                 .with_context(|| format!("preparing {}", path.display()))?,
         );
@@ -250,188 +250,188 @@ impl Worker {
     }
 
     pub fn generate(&mut self, req: &Request) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let send = |e: Event| {
-            let _ = req.reply.send(e);
-        };
+        let mut turn = Turn::start(req, self.load_s);
         let params = self.generation.resolve(&req.sampling);
-        let merge = self.preprocess.merge_size;
-
-        // Build the prompt; under DropOldest, leave out the oldest turns until
-        // it fits with room for a short answer.
-        let mut conversation = req.conversation.clone();
-        let mut dropped_messages = 0;
-        let (paths, images, counts, ids) = loop {
-            let paths: Vec<PathBuf> = conversation
-                .images()
-                .into_iter()
-                .map(Path::to_path_buf)
-                .collect();
-            let mut images = Vec::with_capacity(paths.len());
-            for p in &paths {
-                images.push(self.prepare_image(p)?);
-            }
-            let counts: Vec<usize> = images.iter().map(|i| i.num_image_tokens(merge)).collect();
-            let ids = build_prompt_ids(
-                &self.template,
-                &self.tokenizer,
-                &conversation,
-                self.model.config.image_token_id,
-                &counts,
-                true,
-            )?
-            .ids;
-            let room = params.max_new_tokens.clamp(1, 64);
-            let fits = ids.len() + room <= self.max_context;
-            if fits || req.context == ContextPolicy::Refuse {
-                break (paths, images, counts, ids);
-            }
-            match drop_oldest_turn(&mut conversation) {
-                0 => break (paths, images, counts, ids),
-                n => dropped_messages += n,
-            }
-        };
-        if ids.len() >= self.max_context {
-            anyhow::bail!(
-                "the conversation is {} tokens, more than the context of {} tokens; start a new conversation, remove images or raise --max-context",
-                ids.len(),
-                self.max_context
-            );
-        }
-        let max_new = params.max_new_tokens.min(self.max_context - ids.len());
-        let grids: Vec<[usize; 3]> = images.iter().map(|i| i.grid_thw).collect();
-        let rope = rope_index(&ids, self.model.config.image_token_id, &grids, merge)?;
-
-        // Reuse the cache for the longest common prefix, never splitting an image
-        // and always leaving at least one token to run.
+        let prompt = self.fit_to_context(req, params.max_new_tokens)?;
         let image_id = self.model.config.image_token_id;
-        let mut reuse = common_prefix(&self.cached_ids, &ids).min(ids.len() - 1);
-        while reuse > 0 && ids[reuse] == image_id && ids[reuse - 1] == image_id {
-            reuse -= 1;
-        }
-        self.cache.truncate(reuse)?;
-        self.cached_ids.truncate(reuse);
-        let first_new_image = count_image_runs(&ids[..reuse], image_id);
+        let grids: Vec<Grid> = prompt.images.iter().map(|i| i.grid_thw).collect();
+        let rope = rope_index(&prompt.ids, image_id, &grids, self.preprocess.merge_size)?;
+        let reuse = self.keep_common_prefix(&prompt.ids)?;
+        turn.send(prompt.event(reuse, params.clone()));
 
-        send(Event::Prompt {
-            ids: ids.clone(),
-            images: paths
-                .iter()
-                .zip(&images)
-                .zip(&counts)
-                .map(|((p, i), &tokens)| ImageFacts {
-                    path: p.clone(),
-                    original_size: [i.original_width, i.original_height],
-                    model_size: [i.resized_width, i.resized_height],
-                    grid_thw: i.grid_thw,
-                    tokens,
-                })
-                .collect(),
-            cached_tokens: reuse,
-            dropped_messages,
-            params: params.clone(),
-        });
-
-        let mut timings = Timings {
-            load_s: self.load_s,
-            ..Default::default()
-        };
-        let new_images = &images[first_new_image..];
-        let vision: Option<VisionOutput> = if new_images.is_empty() {
-            None
-        } else {
-            let t0 = Instant::now();
-            let out = self.encode(new_images)?;
-            timings.vision_s = t0.elapsed().as_secs_f64();
-            send(Event::VisionDone {
-                ms: timings.vision_s * 1000.0,
-            });
-            Some(out)
-        };
-        if req.cancel.load(Ordering::Relaxed) {
-            send(Event::Done {
-                finish_reason: FinishReason::Cancelled,
-                tokens: vec![],
-                text: String::new(),
-                timings,
-            });
+        let first_new_image = count_image_runs(&prompt.ids[..reuse], image_id);
+        let vision = self.encode_new(&prompt.images[first_new_image..], &mut turn)?;
+        if turn.cancelled() {
+            turn.done(Answer::cancelled());
             return Ok(());
         }
-
-        self.apply_kv_policy(&send)?;
-        let t0 = Instant::now();
-        let mut logits = self.model.forward(
-            &ids[reuse..],
-            &rope.positions[reuse..],
-            vision.as_ref(),
-            &mut self.cache,
-        )?;
-        self.cached_ids = ids.clone();
-        timings.prefill_s = t0.elapsed().as_secs_f64();
-
-        let mut sampler = Sampler::new(params);
-        let mut history = ids.clone();
-        let mut decoder = IncrementalDecoder::new(self.tokenizer.clone(), false);
-        let mut tokens = Vec::new();
-        let mut text = String::new();
-        let mut finish = FinishReason::Length;
-        let mut first_token_at = None;
-        while tokens.len() < max_new {
-            if req.cancel.load(Ordering::Relaxed) {
-                finish = FinishReason::Cancelled;
-                break;
-            }
-            let next = sampler.sample(&logits, &history)?;
-            if first_token_at.is_none() {
-                first_token_at = Some(Instant::now());
-                timings.ttft_s = started.elapsed().as_secs_f64();
-            }
-            tokens.push(next);
-            history.push(next);
-            if !req.sampling.ignore_eos && self.generation.eos_token_ids.contains(&next) {
-                finish = FinishReason::Stop;
-                break;
-            }
-            let delta = decoder.push(next)?.unwrap_or_default();
-            text.push_str(&delta);
-            send(Event::Token {
-                id: next,
-                text: delta,
-            });
-            if tokens.len() >= max_new {
-                break;
-            }
-            let pos = decode_position(history.len() - 1, rope.delta);
-            self.apply_kv_policy(&send)?;
-            logits = self.model.forward(&[next], &[pos], None, &mut self.cache)?;
-            self.cached_ids.push(next);
-        }
-        if let Some(rest) = decoder.finish()? {
-            if !rest.is_empty() {
-                text.push_str(&rest);
-                send(Event::Token {
-                    id: u32::MAX,
-                    text: rest,
-                });
-            }
-        }
-        if let Some(t) = first_token_at {
-            let after_first = tokens.len().saturating_sub(1);
-            let secs = t.elapsed().as_secs_f64();
-            if after_first > 0 && secs > 0.0 {
-                timings.decode_tok_s = after_first as f64 / secs;
-            }
-        }
-        send(Event::Done {
-            finish_reason: finish,
-            tokens,
-            text,
-            timings,
-        });
+        let logits = self.prefill(&prompt.ids, &rope, reuse, vision.as_ref(), &mut turn)?;
+        let answer = self.decode(&mut turn, params, logits, &prompt.ids, rope.delta)?;
+        turn.done(answer);
         Ok(())
     }
 
-    fn encode(&self, images: &[std::sync::Arc<PreprocessedImage>]) -> anyhow::Result<VisionOutput> {
+    /// The request's prompt; under `DropOldest`, without its oldest turns
+    /// until it fits with room for a short answer.
+    fn fit_to_context(&mut self, req: &Request, max_new_tokens: usize) -> anyhow::Result<Prompt> {
+        let mut conversation = req.conversation.clone();
+        let mut dropped_messages = 0;
+        let room = max_new_tokens.clamp(1, 64);
+        let mut prompt = loop {
+            let prompt = self.build_prompt(&conversation)?;
+            let fits = prompt.ids.len() + room <= self.max_context;
+            if fits || req.context == ContextPolicy::Refuse {
+                break prompt;
+            }
+            match drop_oldest_turn(&mut conversation) {
+                0 => break prompt,
+                n => dropped_messages += n,
+            }
+        };
+        if prompt.ids.len() >= self.max_context {
+            anyhow::bail!(
+                "the conversation is {} tokens, more than the context of {} tokens; start a new conversation, remove images or raise --max-context",
+                prompt.ids.len(),
+                self.max_context
+            );
+        }
+        prompt.dropped_messages = dropped_messages;
+        Ok(prompt)
+    }
+
+    fn build_prompt(&mut self, conversation: &Conversation) -> anyhow::Result<Prompt> {
+        let paths: Vec<PathBuf> = conversation
+            .images()
+            .into_iter()
+            .map(Path::to_path_buf)
+            .collect();
+        let images = paths
+            .iter()
+            .map(|p| self.prepare_image(p))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let merge = self.preprocess.merge_size;
+        let counts: Vec<usize> = images.iter().map(|i| i.num_image_tokens(merge)).collect();
+        let ids = build_prompt_ids(
+            &self.template,
+            &self.tokenizer,
+            conversation,
+            self.model.config.image_token_id,
+            &counts,
+            true,
+        )?
+        .ids;
+        Ok(Prompt {
+            ids,
+            paths,
+            images,
+            counts,
+            dropped_messages: 0,
+        })
+    }
+
+    /// Keeps the cached keys and values of the longest prefix `ids` shares
+    /// with the previous prompt; returns its length.
+    fn keep_common_prefix(&mut self, ids: &[u32]) -> anyhow::Result<usize> {
+        let reuse = reusable_prefix(&self.cached_ids, ids, self.model.config.image_token_id);
+        self.cache.truncate(reuse)?;
+        self.cached_ids.truncate(reuse);
+        Ok(reuse)
+    }
+
+    /// Runs the vision tower on `images` (those not already in the cache).
+    fn encode_new(
+        &self,
+        images: &[Arc<PreprocessedImage>],
+        turn: &mut Turn,
+    ) -> anyhow::Result<Option<VisionOutput>> {
+        if images.is_empty() {
+            return Ok(None);
+        }
+        let t0 = Instant::now();
+        let out = self.encode(images)?;
+        turn.timings.vision_s = t0.elapsed().as_secs_f64();
+        turn.send(Event::VisionDone {
+            ms: turn.timings.vision_s * 1000.0,
+        });
+        Ok(Some(out))
+    }
+
+    /// Runs the prompt from position `reuse` on; returns the logits of the
+    /// answer's first token.
+    fn prefill(
+        &mut self,
+        ids: &[u32],
+        rope: &RopePositions,
+        reuse: usize,
+        vision: Option<&VisionOutput>,
+        turn: &mut Turn,
+    ) -> anyhow::Result<Tensor> {
+        self.apply_kv_policy(turn)?;
+        let t0 = Instant::now();
+        let logits = self.model.forward(
+            &ids[reuse..],
+            &rope.positions[reuse..],
+            vision,
+            &mut self.cache,
+        )?;
+        self.cached_ids = ids.to_vec();
+        turn.timings.prefill_s = t0.elapsed().as_secs_f64();
+        Ok(logits)
+    }
+
+    /// Samples a token, streams its text and runs it, until an end token,
+    /// the token limit (the request's, or the context's end) or a cancel.
+    fn decode(
+        &mut self,
+        turn: &mut Turn,
+        params: SamplingParams,
+        mut logits: Tensor,
+        prompt: &[u32],
+        rope_delta: i64,
+    ) -> anyhow::Result<Answer> {
+        let max_new = params.max_new_tokens.min(self.max_context - prompt.len());
+        let mut sampler = Sampler::new(params);
+        let mut history = prompt.to_vec();
+        let mut decoder = IncrementalDecoder::new(self.tokenizer.clone(), false);
+        let mut answer = Answer::empty();
+        while answer.tokens.len() < max_new {
+            if turn.cancelled() {
+                answer.finish = FinishReason::Cancelled;
+                break;
+            }
+            let next = sampler.sample(&logits, &history)?;
+            turn.token_sampled();
+            answer.tokens.push(next);
+            history.push(next);
+            if !turn.req.sampling.ignore_eos && self.generation.eos_token_ids.contains(&next) {
+                answer.finish = FinishReason::Stop;
+                break;
+            }
+            let delta = decoder.push(next)?.unwrap_or_default();
+            answer.text.push_str(&delta);
+            turn.send(Event::Token {
+                id: next,
+                text: delta,
+            });
+            if answer.tokens.len() >= max_new {
+                break;
+            }
+            let pos = decode_position(history.len() - 1, rope_delta);
+            self.apply_kv_policy(turn)?;
+            logits = self.model.forward(&[next], &[pos], None, &mut self.cache)?;
+            self.cached_ids.push(next);
+        }
+        if let Some(rest) = decoder.finish()?.filter(|r| !r.is_empty()) {
+            answer.text.push_str(&rest);
+            turn.send(Event::Token {
+                id: u32::MAX,
+                text: rest,
+            });
+        }
+        Ok(answer)
+    }
+
+    fn encode(&self, images: &[Arc<PreprocessedImage>]) -> anyhow::Result<VisionOutput> {
         let cols = images[0].cols;
         let rows: usize = images.iter().map(|i| i.rows).sum();
         let mut data = Vec::with_capacity(rows * cols);
@@ -458,9 +458,6 @@ fn observed_gpus(options: &EngineOptions) -> GpuState {
     }
 }
 
-/// Removes the oldest exchange after any system prompt: one user message and
-/// the replies up to the next user message. Never removes the last user
-/// message. Returns how many messages went.
 /// The model directory's image preprocessing settings, with the family's
 /// defaults for whatever `preprocessor_config.json` leaves out.
 fn preprocess_config(dir: &Path, family: Family) -> anyhow::Result<VisionPreprocessConfig> {
@@ -508,35 +505,6 @@ pub fn describe_images(
     Ok((family, facts))
 }
 
-fn drop_oldest_turn(conversation: &mut Conversation) -> usize {
-    let msgs = &conversation.messages;
-    let Some(first) = msgs.iter().position(|m| m.role != Role::System) else {
-        return 0;
-    };
-    let last_user = msgs.iter().rposition(|m| m.role == Role::User).unwrap_or(0);
-    if first >= last_user {
-        return 0;
-    }
-    let mut end = first + 1;
-    while end < last_user && msgs[end].role != Role::User {
-        end += 1;
-    }
-    conversation.messages.drain(first..end);
-    end - first
-}
-
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
-}
-
-/// Number of images whose placeholder runs start within `ids`.
-fn count_image_runs(ids: &[u32], image_id: u32) -> usize {
-    ids.iter()
-        .enumerate()
-        .filter(|(i, &id)| id == image_id && (*i == 0 || ids[i - 1] != image_id))
-        .count()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,36 +515,12 @@ mod tests {
         for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
             let mut options = EngineOptions::new(fixtures.join(family));
             options.device = super::super::DeviceChoice::Cpu;
-            let kv = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+            let kv = Arc::new(AtomicU8::new(0));
             let worker = Worker::load(&options, kv).unwrap();
             worker
                 .warm_up()
                 .unwrap_or_else(|e| panic!("{family}: {e:#}"));
             assert!(worker.cache.is_empty() && worker.cached_ids.is_empty());
         }
-    }
-
-    #[test]
-    fn dropping_turns_keeps_the_system_prompt_and_the_last_question() {
-        use crate::conversation::Message;
-        let mut c = Conversation {
-            messages: vec![
-                Message::text(Role::System, "s"),
-                Message::text(Role::User, "q1"),
-                Message::text(Role::Assistant, "a1"),
-                Message::text(Role::User, "q2"),
-            ],
-        };
-        assert_eq!(drop_oldest_turn(&mut c), 2);
-        assert_eq!(c.messages.len(), 2);
-        assert_eq!(c.messages[1].joined_text(), "q2");
-        assert_eq!(drop_oldest_turn(&mut c), 0);
-    }
-
-    #[test]
-    fn image_runs_are_counted_once_each() {
-        assert_eq!(count_image_runs(&[1, 9, 9, 2, 9, 3], 9), 2);
-        assert_eq!(count_image_runs(&[], 9), 0);
-        assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4, 5]), 2);
     }
 }

@@ -321,30 +321,77 @@ pub enum ConfigProblem {
 fn parse_text(family: Family, f: &Fields) -> Result<TextConfig, String> {
     let d = text_defaults(family);
     let hidden_size = f.usize("hidden_size")?.unwrap_or(d.hidden_size);
-    let num_attention_heads = f
+    let heads = parse_heads(family, f, &d, hidden_size)?;
+    let (rope_theta, mrope_section) = parse_rope(f, &d, heads.head_dim)?;
+    Ok(TextConfig {
+        vocab_size: f.usize("vocab_size")?.unwrap_or(d.vocab_size),
+        hidden_size,
+        intermediate_size: f.usize("intermediate_size")?.unwrap_or(d.intermediate_size),
+        num_hidden_layers: f.usize("num_hidden_layers")?.unwrap_or(d.num_hidden_layers),
+        num_attention_heads: heads.attention,
+        num_key_value_heads: heads.key_value,
+        head_dim: heads.head_dim,
+        rms_norm_eps: f.f64("rms_norm_eps")?.unwrap_or(1e-6),
+        rope_theta,
+        mrope_section,
+        mrope_layout: match family {
+            Family::Qwen3Vl => MropeLayout::Interleaved,
+            _ => MropeLayout::Chunked,
+        },
+        max_position_embeddings: f
+            .usize("max_position_embeddings")?
+            .unwrap_or(d.max_position_embeddings),
+        attention_bias: f
+            .bool("attention_bias")
+            .unwrap_or(family != Family::Qwen3Vl),
+        qk_norm: family == Family::Qwen3Vl,
+        tie_word_embeddings: tied_embeddings(f),
+    })
+}
+
+/// The decoder's attention heads.
+struct Heads {
+    attention: usize,
+    key_value: usize,
+    head_dim: usize,
+}
+
+fn parse_heads(
+    family: Family,
+    f: &Fields,
+    d: &TextDefaults,
+    hidden_size: usize,
+) -> Result<Heads, String> {
+    let attention = f
         .usize("num_attention_heads")?
         .unwrap_or(d.num_attention_heads);
-    if num_attention_heads == 0 {
+    if attention == 0 {
         return Err("\"num_attention_heads\" must be positive".into());
     }
-    let num_key_value_heads = f
+    let key_value = f
         .usize("num_key_value_heads")?
         .unwrap_or(d.num_key_value_heads);
-    if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
+    if key_value == 0 || attention % key_value != 0 {
         return Err(format!(
-            "\"num_key_value_heads\" ({num_key_value_heads}) must divide \"num_attention_heads\" ({num_attention_heads})"
+            "\"num_key_value_heads\" ({key_value}) must divide \"num_attention_heads\" ({attention})"
         ));
     }
     // Qwen2 decoders derive head_dim; Qwen3 states it (4B: 32 × 128 ≠ 2560).
     let head_dim = match family {
         Family::Qwen3Vl => f.usize("head_dim")?.unwrap_or(128),
-        _ => f
-            .usize("head_dim")?
-            .unwrap_or(hidden_size / num_attention_heads),
+        _ => f.usize("head_dim")?.unwrap_or(hidden_size / attention),
     };
+    Ok(Heads {
+        attention,
+        key_value,
+        head_dim,
+    })
+}
 
-    // Rope settings live in rope_parameters (transformers 5) or rope_scaling, in
-    // text_config or at the top level; rope_theta may also sit beside them.
+/// `rope_theta` and `mrope_section`. Rope settings live in rope_parameters
+/// (transformers 5) or rope_scaling, in text_config or at the top level;
+/// rope_theta may also sit beside them.
+fn parse_rope(f: &Fields, d: &TextDefaults, head_dim: usize) -> Result<(f64, [usize; 3]), String> {
     let rope_dict = f
         .get("rope_parameters")
         .or_else(|| f.get("rope_scaling"))
@@ -388,40 +435,14 @@ fn parse_text(family: Family, f: &Fields) -> Result<TextConfig, String> {
             head_dim / 2
         ));
     }
-    let tie = |v: Option<bool>| v.unwrap_or(false);
-    Ok(TextConfig {
-        vocab_size: f.usize("vocab_size")?.unwrap_or(d.vocab_size),
-        hidden_size,
-        intermediate_size: f.usize("intermediate_size")?.unwrap_or(d.intermediate_size),
-        num_hidden_layers: f.usize("num_hidden_layers")?.unwrap_or(d.num_hidden_layers),
-        num_attention_heads,
-        num_key_value_heads,
-        head_dim,
-        rms_norm_eps: f.f64("rms_norm_eps")?.unwrap_or(1e-6),
-        rope_theta,
-        mrope_section,
-        mrope_layout: match family {
-            Family::Qwen3Vl => MropeLayout::Interleaved,
-            _ => MropeLayout::Chunked,
-        },
-        max_position_embeddings: f
-            .usize("max_position_embeddings")?
-            .unwrap_or(d.max_position_embeddings),
-        attention_bias: f
-            .bool("attention_bias")
-            .unwrap_or(family != Family::Qwen3Vl),
-        qk_norm: family == Family::Qwen3Vl,
-        // Either level saying true means tied; the loader also ties when the
-        // checkpoint has no lm_head.weight.
-        tie_word_embeddings: tie(f
-            .primary
-            .get("tie_word_embeddings")
-            .and_then(Value::as_bool))
-            || tie(f
-                .fallback
-                .and_then(|t| t.get("tie_word_embeddings"))
-                .and_then(Value::as_bool)),
-    })
+    Ok((rope_theta, mrope_section))
+}
+
+/// Either level saying true means tied; the loader also ties when the
+/// checkpoint has no lm_head.weight.
+fn tied_embeddings(f: &Fields) -> bool {
+    let says = |v: Option<&Value>| v.and_then(|t| t.get("tie_word_embeddings")?.as_bool());
+    says(Some(f.primary)).unwrap_or(false) || says(f.fallback).unwrap_or(false)
 }
 
 fn parse_act(name: &str) -> Result<VisionAct, String> {
@@ -434,104 +455,122 @@ fn parse_act(name: &str) -> Result<VisionAct, String> {
     }
 }
 
+/// Values of the smallest released vision tower of each family, used for
+/// fields a config leaves out.
+struct VisionDefaults {
+    depth: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    hidden_act: &'static str,
+    patch_size: usize,
+}
+
+fn vision_defaults(family: Family) -> VisionDefaults {
+    match family {
+        Family::Qwen2Vl => VisionDefaults {
+            depth: 32,
+            hidden_size: 1280,
+            // Not read: Qwen2-VL configs give `mlp_ratio` (4) instead.
+            intermediate_size: 5120,
+            hidden_act: "quick_gelu",
+            patch_size: 14,
+        },
+        Family::Qwen25Vl => VisionDefaults {
+            depth: 32,
+            hidden_size: 1280,
+            intermediate_size: 3420,
+            hidden_act: "silu",
+            patch_size: 14,
+        },
+        Family::Qwen3Vl => VisionDefaults {
+            depth: 24,
+            hidden_size: 1024,
+            intermediate_size: 4096,
+            hidden_act: "gelu_pytorch_tanh",
+            patch_size: 16,
+        },
+    }
+}
+
 fn parse_vision(family: Family, f: &Fields, text_hidden: usize) -> Result<VisionConfig, String> {
+    let d = vision_defaults(family);
+    let (hidden_size, intermediate_size, out_hidden_size) =
+        vision_widths(family, f, &d, text_hidden)?;
     let in_channels = match f.usize("in_channels")? {
         Some(c) => c,
         None => f.usize("in_chans")?.unwrap_or(3),
     };
-    let common = |depth: usize, heads: usize| -> Result<(usize, usize, usize, usize), String> {
-        Ok((
-            f.usize("depth")?.unwrap_or(depth),
-            f.usize("num_heads")?.unwrap_or(heads),
-            f.usize("spatial_merge_size")?.unwrap_or(2),
-            f.usize("temporal_patch_size")?.unwrap_or(2),
-        ))
+    let mut cfg = VisionConfig {
+        depth: f.usize("depth")?.unwrap_or(d.depth),
+        hidden_size,
+        num_heads: f.usize("num_heads")?.unwrap_or(16),
+        intermediate_size,
+        hidden_act: parse_act(
+            f.get("hidden_act")
+                .and_then(Value::as_str)
+                .unwrap_or(d.hidden_act),
+        )?,
+        patch_size: f.usize("patch_size")?.unwrap_or(d.patch_size),
+        spatial_merge_size: f.usize("spatial_merge_size")?.unwrap_or(2),
+        temporal_patch_size: f.usize("temporal_patch_size")?.unwrap_or(2),
+        in_channels,
+        out_hidden_size,
+        window_size: 0,
+        fullatt_block_indexes: vec![],
+        num_position_embeddings: 0,
+        deepstack_visual_indexes: vec![],
     };
-    let cfg = match family {
-        Family::Qwen2Vl => {
-            // Here `hidden_size` is the merger output and `embed_dim` the ViT width.
-            let (depth, num_heads, merge, temporal) = common(32, 16)?;
-            let width = f.usize("embed_dim")?.unwrap_or(1280);
-            let ratio = f.f64("mlp_ratio")?.unwrap_or(4.0);
-            VisionConfig {
-                depth,
-                hidden_size: width,
-                num_heads,
-                intermediate_size: (width as f64 * ratio) as usize,
-                hidden_act: parse_act(
-                    f.get("hidden_act")
-                        .and_then(Value::as_str)
-                        .unwrap_or("quick_gelu"),
-                )?,
-                patch_size: f.usize("patch_size")?.unwrap_or(14),
-                spatial_merge_size: merge,
-                temporal_patch_size: temporal,
-                in_channels,
-                out_hidden_size: f.usize("hidden_size")?.unwrap_or(text_hidden),
-                window_size: 0,
-                fullatt_block_indexes: vec![],
-                num_position_embeddings: 0,
-                deepstack_visual_indexes: vec![],
-            }
-        }
+    match family {
+        Family::Qwen2Vl => {}
         Family::Qwen25Vl => {
-            let (depth, num_heads, merge, temporal) = common(32, 16)?;
-            VisionConfig {
-                depth,
-                hidden_size: f.usize("hidden_size")?.unwrap_or(1280),
-                num_heads,
-                intermediate_size: f.usize("intermediate_size")?.unwrap_or(3420),
-                hidden_act: parse_act(
-                    f.get("hidden_act")
-                        .and_then(Value::as_str)
-                        .unwrap_or("silu"),
-                )?,
-                patch_size: f.usize("patch_size")?.unwrap_or(14),
-                spatial_merge_size: merge,
-                temporal_patch_size: temporal,
-                in_channels,
-                out_hidden_size: f.usize("out_hidden_size")?.unwrap_or(text_hidden),
-                window_size: f.usize("window_size")?.unwrap_or(112),
-                fullatt_block_indexes: f
-                    .usize_list("fullatt_block_indexes")?
-                    .unwrap_or_else(|| vec![7, 15, 23, 31]),
-                num_position_embeddings: 0,
-                deepstack_visual_indexes: vec![],
-            }
+            cfg.window_size = f.usize("window_size")?.unwrap_or(112);
+            cfg.fullatt_block_indexes = f
+                .usize_list("fullatt_block_indexes")?
+                .unwrap_or_else(|| vec![7, 15, 23, 31]);
         }
         Family::Qwen3Vl => {
-            let (depth, num_heads, merge, temporal) = common(24, 16)?;
-            VisionConfig {
-                depth,
-                hidden_size: f.usize("hidden_size")?.unwrap_or(1024),
-                num_heads,
-                intermediate_size: f.usize("intermediate_size")?.unwrap_or(4096),
-                hidden_act: parse_act(
-                    f.get("hidden_act")
-                        .and_then(Value::as_str)
-                        .unwrap_or("gelu_pytorch_tanh"),
-                )?,
-                patch_size: f.usize("patch_size")?.unwrap_or(16),
-                spatial_merge_size: merge,
-                temporal_patch_size: temporal,
-                in_channels,
-                out_hidden_size: f.usize("out_hidden_size")?.unwrap_or(text_hidden),
-                window_size: 0,
-                fullatt_block_indexes: vec![],
-                num_position_embeddings: f.usize("num_position_embeddings")?.unwrap_or(2304),
-                deepstack_visual_indexes: f
-                    .usize_list("deepstack_visual_indexes")?
-                    .unwrap_or_else(|| vec![5, 11, 17]),
-            }
+            cfg.num_position_embeddings = f.usize("num_position_embeddings")?.unwrap_or(2304);
+            cfg.deepstack_visual_indexes = f
+                .usize_list("deepstack_visual_indexes")?
+                .unwrap_or_else(|| vec![5, 11, 17]);
         }
-    };
-    if cfg.num_heads == 0 || cfg.hidden_size % cfg.num_heads != 0 {
+    }
+    check_vision(family, &cfg)?;
+    Ok(cfg)
+}
+
+/// The tower's width, its MLP's, and the merger's output. Qwen2-VL calls the
+/// width `embed_dim` (its `hidden_size` is the merger output) and gives the
+/// MLP as a ratio.
+fn vision_widths(
+    family: Family,
+    f: &Fields,
+    d: &VisionDefaults,
+    text_hidden: usize,
+) -> Result<(usize, usize, usize), String> {
+    Ok(match family {
+        Family::Qwen2Vl => {
+            let width = f.usize("embed_dim")?.unwrap_or(d.hidden_size);
+            let ratio = f.f64("mlp_ratio")?.unwrap_or(4.0);
+            let out = f.usize("hidden_size")?.unwrap_or(text_hidden);
+            (width, (width as f64 * ratio) as usize, out)
+        }
+        Family::Qwen25Vl | Family::Qwen3Vl => (
+            f.usize("hidden_size")?.unwrap_or(d.hidden_size),
+            f.usize("intermediate_size")?.unwrap_or(d.intermediate_size),
+            f.usize("out_hidden_size")?.unwrap_or(text_hidden),
+        ),
+    })
+}
+
+fn check_vision(family: Family, cfg: &VisionConfig) -> Result<(), String> {
+    if cfg.num_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_heads) {
         return Err(format!(
             "vision width {} is not divisible by its {} heads",
             cfg.hidden_size, cfg.num_heads
         ));
     }
-    if cfg.head_dim() % 4 != 0 {
+    if !cfg.head_dim().is_multiple_of(4) {
         return Err(format!(
             "vision head size {} must be a multiple of 4 for the 2-D rotary embedding",
             cfg.head_dim()
@@ -556,7 +595,7 @@ fn parse_vision(family: Family, f: &Fields, text_hidden: usize) -> Result<Vision
             ));
         }
     }
-    Ok(cfg)
+    Ok(())
 }
 
 #[cfg(test)]

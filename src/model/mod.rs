@@ -122,7 +122,7 @@ impl VlModel {
     /// How many attention scores the vision tower holds at once per block of
     /// queries; smaller saves memory on large images at some speed.
     pub fn set_vision_attention_block(&mut self, elements: usize) {
-        self.vision.attention_block_elements = elements.max(1);
+        self.vision.max_scores = elements.max(1);
     }
 
     pub fn family(&self) -> Family {

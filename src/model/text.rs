@@ -4,7 +4,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{linear_b, linear_no_bias, Embedding, Linear, RmsNorm, VarBuilder};
 
-use super::attention::{attention, Visibility, MAX_SCORES};
+use super::attention::{attention, Scaling, Visibility, MAX_SCORES};
 use super::config::TextConfig;
 use super::kv_cache::KvCache;
 use super::rope::RopeTables;
@@ -72,7 +72,7 @@ impl Attention {
         let k = candle_nn::rotary_emb::rope(&k, &rope.cos, &rope.sin)?;
         let (k, v) = cache.append(layer, &k, &v)?;
 
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scale = Scaling::Scores(1.0 / (self.head_dim as f64).sqrt());
         let out = attention(&q, &k, &v, scale, Visibility::Causal { past }, MAX_SCORES)?;
         let out = out
             .transpose(1, 2)?

@@ -5,6 +5,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, RmsNorm, VarBuilder};
 
+use super::attention::{attention, Scaling, Visibility, MAX_SCORES};
 use super::config::{Family, VisionAct, VisionConfig};
 use super::rope::{vision_tables, RopeTables};
 use super::rope_index::Grid;
@@ -134,20 +135,22 @@ impl Block {
         h: &Tensor,
         rope: &RopeTables,
         segments: &[(usize, usize)],
-        block_elements: usize,
+        max_scores: usize,
     ) -> Result<Tensor> {
-        let a = self.attention(&self.norm1.forward(h)?, rope, segments, block_elements)?;
+        let a = self.attention(&self.norm1.forward(h)?, rope, segments, max_scores)?;
         let h = (h + a)?;
         let m = self.mlp.forward(&self.norm2.forward(&h)?)?;
         h + m
     }
 
+    /// Attention within each `(start, len)` segment of the rows: one image
+    /// (frame) or one window sees only itself.
     fn attention(
         &self,
         x: &Tensor,
         rope: &RopeTables,
         segments: &[(usize, usize)],
-        block_elements: usize,
+        max_scores: usize,
     ) -> Result<Tensor> {
         let (n, d) = x.dims2()?;
         let dtype = x.dtype();
@@ -165,26 +168,21 @@ impl Block {
         let q = rotate(take(0)?)?;
         let k = rotate(take(1)?)?;
         let v = take(2)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut outs = Vec::with_capacity(segments.len());
-        for &(start, len) in segments {
-            let ks = k.narrow(2, start, len)?;
-            let vs = v.narrow(2, start, len)?;
-            // Queries go in row blocks so a large image never materialises its
-            // whole attention matrix (a 1920 px image has ~10k patches).
-            let rows = query_rows_per_block(block_elements, self.num_heads, len);
-            let mut q0 = 0;
-            while q0 < len {
-                let n = rows.min(len - q0);
-                // Scaling the queries costs N·d operations instead of N².
-                let qs = (q.narrow(2, start + q0, n)? * scale)?;
-                let att = qs.matmul(&ks.t()?)?;
-                let att = super::softmax::softmax_last_dim(&att.to_dtype(DType::F32)?)?
-                    .to_dtype(dtype)?;
-                outs.push(att.matmul(&vs)?);
-                q0 += n;
-            }
-        }
+        let scale = Scaling::Queries(1.0 / (self.head_dim as f64).sqrt());
+        let outs = segments
+            .iter()
+            .map(|&(start, len)| {
+                let part = |t: &Tensor| t.narrow(2, start, len);
+                attention(
+                    &part(&q)?,
+                    &part(&k)?,
+                    &part(&v)?,
+                    scale,
+                    Visibility::All,
+                    max_scores,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         let out = Tensor::cat(&outs, 2)?; // (1, heads, N, head_dim)
         let out = out.squeeze(0)?.transpose(0, 1)?.reshape((n, d))?;
         self.proj.forward(&out)
@@ -238,9 +236,8 @@ pub struct VisionTower {
     merger: Merger,
     deepstack_mergers: Vec<Merger>,
     pub(crate) full_attention_everywhere: bool,
-    /// Memory/speed trade-off of the per-image attention (see
-    /// [`ATTENTION_BLOCK_ELEMENTS`]).
-    pub(crate) attention_block_elements: usize,
+    /// Memory/speed trade-off of the per-image attention (see [`MAX_SCORES`]).
+    pub(crate) max_scores: usize,
 }
 
 impl VisionTower {
@@ -284,7 +281,7 @@ impl VisionTower {
             merger,
             deepstack_mergers,
             full_attention_everywhere: false,
-            attention_block_elements: ATTENTION_BLOCK_ELEMENTS,
+            max_scores: MAX_SCORES,
         })
     }
 
@@ -342,7 +339,7 @@ impl VisionTower {
                 }
                 _ => &frames,
             };
-            h = block.forward(&h, &rope, segments, self.attention_block_elements)?;
+            h = block.forward(&h, &rope, segments, self.max_scores)?;
             if let Some(k) = self
                 .cfg
                 .deepstack_visual_indexes
@@ -402,13 +399,6 @@ impl VisionTower {
         }
         sum.expect("four corners").to_dtype(self.dtype())
     }
-}
-
-/// Attention scores held at once per block of queries, in values.
-pub const ATTENTION_BLOCK_ELEMENTS: usize = 64 << 20;
-
-fn query_rows_per_block(budget: usize, heads: usize, keys: usize) -> usize {
-    (budget / (heads * keys).max(1)).max(1)
 }
 
 /// For each index along an axis of `n` patches: the two table rows it falls
@@ -473,15 +463,6 @@ fn permute_units(x: &Tensor, order: &[u32], unit: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn large_images_attend_in_row_blocks() {
-        // 1920×1080 at patch 14: ~10.5k patches, 16 heads.
-        let rows = query_rows_per_block(ATTENTION_BLOCK_ELEMENTS, 16, 10_488);
-        assert!(rows < 10_488 && rows * 16 * 10_488 <= ATTENTION_BLOCK_ELEMENTS);
-        assert_eq!(query_rows_per_block(1000, 2, 64), 7);
-        assert_eq!(query_rows_per_block(10, 2, 64), 1);
-    }
 
     #[test]
     fn bilinear_axis_matches_the_reference_example() {

@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use super::keyspec::KeySpec;
 use super::paths;
-use crate::engine::{DeviceChoice, DtypeChoice, SamplingOverrides};
+use crate::engine::{DeviceChoice, DtypeChoice, KvCachePolicy, SamplingOverrides};
 use crate::processor::image::LongEdgeCap;
 
 /// The model glimpse loads when neither `--model` nor the config names one.
@@ -65,33 +65,6 @@ impl FromStr for ImageProtocol {
             _ => Err(format!(
                 "unknown image protocol {s:?}; use auto, kitty, iterm2, sixel or halfblocks"
             )),
-        }
-    }
-}
-
-/// Storage format of the KV cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KvPolicy {
-    /// f16 until device memory in use passes the threshold, int8 above it.
-    #[default]
-    Auto,
-    F16,
-    Int8,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct KvCacheConfig {
-    pub policy: KvPolicy,
-    /// Fraction of device memory in use (0 to 1) above which `auto` picks int8.
-    pub threshold: f64,
-}
-
-impl Default for KvCacheConfig {
-    fn default() -> Self {
-        KvCacheConfig {
-            policy: KvPolicy::Auto,
-            threshold: 0.85,
         }
     }
 }
@@ -162,7 +135,8 @@ pub struct Config {
     pub image_protocol: ImageProtocol,
     /// `None` turns the cap off.
     pub long_edge_cap: Option<LongEdgeCap>,
-    pub kv_cache: KvCacheConfig,
+    /// `[kv_cache]`: `policy` and, for `auto`, its `threshold`.
+    pub kv_cache: KvCachePolicy,
     /// The file the settings came from; `None` when only defaults apply.
     pub source: Option<PathBuf>,
 }
@@ -179,7 +153,7 @@ impl Default for Config {
             theme: "dark".to_string(),
             image_protocol: ImageProtocol::Auto,
             long_edge_cap: Some(LongEdgeCap::default()),
-            kv_cache: KvCacheConfig::default(),
+            kv_cache: KvCachePolicy::default(),
             source: None,
         }
     }
@@ -243,12 +217,7 @@ impl Config {
             config.long_edge_cap = c.0;
         }
         if let Some(kv) = raw.kv_cache {
-            if let Some(p) = kv.policy {
-                config.kv_cache.policy = p;
-            }
-            if let Some(t) = kv.threshold {
-                config.kv_cache.threshold = t.0;
-            }
+            config.kv_cache = kv.policy();
         }
         for (name, p) in raw.presets {
             let preset = match config.presets.iter_mut().find(|b| b.name == name) {
@@ -386,8 +355,35 @@ struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKvCache {
-    policy: Option<KvPolicy>,
+    policy: Option<PolicyName>,
     threshold: Option<InRange<Threshold>>,
+}
+
+impl RawKvCache {
+    /// The policy named (`auto` when none is), `auto` with the threshold given.
+    /// A threshold beside another policy has nothing to change.
+    fn policy(self) -> KvCachePolicy {
+        let policy = self.policy.map_or_else(KvCachePolicy::default, |p| p.0);
+        match (policy, self.threshold) {
+            (KvCachePolicy::Auto { .. }, Some(t)) => KvCachePolicy::Auto { threshold: t.0 },
+            (policy, _) => policy,
+        }
+    }
+}
+
+/// `policy`: one of the engine's policy names, refused like an unknown enum
+/// variant (with the choices, and a suggestion for a near miss).
+#[derive(Debug)]
+struct PolicyName(KvCachePolicy);
+
+impl<'de> Deserialize<'de> for PolicyName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !KvCachePolicy::NAMES.contains(&s.as_str()) {
+            return Err(de::Error::unknown_variant(&s, &KvCachePolicy::NAMES));
+        }
+        s.parse().map(PolicyName).map_err(de::Error::custom)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -711,6 +707,30 @@ mod tests {
         assert!(e.contains("did you mean `kitty`?"), "{e}");
         let e = parse("zzzzzz = 1\n").unwrap_err().to_string();
         assert!(!e.contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn the_kv_threshold_belongs_to_the_auto_policy() {
+        let kv = |table: &str| parse(&format!("[kv_cache]\n{table}")).unwrap().kv_cache;
+        let auto = |threshold| KvCachePolicy::Auto { threshold };
+        assert_eq!(kv(""), KvCachePolicy::default());
+        assert_eq!(kv("threshold = 0.5\n"), auto(0.5));
+        assert_eq!(kv("policy = \"auto\"\nthreshold = 0.6\n"), auto(0.6));
+        assert_eq!(kv("policy = \"f16\"\n"), KvCachePolicy::Model);
+        assert_eq!(
+            kv("policy = \"int8\"\nthreshold = 0.5\n"),
+            KvCachePolicy::Int8
+        );
+        let e = parse("[kv_cache]\npolicy = \"int9\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown variant `int9`, expected one of `auto`, `f16`, `int8`")
+                && e.contains("did you mean `int8`?"),
+            "{e}"
+        );
+        // The engine's other spelling of f16 is not one the file documents.
+        assert!(parse("[kv_cache]\npolicy = \"model\"\n").is_err());
     }
 
     #[test]

@@ -118,20 +118,9 @@ pub fn map_detections(
     let mut warned_hints: Vec<u32> = Vec::new();
 
     for raw in &parsed.detections {
-        let what = describe(&raw.label, &raw.shape);
-        let image = match raw.image_hint {
-            Some(n) if n >= 1 && (n as usize) <= images.len() => Some(n as usize - 1),
-            Some(n) => {
-                if !warned_hints.contains(&n) {
-                    warned_hints.push(n);
-                    warnings.push(format!(
-                        "the answer speaks of picture {n}, but the conversation has {} image(s); \
-                         its boxes were put on the default image",
-                        images.len()
-                    ));
-                }
-                default_image
-            }
+        let hint = raw.image_hint;
+        let image = match image_for(hint, images.len(), &mut warned_hints, &mut warnings) {
+            Some(named) => Some(named),
             None => default_image,
         };
         let Some(image) = image else {
@@ -142,79 +131,115 @@ pub fn map_detections(
             break;
         };
         let geometry = &images[image];
-        if !geometry.is_usable() {
-            warnings.push(format!("image {image} has no pixels; {what} skipped"));
-            continue;
-        }
-        let limits = match space {
-            CoordinateSpace::Relative1000 => (1000.0, 1000.0),
-            CoordinateSpace::ModelInputPixels => {
-                (geometry.model_input.0 as f64, geometry.model_input.1 as f64)
+        let what = describe(&raw.label, &raw.shape);
+        let shape = if geometry.is_usable() {
+            place_shape(&raw.shape, space, geometry, &what)
+        } else {
+            Err(format!("image {image} has no pixels; {what} skipped"))
+        };
+        match shape {
+            Err(skipped) => warnings.push(skipped),
+            Ok((shape, clamped)) => {
+                warnings.extend(clamped);
+                detections.push(Detection {
+                    label: raw.label.clone(),
+                    image,
+                    image_size: geometry.original,
+                    colour: palette_colour(detections.len()),
+                    shape,
+                });
             }
-        };
-        let to_original = |x: f64, y: f64| match space {
-            CoordinateSpace::Relative1000 => geometry.relative_to_original(x, y),
-            CoordinateSpace::ModelInputPixels => geometry.model_to_original(x, y),
-        };
-        let numbers: &[f64] = match &raw.shape {
-            RawShape::Box(v) => v,
-            RawShape::Point(v) => v,
-        };
-        if numbers.iter().any(|v| !v.is_finite()) {
-            warnings.push(format!("{what} has a number out of any range; skipped"));
-            continue;
         }
-        let mut clamped = false;
-        let mut clamp = |v: f64, max: f64| {
-            let c = v.clamp(0.0, max);
-            clamped |= c != v;
-            c
-        };
-        let shape = match raw.shape {
-            RawShape::Box([x1, y1, x2, y2]) => {
-                let (x1, x2) = (clamp(x1, limits.0), clamp(x2, limits.0));
-                let (y1, y2) = (clamp(y1, limits.1), clamp(y2, limits.1));
-                // Swapped corners are common; the box is the same.
-                let (left, right) = (x1.min(x2), x1.max(x2));
-                let (top, bottom) = (y1.min(y2), y1.max(y2));
-                if clamped && (left == right || top == bottom) {
-                    warnings.push(format!("{what} lies outside the image; skipped"));
-                    continue;
-                }
-                let (ox1, oy1) = to_original(left, top);
-                let (ox2, oy2) = to_original(right, bottom);
-                Shape::Box([ox1, oy1, ox2, oy2])
-            }
-            RawShape::Point([x, y]) => {
-                let (x, y) = (clamp(x, limits.0), clamp(y, limits.1));
-                let (ox, oy) = to_original(x, y);
-                Shape::Point([ox, oy])
-            }
-        };
-        if clamped {
-            let range = match space {
-                CoordinateSpace::Relative1000 => "the 0–1000 grid".to_string(),
-                CoordinateSpace::ModelInputPixels => format!(
-                    "the {}×{} model input",
-                    geometry.model_input.0, geometry.model_input.1
-                ),
-            };
-            warnings.push(format!(
-                "{what} reached outside {range}; clamped to the image"
-            ));
-        }
-        detections.push(Detection {
-            label: raw.label.clone(),
-            image,
-            image_size: geometry.original,
-            colour: palette_colour(detections.len()),
-            shape,
-        });
     }
     Grounding {
         detections,
         warnings: cap_warnings(warnings),
     }
+}
+
+/// The image the reply named for a detection ("Picture 2:"), if it names
+/// one the conversation has; a number that names none is warned about once.
+fn image_for(
+    hint: Option<u32>,
+    count: usize,
+    warned_hints: &mut Vec<u32>,
+    warnings: &mut Vec<String>,
+) -> Option<usize> {
+    match hint? {
+        n if n >= 1 && (n as usize) <= count => Some(n as usize - 1),
+        n => {
+            if !warned_hints.contains(&n) {
+                warned_hints.push(n);
+                warnings.push(format!(
+                    "the answer speaks of picture {n}, but the conversation has {count} image(s); \
+                     its boxes were put on the default image"
+                ));
+            }
+            None
+        }
+    }
+}
+
+/// `raw` in original pixels, clamped to the space's range with a warning
+/// saying so; `Err` with a warning when it cannot be placed.
+fn place_shape(
+    raw: &RawShape,
+    space: CoordinateSpace,
+    geometry: &ImageGeometry,
+    what: &str,
+) -> Result<(Shape, Option<String>), String> {
+    let limits = match space {
+        CoordinateSpace::Relative1000 => (1000.0, 1000.0),
+        CoordinateSpace::ModelInputPixels => {
+            (geometry.model_input.0 as f64, geometry.model_input.1 as f64)
+        }
+    };
+    let to_original = |x: f64, y: f64| match space {
+        CoordinateSpace::Relative1000 => geometry.relative_to_original(x, y),
+        CoordinateSpace::ModelInputPixels => geometry.model_to_original(x, y),
+    };
+    let numbers: &[f64] = match raw {
+        RawShape::Box(v) => v,
+        RawShape::Point(v) => v,
+    };
+    if numbers.iter().any(|v| !v.is_finite()) {
+        return Err(format!("{what} has a number out of any range; skipped"));
+    }
+    let mut clamped = false;
+    let mut clamp = |v: f64, max: f64| {
+        let c = v.clamp(0.0, max);
+        clamped |= c != v;
+        c
+    };
+    let shape = match *raw {
+        RawShape::Box([x1, y1, x2, y2]) => {
+            let (x1, x2) = (clamp(x1, limits.0), clamp(x2, limits.0));
+            let (y1, y2) = (clamp(y1, limits.1), clamp(y2, limits.1));
+            // Swapped corners are common; the box is the same.
+            let (left, right) = (x1.min(x2), x1.max(x2));
+            let (top, bottom) = (y1.min(y2), y1.max(y2));
+            if clamped && (left == right || top == bottom) {
+                return Err(format!("{what} lies outside the image; skipped"));
+            }
+            let (ox1, oy1) = to_original(left, top);
+            let (ox2, oy2) = to_original(right, bottom);
+            Shape::Box([ox1, oy1, ox2, oy2])
+        }
+        RawShape::Point([x, y]) => {
+            let (x, y) = (clamp(x, limits.0), clamp(y, limits.1));
+            let (ox, oy) = to_original(x, y);
+            Shape::Point([ox, oy])
+        }
+    };
+    let range = || match space {
+        CoordinateSpace::Relative1000 => "the 0–1000 grid".to_string(),
+        CoordinateSpace::ModelInputPixels => format!(
+            "the {}×{} model input",
+            geometry.model_input.0, geometry.model_input.1
+        ),
+    };
+    let note = clamped.then(|| format!("{what} reached outside {}; clamped to the image", range()));
+    Ok((shape, note))
 }
 
 /// A detection as named in warnings: its label (or kind) and numbers.

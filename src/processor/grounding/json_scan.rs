@@ -135,8 +135,7 @@ pub(crate) fn scan(text: &str, out: &mut Collector) {
 
 impl Scanner<'_, '_, '_> {
     fn run(&mut self) {
-        let text = self.text;
-        let bytes = text.as_bytes();
+        let bytes = self.text.as_bytes();
         let mut i = 0;
         // The last byte that was not white space, for telling a quote that
         // opens a string from an apostrophe in prose.
@@ -164,53 +163,48 @@ impl Scanner<'_, '_, '_> {
                 i += 1;
                 continue;
             }
-            match b {
-                b'{' | b'[' => {
-                    self.open(b, i);
-                    i += 1;
-                }
-                b'}' | b']' => {
-                    self.close(b);
-                    i += 1;
-                }
-                b'"' | b'\'' if matches!(prev, b'{' | b'[' | b',' | b':') => {
-                    let (body, next) = string_at(text, i, b);
-                    self.value(Value::Str(body));
-                    i = next;
-                }
-                b':' => {
-                    self.colon();
-                    i += 1;
-                }
-                b',' => {
-                    self.comma();
-                    i += 1;
-                }
-                b'-' | b'+' | b'.' | b'0'..=b'9' => match lex_number(bytes, i) {
-                    Some(n) => {
-                        self.value(Value::Number(n.value));
-                        i = n.end;
-                    }
-                    None => {
-                        self.value(Value::Word("-"));
-                        i += 1;
-                    }
-                },
-                b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                    let len = bytes[i..]
-                        .iter()
-                        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
-                        .count();
-                    self.value(Value::Word(&text[i..i + len]));
-                    i += len;
-                }
-                _ => i += 1,
-            }
+            i = self.token(i, prev);
             if !b.is_ascii_whitespace() {
                 prev = b;
             }
         }
         self.close_all();
+    }
+
+    /// Reads the token at `i` inside JSON, after the non-blank byte `prev`;
+    /// returns where the next one starts.
+    fn token(&mut self, i: usize, prev: u8) -> usize {
+        let text = self.text;
+        let bytes = text.as_bytes();
+        let b = bytes[i];
+        match b {
+            b'{' | b'[' => self.open(b, i),
+            b'}' | b']' => self.close(b),
+            b'"' | b'\'' if matches!(prev, b'{' | b'[' | b',' | b':') => {
+                let (body, next) = string_at(text, i, b);
+                self.value(Value::Str(body));
+                return next;
+            }
+            b':' => self.colon(),
+            b',' => self.comma(),
+            b'-' | b'+' | b'.' | b'0'..=b'9' => match lex_number(bytes, i) {
+                Some(n) => {
+                    self.value(Value::Number(n.value));
+                    return n.end;
+                }
+                None => self.value(Value::Word("-")),
+            },
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let len = bytes[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                    .count();
+                self.value(Value::Word(&text[i..i + len]));
+                return i + len;
+            }
+            _ => {}
+        }
+        i + 1
     }
 
     fn open(&mut self, bracket: u8, at: usize) {
