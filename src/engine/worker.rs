@@ -290,7 +290,7 @@ impl Worker {
         };
         if prompt.ids.len() >= self.max_context {
             anyhow::bail!(
-                "the conversation is {} tokens, more than the context of {} tokens; start a new conversation, remove images or raise --max-context",
+                "the conversation takes {} tokens and leaves no room for an answer in the context of {} tokens; shorten it, remove images or raise --max-context",
                 prompt.ids.len(),
                 self.max_context
             );
