@@ -23,10 +23,11 @@ use ratatui_image::Resize;
 use super::app::{App, AppConfig};
 use super::clipboard::osc52;
 
-use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg};
+use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId};
 use super::resync::ResyncBackend;
 use super::{graphics, terminal, view};
-use crate::engine::{ContextPolicy, Engine, EngineOptions, Event, Request};
+use crate::conversation::Conversation;
+use crate::engine::{ContextPolicy, Engine, EngineOptions, Event, Request, SamplingOverrides};
 use crate::gpu::sampler::{self, Sampler};
 use crate::gpu::NvmlMonitor;
 use crate::processor::image::{load_image, LongEdgeCap};
@@ -120,26 +121,7 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
         tx.clone(),
     );
 
-    let mut config = AppConfig::new(options.engine.model_dir.clone());
-    config.download = options.download.as_ref().map(|d| d.id.clone());
-    config.font_size = picker.font_size();
-    config.keymap = options.keymap.clone();
-    config.theme = options.theme.clone();
-    config.themes = options.themes.clone();
-    config.color_depth = options.color_depth;
-    if !options.presets.is_empty() {
-        config.presets = options.presets.clone();
-        config.start_preset = options.start_preset.min(options.presets.len() - 1);
-    }
-    config.cpu_threads = thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    config.seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    config.image_protocol = protocol_name(picker.protocol_type()).into();
-    let mut app = App::new(config);
+    let mut app = App::new(app_config(&options, &picker));
     let size = term.size()?;
     app.update(Msg::Resize(size.width, size.height));
 
@@ -192,6 +174,30 @@ pub enum Ending {
     Quit,
     /// The terminal could no longer be written to (it hung up).
     TerminalLost,
+}
+
+/// What the app starts with: the options, and facts of this terminal and machine.
+fn app_config(options: &ChatOptions, picker: &Picker) -> AppConfig {
+    let mut config = AppConfig::new(options.engine.model_dir.clone());
+    config.download = options.download.as_ref().map(|d| d.id.clone());
+    config.font_size = picker.font_size();
+    config.keymap = options.keymap.clone();
+    config.theme = options.theme.clone();
+    config.themes = options.themes.clone();
+    config.color_depth = options.color_depth;
+    if !options.presets.is_empty() {
+        config.presets = options.presets.clone();
+        config.start_preset = options.start_preset.min(options.presets.len() - 1);
+    }
+    config.cpu_threads = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    config.seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    config.image_protocol = protocol_name(picker.protocol_type()).into();
+    config
 }
 
 fn protocol_name(p: ProtocolType) -> &'static str {
@@ -417,6 +423,95 @@ struct RealEffects {
     sessions: Sender<SessionCmd>,
 }
 
+impl RealEffects {
+    /// Hands the request to the engine and forwards its events to the
+    /// screen from a thread of its own.
+    fn generate(
+        &self,
+        id: RequestId,
+        conversation: Conversation,
+        sampling: SamplingOverrides,
+        cancel: Arc<AtomicBool>,
+    ) {
+        let (reply, events) = mpsc::channel();
+        let submitted = match self.engine.lock().ok().as_ref().and_then(|e| e.as_ref()) {
+            Some(engine) => engine.submit(Request {
+                conversation,
+                sampling,
+                reply,
+                cancel,
+                context: ContextPolicy::DropOldest,
+            }),
+            None => Err(anyhow::anyhow!("the model is not loaded")),
+        };
+        let tx = self.tx.clone();
+        let forwarded = submitted.and_then(|()| {
+            let tx = tx.clone();
+            spawn_named("replies", move || {
+                for event in events {
+                    let last = matches!(event, Event::Done { .. } | Event::Error(_));
+                    if tx.send(Msg::Engine { id, event }).is_err() || last {
+                        return;
+                    }
+                }
+                // The engine dropped the request without an end:
+                // its thread is gone.
+                let why = terminal::take_worker_panic()
+                    .map(|p| format!(": {p}"))
+                    .unwrap_or_default();
+                let _ = tx.send(Msg::Engine {
+                    id,
+                    event: Event::Error(format!(
+                        "the engine stopped unexpectedly{why}; restart glimpse"
+                    )),
+                });
+            })
+        });
+        if let Err(e) = forwarded {
+            let _ = tx.send(Msg::Engine {
+                id,
+                event: Event::Error(crate::human::one_line(&e)),
+            });
+        }
+    }
+
+    /// Decodes an image file on a thread of its own.
+    fn decode(&self, id: ImageId, path: std::path::PathBuf) {
+        let tx = self.tx.clone();
+        let failed = (self.tx.clone(), path.clone());
+        let cap = self.cap;
+        let started = spawn_named("decoder", move || {
+            // A decoder bug must not leave the chip waiting forever.
+            let result = std::panic::catch_unwind(|| load_image(&path, cap.as_ref()))
+                .unwrap_or_else(|_| {
+                    let why = terminal::take_worker_panic().unwrap_or_default();
+                    Err(crate::processor::image::ImageError::Corrupt {
+                        file: path.display().to_string(),
+                        detail: format!("the decoder failed: {why}"),
+                    })
+                })
+                .map(|d| DecodedImage {
+                    original: (d.original_width, d.original_height),
+                    capped: (d.rgb.width(), d.rgb.height()),
+                    pixels: Arc::new(DynamicImage::ImageRgb8(d.rgb)),
+                })
+                .map_err(|e| e.to_string());
+            let _ = tx.send(Msg::ImageDecoded { id, result });
+        });
+        if let Err(e) = started {
+            let (tx, path) = failed;
+            let _ = tx.send(Msg::ImageDecoded {
+                id,
+                result: Err(format!(
+                    "{}: {}",
+                    path.display(),
+                    crate::human::one_line(&e)
+                )),
+            });
+        }
+    }
+}
+
 impl<B: Backend> Effects<B> for RealEffects
 where
     B::Error: Send + Sync + 'static,
@@ -428,82 +523,8 @@ where
                 conversation,
                 sampling,
                 cancel,
-            } => {
-                let (reply, events) = mpsc::channel();
-                let submitted = match self.engine.lock().ok().as_ref().and_then(|e| e.as_ref()) {
-                    Some(engine) => engine.submit(Request {
-                        conversation,
-                        sampling,
-                        reply,
-                        cancel,
-                        context: ContextPolicy::DropOldest,
-                    }),
-                    None => Err(anyhow::anyhow!("the model is not loaded")),
-                };
-                let tx = self.tx.clone();
-                let forwarded = submitted.and_then(|()| {
-                    let tx = tx.clone();
-                    spawn_named("replies", move || {
-                        for event in events {
-                            let last = matches!(event, Event::Done { .. } | Event::Error(_));
-                            if tx.send(Msg::Engine { id, event }).is_err() || last {
-                                return;
-                            }
-                        }
-                        // The engine dropped the request without an end:
-                        // its thread is gone.
-                        let why = terminal::take_worker_panic()
-                            .map(|p| format!(": {p}"))
-                            .unwrap_or_default();
-                        let _ = tx.send(Msg::Engine {
-                            id,
-                            event: Event::Error(format!(
-                                "the engine stopped unexpectedly{why}; restart glimpse"
-                            )),
-                        });
-                    })
-                });
-                if let Err(e) = forwarded {
-                    let _ = tx.send(Msg::Engine {
-                        id,
-                        event: Event::Error(crate::human::one_line(&e)),
-                    });
-                }
-            }
-            Cmd::DecodeImage { id, path } => {
-                let tx = self.tx.clone();
-                let failed = (self.tx.clone(), path.clone());
-                let cap = self.cap;
-                let started = spawn_named("decoder", move || {
-                    // A decoder bug must not leave the chip waiting forever.
-                    let result = std::panic::catch_unwind(|| load_image(&path, cap.as_ref()))
-                        .unwrap_or_else(|_| {
-                            let why = terminal::take_worker_panic().unwrap_or_default();
-                            Err(crate::processor::image::ImageError::Corrupt {
-                                file: path.display().to_string(),
-                                detail: format!("the decoder failed: {why}"),
-                            })
-                        })
-                        .map(|d| DecodedImage {
-                            original: (d.original_width, d.original_height),
-                            capped: (d.rgb.width(), d.rgb.height()),
-                            pixels: Arc::new(DynamicImage::ImageRgb8(d.rgb)),
-                        })
-                        .map_err(|e| e.to_string());
-                    let _ = tx.send(Msg::ImageDecoded { id, result });
-                });
-                if let Err(e) = started {
-                    let (tx, path) = failed;
-                    let _ = tx.send(Msg::ImageDecoded {
-                        id,
-                        result: Err(format!(
-                            "{}: {}",
-                            path.display(),
-                            crate::human::one_line(&e)
-                        )),
-                    });
-                }
-            }
+            } => self.generate(id, conversation, sampling, cancel),
+            Cmd::DecodeImage { id, path } => self.decode(id, path),
             Cmd::EncodePreview { id, pixels, cells } => {
                 let _ = self.previews.send(PreviewJob { id, pixels, cells });
             }
