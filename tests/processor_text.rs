@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use glimpse::conversation::{Conversation, Message, Part, Role};
 use glimpse::processor::detokenize::IncrementalDecoder;
 use glimpse::processor::prompt::{build_prompt_ids, PromptError};
+use glimpse::processor::template::RenderOptions;
 use glimpse::processor::template::{ChatTemplate, TemplateError};
 use glimpse::processor::tokenizer::{TextTokenizer, TokenizerError};
 
@@ -259,7 +260,8 @@ fn expanding_ids_equals_expanding_text() {
 
     for name in TEMPLATES {
         let t = template(name);
-        let prompt = build_prompt_ids(&t, &tok, &conv, pad_id, &counts, true).unwrap();
+        let prompt =
+            build_prompt_ids(&t, &tok, &conv, pad_id, &counts, RenderOptions::reply()).unwrap();
         assert_eq!(prompt.image_token_counts, counts);
 
         let rendered = t.render(&conv, true).unwrap();
@@ -289,7 +291,7 @@ fn single_turn_ids_have_the_expected_shape() {
         &image_then_text("Describe this image."),
         id("<|image_pad|>"),
         &[3],
-        true,
+        RenderOptions::reply(),
     )
     .unwrap();
     let mut expected = vec![id("<|im_start|>")];
@@ -311,7 +313,7 @@ fn image_count_mismatch_is_reported() {
     let pad = tok.token_id("<|image_pad|>").unwrap();
     let t = template("qwen2_vl");
     let conv = image_then_text("Describe this image.");
-    let e = build_prompt_ids(&t, &tok, &conv, pad, &[4, 4], true).unwrap_err();
+    let e = build_prompt_ids(&t, &tok, &conv, pad, &[4, 4], RenderOptions::reply()).unwrap_err();
     assert!(
         matches!(
             e,
@@ -322,7 +324,7 @@ fn image_count_mismatch_is_reported() {
         ),
         "{e}"
     );
-    let e = build_prompt_ids(&t, &tok, &conv, pad, &[], true).unwrap_err();
+    let e = build_prompt_ids(&t, &tok, &conv, pad, &[], RenderOptions::reply()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "the rendered prompt has 1 image placeholder but 0 images were given; give one image per image item of the conversation"
@@ -450,7 +452,8 @@ fn matches_transformers_references() {
             })
             .collect();
         let pad = tok.token_id("<|image_pad|>").unwrap();
-        let prompt = build_prompt_ids(&template, &tok, &conv, pad, &counts, true).unwrap();
+        let prompt =
+            build_prompt_ids(&template, &tok, &conv, pad, &counts, RenderOptions::reply()).unwrap();
         let expected: Vec<u32> = reference["input_ids"]
             .as_array()
             .unwrap()

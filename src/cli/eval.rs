@@ -464,6 +464,7 @@ impl Asker<'_> {
             reply,
             cancel,
             context: ContextPolicy::Refuse,
+            thinking: None,
         })?;
         let mut record = unanswered_record(item);
         let mut facts = Vec::new();

@@ -113,6 +113,9 @@ pub struct Request {
     pub reply: Sender<Event>,
     pub cancel: Arc<AtomicBool>,
     pub context: ContextPolicy,
+    /// `enable_thinking` for the chat template; `None` keeps the checkpoint's
+    /// default.
+    pub thinking: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -293,6 +296,7 @@ impl Engine {
             reply,
             cancel: cancel.clone(),
             context: ContextPolicy::Refuse,
+            thinking: None,
         })?;
         Ok((rx, cancel))
     }

@@ -31,6 +31,7 @@ use crate::processor::detokenize::IncrementalDecoder;
 use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};
 use crate::processor::prompt::build_prompt_ids;
 use crate::processor::template::ChatTemplate;
+use crate::processor::template::RenderOptions;
 use crate::processor::tokenizer::TextTokenizer;
 use crate::processor::vision_input::{preprocess_image, PreprocessedImage, VisionPreprocessConfig};
 
@@ -278,7 +279,7 @@ impl Worker {
         let mut dropped_messages = 0;
         let room = max_new_tokens.clamp(1, 64);
         let mut prompt = loop {
-            let prompt = self.build_prompt(&conversation)?;
+            let prompt = self.build_prompt(&conversation, req.thinking)?;
             let fits = prompt.ids.len() + room <= self.max_context;
             if fits || req.context == ContextPolicy::Refuse {
                 break prompt;
@@ -299,7 +300,11 @@ impl Worker {
         Ok(prompt)
     }
 
-    fn build_prompt(&mut self, conversation: &Conversation) -> anyhow::Result<Prompt> {
+    fn build_prompt(
+        &mut self,
+        conversation: &Conversation,
+        thinking: Option<bool>,
+    ) -> anyhow::Result<Prompt> {
         let paths: Vec<PathBuf> = conversation
             .images()
             .into_iter()
@@ -317,7 +322,10 @@ impl Worker {
             conversation,
             self.model.config.image_token_id,
             &counts,
-            true,
+            RenderOptions {
+                add_generation_prompt: true,
+                enable_thinking: thinking,
+            },
         )?
         .ids;
         Ok(Prompt {

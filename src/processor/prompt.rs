@@ -8,7 +8,7 @@
 //! ids after tokenizing gives the same sequence without tokenizing thousands of
 //! placeholders.
 
-use super::template::{ChatTemplate, TemplateError};
+use super::template::{ChatTemplate, RenderOptions, TemplateError};
 use super::tokenizer::{TextTokenizer, TokenizerError};
 use crate::conversation::Conversation;
 
@@ -49,9 +49,9 @@ pub fn build_prompt_ids(
     conversation: &Conversation,
     image_token_id: u32,
     image_token_counts: &[usize],
-    add_generation_prompt: bool,
+    options: RenderOptions,
 ) -> Result<PromptIds, PromptError> {
-    let text = template.render(conversation, add_generation_prompt)?;
+    let text = template.render_with(conversation, options)?;
     let ids = tokenizer.encode(&text)?;
     let ids = expand_image_tokens(&ids, image_token_id, image_token_counts)?;
     Ok(PromptIds {

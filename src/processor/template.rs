@@ -80,6 +80,26 @@ impl std::fmt::Debug for ChatTemplate {
     }
 }
 
+/// How to render a conversation beyond its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Open an assistant turn for the model to answer.
+    pub add_generation_prompt: bool,
+    /// Passed to the template as `enable_thinking`; `None` leaves the
+    /// checkpoint's default.
+    pub enable_thinking: Option<bool>,
+}
+
+impl RenderOptions {
+    /// A prompt that asks for a reply, with the checkpoint's thinking default.
+    pub fn reply() -> Self {
+        RenderOptions {
+            add_generation_prompt: true,
+            enable_thinking: None,
+        }
+    }
+}
+
 impl ChatTemplate {
     /// Finds the template in a model dir: `chat_template.jinja`,
     /// `chat_template.json` (`{"chat_template": "..."}`), or
@@ -135,14 +155,36 @@ impl ChatTemplate {
     }
 
     /// Renders the conversation like transformers'
-    /// `apply_chat_template(messages, add_generation_prompt=…, tokenize=False)`:
-    /// each message's content is a string or a list of `{"type": "text", "text"}`
-    /// / `{"type": "image", "image": path}` items, as it was given.
+    /// `apply_chat_template(messages, add_generation_prompt=…, tokenize=False)`.
     pub fn render(
         &self,
         conversation: &Conversation,
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
+        self.render_with(
+            conversation,
+            RenderOptions {
+                add_generation_prompt,
+                enable_thinking: None,
+            },
+        )
+    }
+
+    /// Renders the conversation like transformers'
+    /// `apply_chat_template(messages, add_generation_prompt=…, enable_thinking=…,
+    /// tokenize=False)`: each message's content is a string or a list of
+    /// `{"type": "text", "text"}` / `{"type": "image", "image": path}` items, as
+    /// it was given. `enable_thinking` is left undefined when `None`, so the
+    /// template's own default applies.
+    pub fn render_with(
+        &self,
+        conversation: &Conversation,
+        options: RenderOptions,
+    ) -> Result<String, TemplateError> {
+        let RenderOptions {
+            add_generation_prompt,
+            enable_thinking,
+        } = options;
         let mut ctx: Vec<(String, Value)> = vec![
             (
                 "messages".into(),
@@ -155,6 +197,9 @@ impl ChatTemplate {
                 Value::from(add_generation_prompt),
             ),
         ];
+        if let Some(on) = enable_thinking {
+            ctx.push(("enable_thinking".into(), Value::from(on)));
+        }
         ctx.extend(self.special_tokens.iter().cloned());
         let ctx: Value = ctx.into_iter().collect();
         let template = self
@@ -842,6 +887,28 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out, r#"{"a":"\u00e9\ud83d\ude00"}"#);
+    }
+
+    #[test]
+    fn enable_thinking_is_undefined_unless_given() {
+        let t = ChatTemplate::from_source(
+            "{% if enable_thinking is defined %}{{ enable_thinking }}{% else %}default{% endif %}",
+        )
+        .unwrap();
+        let c = user("hi");
+        let with = |enable_thinking| {
+            t.render_with(
+                &c,
+                RenderOptions {
+                    add_generation_prompt: true,
+                    enable_thinking,
+                },
+            )
+            .unwrap()
+        };
+        assert_eq!(with(None), "default");
+        assert_eq!(with(Some(false)), "False");
+        assert_eq!(with(Some(true)), "True");
     }
 
     #[test]

@@ -441,6 +441,7 @@ impl RealEffects {
                 reply,
                 cancel,
                 context: ContextPolicy::DropOldest,
+                thinking: None,
             }),
             None => Err(anyhow::anyhow!("the model is not loaded")),
         };

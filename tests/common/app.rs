@@ -163,6 +163,7 @@ impl AppHarness {
                 reply,
                 cancel: g.cancel.clone(),
                 context: ContextPolicy::DropOldest,
+                thinking: None,
             })
             .unwrap();
         let id = g.id;

@@ -18,6 +18,7 @@ use glimpse::processor::grounding::ImageGeometry;
 use glimpse::processor::image::{load_image_with, AlphaMode};
 use glimpse::processor::prompt::build_prompt_ids;
 use glimpse::processor::template::ChatTemplate;
+use glimpse::processor::template::RenderOptions;
 use glimpse::processor::tokenizer::TextTokenizer;
 use glimpse::processor::vision_input::{
     preprocess_image, PreprocessedImage, VisionPreprocessConfig,
@@ -216,7 +217,7 @@ pub fn prepare(r: &Reference) -> Prepared {
         &conv,
         model.config.image_token_id,
         &counts,
-        true,
+        RenderOptions::reply(),
     )
     .unwrap()
     .ids;

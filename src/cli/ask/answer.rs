@@ -56,6 +56,7 @@ pub fn ask(
         reply,
         cancel,
         context: ContextPolicy::Refuse,
+        thinking: None,
     })?;
     let (mut prompt_ids, mut images, mut kv_switch) = (Vec::new(), Vec::new(), Value::Null);
     for event in events {
