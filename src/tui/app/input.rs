@@ -7,6 +7,7 @@ use ratatui::crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 
 use super::{App, Dialog, Flash, ImageState, PathPrompt, StoredImage};
 use crate::tui::attachments::{complete_path, expand_home, pasted_image_paths, split_pasted};
+use crate::session::digest::why_not_a_file;
 use crate::tui::keymap::Action;
 use crate::tui::msg::{Cmd, ImageId};
 use crate::tui::presets::{describe, Settings};
@@ -325,14 +326,9 @@ impl App {
     }
 
     pub fn attach(&mut self, path: PathBuf, cmds: &mut Vec<Cmd>) {
-        if !path.is_file() {
-            let what = if path.exists() {
-                "is not a file"
-            } else {
-                "does not exist"
-            };
+        if let Some(why) = why_not_a_file(&path) {
             self.flash = Some(Flash::Error(format!(
-                "{} {what}; check the path (Tab completes it)",
+                "{}: {why}; check the path (Tab completes it)",
                 path.display()
             )));
             return;
