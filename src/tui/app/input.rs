@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use ratatui::crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 
 use super::{App, Dialog, Flash, ImageState, PathPrompt, StoredImage};
-use crate::tui::attachments::{complete_path, expand_home, pasted_image_paths, split_pasted};
 use crate::session::digest::why_not_a_file;
+use crate::tui::attachments::{complete_path, expand_home, pasted_image_paths, split_pasted};
 use crate::tui::keymap::Action;
 use crate::tui::msg::{Cmd, ImageId};
 use crate::tui::presets::{describe, Settings};
