@@ -106,6 +106,7 @@ pub fn cards() -> Vec<ModelCard> {
         Family::Qwen2Vl => 0,
         Family::Qwen25Vl => 1,
         Family::Qwen3Vl => 2,
+        Family::Qwen35 => 3,
     };
     cards.sort_by_key(|c| (family_order(c.family), c.parameters));
     cards
