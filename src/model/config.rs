@@ -870,6 +870,50 @@ mod tests {
     }
 
     #[test]
+    fn qwen3_5_layers_and_partial_rotary() {
+        let cfg = json!({
+            "model_type": "qwen3_5",
+            "text_config": {"hidden_size": 1024, "num_hidden_layers": 8, "num_attention_heads": 8,
+                "num_key_value_heads": 2, "head_dim": 256, "linear_num_value_heads": 16,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000000,
+                    "mrope_section": [11, 11, 10], "partial_rotary_factor": 0.25}},
+            "vision_config": {"depth": 12, "hidden_size": 768, "num_heads": 12}
+        });
+        let c = ModelConfig::from_json(&cfg).unwrap();
+        assert_eq!(c.family, Family::Qwen35);
+        assert_eq!(c.text.rotary_dim, 64);
+        assert_eq!(c.text.full_attention_layers(), 2);
+        assert_eq!(c.text.layer_kinds[3], LayerKind::FullAttention);
+        assert_eq!(c.text.layer_kinds[4], LayerKind::LinearAttention);
+        assert!(c.text.attention_output_gate && c.text.zero_centred_norms && c.text.qk_norm);
+        assert_eq!(
+            c.text.linear.as_ref().unwrap().conv_dim(),
+            2 * 16 * 128 + 16 * 128
+        );
+        assert!(c.vision.deepstack_visual_indexes.is_empty());
+    }
+
+    #[test]
+    fn mixture_of_experts_checkpoints_are_refused_by_name() {
+        for t in ["qwen3_5_moe", "qwen3_vl_moe"] {
+            let cfg = json!({"model_type": t});
+            assert_eq!(
+                ModelConfig::from_json(&cfg).unwrap_err(),
+                ConfigProblem::UnsupportedMoe(t.into())
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("glimpse-moe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"model_type": "qwen3_5_moe"}"#).unwrap();
+        let e = ModelConfig::from_model_dir(&dir).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            e.contains("qwen3_5_moe") && e.contains("not supported yet") && !e.contains('\n'),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unknown_model_type_and_inconsistent_rope_are_refused() {
         let cfg = json!({"model_type": "llava"});
         assert_eq!(
