@@ -471,7 +471,7 @@ fn rotary_dim(family: Family, f: &Fields, head_dim: usize) -> Result<usize, Stri
         None => f.f64("partial_rotary_factor")?.unwrap_or(0.25),
     };
     let dim = (head_dim as f64 * factor) as usize;
-    if !(factor > 0.0 && factor <= 1.0) || dim == 0 || dim % 2 != 0 {
+    if !(factor > 0.0 && factor <= 1.0) || dim == 0 || !dim.is_multiple_of(2) {
         return Err(format!(
             "\"partial_rotary_factor\" {factor} must leave an even number of rotary slots of head_dim {head_dim}"
         ));
@@ -525,7 +525,7 @@ fn parse_linear(f: &Fields) -> Result<LinearAttentionConfig, String> {
         value_head_dim: f.usize("linear_value_head_dim")?.unwrap_or(128),
         conv_kernel: f.usize("linear_conv_kernel_dim")?.unwrap_or(4),
     };
-    if cfg.num_key_heads == 0 || cfg.num_value_heads % cfg.num_key_heads != 0 {
+    if cfg.num_key_heads == 0 || !cfg.num_value_heads.is_multiple_of(cfg.num_key_heads) {
         return Err(format!(
             "\"linear_num_key_heads\" ({}) must divide \"linear_num_value_heads\" ({})",
             cfg.num_key_heads, cfg.num_value_heads
