@@ -112,3 +112,69 @@ impl RecurrentStates {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+    use crate::model::KvCache;
+
+    fn state(value: f32) -> LinearState {
+        let t = |shape: (usize, usize, usize)| Tensor::full(value, shape, &Device::Cpu).unwrap();
+        LinearState {
+            conv: t((1, 3, 4)),
+            recurrent: t((1, 2, 2)).unsqueeze(0).unwrap(),
+        }
+    }
+
+    fn live_value(cache: &KvCache) -> Option<f32> {
+        cache
+            .states()
+            .get(1)
+            .map(|s| s.recurrent.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0])
+    }
+
+    /// Feeds `n` positions whose state is `value` (layer 1 is linear).
+    fn feed(cache: &mut KvCache, n: usize, value: f32) {
+        cache.states_mut().set(1, state(value));
+        cache.advance(n);
+    }
+
+    #[test]
+    fn truncating_returns_to_the_latest_checkpoint_at_or_before_the_length() {
+        let mut cache = KvCache::new(2);
+        feed(&mut cache, 10, 1.0);
+        cache.checkpoint();
+        feed(&mut cache, 5, 2.0);
+        cache.checkpoint();
+        feed(&mut cache, 7, 3.0);
+        assert_eq!(
+            cache.reachable(22),
+            22,
+            "the live state needs no checkpoint"
+        );
+        assert_eq!(cache.reachable(20), 15);
+        assert_eq!(cache.truncate(20).unwrap(), 15);
+        assert_eq!((cache.len(), live_value(&cache)), (15, Some(2.0)));
+        assert_eq!(cache.truncate(12).unwrap(), 10);
+        assert_eq!(live_value(&cache), Some(1.0));
+        assert_eq!(cache.truncate(9).unwrap(), 0, "nothing before the first");
+        assert_eq!(live_value(&cache), None);
+    }
+
+    #[test]
+    fn checkpoints_are_bounded_and_a_cache_without_states_truncates_anywhere() {
+        let mut cache = KvCache::new(2);
+        for i in 0..(MAX_CHECKPOINTS + 2) {
+            feed(&mut cache, 1, i as f32);
+            cache.checkpoint();
+        }
+        let oldest_kept = cache.len() - MAX_CHECKPOINTS + 1;
+        assert_eq!(cache.reachable(oldest_kept), oldest_kept);
+        assert_eq!(cache.reachable(oldest_kept - 1), 0);
+        let mut plain = KvCache::new(2);
+        plain.advance(9);
+        assert_eq!(plain.truncate(4).unwrap(), 4);
+    }
+}
