@@ -174,10 +174,6 @@ impl GatedDeltaNet {
         let gate = z.to_dtype(DType::F32)?.silu()?;
         weighted.to_dtype(DType::F32)?.mul(&gate)?.to_dtype(dtype)
     }
-
-    pub fn num_value_heads(&self) -> usize {
-        self.cfg.num_value_heads
-    }
 }
 
 /// `log(1 + exp(x))`, linear above 20 like torch.
