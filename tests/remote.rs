@@ -367,3 +367,45 @@ fn refused_keys_unknown_models_and_absent_servers_are_one_line() {
     ));
     assert!(e.contains("UNSET_VAR_X (--api-key-env) is not set"), "{e}");
 }
+
+/// What the client sends matches what the engine would make of the same
+/// file, so a box in the answer lands on the same original pixels: for each
+/// family, with the cap shrinking the image before smart_resize.
+#[test]
+fn images_are_sent_as_the_engine_would_see_them_and_boxes_map_back_alike() {
+    use glimpse::engine::{describe_images, EngineOptions};
+    use glimpse::processor::grounding::{ground_reply, GroundingFamily};
+    use glimpse::processor::image::{AlphaMode, LongEdgeCap};
+    use glimpse::processor::vision_input::VisionPreprocessConfig;
+    use glimpse::remote::images::{family_preprocess, prepare};
+
+    let cap = Some(LongEdgeCap {
+        threshold: 300,
+        target: 200,
+    });
+    let scene = fixtures().join("images/scene_333x211.png");
+    for name in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+        let dir = fixtures().join("models").join(name);
+        let options = EngineOptions {
+            long_edge_cap: cap,
+            ..EngineOptions::new(&dir)
+        };
+        let (model_type, local) = describe_images(&options, std::slice::from_ref(&scene)).unwrap();
+        let cfg =
+            VisionPreprocessConfig::from_model_dir(&dir, family_preprocess(&model_type).unwrap())
+                .unwrap();
+        let sent = prepare(&scene, cap.as_ref(), AlphaMode::White, Some(&cfg)).unwrap();
+        assert_eq!(sent.facts, local[0], "{name}");
+        let family = GroundingFamily::from_model_type(&model_type).unwrap();
+        let answer = match family {
+            GroundingFamily::Qwen2Vl => "<|box_start|>(100,200),(500,700)<|box_end|>",
+            _ => r#"[{"bbox_2d": [20, 30, 90, 100], "label": "square"}]"#,
+        };
+        let boxes = |facts: &glimpse::engine::ImageFacts| {
+            ground_reply(answer, family, &[facts.geometry(cap.as_ref())], Some(0)).detections
+        };
+        let here = boxes(&local[0]);
+        assert_eq!(here.len(), 1, "{name}");
+        assert_eq!(boxes(&sent.facts), here, "{name}");
+    }
+}
