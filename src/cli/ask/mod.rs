@@ -19,7 +19,7 @@ use super::sampling_arg::SamplingFlags;
 use super::show::Shower;
 use crate::conversation::{Content, Conversation, Message, Part, Role};
 use crate::engine::kv_policy::parse_threshold;
-use crate::engine::{check_model_dir, EngineOptions, KvCachePolicy, SamplingOverrides};
+use crate::engine::{check_model_dir, Backend, EngineOptions, KvCachePolicy, SamplingOverrides};
 use crate::model::ModelConfig;
 use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};
 use crate::session::config::{parse_long_edge_cap, ImageProtocol};
@@ -214,6 +214,28 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
     // else is written to it.
     let shower = shower(&args, &config);
     let (engine, _sampler) = load_with_readings(options.clone())?;
+    let live = print::Live {
+        backend: print::Answerer::Local {
+            engine: &engine,
+            kv_cache: options.kv_cache,
+        },
+        cap: options.long_edge_cap,
+    };
+    let said = || announce(engine.info());
+    ask_and_print(&args, &live, &engine, &said, conversation, sampling, shower)
+}
+
+/// Asks through `backend`, streams the answer, and prints the result the
+/// same way whichever backend answered.
+fn ask_and_print(
+    args: &AskArgs,
+    live: &print::Live,
+    backend: &dyn Backend,
+    announce: &dyn Fn(),
+    conversation: Conversation,
+    sampling: SamplingOverrides,
+    shower: Option<Shower>,
+) -> anyhow::Result<i32> {
     let mut out = output::stdout();
     let mut stream = answer::Stream {
         out: &mut out,
@@ -222,27 +244,13 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
         alpha: args.alpha,
     };
     let answer = answer::ask(
-        &engine,
-        &|| announce(engine.info()),
+        backend,
+        announce,
         conversation.clone(),
         sampling,
         &mut stream,
     )?;
-    let live = print::Live {
-        backend: print::Answerer::Local {
-            engine: &engine,
-            kv_cache: options.kv_cache,
-        },
-        cap: options.long_edge_cap,
-    };
-    print::answer(
-        &args,
-        &live,
-        &conversation,
-        answer,
-        &mut out,
-        shower.as_ref(),
-    )
+    print::answer(args, live, &conversation, answer, &mut out, shower.as_ref())
 }
 
 /// `ask --server`: the same question and output, answered by a server.
@@ -272,27 +280,12 @@ fn run_remote(
     }
     let conversation = check_question(&args, cap)?;
     let shower = shower(&args, config);
-    let mut out = output::stdout();
-    let mut stream = answer::Stream {
-        out: &mut out,
-        json: args.json,
-        shower: shower.as_ref(),
-        alpha: args.alpha,
-    };
-    let said = || eprintln!("glimpse: {} at {}", remote.model(), remote.server());
-    let answer = answer::ask(&remote, &said, conversation.clone(), sampling, &mut stream)?;
     let live = print::Live {
         backend: print::Answerer::Remote(&remote),
         cap,
     };
-    print::answer(
-        &args,
-        &live,
-        &conversation,
-        answer,
-        &mut out,
-        shower.as_ref(),
-    )
+    let said = || eprintln!("glimpse: {} at {}", remote.model(), remote.server());
+    ask_and_print(&args, &live, &remote, &said, conversation, sampling, shower)
 }
 
 /// `--show` and `--json` both want stdout; `--image-protocol` only says how
