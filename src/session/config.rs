@@ -137,7 +137,7 @@ pub struct Config {
     pub long_edge_cap: Option<LongEdgeCap>,
     /// `[kv_cache]`: `policy` and, for `auto`, its `threshold`.
     pub kv_cache: KvCachePolicy,
-    /// An OpenAI-compatible server's API base URL: when set, `ask` asks it
+    /// An OpenAI-compatible server's API base URL: when set, `ask` and `eval` ask it
     /// instead of loading the model here.
     pub server: Option<String>,
     /// The environment variable holding the server's API key.
