@@ -15,5 +15,7 @@ pub mod gpu;
 pub mod human;
 pub mod model;
 pub mod processor;
+pub mod remote;
+pub mod serve;
 pub mod session;
 pub mod tui;

@@ -20,10 +20,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::grounding;
 use super::model_arg::{announce, load_with_readings, ModelFlags};
 use super::output;
+use super::remote_arg::RemoteFlags;
 use super::sampling_arg::SamplingFlags;
 use crate::conversation::{Conversation, Message, Part, Role};
 use crate::engine::{
-    check_model_dir, ContextPolicy, Engine, Event, FinishReason, ImageFacts, Request,
+    check_model_dir, Backend, ContextPolicy, Engine, Event, FinishReason, ImageFacts, Request,
     SamplingOverrides,
 };
 use crate::eval::matching::judge;
@@ -34,7 +35,8 @@ use crate::eval::synth::{make_suite, DEFAULT_COUNT};
 use crate::gpu::Sampler;
 use crate::model::ModelConfig;
 use crate::processor::grounding::{GroundingFamily, Shape};
-use crate::processor::image::LongEdgeCap;
+use crate::processor::image::{AlphaMode, LongEdgeCap};
+use crate::remote::Remote;
 use crate::session::atomic::write_atomic;
 use crate::session::Config;
 
@@ -45,6 +47,8 @@ pub const REPORT_JSON: &str = "report.json";
 pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelFlags,
+    #[command(flatten)]
+    pub remote: RemoteFlags,
     /// The questions: a JSONL file, one question per line (see README).
     #[arg(long, value_name = "FILE", required_unless_present = "make_suite")]
     pub suite: Option<PathBuf>,
@@ -95,7 +99,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
     let suite = Suite::read(&suite_path)?;
     let scope = in_scope(&suite, args.limit)?;
     let config = Config::load()?;
-    let mut run = Run::plan(&args, &config, suite_path)?;
+    let cap = config.long_edge_cap;
+    let remote = args
+        .remote
+        .connect(&config, args.model.spec(&config), cap, AlphaMode::White)?;
+    let mut run = Run::plan(&args, &config, suite_path, remote.as_ref())?;
     let (mut answers, mut records) = open_answers(&run.out)?;
     let questions = readable_questions(&run.suite, scope);
     let todo = unanswered(&questions, &records);
@@ -114,7 +122,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
         run.settings.write(&run.out)?;
         false
     } else {
-        run.ask_all(&args, &config, &todo, progress, &mut answers, &mut records)?
+        let on = AskedOn {
+            args: &args,
+            config: &config,
+            remote: remote.as_ref(),
+        };
+        run.ask_all(&on, &todo, progress, &mut answers, &mut records)?
     };
     run.report(scope, &records)?;
     Ok(if stopped { 130 } else { 0 })
@@ -192,16 +205,23 @@ struct Progress {
 impl Run {
     /// The run's settings from the flags and the config; an earlier run in
     /// the same folder must have used the same ones, and its device is kept.
-    fn plan(args: &EvalArgs, config: &Config, suite: PathBuf) -> anyhow::Result<Run> {
+    fn plan(
+        args: &EvalArgs,
+        config: &Config,
+        suite: PathBuf,
+        remote: Option<&Remote>,
+    ) -> anyhow::Result<Run> {
         let (sampling, system_prompt) = sampling_of(args, config)?;
         let spec = args.model.spec(config);
-        let model_dir = args.model.resolve_dir(config)?;
-        check_model_dir(&model_dir)?;
-        let model_type = ModelConfig::from_model_dir(&model_dir)
-            .with_context(|| format!("reading the model in {}", model_dir.display()))?
-            .family
-            .model_type()
-            .to_string();
+        let (model_dir, model_type) = match remote {
+            // A server's model is named by its URL and name, so that a run
+            // resumes only on the same one.
+            Some(r) => (
+                PathBuf::from(format!("{}#{}", r.server(), r.model())),
+                r.model_type().unwrap_or_default().to_string(),
+            ),
+            None => local_model(args, config)?,
+        };
         let out = args
             .out
             .clone()
@@ -228,26 +248,39 @@ impl Run {
         })
     }
 
-    /// Loads the model and asks `todo`, each answer on disk before the
-    /// next question; returns whether Ctrl-C stopped the run.
+    /// Loads the model (or takes the server) and asks `todo`, each answer
+    /// on disk before the next question; returns whether Ctrl-C stopped the run.
     fn ask_all(
         &mut self,
-        args: &EvalArgs,
-        config: &Config,
+        on: &AskedOn,
         todo: &[&SuiteItem],
         progress: Progress,
         answers: &mut AnswersFile,
         records: &mut HashMap<String, AnswerRecord>,
     ) -> anyhow::Result<bool> {
-        let (engine, _sampler) = load_engine(args, config, &self.settings.model_dir)?;
-        let info = engine.info().clone();
-        self.settings.device = Some(info.device.clone());
-        self.settings.dtype = Some(info.dtype.clone());
+        let loaded = match on.remote {
+            Some(_) => None,
+            None => Some(load_engine(on.args, on.config, &self.settings.model_dir)?),
+        };
+        let engine = loaded.as_ref().map(|(engine, _sampler)| engine);
+        let backend: &dyn Backend = match (engine, on.remote) {
+            (Some(engine), _) => engine,
+            (None, Some(remote)) => remote,
+            (None, None) => bail!("no model to ask"),
+        };
+        match engine {
+            Some(e) => {
+                self.settings.device = Some(e.info().device.clone());
+                self.settings.dtype = Some(e.info().dtype.clone());
+            }
+            None => (self.settings.device, self.settings.dtype) = (None, None),
+        }
         self.settings.write(&self.out)?;
         let asker = Asker {
-            engine: &engine,
-            family: GroundingFamily::from_model_type(&info.model_type),
-            cap: config.long_edge_cap,
+            backend,
+            engine,
+            family: GroundingFamily::from_model_type(&self.settings.model_type),
+            cap: on.config.long_edge_cap,
             sampling: self.settings.sampling.clone(),
             system_prompt: self.settings.system_prompt.clone(),
         };
@@ -435,9 +468,30 @@ fn load_engine(
     Ok(loaded)
 }
 
+/// What `eval` runs on: the flags and config, and the server if any.
+struct AskedOn<'a> {
+    args: &'a EvalArgs,
+    config: &'a Config,
+    remote: Option<&'a Remote>,
+}
+
+/// The local model's directory and `model_type`.
+fn local_model(args: &EvalArgs, config: &Config) -> anyhow::Result<(PathBuf, String)> {
+    let model_dir = args.model.resolve_dir(config)?;
+    check_model_dir(&model_dir)?;
+    let model_type = ModelConfig::from_model_dir(&model_dir)
+        .with_context(|| format!("reading the model in {}", model_dir.display()))?
+        .family
+        .model_type()
+        .to_string();
+    Ok((model_dir, model_type))
+}
+
 /// Asks one question at a time, each as a conversation of its own.
 struct Asker<'a> {
-    engine: &'a Engine,
+    backend: &'a dyn Backend,
+    /// The local engine, whose cache is reset between questions.
+    engine: Option<&'a Engine>,
     family: Option<GroundingFamily>,
     cap: Option<LongEdgeCap>,
     sampling: SamplingOverrides,
@@ -455,10 +509,12 @@ impl Asker<'_> {
         let conversation = self.conversation(item);
         // Without the previous question's cache, an answer depends on its
         // question alone: a resumed run answers as an uninterrupted one.
-        self.engine.reset()?;
+        if let Some(engine) = self.engine {
+            engine.reset()?;
+        }
         let (reply, events) = mpsc::channel();
         let started = Instant::now();
-        self.engine.submit(Request {
+        self.backend.submit(Request {
             conversation: conversation.clone(),
             sampling: self.sampling.clone(),
             reply,

@@ -12,7 +12,9 @@ pub mod model_arg;
 pub mod models;
 pub mod output;
 pub mod progress;
+pub mod remote_arg;
 pub mod sampling_arg;
+pub mod serve;
 pub mod sessions;
 pub mod show;
 
@@ -56,6 +58,8 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Show the GPUs (or the CPU) as glimpse sees them: the GPU pane, or JSON samples.
     Devices(devices::DevicesArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions).
+    Serve(serve::ServeArgs),
     /// List the saved chat sessions, newest first (`glimpse chat --resume ID` continues one).
     Sessions(sessions::SessionsArgs),
 }
@@ -78,6 +82,7 @@ pub fn main() -> i32 {
         Some(Command::Config(args)) => config::run(args),
         Some(Command::Devices(args)) => devices::run(args),
         Some(Command::Sessions(args)) => sessions::run(args),
+        Some(Command::Serve(args)) => serve::run(args),
         // Without flags, the model comes from the config (or the default).
         None => chat::run(cli.chat),
     };

@@ -1,7 +1,7 @@
 //! The engine owns one loaded model on its own OS thread. A request carries a
 //! conversation, sampling settings, its own reply channel and a cancel flag;
-//! events stream back. Request and event types hold no candle types, so a remote
-//! backend could serve the same front ends.
+//! events stream back. Request and event types hold no candle types, so the
+//! remote backend (`crate::remote`) serves the same front ends.
 
 pub mod device;
 pub mod estimate;
@@ -124,6 +124,9 @@ pub enum FinishReason {
     Stop,
     Length,
     Cancelled,
+    /// A remote server's connection closed mid-answer; the partial answer
+    /// is kept.
+    Dropped,
 }
 
 impl FinishReason {
@@ -132,6 +135,7 @@ impl FinishReason {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
             FinishReason::Cancelled => "cancelled",
+            FinishReason::Dropped => "dropped",
         }
     }
 }
@@ -199,6 +203,20 @@ pub enum Event {
         timings: Timings,
     },
     Error(String),
+}
+
+/// Whatever answers requests with events: the engine here, or a server
+/// (`crate::remote::Remote`).
+pub trait Backend {
+    /// Queues a request; its events arrive on `request.reply`, and setting
+    /// its cancel flag stops it.
+    fn submit(&self, request: Request) -> anyhow::Result<()>;
+}
+
+impl Backend for Engine {
+    fn submit(&self, request: Request) -> anyhow::Result<()> {
+        Engine::submit(self, request)
+    }
 }
 
 enum Command {

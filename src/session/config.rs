@@ -140,6 +140,11 @@ pub struct Config {
     pub long_edge_cap: Option<LongEdgeCap>,
     /// `[kv_cache]`: `policy` and, for `auto`, its `threshold`.
     pub kv_cache: KvCachePolicy,
+    /// An OpenAI-compatible server's API base URL: when set, `ask` and `eval` ask it
+    /// instead of loading the model here.
+    pub server: Option<String>,
+    /// The environment variable holding the server's API key.
+    pub api_key_env: Option<String>,
     /// The file the settings came from; `None` when only defaults apply.
     pub source: Option<PathBuf>,
     /// Where settings checked outside this module were written, so their
@@ -168,6 +173,8 @@ impl Default for Config {
             image_protocol: ImageProtocol::Auto,
             long_edge_cap: Some(LongEdgeCap::default()),
             kv_cache: KvCachePolicy::default(),
+            server: None,
+            api_key_env: None,
             source: None,
             spots: Spots::default(),
         }
@@ -250,6 +257,8 @@ impl Config {
         if let Some(kv) = raw.kv_cache {
             config.kv_cache = kv.policy();
         }
+        config.server = raw.server.map(|s| s.0);
+        config.api_key_env = raw.api_key_env.map(|s| s.0);
         for (name, p) in raw.presets {
             let preset = match config.presets.iter_mut().find(|b| b.name == name) {
                 Some(existing) => existing,
@@ -380,6 +389,8 @@ struct RawConfig {
     image_protocol: Option<ImageProtocol>,
     long_edge_cap: Option<Cap>,
     kv_cache: Option<RawKvCache>,
+    server: Option<NonEmpty>,
+    api_key_env: Option<NonEmpty>,
     #[serde(default)]
     presets: BTreeMap<String, RawPreset>,
     #[serde(default)]

@@ -510,6 +510,13 @@ fn done_spans(app: &App, r: &Reply, s: &ReplyStats) -> Vec<Span<'static>> {
             ]
         }
         FinishReason::Stop => vec![Span::styled(parts.join(" · "), t.dim)],
+        FinishReason::Dropped => vec![
+            Span::styled("■ the server's connection dropped", t.warning),
+            Span::styled(
+                format!(" · partial answer kept · {}", parts.join(" · ")),
+                t.dim,
+            ),
+        ],
     }
 }
 

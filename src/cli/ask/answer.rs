@@ -10,12 +10,11 @@ use std::sync::{mpsc, Arc};
 use anyhow::bail;
 use serde_json::{json, Value};
 
-use crate::cli::model_arg::announce;
 use crate::cli::output;
 use crate::cli::show::{facts_caption, Shower};
 use crate::conversation::Conversation;
 use crate::engine::{
-    ContextPolicy, Engine, Event, FinishReason, ImageFacts, Request, SamplingOverrides, Timings,
+    Backend, ContextPolicy, Event, FinishReason, ImageFacts, Request, SamplingOverrides, Timings,
 };
 use crate::human::gib;
 use crate::processor::image::{load_image_with, AlphaMode};
@@ -40,9 +39,11 @@ pub struct Answer {
     pub timings: Timings,
 }
 
-/// Asks `conversation` and follows the answer to its end.
+/// Asks `conversation` and follows the answer to its end; `announce` says
+/// where it runs once the prompt is built.
 pub fn ask(
-    engine: &Engine,
+    backend: &dyn Backend,
+    announce: &dyn Fn(),
     conversation: Conversation,
     sampling: SamplingOverrides,
     stream: &mut Stream,
@@ -50,7 +51,7 @@ pub fn ask(
     let cancel = Arc::new(AtomicBool::new(false));
     install_ctrl_c(cancel.clone());
     let (reply, events) = mpsc::channel();
-    engine.submit(Request {
+    backend.submit(Request {
         conversation,
         sampling,
         reply,
@@ -65,7 +66,7 @@ pub fn ask(
                 ids, images: facts, ..
             } => {
                 // Said only now, so that a refused question stays one error line.
-                announce(engine.info());
+                announce();
                 stream.prompt_images(&facts)?;
                 (prompt_ids, images) = (ids, facts);
             }

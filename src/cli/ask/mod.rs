@@ -12,13 +12,14 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::grounding;
-use super::model_arg::{config_kv_policy, load_with_readings, ModelFlags};
+use super::model_arg::{announce, config_kv_policy, load_with_readings, ModelFlags};
 use super::output;
+use super::remote_arg::RemoteFlags;
 use super::sampling_arg::SamplingFlags;
 use super::show::Shower;
 use crate::conversation::{Content, Conversation, Message, Part, Role};
 use crate::engine::kv_policy::parse_threshold;
-use crate::engine::{check_model_dir, EngineOptions, KvCachePolicy, SamplingOverrides};
+use crate::engine::{check_model_dir, Backend, EngineOptions, KvCachePolicy, SamplingOverrides};
 use crate::model::ModelConfig;
 use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};
 use crate::session::config::{parse_long_edge_cap, ImageProtocol};
@@ -29,6 +30,8 @@ use crate::session::Config;
 pub struct AskArgs {
     #[command(flatten)]
     pub model: ModelFlags,
+    #[command(flatten)]
+    pub remote: RemoteFlags,
     /// Attach an image to the question (repeat for several).
     #[arg(long = "image", value_name = "PATH")]
     pub images: Vec<PathBuf>,
@@ -168,13 +171,21 @@ fn engine_options(args: &AskArgs, config: &Config) -> anyhow::Result<EngineOptio
 /// `--locate THING` becomes the question, in the model family's phrasing
 /// (read from `config.json`, before the weights load).
 fn apply_locate(args: &mut AskArgs, model_dir: &Path) -> anyhow::Result<()> {
-    let Some(thing) = &args.locate else {
+    if args.locate.is_none() {
         return Ok(());
-    };
+    }
     check_model_dir(model_dir)?;
     let config = ModelConfig::from_model_dir(model_dir)
         .with_context(|| format!("reading the model in {}", model_dir.display()))?;
-    let family = grounding::family_of(config.family.model_type())?;
+    locate_as(args, config.family.model_type())
+}
+
+/// `--locate THING` phrased for the family `model_type`.
+fn locate_as(args: &mut AskArgs, model_type: &str) -> anyhow::Result<()> {
+    let Some(thing) = &args.locate else {
+        return Ok(());
+    };
+    let family = grounding::family_of(model_type)?;
     let question = family
         .locate_prompt(thing)
         .context("--locate needs a description of what to find, e.g. --locate \"red car\"")?;
@@ -186,6 +197,10 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
     check_show_flags(&args)?;
     let sampling = args.sampling.over(SamplingOverrides::default())?;
     let config = Config::load()?;
+    if args.remote.server(&config).is_some() {
+        return run_remote(args, sampling, &config);
+    }
+    args.remote.refuse_without_server()?;
     let options = engine_options(&args, &config)?;
     if args.replay {
         let conversation = build_conversation(&args)?;
@@ -197,6 +212,28 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
     // else is written to it.
     let shower = shower(&args, &config);
     let (engine, _sampler) = load_with_readings(options.clone())?;
+    let live = print::Live {
+        backend: print::Answerer::Local {
+            engine: &engine,
+            kv_cache: options.kv_cache,
+        },
+        cap: options.long_edge_cap,
+    };
+    let said = || announce(engine.info());
+    ask_and_print(&args, &live, &engine, &said, conversation, sampling, shower)
+}
+
+/// Asks through `backend`, streams the answer, and prints the result the
+/// same way whichever backend answered.
+fn ask_and_print(
+    args: &AskArgs,
+    live: &print::Live,
+    backend: &dyn Backend,
+    announce: &dyn Fn(),
+    conversation: Conversation,
+    sampling: SamplingOverrides,
+    shower: Option<Shower>,
+) -> anyhow::Result<i32> {
     let mut out = output::stdout();
     let mut stream = answer::Stream {
         out: &mut out,
@@ -204,20 +241,49 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
         shower: shower.as_ref(),
         alpha: args.alpha,
     };
-    let answer = answer::ask(&engine, conversation.clone(), sampling, &mut stream)?;
-    let live = print::Live {
-        engine: &engine,
-        cap: options.long_edge_cap,
-        kv_cache: options.kv_cache,
+    let answer = answer::ask(
+        backend,
+        announce,
+        conversation.clone(),
+        sampling,
+        &mut stream,
+    )?;
+    print::answer(args, live, &conversation, answer, &mut out, shower.as_ref())
+}
+
+/// `ask --server`: the same question and output, answered by a server.
+fn run_remote(
+    mut args: AskArgs,
+    sampling: SamplingOverrides,
+    config: &Config,
+) -> anyhow::Result<i32> {
+    if args.replay {
+        bail!("--replay reads the answer from the conversation file and asks no server; leave out --server");
+    }
+    let cap = match &args.long_edge_cap {
+        Some(cap) => cap.0,
+        None => config.long_edge_cap,
     };
-    print::answer(
-        &args,
-        &live,
-        &conversation,
-        answer,
-        &mut out,
-        shower.as_ref(),
-    )
+    let Some(remote) = args
+        .remote
+        .connect(config, args.model.spec(config), cap, args.alpha)?
+    else {
+        bail!("no server to ask; pass --server URL");
+    };
+    if args.locate.is_some() {
+        let model_type = remote.model_type().map(str::to_string).context(
+            "--locate needs the model's family, which its name on the server does not tell; add --family",
+        )?;
+        locate_as(&mut args, &model_type)?;
+    }
+    let conversation = check_question(&args, cap)?;
+    let shower = shower(&args, config);
+    let live = print::Live {
+        backend: print::Answerer::Remote(&remote),
+        cap,
+    };
+    let said = || eprintln!("glimpse: {} at {}", remote.model(), remote.server());
+    ask_and_print(&args, &live, &remote, &said, conversation, sampling, shower)
 }
 
 /// `--show` and `--json` both want stdout; `--image-protocol` only says how
@@ -244,6 +310,12 @@ fn shower(args: &AskArgs, config: &Config) -> Option<Shower> {
 /// for the model's family, the files `--annotate` and the images need.
 fn prepare(args: &mut AskArgs, options: &EngineOptions) -> anyhow::Result<Conversation> {
     apply_locate(args, &options.model_dir)?;
+    check_question(args, options.long_edge_cap)
+}
+
+/// The conversation, with `--locate` and `--annotate` checked and every
+/// image decoded once, so a broken one is one line before anything runs.
+fn check_question(args: &AskArgs, cap: Option<LongEdgeCap>) -> anyhow::Result<Conversation> {
     let conversation = build_conversation(args)?;
     if args.locate.is_some() && conversation.images().is_empty() {
         bail!("--locate needs an image to look in; add one with --image");
@@ -251,9 +323,8 @@ fn prepare(args: &mut AskArgs, options: &EngineOptions) -> anyhow::Result<Conver
     if let Some(out) = &args.annotate {
         grounding::check_annotate_target(out, &conversation)?;
     }
-    // A broken image is reported before the model loads, in one line.
     for path in conversation.images() {
-        load_image_with(path, options.long_edge_cap.as_ref(), options.alpha)?;
+        load_image_with(path, cap.as_ref(), args.alpha)?;
     }
     Ok(conversation)
 }

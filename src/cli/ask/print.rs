@@ -19,12 +19,31 @@ use crate::engine::kv_policy::DEFAULT_THRESHOLD;
 use crate::engine::{Engine, FinishReason, KvCachePolicy};
 use crate::processor::grounding::Grounding;
 use crate::processor::image::LongEdgeCap;
+use crate::remote::Remote;
 
-/// The engine that answered, and the settings it answered under.
+/// What answered, and the settings it answered under.
 pub struct Live<'a> {
-    pub engine: &'a Engine,
+    pub backend: Answerer<'a>,
     pub cap: Option<LongEdgeCap>,
-    pub kv_cache: KvCachePolicy,
+}
+
+/// The engine here, or a server.
+pub enum Answerer<'a> {
+    Local {
+        engine: &'a Engine,
+        kv_cache: KvCachePolicy,
+    },
+    Remote(&'a Remote),
+}
+
+impl Live<'_> {
+    /// The family's `model_type`, when known.
+    fn model_type(&self) -> Option<&str> {
+        match &self.backend {
+            Answerer::Local { engine, .. } => Some(&engine.info().model_type),
+            Answerer::Remote(remote) => remote.model_type(),
+        }
+    }
 }
 
 /// Finishes a live answer (already streamed, unless `--json`); returns the
@@ -37,8 +56,13 @@ pub fn answer(
     out: &mut output::Stdout,
     shower: Option<&Shower>,
 ) -> anyhow::Result<i32> {
-    let model_type = &live.engine.info().model_type;
-    let found = match grounding::family_of(model_type) {
+    let family = match live.model_type() {
+        Some(model_type) => grounding::family_of(model_type),
+        None => Err(anyhow::anyhow!(
+            "the server's model name does not tell its family; pass --family to place boxes"
+        )),
+    };
+    let found = match family {
         Ok(family) => grounding::ground(
             &answer.text,
             family,
@@ -55,10 +79,15 @@ pub fn answer(
         writeln!(out)?;
     }
     let annotations = Annotations::draw(args, conversation, &found, shower.is_some())?;
-    let code = if answer.finish_reason == FinishReason::Cancelled {
-        130
-    } else {
-        0
+    let code = match answer.finish_reason {
+        FinishReason::Cancelled => 130,
+        FinishReason::Dropped => {
+            eprintln!(
+                "glimpse: the server's connection dropped mid-answer; the partial answer is kept"
+            );
+            1
+        }
+        FinishReason::Stop | FinishReason::Length => 0,
     };
     if args.json {
         let obj = live_json(args, live, answer, &found, &annotations.written);
@@ -78,7 +107,6 @@ fn live_json(
     found: &Grounding,
     annotated: &[PathBuf],
 ) -> Value {
-    let info = live.engine.info();
     let grids: Vec<[usize; 3]> = answer.images.iter().map(|f| f.grid_thw).collect();
     let mut obj = json!({
         "prompt_tokens": answer.prompt_ids,
@@ -87,22 +115,34 @@ fn live_json(
         "text": answer.text,
         "finish_reason": answer.finish_reason.as_str(),
         "timings": answer.timings,
-        "model": {
-            "dir": info.dir,
-            "model_type": info.model_type,
-            "device": info.device,
-            "dtype": info.dtype,
-        },
         "images": answer.images,
         "detections": grounding::detections_json(found),
         "detection_warnings": found.warnings,
-        "memory_estimate": info.memory_estimate,
-        "kv_cache": {
-            "policy": policy_name(live.kv_cache),
-            "format": live.engine.kv_cache_label(),
-            "converted": answer.kv_switch,
-        },
     });
+    match &live.backend {
+        Answerer::Local { engine, kv_cache } => {
+            let info = engine.info();
+            obj["model"] = json!({
+                "dir": info.dir,
+                "model_type": info.model_type,
+                "device": info.device,
+                "dtype": info.dtype,
+            });
+            obj["memory_estimate"] = json!(info.memory_estimate);
+            obj["kv_cache"] = json!({
+                "policy": policy_name(*kv_cache),
+                "format": engine.kv_cache_label(),
+                "converted": answer.kv_switch,
+            });
+        }
+        Answerer::Remote(remote) => {
+            obj["model"] = json!({
+                "server": remote.server(),
+                "name": remote.model(),
+                "model_type": remote.model_type(),
+            });
+        }
+    }
     if args.annotate.is_some() {
         obj["annotated"] = json!(annotated);
     }
