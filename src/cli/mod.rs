@@ -14,6 +14,7 @@ pub mod progress;
 pub mod sampling_arg;
 pub mod sessions;
 pub mod show;
+pub mod thinking_arg;
 
 use clap::{Parser, Subcommand};
 

@@ -80,6 +80,9 @@ pub struct Preset {
     pub top_k: Option<usize>,
     pub repetition_penalty: Option<f32>,
     pub system_prompt: Option<String>,
+    /// Thinking on or off for checkpoints that can switch; `None` follows the
+    /// config's `thinking`.
+    pub thinking: Option<bool>,
 }
 
 impl Preset {
@@ -92,6 +95,7 @@ impl Preset {
             top_k: None,
             repetition_penalty: None,
             system_prompt: None,
+            thinking: None,
         }
     }
 
@@ -114,7 +118,11 @@ pub fn builtin_presets() -> Vec<Preset> {
     vec![
         Preset::builtin("diagnostic", 0.3, 768),
         Preset::builtin("creative", 0.65, 384),
-        Preset::builtin("quick", 0.1, 128),
+        Preset {
+            // A quick answer has no room for reasoning.
+            thinking: Some(false),
+            ..Preset::builtin("quick", 0.1, 128)
+        },
     ]
 }
 
@@ -137,6 +145,9 @@ pub struct Config {
     pub long_edge_cap: Option<LongEdgeCap>,
     /// `[kv_cache]`: `policy` and, for `auto`, its `threshold`.
     pub kv_cache: KvCachePolicy,
+    /// Thinking on or off for checkpoints that can switch; `None` (`auto`)
+    /// keeps each checkpoint's own default.
+    pub thinking: Option<bool>,
     /// The file the settings came from; `None` when only defaults apply.
     pub source: Option<PathBuf>,
 }
@@ -154,6 +165,7 @@ impl Default for Config {
             image_protocol: ImageProtocol::Auto,
             long_edge_cap: Some(LongEdgeCap::default()),
             kv_cache: KvCachePolicy::default(),
+            thinking: None,
             source: None,
         }
     }
@@ -219,6 +231,9 @@ impl Config {
         if let Some(kv) = raw.kv_cache {
             config.kv_cache = kv.policy();
         }
+        if let Some(t) = raw.thinking {
+            config.thinking = t.0;
+        }
         for (name, p) in raw.presets {
             let preset = match config.presets.iter_mut().find(|b| b.name == name) {
                 Some(existing) => existing,
@@ -231,6 +246,7 @@ impl Config {
                         top_k: None,
                         repetition_penalty: None,
                         system_prompt: None,
+                        thinking: None,
                     });
                     config.presets.last_mut().expect("just pushed")
                 }
@@ -346,6 +362,7 @@ struct RawConfig {
     image_protocol: Option<ImageProtocol>,
     long_edge_cap: Option<Cap>,
     kv_cache: Option<RawKvCache>,
+    thinking: Option<ThinkingSetting>,
     #[serde(default)]
     presets: BTreeMap<String, RawPreset>,
     #[serde(default)]
@@ -395,6 +412,7 @@ struct RawPreset {
     top_k: Option<usize>,
     repetition_penalty: Option<InRange<RepetitionPenalty>>,
     system_prompt: Option<String>,
+    thinking: Option<ThinkingSetting>,
 }
 
 impl RawPreset {
@@ -416,6 +434,25 @@ impl RawPreset {
         }
         if let Some(s) = self.system_prompt {
             p.system_prompt = Some(s);
+        }
+        if let Some(t) = self.thinking {
+            p.thinking = t.0;
+        }
+    }
+}
+
+/// `thinking`: `auto` (the checkpoint's own default), `on` or `off`.
+#[derive(Debug)]
+struct ThinkingSetting(Option<bool>);
+
+impl<'de> Deserialize<'de> for ThinkingSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const NAMES: [&str; 3] = ["auto", "on", "off"];
+        match String::deserialize(d)?.as_str() {
+            "auto" => Ok(ThinkingSetting(None)),
+            "on" => Ok(ThinkingSetting(Some(true))),
+            "off" => Ok(ThinkingSetting(Some(false))),
+            other => Err(de::Error::unknown_variant(other, &NAMES)),
         }
     }
 }
@@ -775,6 +812,7 @@ mod tests {
             "theme",
             "image_protocol",
             "long_edge_cap",
+            "thinking",
             "[kv_cache]",
             "policy",
             "threshold",

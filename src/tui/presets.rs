@@ -225,6 +225,7 @@ mod tests {
             top_k: Some(40),
             repetition_penalty: Some(1.05),
             system_prompt: Some("Transcribe all text.".into()),
+            thinking: None,
         };
         let mut s = Settings::from_preset(3, &p);
         let o = s.overrides(5);

@@ -45,6 +45,8 @@ pub struct Reply {
     pub text: String,
     pub tokens: usize,
     pub phase: ReplyPhase,
+    /// A thinking model's reasoning, kept apart from the answer.
+    pub reasoning: Reasoning,
     /// What it was asked with, shown above it.
     pub settings: Settings,
     /// The images it was asked about.
@@ -57,6 +59,39 @@ pub struct Reply {
     pub grounding_tried: bool,
 }
 
+/// What a thinking model reasoned before its answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reasoning {
+    pub text: String,
+    pub tokens: usize,
+    /// Seconds from its first token to its last, once it has ended.
+    pub seconds: Option<f64>,
+    /// When its first token came, while it streams.
+    pub started: Option<std::time::Instant>,
+    /// Shown in full rather than as its one-line heading.
+    pub expanded: bool,
+}
+
+impl Reasoning {
+    pub fn is_empty(&self) -> bool {
+        self.tokens == 0 && self.text.is_empty()
+    }
+
+    /// Seconds so far (while streaming) or in all.
+    pub fn elapsed_s(&self) -> f64 {
+        self.seconds
+            .or_else(|| self.started.map(|t| t.elapsed().as_secs_f64()))
+            .unwrap_or(0.0)
+    }
+
+    /// Ends it: the answer started, or the reply ended.
+    pub fn close(&mut self) {
+        if let Some(t) = self.started.take() {
+            self.seconds = Some(t.elapsed().as_secs_f64());
+        }
+    }
+}
+
 impl Reply {
     pub fn new(id: RequestId, settings: Settings) -> Self {
         Reply {
@@ -64,6 +99,7 @@ impl Reply {
             text: String::new(),
             tokens: 0,
             phase: ReplyPhase::Waiting,
+            reasoning: Reasoning::default(),
             settings,
             sent: SentImages::default(),
             grounding: None,

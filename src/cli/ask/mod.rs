@@ -16,6 +16,7 @@ use super::model_arg::{config_kv_policy, load_with_readings, ModelFlags};
 use super::output;
 use super::sampling_arg::SamplingFlags;
 use super::show::Shower;
+use super::thinking_arg::{self, ThinkingFlag};
 use crate::conversation::{Content, Conversation, Message, Part, Role};
 use crate::engine::kv_policy::parse_threshold;
 use crate::engine::{check_model_dir, EngineOptions, KvCachePolicy, SamplingOverrides};
@@ -43,6 +44,12 @@ pub struct AskArgs {
     pub system: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingFlags,
+    #[command(flatten)]
+    pub thinking: ThinkingFlag,
+    /// Do not print a thinking model's reasoning (it goes to stderr, dimmed,
+    /// otherwise; `--json` has it in `reasoning`).
+    #[arg(long = "hide-thinking")]
+    pub hide_thinking: bool,
     /// Context to reserve and allow (default: the model's, at most 32768).
     #[arg(long = "max-context", value_name = "TOKENS", value_parser = crate::cli::model_arg::parse_max_context)]
     pub max_context: Option<usize>,
@@ -199,14 +206,24 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
     // else is written to it.
     let shower = shower(&args, &config);
     let (engine, _sampler) = load_with_readings(options.clone())?;
+    let thinking =
+        thinking_arg::for_engine(engine.info().thinking, args.thinking.or(config.thinking));
     let mut out = output::stdout();
     let mut stream = answer::Stream {
         out: &mut out,
         json: args.json,
         shower: shower.as_ref(),
         alpha: args.alpha,
+        show_reasoning: !args.hide_thinking,
+        reasoning_open: false,
     };
-    let answer = answer::ask(&engine, conversation.clone(), sampling, &mut stream)?;
+    let answer = answer::ask(
+        &engine,
+        conversation.clone(),
+        sampling,
+        thinking,
+        &mut stream,
+    )?;
     let live = print::Live {
         engine: &engine,
         cap: options.long_edge_cap,

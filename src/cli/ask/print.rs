@@ -85,6 +85,8 @@ fn live_json(
         "image_grid_thw": grids,
         "tokens": answer.tokens,
         "text": answer.text,
+        "reasoning": answer.reasoning,
+        "reasoning_tokens": answer.reasoning_tokens,
         "finish_reason": answer.finish_reason.as_str(),
         "timings": answer.timings,
         "model": {
@@ -92,6 +94,7 @@ fn live_json(
             "model_type": info.model_type,
             "device": info.device,
             "dtype": info.dtype,
+            "thinking": info.thinking,
         },
         "images": answer.images,
         "detections": grounding::detections_json(found),
