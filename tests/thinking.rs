@@ -10,28 +10,15 @@ use std::process::{Command, Output};
 use glimpse::processor::tokenizer::TextTokenizer;
 use serde_json::Value;
 
+mod common;
+use common::model_with_template;
+
 const OPEN: u32 = 504;
 const CLOSE: u32 = 505;
 const STOPS: [u32; 2] = [480, 482];
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// The qwen3_vl fixture model with `template` as its `chat_template.jinja`.
-fn model_with_template(template: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let source = fixtures().join("models/qwen3_vl");
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-    }
-    std::fs::copy(
-        fixtures().join("templates").join(template),
-        dir.path().join("chat_template.jinja"),
-    )
-    .unwrap();
-    dir
+    common::fixtures()
 }
 
 fn glimpse(args: &[&str], model: &Path) -> Output {

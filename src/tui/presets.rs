@@ -27,6 +27,9 @@ pub struct Settings {
     pub repetition_penalty: Option<f32>,
     /// Sent as the conversation's system message.
     pub system_prompt: Option<String>,
+    /// Thinking on or off (for checkpoints that can switch); `None` follows
+    /// the config.
+    pub thinking: Option<bool>,
 }
 
 impl Settings {
@@ -40,6 +43,7 @@ impl Settings {
             top_k: preset.top_k,
             repetition_penalty: preset.repetition_penalty,
             system_prompt: preset.system_prompt.clone(),
+            thinking: preset.thinking,
         }
     }
 

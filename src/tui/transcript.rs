@@ -12,6 +12,7 @@ use super::layout::preview_cells;
 use super::markdown;
 use super::msg::{ImageId, RequestId};
 use super::presets::Settings;
+pub use super::reasoning::Reasoning;
 use super::wrap::{truncate, wrap_spans};
 use crate::conversation::{Conversation, Message, Part, Role};
 use crate::engine::FinishReason;
@@ -57,39 +58,6 @@ pub struct Reply {
     pub limit: Option<usize>,
     /// A restored answer was searched for boxes (it has no `Done` to do it).
     pub grounding_tried: bool,
-}
-
-/// What a thinking model reasoned before its answer.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Reasoning {
-    pub text: String,
-    pub tokens: usize,
-    /// Seconds from its first token to its last, once it has ended.
-    pub seconds: Option<f64>,
-    /// When its first token came, while it streams.
-    pub started: Option<std::time::Instant>,
-    /// Shown in full rather than as its one-line heading.
-    pub expanded: bool,
-}
-
-impl Reasoning {
-    pub fn is_empty(&self) -> bool {
-        self.tokens == 0 && self.text.is_empty()
-    }
-
-    /// Seconds so far (while streaming) or in all.
-    pub fn elapsed_s(&self) -> f64 {
-        self.seconds
-            .or_else(|| self.started.map(|t| t.elapsed().as_secs_f64()))
-            .unwrap_or(0.0)
-    }
-
-    /// Ends it: the answer started, or the reply ended.
-    pub fn close(&mut self) {
-        if let Some(t) = self.started.take() {
-            self.seconds = Some(t.elapsed().as_secs_f64());
-        }
-    }
 }
 
 impl Reply {
@@ -185,7 +153,10 @@ pub fn conversation_until(
                 if matches!(r.phase, ReplyPhase::Done(_) | ReplyPhase::Restored)
                     && !r.text.is_empty() =>
             {
-                conv.push(Message::text(Role::Assistant, scrub_placeholders(&r.text)));
+                conv.push(
+                    Message::text(Role::Assistant, scrub_placeholders(&r.text))
+                        .with_reasoning(&scrub_placeholders(&r.reasoning.text)),
+                );
             }
             _ => {}
         }
@@ -238,6 +209,7 @@ struct RowContext {
     boxes_on: bool,
     /// The model's name heads each answer.
     family: Option<String>,
+    reasoning_expanded: bool,
 }
 
 impl RowContext {
@@ -248,6 +220,7 @@ impl RowContext {
             previews_on: app.previews_on,
             boxes_on: app.overlay.on(),
             family: app.ready().map(|m| m.info.family.clone()),
+            reasoning_expanded: app.reasoning_expanded,
         }
     }
 }
@@ -492,6 +465,17 @@ fn assistant_rows(app: &App, r: &Reply, width: u16) -> Vec<Row> {
             t.dim,
         ),
     ]))];
+    let expanded = app.reasoning_expanded || r.reasoning.is_streaming(r.is_running());
+    let toggle = app
+        .keymap
+        .first_label(super::keymap::Action::ToggleReasoning)
+        .unwrap_or_default();
+    rows.extend(
+        r.reasoning
+            .rows(t, w, expanded, &toggle)
+            .into_iter()
+            .map(Row::Text),
+    );
     rows.extend(markdown::render(&r.text, w, t).into_iter().map(Row::Text));
     let end = match &r.phase {
         ReplyPhase::Done(s) => wrap_spans(&done_spans(app, r, s), w, &[], &[Span::raw("  ")]),
@@ -562,7 +546,10 @@ fn live_footer(app: &App, entry: &Entry) -> Option<Vec<Row>> {
         ReplyPhase::Waiting => "waiting for the model…".to_string(),
         ReplyPhase::Encoding(n) => format!("encoding {n} image{}…", if n == 1 { "" } else { "s" }),
         ReplyPhase::Prefill => "reading the prompt…".to_string(),
-        ReplyPhase::Streaming => format!("{} tokens", r.tokens),
+        ReplyPhase::Streaming if r.reasoning.is_streaming(true) => {
+            format!("thinking · {} tokens", r.reasoning.tokens)
+        }
+        ReplyPhase::Streaming => format!("{} tokens", r.tokens + r.reasoning.tokens),
         _ => return None,
     };
     let esc = app

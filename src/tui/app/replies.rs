@@ -90,6 +90,7 @@ impl App {
             id,
             conversation,
             sampling: self.settings.overrides(seed),
+            thinking: self.thinking_for_request(),
             cancel,
         });
         self.save_session(cmds);
