@@ -272,6 +272,12 @@ impl Report {
             let _ = writeln!(md, "- device: {device}, {dtype}");
         }
         let _ = writeln!(md, "- preset: {}", s.describe_sampling());
+        if let Some(on) = s.thinking {
+            let _ = writeln!(md, "- thinking: {}", if on { "on" } else { "off" });
+        }
+        if let Some(mean) = self.overall.mean_reasoning_tokens {
+            let _ = writeln!(md, "- mean reasoning tokens per answer: {mean:.0}");
+        }
         let o = &self.overall;
         let _ = writeln!(
             md,
@@ -487,6 +493,50 @@ mod tests {
         );
         assert!(md.contains("| 4 | d | out of memory |"), "{md}");
         assert!(md.contains("| 6 | broken | missing field `answer`"), "{md}");
+    }
+
+    #[test]
+    fn a_thinking_run_reports_mean_reasoning_tokens_per_category() {
+        let text = [
+            r#"{"id": "a", "category": "ocr", "question": "?", "answer": "x", "match": "exact"}"#,
+            r#"{"id": "b", "category": "ocr", "question": "?", "answer": "y", "match": "exact"}"#,
+            r#"{"id": "c", "category": "logic", "question": "?", "answer": 3, "match": "number"}"#,
+        ]
+        .join("\n");
+        let entries = parse_lines(&text, std::path::Path::new("."));
+        let reasoned = |id: &str, reply: &str, n: usize| AnswerRecord {
+            reasoning_tokens: n,
+            new_tokens: n + 3,
+            ..record(id, reply, 1.0, None)
+        };
+        let records: HashMap<String, AnswerRecord> = [
+            reasoned("a", "x", 100),
+            reasoned("b", "", 300),
+            reasoned("c", "3", 0),
+        ]
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+        let settings = RunSettings {
+            thinking: Some(true),
+            ..settings()
+        };
+        let report = build("s".into(), settings, &entries, &records);
+        assert_eq!(report.categories[0].mean_reasoning_tokens, Some(200.0));
+        assert_eq!(report.categories[1].mean_reasoning_tokens, None);
+        assert_eq!(report.overall.mean_reasoning_tokens, Some(400.0 / 3.0));
+        assert_eq!(report.items[1].reasoning_tokens, Some(300));
+        let md = report.markdown();
+        assert!(md.contains("- thinking: on\n"), "{md}");
+        assert!(md.contains("| tokens/s | reasoning tokens |"), "{md}");
+        assert!(
+            md.contains("| ocr | 2 | 1 | 1 | 0 | 0 | 50.0 % | 1.00 s | 4.0 | 200 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| logic | 1 | 1 | 0 | 0 | 0 | 100.0 % | 1.00 s | 4.0 | 0 |"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -681,6 +681,30 @@ mod tests {
     }
 
     #[test]
+    fn thinking_is_auto_on_or_off_at_the_top_and_per_preset() {
+        let c = parse("thinking = \"on\"\n[presets.quick]\nthinking = \"auto\"\n[presets.terse]\nthinking = \"off\"\n").unwrap();
+        assert_eq!(c.thinking, Some(true));
+        assert_eq!(c.preset("quick").unwrap().thinking, None);
+        assert_eq!(c.preset("terse").unwrap().thinking, Some(false));
+        assert_eq!(
+            Config::default().preset("quick").unwrap().thinking,
+            Some(false)
+        );
+        assert_eq!(Config::default().thinking, None);
+        let ConfigError::Invalid { line, message, .. } =
+            parse("\nthinking = \"of\"\n").unwrap_err()
+        else {
+            panic!("not a content error");
+        };
+        assert_eq!(line, 2);
+        assert!(
+            message.contains("expected one of `auto`, `on`, `off`"),
+            "{message}"
+        );
+        assert!(message.contains("did you mean `off`"), "{message}");
+    }
+
+    #[test]
     fn empty_file_means_every_default() {
         let c = parse("").unwrap();
         assert_eq!(
