@@ -32,20 +32,29 @@ fn glimpse(args: &[&str], model: &Path) -> Output {
         .unwrap()
 }
 
+/// A greedy question about the fixture image (`--image` comes last).
+const QUESTION: [&str; 7] = [
+    "--temperature",
+    "0",
+    "--max-tokens",
+    "24",
+    "--prompt",
+    "What is this?",
+    "--image",
+];
+
+fn image() -> String {
+    fixtures()
+        .join("images/rings_80x112.png")
+        .display()
+        .to_string()
+}
+
 fn ask_json(model: &Path, extra: &[&str]) -> (Value, String) {
-    let image = fixtures().join("images/rings_80x112.png");
-    let mut args = vec![
-        "ask",
-        "--json",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "24",
-        "--prompt",
-        "What is this?",
-        "--image",
-        image.to_str().unwrap(),
-    ];
+    let image = image();
+    let mut args = vec!["ask", "--json"];
+    args.extend_from_slice(&QUESTION);
+    args.push(&image);
     args.extend_from_slice(extra);
     let out = glimpse(&args, model);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -170,18 +179,8 @@ fn without_json_reasoning_goes_to_stderr_unless_hidden() {
         !reasoning.is_empty(),
         "the fixture model reasons for a while"
     );
-    let image = fixtures().join("images/rings_80x112.png");
-    let plain = [
-        "ask",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "24",
-        "--prompt",
-        "What is this?",
-        "--image",
-        image.to_str().unwrap(),
-    ];
+    let image = image();
+    let plain = [&["ask"][..], &QUESTION, &[image.as_str()]].concat();
     let out = glimpse(&plain, model.path());
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
