@@ -70,11 +70,13 @@ fn broken_images_are_one_line_errors_before_the_model_loads() {
     let huge_path = dir.path().join("huge.png");
     std::fs::write(&huge_path, &huge).unwrap();
 
-    let cases: [(&Path, &str); 4] = [
+    let cases: [(&Path, &str); 6] = [
         (&truncated, "damaged or incomplete"),
         (&text, "text file"),
         (&huge_path, "too large"),
         (Path::new("/nonexistent/photo.png"), "does not exist"),
+        (dir.path(), "it is a folder, not an image file"),
+        (Path::new("/dev/zero"), "it is a device, not an image file"),
     ];
     for (path, expect) in cases {
         let line = ask_fails(

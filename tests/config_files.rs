@@ -80,7 +80,14 @@ fn a_file_with_every_setting_changes_every_setting() {
 #[test]
 fn the_uncommented_default_file_equals_no_file_at_all() {
     let c = Config::load_from(&fixture("valid", "printed_default.toml")).unwrap();
-    assert_eq!(Config { source: None, ..c }, Config::default());
+    assert_eq!(
+        Config {
+            source: None,
+            spots: Default::default(),
+            ..c
+        },
+        Config::default()
+    );
 }
 
 #[test]

@@ -413,7 +413,7 @@ fn broken_lines_are_reported_line_by_line_and_the_rest_is_run() {
     let name = suite.display().to_string();
     for (line, what) in [
         (2, "not valid JSON"),
-        (3, "missing.png does not exist"),
+        (3, "missing.png: it does not exist"),
         (6, "neither a choice letter"),
     ] {
         assert!(

@@ -378,8 +378,9 @@ fn models_lists_cards_and_what_the_cache_holds() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["default_model"], "Qwen/Qwen3-VL-4B-Instruct");
     let models = v["models"].as_array().unwrap();
-    assert_eq!(models.len(), 7);
+    assert_eq!(models.len(), 9);
     let by_id = |id: &str| models.iter().find(|m| m["id"] == id).unwrap().clone();
+    assert_eq!(by_id("Qwen/Qwen3.5-4B")["family"], "qwen3_5");
     let two_b = by_id("Qwen/Qwen2-VL-2B-Instruct");
     assert_eq!(two_b["cache"]["complete"], true);
     let on_disk = hf_cache::bytes_on_disk(&hf_cache::repo_dir(
@@ -440,6 +441,64 @@ fn config_command_prints_the_default_file_and_the_path() {
         ),
         "{err}"
     );
+}
+
+/// `glimpse config` runs the chat's own check: what it calls valid, the chat
+/// opens with, and what the chat refuses it names at its line.
+#[test]
+fn config_command_refuses_what_the_chat_refuses_at_its_line() {
+    let env = Env::new();
+    let check = |text: &str| {
+        std::fs::write(env.config(), text).unwrap();
+        let out = env.run(&["config"]);
+        (
+            out.status.code(),
+            stderr(&out),
+            String::from_utf8(out.stdout).unwrap(),
+        )
+    };
+    let config = env.config().display().to_string();
+
+    let (code, err, _) = check("theme = \"dark\"\n[keys]\nsend = \"enter\"\nsned = \"ctrl+s\"\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!(
+            "{config}, line 4, column 1: unknown action `sned` in [keys]"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    let (code, err, _) = check("[keys]\npreset_10 = \"alt+0\"\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("line 2, column 1: unknown action `preset_10`"),
+        "{err}"
+    );
+
+    let (code, err, _) = check("model = \"Qwen/Qwen3-VL-2B-Instruct\"\ntheme = \"solarized\"\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!(
+            "{config}, line 2, column 9: unknown theme `solarized`"
+        )),
+        "{err}"
+    );
+
+    let themes = env.root.path().join("themes");
+    std::fs::create_dir_all(&themes).unwrap();
+    std::fs::write(themes.join("mine.toml"), "text = { fg = \"blurple\" }\n").unwrap();
+    let (code, err, _) = check("theme = \"dark\"\n");
+    assert_eq!(code, Some(1));
+    let mine = themes.join("mine.toml").display().to_string();
+    assert!(err.contains(&format!("{mine}, line 1")), "{err}");
+    assert!(err.contains("blurple"), "{err}");
+
+    std::fs::write(themes.join("mine.toml"), "text = { fg = \"#fabd2f\" }\n").unwrap();
+    let (code, err, out) = check("theme = \"mine\"\n[keys]\npreset_3 = \"alt+3\"\n");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("is valid."), "{out}");
+    assert!(out.contains("theme:   mine"), "{out}");
 }
 
 /// The chat's planning before its screen opens: nothing here may touch the

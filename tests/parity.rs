@@ -5,10 +5,15 @@
 
 mod common;
 
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use glimpse::engine::{
-    DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason, SamplingOverrides,
+    ContextPolicy, DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason, Request,
+    SamplingOverrides,
 };
 use glimpse::model::config::MropeLayout;
 use glimpse::model::Ablations;
@@ -39,7 +44,7 @@ fn first_logits(p: &Prepared, positions: &[[i64; 3]], images: bool) -> Vec<f32> 
 #[test]
 fn every_family_and_conversation_has_a_reference() {
     let refs = Reference::all();
-    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
         let n = refs.iter().filter(|r| r.json["family"] == family).count();
         assert!(n >= 5, "{family}: only {n} reference cases");
     }
@@ -163,12 +168,35 @@ fn engine_for(r: &Reference) -> Engine {
     Engine::load(options).unwrap()
 }
 
+/// Submits a request rendered the way the reference `r` was (thinking on,
+/// off or the template's default).
+fn ask(
+    engine: &Engine,
+    r: &Reference,
+    conversation: glimpse::conversation::Conversation,
+    sampling: SamplingOverrides,
+) -> Receiver<Event> {
+    let (reply, rx) = std::sync::mpsc::channel();
+    engine
+        .submit(Request {
+            conversation,
+            sampling,
+            reply,
+            cancel: Arc::new(AtomicBool::new(false)),
+            context: ContextPolicy::Refuse,
+            thinking: r.thinking(),
+        })
+        .unwrap();
+    rx
+}
+
 fn run_to_done(
     engine: &Engine,
+    r: &Reference,
     conv: glimpse::conversation::Conversation,
     o: SamplingOverrides,
 ) -> (Vec<u32>, Vec<u32>, String, FinishReason) {
-    let (rx, _cancel) = engine.ask(conv, o).unwrap();
+    let rx = ask(engine, r, conv, o);
     let mut prompt = vec![];
     for ev in rx {
         match ev {
@@ -197,7 +225,7 @@ fn greedy_tokens_match_transformers_through_the_engine() {
                 max_new_tokens: Some(24),
                 ..Default::default()
             };
-            let (prompt, tokens, text, finish) = run_to_done(&engine, r.conversation(), o);
+            let (prompt, tokens, text, finish) = run_to_done(&engine, &r, r.conversation(), o);
             assert_eq!(prompt, r.u32s("input_ids"), "{}: prompt", r.name);
             let want = as_u32s(&r.json[key]["tokens"]);
             assert_eq!(tokens, want, "{}: {key} tokens", r.name);
@@ -221,7 +249,7 @@ fn greedy_tokens_match_transformers_through_the_engine() {
 fn a_second_turn_reuses_the_cache_and_still_matches() {
     // Ask the first turn of the two-turn conversation, then the whole
     // conversation on the same engine: the prefix is reused from the cache.
-    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
         let r = Reference::by_name(&format!("{family}__two_turns"));
         let engine = engine_for(&r);
         let full = r.conversation();
@@ -234,8 +262,8 @@ fn a_second_turn_reuses_the_cache_and_still_matches() {
             max_new_tokens: Some(24),
             ..Default::default()
         };
-        run_to_done(&engine, first, greedy());
-        let (rx, _) = engine.ask(full, greedy()).unwrap();
+        run_to_done(&engine, &r, first, greedy());
+        let rx = ask(&engine, &r, full, greedy());
         let mut cached = 0;
         let mut tokens = vec![];
         for ev in rx {
@@ -268,7 +296,7 @@ fn moved(r: &Reference, got: &[f32]) -> f32 {
 
 #[test]
 fn one_dimensional_positions_would_be_caught() {
-    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
         let r = Reference::by_name(&format!("{family}__single_image"));
         let p = prepare(&r);
         let flat: Vec<[i64; 3]> = (0..p.ids.len() as i64).map(|i| [i, i, i]).collect();
@@ -282,7 +310,7 @@ fn one_dimensional_positions_would_be_caught() {
 
 #[test]
 fn a_dropped_image_would_be_caught() {
-    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
         let r = Reference::by_name(&format!("{family}__two_images"));
         let p = prepare(&r);
         let px = p.pixel_values().unwrap();
@@ -363,4 +391,160 @@ fn a_missing_deepstack_would_be_caught() {
         err > 100.0 * LOGITS_TOL,
         "dropping DeepStack only moved logits by {err:e}"
     );
+}
+
+// Qwen3.5's linear-attention layers carry a convolution state and a
+// recurrent state from one forward pass to the next. Feeding a prompt in
+// pieces (a chunked prefill, then single tokens on the recurrent path, as in
+// decoding) must give the logits of the whole prompt at once; the ablations
+// below show that dropping either state, the attention output gate or the
+// `1 + weight` of the norms moves them far.
+
+/// The logits after feeding all but the last `tail` prompt tokens at once,
+/// then those one at a time.
+fn logits_in_pieces(p: &Prepared, tail: usize) -> Vec<f32> {
+    let positions = p.positions().positions;
+    let n = p.ids.len() - tail;
+    let vision = p
+        .pixel_values()
+        .map(|px| p.model.encode_images(&px, &p.grids()).unwrap());
+    let mut cache = p.model.new_cache();
+    let mut logits = p
+        .model
+        .forward(&p.ids[..n], &positions[..n], vision.as_ref(), &mut cache)
+        .unwrap();
+    for i in n..p.ids.len() {
+        logits = p
+            .model
+            .forward(&p.ids[i..=i], &positions[i..=i], None, &mut cache)
+            .unwrap();
+    }
+    logits.to_vec1().unwrap()
+}
+
+#[test]
+fn qwen3_5_states_carry_across_pieces_of_a_prompt() {
+    for name in ["qwen3_5__two_turns", "qwen3_5__text_only"] {
+        let r = Reference::by_name(name);
+        let p = prepare(&r);
+        let err = moved(&r, &logits_in_pieces(&p, 6));
+        assert!(err < LOGITS_TOL, "{name}: pieces rel err {err:e}");
+    }
+}
+
+fn qwen3_5_ablation_moves(ablation: glimpse::model::TextAblations, in_pieces: bool) -> f32 {
+    let r = Reference::by_name("qwen3_5__two_turns");
+    let mut p = prepare(&r);
+    p.model.ablate(Ablations {
+        text: ablation,
+        ..Default::default()
+    });
+    let got = if in_pieces {
+        logits_in_pieces(&p, 6)
+    } else {
+        first_logits(&p, &p.positions().positions, true)
+    };
+    moved(&r, &got)
+}
+
+#[test]
+fn a_wrong_conv_state_would_be_caught() {
+    let mut a = glimpse::model::TextAblations::default();
+    a.delta_net.forget_conv_state = true;
+    let err = qwen3_5_ablation_moves(a, true);
+    assert!(
+        err > 100.0 * LOGITS_TOL,
+        "a zero conv state only moved logits by {err:e}"
+    );
+}
+
+#[test]
+fn a_recurrent_state_not_carried_would_be_caught() {
+    let mut a = glimpse::model::TextAblations::default();
+    a.delta_net.forget_recurrent_state = true;
+    let err = qwen3_5_ablation_moves(a, true);
+    assert!(
+        err > 100.0 * LOGITS_TOL,
+        "a recurrent state not carried only moved logits by {err:e}"
+    );
+}
+
+#[test]
+fn a_missing_output_gate_would_be_caught() {
+    let a = glimpse::model::TextAblations {
+        no_output_gate: true,
+        ..Default::default()
+    };
+    let err = qwen3_5_ablation_moves(a, false);
+    assert!(
+        err > 100.0 * LOGITS_TOL,
+        "dropping the output gate only moved logits by {err:e}"
+    );
+}
+
+#[test]
+fn norm_weights_without_one_plus_would_be_caught() {
+    let a = glimpse::model::TextAblations {
+        stored_norm_weights: true,
+        ..Default::default()
+    };
+    let err = qwen3_5_ablation_moves(a, false);
+    assert!(
+        err > 100.0 * LOGITS_TOL,
+        "weight instead of 1 + weight only moved logits by {err:e}"
+    );
+}
+
+/// Cached prompt tokens, whether the vision tower ran, and the answer.
+fn ask_and_watch(
+    engine: &Engine,
+    r: &Reference,
+    conversation: glimpse::conversation::Conversation,
+) -> (usize, bool, Vec<u32>) {
+    let greedy = SamplingOverrides {
+        temperature: Some(0.0),
+        repetition_penalty: Some(1.0),
+        max_new_tokens: Some(24),
+        ..Default::default()
+    };
+    let (mut cached, mut vision, mut tokens) = (0, false, vec![]);
+    for ev in ask(engine, r, conversation, greedy) {
+        match ev {
+            Event::Prompt { cached_tokens, .. } => cached = cached_tokens,
+            Event::VisionDone { .. } => vision = true,
+            Event::Done { tokens: t, .. } => tokens = t,
+            Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    (cached, vision, tokens)
+}
+
+#[test]
+fn qwen3_5_follow_ups_and_regenerations_reuse_the_recurrent_states() {
+    for name in ["qwen3_5__two_turns", "qwen3_5__two_turns__thinking"] {
+        let r = Reference::by_name(name);
+        let engine = engine_for(&r);
+        let full = r.conversation();
+        let first = glimpse::conversation::Conversation {
+            messages: full.messages[..1].to_vec(),
+        };
+        let prompt = r.u32s("input_ids");
+        // The earlier turns, up to the end of the last question: all but the
+        // opened reply ("<|im_start|>assistant\n" and the thinking block).
+        let im_start = prompt[0];
+        let reply_opened = prompt.iter().rposition(|&id| id == im_start).unwrap();
+        let want = as_u32s(&r.json["greedy"]["tokens"]);
+
+        ask_and_watch(&engine, &r, first);
+        let (cached, _, tokens) = ask_and_watch(&engine, &r, full.clone());
+        assert!(cached > 10, "{name}: follow-up reused only {cached} tokens");
+        assert_eq!(tokens, want, "{name}: follow-up tokens");
+
+        // Regenerating: the same prompt again.
+        let (cached, vision, tokens) = ask_and_watch(&engine, &r, full);
+        assert_eq!(cached, reply_opened, "{name}: regeneration reuse");
+        assert!(!vision, "{name}: the vision tower ran again");
+        assert_eq!(tokens, want, "{name}: regenerated tokens");
+    }
 }

@@ -422,7 +422,7 @@ fn matches_transformers_references() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 15);
+    assert_eq!(files.len(), 22);
     for file in files {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         let reference: serde_json::Value =
@@ -434,7 +434,14 @@ fn matches_transformers_references() {
             Conversation::from_json_file(&root.join(reference["conversation"].as_str().unwrap()))
                 .unwrap();
 
-        let text = template.render(&conv, true).unwrap();
+        // Rendered with the reference's thinking choice (absent: the template's default).
+        let options = RenderOptions {
+            add_generation_prompt: true,
+            enable_thinking: reference
+                .get("enable_thinking")
+                .and_then(serde_json::Value::as_bool),
+        };
+        let text = template.render_with(&conv, options).unwrap();
         assert_eq!(text, reference["prompt_text"].as_str().unwrap(), "{name}");
 
         let counts: Vec<usize> = reference["image_grid_thw"]
@@ -452,8 +459,7 @@ fn matches_transformers_references() {
             })
             .collect();
         let pad = tok.token_id("<|image_pad|>").unwrap();
-        let prompt =
-            build_prompt_ids(&template, &tok, &conv, pad, &counts, RenderOptions::reply()).unwrap();
+        let prompt = build_prompt_ids(&template, &tok, &conv, pad, &counts, options).unwrap();
         let expected: Vec<u32> = reference["input_ids"]
             .as_array()
             .unwrap()

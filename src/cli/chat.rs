@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::ask::{parse_cap, CapArg};
+use super::look::look;
 use super::model_arg::ModelFlags;
 use super::thinking_arg::ThinkingFlag;
 use crate::conversation::Conversation;
@@ -14,10 +15,8 @@ use crate::session::config::{Config, ImageProtocol};
 use crate::session::store::{Session, SessionSettings};
 use crate::session::SessionStore;
 use crate::tui::colors::ColorDepth;
-use crate::tui::keymap::Keymap;
 use crate::tui::presets::{builtin_presets, Preset};
 use crate::tui::runtime::SessionOptions;
-use crate::tui::theme_file;
 use crate::tui::ChatOptions;
 
 #[derive(Debug, Default, Args)]
@@ -75,8 +74,7 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
     let spec = args.model.spec(config);
     let (model_dir, download) = args.model.dir_or_download(config)?;
     let store = SessionStore::open_default().map_err(|e| e.to_string());
-    let themes = theme_file::available();
-    let theme = theme_file::pick(&themes, args.theme.as_deref().unwrap_or(&config.theme))?;
+    let look = look(config, args.theme.as_deref())?;
     let color_depth = ColorDepth::from_env().map_err(|e| anyhow::anyhow!(e))?;
     let presets = chat_presets(config);
     let start_preset = presets
@@ -96,16 +94,14 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
         image_protocol: args.image_protocol.unwrap_or(config.image_protocol),
         presets,
         start_preset,
-        keymap: Keymap::builtin()
-            .with_overrides(&config.keys)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        keymap: look.keymap,
         sessions: SessionOptions {
             store,
             model: spec,
             resume: None,
         },
-        theme,
-        themes,
+        theme: look.theme,
+        themes: look.themes,
         color_depth,
         thinking: config.thinking,
         thinking_start: args.thinking.thinking,
@@ -212,7 +208,7 @@ mod tests {
         let e = e.to_string();
         assert!(
             e.starts_with(
-                "unknown theme `nope`; the themes are dark, light, high-contrast, gruvbox-dark"
+                "config.toml, line 2, column 9: unknown theme `nope`; the themes are dark, light, high-contrast, gruvbox-dark"
             ),
             "{e}"
         );
@@ -225,7 +221,10 @@ mod tests {
             panic!("an unknown action is refused");
         };
         let e = e.to_string();
-        assert!(e.starts_with("unknown action `sned`"), "{e}");
+        assert!(
+            e.starts_with("config.toml, line 3, column 1: unknown action `sned`"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
     }
 

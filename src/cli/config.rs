@@ -5,6 +5,7 @@ use std::io::Write;
 
 use clap::Args;
 
+use super::look::{broken_themes, look};
 use super::output;
 use crate::session::config::DEFAULT_FILE;
 use crate::session::{paths, Config};
@@ -46,6 +47,15 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let config = Config::load_from(&path)?;
+    // The chat's own check, so "valid" means the chat opens with this file.
+    let look = look(&config, None)?;
+    let broken = broken_themes(&look.themes);
+    if !broken.is_empty() {
+        for line in &broken[1..] {
+            eprintln!("error: {line}");
+        }
+        anyhow::bail!("{}", broken[0]);
+    }
     let presets: Vec<&str> = config.presets.iter().map(|p| p.name.as_str()).collect();
     writeln!(out, "{} is valid.", path.display())?;
     writeln!(out, "model:   {}", config.model)?;

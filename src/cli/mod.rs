@@ -7,6 +7,7 @@ pub mod config;
 pub mod devices;
 pub mod eval;
 pub mod grounding;
+pub mod look;
 pub mod model_arg;
 pub mod models;
 pub mod output;

@@ -113,9 +113,12 @@ pub fn estimate(i: &EstimateInputs) -> MemoryEstimate {
     let b = i.dtype.size_in_bytes() as u64;
     let t = &i.config.text;
     let weights_bytes = i.weight_elements * b;
-    let kv_cache_bytes = t.num_hidden_layers as u64
+    // Only full-attention layers grow with the context; linear-attention
+    // layers hold a fixed-size state instead.
+    let kv_cache_bytes = t.full_attention_layers() as u64
         * bytes_per_position(i.kv_format, t.num_key_value_heads, t.head_dim, i.dtype)
-        * i.context_tokens as u64;
+        * i.context_tokens as u64
+        + i.config.recurrent_state_bytes(b);
     let vision_bytes = vision_peak(i.config, i.image.patches as u64, b);
     let prefill_bytes = prefill_peak(i.config, i.context_tokens as u64, b);
     let runtime_bytes = if i.cuda { CUDA_RUNTIME_BYTES } else { 0 };

@@ -19,6 +19,11 @@ pub(super) struct Prompt {
     pub counts: Vec<usize>,
     /// Oldest messages left out to fit the context.
     pub dropped_messages: usize,
+    /// Leading ids the conversation renders to without a reply opened: where
+    /// the next turn's prompt may part from this one (a template can render
+    /// a past answer differently from how the model wrote it). Zero when the
+    /// model does not need to know.
+    pub history: usize,
 }
 
 impl Prompt {
@@ -73,7 +78,7 @@ pub(super) fn reusable_prefix(cached: &[u32], ids: &[u32], image_id: u32) -> usi
     reuse
 }
 
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+pub(super) fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 

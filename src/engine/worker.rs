@@ -15,7 +15,7 @@ use super::device::{describe_device, dtype_name, open_device};
 use super::estimate::{checkpoint_elements, estimate, EstimateInputs, LargestImage};
 use super::kv_policy::{memory_fraction, KvCachePolicy};
 use super::placement::{place, Host, Placement, Target};
-use super::prompt::{count_image_runs, drop_oldest_turn, reusable_prefix, Prompt};
+use super::prompt::{common_prefix, count_image_runs, drop_oldest_turn, reusable_prefix, Prompt};
 use super::sampling::{GenerationDefaults, Sampler, SamplingParams};
 use super::turn::{Answer, Turn};
 use super::{
@@ -273,8 +273,9 @@ impl Worker {
             turn.done(Answer::cancelled());
             return Ok(());
         }
-        let logits = self.prefill(&prompt.ids, &rope, reuse, vision.as_ref(), &mut turn)?;
+        let logits = self.prefill(&prompt, &rope, reuse, vision.as_ref(), &mut turn)?;
         let answer = self.decode(&mut turn, params, logits, &prompt.ids, rope.delta)?;
+        self.cache.checkpoint();
         turn.done(answer);
         Ok(())
     }
@@ -323,24 +324,35 @@ impl Worker {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let merge = self.preprocess.merge_size;
         let counts: Vec<usize> = images.iter().map(|i| i.num_image_tokens(merge)).collect();
-        let ids = build_prompt_ids(
-            &self.template,
-            &self.tokenizer,
-            conversation,
-            self.model.config.image_token_id,
-            &counts,
-            RenderOptions {
-                add_generation_prompt: true,
-                enable_thinking: thinking,
-            },
-        )?
-        .ids;
+        let render = |add_generation_prompt| {
+            build_prompt_ids(
+                &self.template,
+                &self.tokenizer,
+                conversation,
+                self.model.config.image_token_id,
+                &counts,
+                RenderOptions {
+                    add_generation_prompt,
+                    enable_thinking: thinking,
+                },
+            )
+            .map(|p| p.ids)
+        };
+        let ids = render(true)?;
+        // Recurrent states cannot be cut back, so the prefill stops there to
+        // leave a checkpoint for the next turn.
+        let history = if self.model.config.text.linear.is_some() {
+            common_prefix(&render(false)?, &ids)
+        } else {
+            0
+        };
         Ok(Prompt {
             ids,
             paths,
             images,
             counts,
             dropped_messages: 0,
+            history,
         })
     }
 
@@ -348,7 +360,8 @@ impl Worker {
     /// with the previous prompt; returns its length.
     fn keep_common_prefix(&mut self, ids: &[u32]) -> anyhow::Result<usize> {
         let reuse = reusable_prefix(&self.cached_ids, ids, self.model.config.image_token_id);
-        self.cache.truncate(reuse)?;
+        // Recurrent states go back only as far as their latest checkpoint.
+        let reuse = self.cache.truncate(reuse)?;
         self.cached_ids.truncate(reuse);
         Ok(reuse)
     }
@@ -372,10 +385,11 @@ impl Worker {
     }
 
     /// Runs the prompt from position `reuse` on; returns the logits of the
-    /// answer's first token.
+    /// answer's first token. With recurrent states, the conversation and the
+    /// opened reply go in two parts, with a checkpoint between them.
     fn prefill(
         &mut self,
-        ids: &[u32],
+        prompt: &Prompt,
         rope: &RopePositions,
         reuse: usize,
         vision: Option<&VisionOutput>,
@@ -383,13 +397,28 @@ impl Worker {
     ) -> anyhow::Result<Tensor> {
         self.apply_kv_policy(turn)?;
         let t0 = Instant::now();
+        let ids = &prompt.ids;
+        let split = prompt.history;
+        let image_id = self.model.config.image_token_id;
+        let mut from = reuse;
+        if reuse < split && split < ids.len() && !ids[split..].contains(&image_id) {
+            self.model.forward(
+                &ids[reuse..split],
+                &rope.positions[reuse..split],
+                vision,
+                &mut self.cache,
+            )?;
+            self.cache.checkpoint();
+            from = split;
+        }
         let logits = self.model.forward(
-            &ids[reuse..],
-            &rope.positions[reuse..],
-            vision,
+            &ids[from..],
+            &rope.positions[from..],
+            if from == reuse { vision } else { None },
             &mut self.cache,
         )?;
         self.cached_ids = ids.to_vec();
+        self.cache.checkpoint();
         turn.timings.prefill_s = t0.elapsed().as_secs_f64();
         Ok(logits)
     }
@@ -488,7 +517,7 @@ fn observed_gpus(options: &EngineOptions) -> GpuState {
 /// defaults for whatever `preprocessor_config.json` leaves out.
 fn preprocess_config(dir: &Path, family: Family) -> anyhow::Result<VisionPreprocessConfig> {
     let defaults = match family {
-        Family::Qwen3Vl => VisionPreprocessConfig::qwen3_vl_defaults(),
+        Family::Qwen3Vl | Family::Qwen35 => VisionPreprocessConfig::qwen3_vl_defaults(),
         Family::Qwen2Vl | Family::Qwen25Vl => VisionPreprocessConfig::qwen2_vl_defaults(),
     };
     Ok(VisionPreprocessConfig::from_model_dir(dir, defaults)?)
@@ -538,7 +567,7 @@ mod tests {
     #[test]
     fn warming_up_runs_every_family_and_leaves_the_cache_alone() {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
-        for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+        for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
             let mut options = EngineOptions::new(fixtures.join(family));
             options.device = super::super::DeviceChoice::Cpu;
             let kv = Arc::new(AtomicU8::new(0));

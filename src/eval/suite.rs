@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::matching::normalize;
+use crate::session::digest::why_not_a_file;
 
 /// Intersection over union a `bbox` answer needs when the line does not say.
 pub const DEFAULT_IOU: f64 = 0.5;
@@ -289,9 +290,9 @@ fn parse_line(raw: &str, line: usize, base: &Path) -> Entry {
     let mut paths = Vec::with_capacity(raw.images.len());
     for name in &raw.images {
         let path = base.join(name);
-        if !path.is_file() {
+        if let Some(why) = why_not_a_file(&path) {
             return Err(fail(format!(
-                "image {} does not exist; image paths are relative to the suite's folder",
+                "image {}: {why}; image paths are relative to the suite's folder",
                 path.display()
             )));
         }
@@ -549,7 +550,7 @@ mod tests {
             .collect();
         let expect = [
             (2, "not valid JSON"),
-            (4, "missing.png does not exist"),
+            (4, "missing.png: it does not exist"),
             (5, "unknown variant `fuzzy`"),
             (6, "must be a number"),
             (7, "unknown field `tolerence`"),

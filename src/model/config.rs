@@ -10,12 +10,23 @@ use serde_json::Value;
 
 use super::ModelError;
 
-/// The three supported families, chosen by `model_type`.
+/// The supported families, chosen by `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     Qwen2Vl,
     Qwen25Vl,
     Qwen3Vl,
+    /// Qwen3.5 (dense): a hybrid decoder of Gated DeltaNet and gated full
+    /// attention layers over the Qwen3-VL vision tower without DeepStack.
+    Qwen35,
+}
+
+/// Mixture-of-experts checkpoints of the supported generations, refused by name.
+const UNSUPPORTED_MOE: [&str; 2] = ["qwen3_vl_moe", "qwen3_5_moe"];
+
+/// Whether `model_type` names a mixture-of-experts checkpoint glimpse cannot run yet.
+pub fn is_unsupported_moe(model_type: &str) -> bool {
+    UNSUPPORTED_MOE.contains(&model_type)
 }
 
 impl Family {
@@ -24,6 +35,7 @@ impl Family {
             "qwen2_vl" => Some(Family::Qwen2Vl),
             "qwen2_5_vl" => Some(Family::Qwen25Vl),
             "qwen3_vl" => Some(Family::Qwen3Vl),
+            "qwen3_5" => Some(Family::Qwen35),
             _ => None,
         }
     }
@@ -33,6 +45,7 @@ impl Family {
             Family::Qwen2Vl => "qwen2_vl",
             Family::Qwen25Vl => "qwen2_5_vl",
             Family::Qwen3Vl => "qwen3_vl",
+            Family::Qwen35 => "qwen3_5",
         }
     }
 
@@ -41,7 +54,42 @@ impl Family {
             Family::Qwen2Vl => "Qwen2-VL",
             Family::Qwen25Vl => "Qwen2.5-VL",
             Family::Qwen3Vl => "Qwen3-VL",
+            Family::Qwen35 => "Qwen3.5",
         }
+    }
+
+    /// The family whose vision tower this family's checkpoints carry.
+    pub fn vision_design(self) -> Family {
+        match self {
+            Family::Qwen35 => Family::Qwen3Vl,
+            other => other,
+        }
+    }
+}
+
+/// What mixes tokens in one decoder layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerKind {
+    /// Softmax attention over a growing key/value cache.
+    FullAttention,
+    /// Gated DeltaNet: a fixed-size recurrent state per layer.
+    LinearAttention,
+}
+
+/// The Gated DeltaNet layers of a hybrid decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearAttentionConfig {
+    pub num_key_heads: usize,
+    pub num_value_heads: usize,
+    pub key_head_dim: usize,
+    pub value_head_dim: usize,
+    pub conv_kernel: usize,
+}
+
+impl LinearAttentionConfig {
+    /// Channels of the causal convolution: queries, keys and values.
+    pub fn conv_dim(&self) -> usize {
+        2 * self.num_key_heads * self.key_head_dim + self.num_value_heads * self.value_head_dim
     }
 }
 
@@ -72,6 +120,26 @@ pub struct TextConfig {
     /// Per-head RMSNorm of q and k before the rotation (Qwen3 decoder).
     pub qk_norm: bool,
     pub tie_word_embeddings: bool,
+    /// Leading slots of each head that rotate (all of them before Qwen3.5).
+    pub rotary_dim: usize,
+    /// One entry per layer.
+    pub layer_kinds: Vec<LayerKind>,
+    /// Present when some layers are linear attention.
+    pub linear: Option<LinearAttentionConfig>,
+    /// Qwen3.5: `q_proj` also yields a gate; attention output × sigmoid(gate).
+    pub attention_output_gate: bool,
+    /// Qwen3.5: RMSNorm weights are stored centred on zero and applied as `1 + weight`.
+    pub zero_centred_norms: bool,
+}
+
+impl TextConfig {
+    /// Layers whose key/value cache grows with the context.
+    pub fn full_attention_layers(&self) -> usize {
+        self.layer_kinds
+            .iter()
+            .filter(|k| **k == LayerKind::FullAttention)
+            .count()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +303,18 @@ fn text_defaults(family: Family) -> TextDefaults {
             mrope_section: [24, 20, 20],
             max_position_embeddings: 262144,
         },
+        // Qwen3.5-9B (transformers' own defaults describe it)
+        Family::Qwen35 => TextDefaults {
+            vocab_size: 248320,
+            hidden_size: 4096,
+            intermediate_size: 12288,
+            num_hidden_layers: 32,
+            num_attention_heads: 16,
+            num_key_value_heads: 4,
+            rope_theta: 1e7,
+            mrope_section: [11, 11, 10],
+            max_position_embeddings: 262144,
+        },
     }
 }
 
@@ -254,6 +334,10 @@ impl ModelConfig {
                 path: path.clone(),
                 model_type: t,
             },
+            ConfigProblem::UnsupportedMoe(t) => ModelError::UnsupportedMoe {
+                path: path.clone(),
+                model_type: t,
+            },
             ConfigProblem::Field(what) => ModelError::BadConfig {
                 path: path.clone(),
                 what,
@@ -267,6 +351,9 @@ impl ModelConfig {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        if is_unsupported_moe(&model_type) {
+            return Err(ConfigProblem::UnsupportedMoe(model_type));
+        }
         let family = Family::from_model_type(&model_type)
             .ok_or(ConfigProblem::UnknownModelType(model_type))?;
         let text_value = cfg.get("text_config").filter(|v| v.is_object());
@@ -315,6 +402,7 @@ impl ModelConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConfigProblem {
     UnknownModelType(String),
+    UnsupportedMoe(String),
     Field(String),
 }
 
@@ -322,31 +410,131 @@ fn parse_text(family: Family, f: &Fields) -> Result<TextConfig, String> {
     let d = text_defaults(family);
     let hidden_size = f.usize("hidden_size")?.unwrap_or(d.hidden_size);
     let heads = parse_heads(family, f, &d, hidden_size)?;
-    let (rope_theta, mrope_section) = parse_rope(f, &d, heads.head_dim)?;
+    let rotary_dim = rotary_dim(family, f, heads.head_dim)?;
+    let (rope_theta, mrope_section) = parse_rope(f, &d, rotary_dim)?;
+    let num_hidden_layers = f.usize("num_hidden_layers")?.unwrap_or(d.num_hidden_layers);
+    let hybrid = family == Family::Qwen35;
+    let layer_kinds = if hybrid {
+        parse_layer_kinds(f, num_hidden_layers)?
+    } else {
+        vec![LayerKind::FullAttention; num_hidden_layers]
+    };
+    let linear = if layer_kinds.contains(&LayerKind::LinearAttention) {
+        Some(parse_linear(f)?)
+    } else {
+        None
+    };
+    let qwen3 = matches!(family, Family::Qwen3Vl | Family::Qwen35);
     Ok(TextConfig {
         vocab_size: f.usize("vocab_size")?.unwrap_or(d.vocab_size),
         hidden_size,
         intermediate_size: f.usize("intermediate_size")?.unwrap_or(d.intermediate_size),
-        num_hidden_layers: f.usize("num_hidden_layers")?.unwrap_or(d.num_hidden_layers),
+        num_hidden_layers,
         num_attention_heads: heads.attention,
         num_key_value_heads: heads.key_value,
         head_dim: heads.head_dim,
         rms_norm_eps: f.f64("rms_norm_eps")?.unwrap_or(1e-6),
         rope_theta,
         mrope_section,
-        mrope_layout: match family {
-            Family::Qwen3Vl => MropeLayout::Interleaved,
-            _ => MropeLayout::Chunked,
+        mrope_layout: if qwen3 {
+            MropeLayout::Interleaved
+        } else {
+            MropeLayout::Chunked
         },
         max_position_embeddings: f
             .usize("max_position_embeddings")?
             .unwrap_or(d.max_position_embeddings),
-        attention_bias: f
-            .bool("attention_bias")
-            .unwrap_or(family != Family::Qwen3Vl),
-        qk_norm: family == Family::Qwen3Vl,
+        attention_bias: f.bool("attention_bias").unwrap_or(!qwen3),
+        qk_norm: qwen3,
         tie_word_embeddings: tied_embeddings(f),
+        rotary_dim,
+        layer_kinds,
+        linear,
+        attention_output_gate: hybrid,
+        zero_centred_norms: hybrid,
     })
+}
+
+/// `head_dim × partial_rotary_factor` (Qwen3.5: a quarter by default); the
+/// factor sits in `rope_parameters` (transformers 5) or beside it.
+fn rotary_dim(family: Family, f: &Fields, head_dim: usize) -> Result<usize, String> {
+    if family != Family::Qwen35 {
+        return Ok(head_dim);
+    }
+    let in_rope = f
+        .get("rope_parameters")
+        .or_else(|| f.get("rope_scaling"))
+        .and_then(|r| r.get("partial_rotary_factor"))
+        .and_then(Value::as_f64);
+    let factor = match in_rope {
+        Some(x) => x,
+        None => f.f64("partial_rotary_factor")?.unwrap_or(0.25),
+    };
+    let dim = (head_dim as f64 * factor) as usize;
+    if !(factor > 0.0 && factor <= 1.0) || dim == 0 || !dim.is_multiple_of(2) {
+        return Err(format!(
+            "\"partial_rotary_factor\" {factor} must leave an even number of rotary slots of head_dim {head_dim}"
+        ));
+    }
+    Ok(dim)
+}
+
+/// `layer_types`, or every `full_attention_interval`-th layer (4 by default)
+/// full attention, the rest linear.
+fn parse_layer_kinds(f: &Fields, layers: usize) -> Result<Vec<LayerKind>, String> {
+    match f.get("layer_types") {
+        Some(Value::Array(items)) => {
+            if items.len() != layers {
+                return Err(format!(
+                    "\"layer_types\" lists {} layers but \"num_hidden_layers\" is {layers}",
+                    items.len()
+                ));
+            }
+            items
+                .iter()
+                .map(|v| match v.as_str() {
+                    Some("full_attention") => Ok(LayerKind::FullAttention),
+                    Some("linear_attention") => Ok(LayerKind::LinearAttention),
+                    _ => Err(format!(
+                        "\"layer_types\" entry {v} is neither \"full_attention\" nor \"linear_attention\""
+                    )),
+                })
+                .collect()
+        }
+        Some(v) => Err(format!("\"layer_types\" must be a list, found {v}")),
+        None => {
+            let interval = f.usize("full_attention_interval")?.unwrap_or(4).max(1);
+            Ok((0..layers)
+                .map(|i| {
+                    if (i + 1) % interval == 0 {
+                        LayerKind::FullAttention
+                    } else {
+                        LayerKind::LinearAttention
+                    }
+                })
+                .collect())
+        }
+    }
+}
+
+fn parse_linear(f: &Fields) -> Result<LinearAttentionConfig, String> {
+    let cfg = LinearAttentionConfig {
+        num_key_heads: f.usize("linear_num_key_heads")?.unwrap_or(16),
+        num_value_heads: f.usize("linear_num_value_heads")?.unwrap_or(32),
+        key_head_dim: f.usize("linear_key_head_dim")?.unwrap_or(128),
+        value_head_dim: f.usize("linear_value_head_dim")?.unwrap_or(128),
+        conv_kernel: f.usize("linear_conv_kernel_dim")?.unwrap_or(4),
+    };
+    if cfg.num_key_heads == 0 || !cfg.num_value_heads.is_multiple_of(cfg.num_key_heads) {
+        return Err(format!(
+            "\"linear_num_key_heads\" ({}) must divide \"linear_num_value_heads\" ({})",
+            cfg.num_key_heads, cfg.num_value_heads
+        ));
+    }
+    if cfg.conv_kernel < 2 || cfg.key_head_dim == 0 || cfg.value_head_dim == 0 {
+        return Err("linear attention head sizes and \"linear_conv_kernel_dim\" must be positive (the kernel at least 2)".into());
+    }
+    Ok(cfg)
 }
 
 /// The decoder's attention heads.
@@ -379,6 +567,7 @@ fn parse_heads(
     // Qwen2 decoders derive head_dim; Qwen3 states it (4B: 32 × 128 ≠ 2560).
     let head_dim = match family {
         Family::Qwen3Vl => f.usize("head_dim")?.unwrap_or(128),
+        Family::Qwen35 => f.usize("head_dim")?.unwrap_or(256),
         _ => f.usize("head_dim")?.unwrap_or(hidden_size / attention),
     };
     Ok(Heads {
@@ -391,7 +580,11 @@ fn parse_heads(
 /// `rope_theta` and `mrope_section`. Rope settings live in rope_parameters
 /// (transformers 5) or rope_scaling, in text_config or at the top level;
 /// rope_theta may also sit beside them.
-fn parse_rope(f: &Fields, d: &TextDefaults, head_dim: usize) -> Result<(f64, [usize; 3]), String> {
+fn parse_rope(
+    f: &Fields,
+    d: &TextDefaults,
+    rotary_dim: usize,
+) -> Result<(f64, [usize; 3]), String> {
     let rope_dict = f
         .get("rope_parameters")
         .or_else(|| f.get("rope_scaling"))
@@ -429,10 +622,10 @@ fn parse_rope(f: &Fields, d: &TextDefaults, head_dim: usize) -> Result<(f64, [us
         }
         None => d.mrope_section,
     };
-    if mrope_section.iter().sum::<usize>() * 2 != head_dim {
+    if mrope_section.iter().sum::<usize>() * 2 != rotary_dim {
         return Err(format!(
-            "mrope_section {mrope_section:?} must add up to head_dim/2 = {}",
-            head_dim / 2
+            "mrope_section {mrope_section:?} must add up to head_dim/2 = {} (of the rotating part)",
+            rotary_dim / 2
         ));
     }
     Ok((rope_theta, mrope_section))
@@ -489,6 +682,13 @@ fn vision_defaults(family: Family) -> VisionDefaults {
             hidden_act: "gelu_pytorch_tanh",
             patch_size: 16,
         },
+        Family::Qwen35 => VisionDefaults {
+            depth: 27,
+            hidden_size: 1152,
+            intermediate_size: 4304,
+            hidden_act: "gelu_pytorch_tanh",
+            patch_size: 16,
+        },
     }
 }
 
@@ -534,8 +734,13 @@ fn parse_vision(family: Family, f: &Fields, text_hidden: usize) -> Result<Vision
                 .usize_list("deepstack_visual_indexes")?
                 .unwrap_or_else(|| vec![5, 11, 17]);
         }
+        // The Qwen3-VL tower without DeepStack: its checkpoints have no
+        // deepstack mergers, whatever a config might list.
+        Family::Qwen35 => {
+            cfg.num_position_embeddings = f.usize("num_position_embeddings")?.unwrap_or(2304);
+        }
     }
-    check_vision(family, &cfg)?;
+    check_vision(family.vision_design(), &cfg)?;
     Ok(cfg)
 }
 
@@ -555,7 +760,7 @@ fn vision_widths(
             let out = f.usize("hidden_size")?.unwrap_or(text_hidden);
             (width, (width as f64 * ratio) as usize, out)
         }
-        Family::Qwen25Vl | Family::Qwen3Vl => (
+        Family::Qwen25Vl | Family::Qwen3Vl | Family::Qwen35 => (
             f.usize("hidden_size")?.unwrap_or(d.hidden_size),
             f.usize("intermediate_size")?.unwrap_or(d.intermediate_size),
             f.usize("out_hidden_size")?.unwrap_or(text_hidden),
@@ -662,6 +867,50 @@ mod tests {
         assert_eq!(c.text.rope_theta, 5e6);
         assert_eq!(c.vision.patch_size, 16);
         assert_eq!(c.vision.hidden_act, VisionAct::GeluTanh);
+    }
+
+    #[test]
+    fn qwen3_5_layers_and_partial_rotary() {
+        let cfg = json!({
+            "model_type": "qwen3_5",
+            "text_config": {"hidden_size": 1024, "num_hidden_layers": 8, "num_attention_heads": 8,
+                "num_key_value_heads": 2, "head_dim": 256, "linear_num_value_heads": 16,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000000,
+                    "mrope_section": [11, 11, 10], "partial_rotary_factor": 0.25}},
+            "vision_config": {"depth": 12, "hidden_size": 768, "num_heads": 12}
+        });
+        let c = ModelConfig::from_json(&cfg).unwrap();
+        assert_eq!(c.family, Family::Qwen35);
+        assert_eq!(c.text.rotary_dim, 64);
+        assert_eq!(c.text.full_attention_layers(), 2);
+        assert_eq!(c.text.layer_kinds[3], LayerKind::FullAttention);
+        assert_eq!(c.text.layer_kinds[4], LayerKind::LinearAttention);
+        assert!(c.text.attention_output_gate && c.text.zero_centred_norms && c.text.qk_norm);
+        assert_eq!(
+            c.text.linear.as_ref().unwrap().conv_dim(),
+            2 * 16 * 128 + 16 * 128
+        );
+        assert!(c.vision.deepstack_visual_indexes.is_empty());
+    }
+
+    #[test]
+    fn mixture_of_experts_checkpoints_are_refused_by_name() {
+        for t in ["qwen3_5_moe", "qwen3_vl_moe"] {
+            let cfg = json!({"model_type": t});
+            assert_eq!(
+                ModelConfig::from_json(&cfg).unwrap_err(),
+                ConfigProblem::UnsupportedMoe(t.into())
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("glimpse-moe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"model_type": "qwen3_5_moe"}"#).unwrap();
+        let e = ModelConfig::from_model_dir(&dir).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            e.contains("qwen3_5_moe") && e.contains("not supported yet") && !e.contains('\n'),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@
 
 use candle_core::{DType, Result, Tensor};
 
+use super::recurrent_state::RecurrentStates;
+
 /// How the cache stores keys and values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,6 +156,8 @@ enum Slot {
 
 pub struct KvCache {
     layers: Vec<Option<Slot>>,
+    /// Gated DeltaNet layers' states (hybrid decoders); unused otherwise.
+    states: RecurrentStates,
     len: usize,
     format: KvFormat,
     /// Most positions a buffer makes room for ahead of need.
@@ -168,6 +172,7 @@ impl KvCache {
     pub fn with_format(num_layers: usize, format: KvFormat) -> Self {
         KvCache {
             layers: (0..num_layers).map(|_| None).collect(),
+            states: RecurrentStates::new(num_layers),
             len: 0,
             format,
             limit: usize::MAX,
@@ -254,11 +259,35 @@ impl KvCache {
         self.len += n;
     }
 
-    /// Keeps the first `len` positions (a model-dtype buffer keeps its room;
-    /// later appends overwrite what was cut).
-    pub fn truncate(&mut self, len: usize) -> Result<()> {
+    pub fn states(&self) -> &RecurrentStates {
+        &self.states
+    }
+
+    pub fn states_mut(&mut self) -> &mut RecurrentStates {
+        &mut self.states
+    }
+
+    /// Remembers the recurrent states at the current length, so that a later
+    /// [`Self::truncate`] can come back here.
+    pub fn checkpoint(&mut self) {
+        self.states.checkpoint(self.len);
+    }
+
+    /// The most positions up to `len` that [`Self::truncate`] can keep.
+    pub fn reachable(&self, len: usize) -> usize {
+        self.states.reachable(len, self.len)
+    }
+
+    /// Keeps the first `len` positions, or fewer where recurrent states only
+    /// go back to an earlier checkpoint; returns how many were kept (a
+    /// model-dtype buffer keeps its room; later appends overwrite what was cut).
+    pub fn truncate(&mut self, len: usize) -> Result<usize> {
         if len >= self.len {
-            return Ok(());
+            return Ok(self.len);
+        }
+        let len = self.states.reachable(len, self.len);
+        if self.states.is_used() {
+            self.states.restore(len);
         }
         for slot in self.layers.iter_mut() {
             *slot = match slot.take() {
@@ -268,11 +297,12 @@ impl KvCache {
             };
         }
         self.len = len;
-        Ok(())
+        Ok(len)
     }
 
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|s| *s = None);
+        self.states.clear();
         self.len = 0;
     }
 
@@ -280,11 +310,12 @@ impl KvCache {
     pub fn size_in_bytes(&self) -> usize {
         let filled = self.len;
         self.bytes(|b| b.size_in_bytes() / b.capacity().max(1) * filled)
+            + self.states.size_in_bytes()
     }
 
     /// Bytes the cache holds on its device, spare room included.
     pub fn reserved_bytes(&self) -> usize {
-        self.bytes(Buffers::size_in_bytes)
+        self.bytes(Buffers::size_in_bytes) + self.states.size_in_bytes()
     }
 
     fn bytes(&self, of_buffers: impl Fn(&Buffers) -> usize) -> usize {

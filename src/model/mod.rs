@@ -4,8 +4,10 @@
 
 pub mod attention;
 pub mod config;
+pub mod delta_net;
 pub mod kv_cache;
 pub mod params;
+pub mod recurrent_state;
 pub mod rope;
 pub mod rope_index;
 pub mod softmax;
@@ -26,6 +28,7 @@ pub use rope_index::{Grid, RopePositions};
 pub use vision::VisionOutput;
 
 use rope::{inv_freq, mrope_axes, mrope_tables};
+pub use text::TextAblations;
 use text::{DeepstackInjection, TextModel};
 use vision::VisionTower;
 
@@ -35,8 +38,10 @@ pub enum ModelError {
     MissingFile { path: PathBuf, what: String },
     #[error("{}: {what}", path.display())]
     BadConfig { path: PathBuf, what: String },
-    #[error("{}: model_type {model_type:?} is not supported; glimpse runs qwen2_vl, qwen2_5_vl and qwen3_vl checkpoints", path.display())]
+    #[error("{}: model_type {model_type:?} is not supported; glimpse runs qwen2_vl, qwen2_5_vl, qwen3_vl and qwen3_5 checkpoints", path.display())]
     UnknownModelType { path: PathBuf, model_type: String },
+    #[error("{}: model_type {model_type:?} is a mixture-of-experts checkpoint, not supported yet; pick a dense model of the same generation (e.g. Qwen/Qwen3.5-9B or Qwen/Qwen3-VL-8B-Instruct)", path.display())]
+    UnsupportedMoe { path: PathBuf, model_type: String },
     #[error("{}: {what}", path.display())]
     BadWeights { path: PathBuf, what: String },
     #[error("{0}")]
@@ -62,6 +67,8 @@ pub struct Ablations {
     pub rope_layout: Option<config::MropeLayout>,
     /// Qwen2.5-VL: attend over whole images in every vision block.
     pub full_vision_attention: bool,
+    /// Qwen3.5 decoder departures.
+    pub text: TextAblations,
 }
 
 /// A loaded model: vision tower and decoder on one device.
@@ -92,7 +99,7 @@ impl VlModel {
             ),
         };
         let vision = VisionTower::load(
-            config.family,
+            config.family.vision_design(),
             &config.vision,
             ckpt.vb.pp(ckpt.layout.vision),
         )
@@ -102,7 +109,7 @@ impl VlModel {
             TextModel::load(&config.text, ckpt.vb.pp(ckpt.layout.text), lm_head).map_err(bad)?;
         let t = &config.text;
         Ok(VlModel {
-            inv_freq: inv_freq(t.rope_theta, t.head_dim),
+            inv_freq: inv_freq(t.rope_theta, t.rotary_dim),
             axes: mrope_axes(t.mrope_section, t.mrope_layout),
             config,
             dir: dir.to_path_buf(),
@@ -117,6 +124,7 @@ impl VlModel {
         let t = &self.config.text;
         self.axes = mrope_axes(t.mrope_section, a.rope_layout.unwrap_or(t.mrope_layout));
         self.vision.full_attention_everywhere = a.full_vision_attention;
+        self.text.ablate(a.text);
     }
 
     /// How many attention scores the vision tower holds at once per block of

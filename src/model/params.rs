@@ -2,7 +2,9 @@
 //! the checkpoints store them. Used for model cards and memory estimates; the
 //! tests check the count against the tensors of real checkpoint files.
 
-use super::config::{Family, ModelConfig, TextConfig, VisionConfig};
+use super::config::{
+    Family, LayerKind, LinearAttentionConfig, ModelConfig, TextConfig, VisionConfig,
+};
 
 /// Parameter counts of the two halves of a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,14 +23,28 @@ impl ModelConfig {
     pub fn parameter_count(&self) -> ParameterCount {
         ParameterCount {
             text: text_parameters(&self.text),
-            vision: vision_parameters(self.family, &self.vision),
+            vision: vision_parameters(self.family.vision_design(), &self.vision),
         }
     }
 
-    /// Bytes of keys and values one token occupies in the KV cache.
+    /// Bytes of keys and values one token occupies in the KV cache (only
+    /// full-attention layers keep them).
     pub fn kv_bytes_per_token(&self, bytes_per_value: u64) -> u64 {
         let t = &self.text;
-        2 * (t.num_hidden_layers * t.num_key_value_heads * t.head_dim) as u64 * bytes_per_value
+        2 * (t.full_attention_layers() * t.num_key_value_heads * t.head_dim) as u64
+            * bytes_per_value
+    }
+
+    /// Bytes of the fixed-size states of all linear-attention layers: the
+    /// convolution's last inputs in the model's dtype, the delta rule's
+    /// memory in f32. Zero for decoders without such layers.
+    pub fn recurrent_state_bytes(&self, bytes_per_value: u64) -> u64 {
+        let t = &self.text;
+        let Some(l) = &t.linear else { return 0 };
+        let layers = (t.num_hidden_layers - t.full_attention_layers()) as u64;
+        let conv = ((l.conv_kernel - 1) * l.conv_dim()) as u64 * bytes_per_value;
+        let memory = (l.num_value_heads * l.key_head_dim * l.value_head_dim) as u64 * 4;
+        layers * (conv + memory)
     }
 }
 
@@ -40,15 +56,38 @@ fn text_parameters(t: &TextConfig) -> u64 {
     let h = t.hidden_size;
     let q_width = t.num_attention_heads * t.head_dim;
     let kv_width = t.num_key_value_heads * t.head_dim;
-    let attention = linear(h, q_width, t.attention_bias)
+    let gate = if t.attention_output_gate { 2 } else { 1 };
+    let attention = linear(h, gate * q_width, t.attention_bias)
         + 2 * linear(h, kv_width, t.attention_bias)
         + linear(q_width, h, false)
         + if t.qk_norm { 2 * t.head_dim as u64 } else { 0 };
+    let delta_net = t.linear.as_ref().map_or(0, |l| delta_net_parameters(h, l));
     let mlp = 3 * linear(h, t.intermediate_size, false);
     let norms = 2 * h as u64;
     let embedding = (t.vocab_size * h) as u64;
     let head = if t.tie_word_embeddings { 0 } else { embedding };
-    embedding + t.num_hidden_layers as u64 * (attention + mlp + norms) + h as u64 + head
+    let layers: u64 = t
+        .layer_kinds
+        .iter()
+        .map(|k| match k {
+            LayerKind::FullAttention => attention,
+            LayerKind::LinearAttention => delta_net,
+        })
+        .sum();
+    embedding + layers + t.num_hidden_layers as u64 * (mlp + norms) + h as u64 + head
+}
+
+/// Projections in (q, k, v; z; b; a), the convolution, the per-head decay
+/// parameters (`dt_bias`, `A_log`), the gated norm and the output projection.
+fn delta_net_parameters(h: usize, l: &LinearAttentionConfig) -> u64 {
+    let value_dim = l.num_value_heads * l.value_head_dim;
+    linear(h, l.conv_dim(), false)
+        + linear(h, value_dim, false)
+        + 2 * linear(h, l.num_value_heads, false)
+        + (l.conv_dim() * l.conv_kernel) as u64
+        + 2 * l.num_value_heads as u64
+        + l.value_head_dim as u64
+        + linear(value_dim, h, false)
 }
 
 fn vision_parameters(family: Family, v: &VisionConfig) -> u64 {
@@ -57,18 +96,22 @@ fn vision_parameters(family: Family, v: &VisionConfig) -> u64 {
     // Qwen2.5-VL normalises with RMSNorm (weight only), the others with LayerNorm.
     let norm = |width: usize| match family {
         Family::Qwen25Vl => width as u64,
-        Family::Qwen2Vl | Family::Qwen3Vl => 2 * width as u64,
+        Family::Qwen2Vl | Family::Qwen3Vl | Family::Qwen35 => 2 * width as u64,
     };
-    let patch_embed = linear(v.patch_dim(), d, family == Family::Qwen3Vl);
+    let patch_embed = linear(
+        v.patch_dim(),
+        d,
+        family != Family::Qwen2Vl && family != Family::Qwen25Vl,
+    );
     let position_table = match family {
-        Family::Qwen3Vl => (v.num_position_embeddings * d) as u64,
+        Family::Qwen3Vl | Family::Qwen35 => (v.num_position_embeddings * d) as u64,
         Family::Qwen2Vl | Family::Qwen25Vl => 0,
     };
     let mlp = match family {
         Family::Qwen25Vl => {
             2 * linear(d, v.intermediate_size, true) + linear(v.intermediate_size, d, true)
         }
-        Family::Qwen2Vl | Family::Qwen3Vl => {
+        Family::Qwen2Vl | Family::Qwen3Vl | Family::Qwen35 => {
             linear(d, v.intermediate_size, true) + linear(v.intermediate_size, d, true)
         }
     };
@@ -77,7 +120,7 @@ fn vision_parameters(family: Family, v: &VisionConfig) -> u64 {
     let merger = norm(d) + merger_body;
     let deepstack = match family {
         Family::Qwen3Vl => v.deepstack_visual_indexes.len() as u64 * (norm(merged) + merger_body),
-        Family::Qwen2Vl | Family::Qwen25Vl => 0,
+        Family::Qwen2Vl | Family::Qwen25Vl | Family::Qwen35 => 0,
     };
     patch_embed + position_table + v.depth as u64 * block + merger + deepstack
 }
@@ -107,7 +150,7 @@ mod tests {
 
     #[test]
     fn count_matches_the_tensors_of_every_fixture_checkpoint() {
-        for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+        for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/fixtures/models")
                 .join(family);

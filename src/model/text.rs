@@ -1,24 +1,65 @@
 //! The language model: Qwen2 blocks (q/k/v bias) or Qwen3 blocks (per-head q/k
 //! RMSNorm, explicit head_dim), multimodal rotary positions, a growing KV cache.
+//! Qwen3.5 mixes in Gated DeltaNet layers (`delta_net`), gates the attention
+//! output, rotates only part of each head and stores norm weights centred on zero.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{linear_b, linear_no_bias, Embedding, Linear, RmsNorm, VarBuilder};
 
 use super::attention::{attention, Scaling, Visibility, MAX_SCORES};
-use super::config::TextConfig;
+use super::config::{LayerKind, TextConfig};
+use super::delta_net::{DeltaNetAblations, GatedDeltaNet};
 use super::kv_cache::KvCache;
 use super::rope::RopeTables;
+
+/// An RMSNorm whose checkpoint weight may be stored centred on zero
+/// (applied as `1 + weight`).
+struct Norm {
+    stored: Tensor,
+    norm: RmsNorm,
+    eps: f64,
+}
+
+impl Norm {
+    fn load(size: usize, cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        let stored = vb.get(size, "weight")?;
+        let applied = if cfg.zero_centred_norms {
+            // In f32 like the reference, then back to the model's dtype.
+            (stored.to_dtype(DType::F32)? + 1.0)?.to_dtype(stored.dtype())?
+        } else {
+            stored.clone()
+        };
+        Ok(Norm {
+            norm: RmsNorm::new(applied, cfg.rms_norm_eps),
+            stored,
+            eps: cfg.rms_norm_eps,
+        })
+    }
+
+    /// Applies the stored weight as it is (an ablation).
+    fn use_stored_weight(&mut self) {
+        self.norm = RmsNorm::new(self.stored.clone(), self.eps);
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm.forward(x)
+    }
+}
 
 struct Attention {
     q_proj: Linear,
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
-    q_norm: Option<RmsNorm>,
-    k_norm: Option<RmsNorm>,
+    q_norm: Option<Norm>,
+    k_norm: Option<Norm>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
+    rotary_dim: usize,
+    /// `q_proj` yields each head's query followed by its output gate.
+    output_gate: bool,
+    output_gate_ablated: bool,
 }
 
 impl Attention {
@@ -29,14 +70,19 @@ impl Attention {
         let bias = cfg.attention_bias;
         let (q_norm, k_norm) = if cfg.qk_norm {
             (
-                Some(candle_nn::rms_norm(hd, cfg.rms_norm_eps, vb.pp("q_norm"))?),
-                Some(candle_nn::rms_norm(hd, cfg.rms_norm_eps, vb.pp("k_norm"))?),
+                Some(Norm::load(hd, cfg, vb.pp("q_norm"))?),
+                Some(Norm::load(hd, cfg, vb.pp("k_norm"))?),
             )
         } else {
             (None, None)
         };
+        let q_width = if cfg.attention_output_gate {
+            2 * q_out
+        } else {
+            q_out
+        };
         Ok(Attention {
-            q_proj: linear_b(h, q_out, bias, vb.pp("q_proj"))?,
+            q_proj: linear_b(h, q_width, bias, vb.pp("q_proj"))?,
             k_proj: linear_b(h, kv_out, bias, vb.pp("k_proj"))?,
             v_proj: linear_b(h, kv_out, bias, vb.pp("v_proj"))?,
             o_proj: linear_no_bias(q_out, h, vb.pp("o_proj"))?,
@@ -45,6 +91,9 @@ impl Attention {
             num_heads: cfg.num_attention_heads,
             num_kv_heads: cfg.num_key_value_heads,
             head_dim: hd,
+            rotary_dim: cfg.rotary_dim,
+            output_gate: cfg.attention_output_gate,
+            output_gate_ablated: false,
         })
     }
 
@@ -58,7 +107,16 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
         let split = |t: Tensor, heads: usize| t.reshape((b, l, heads, self.head_dim));
-        let mut q = split(self.q_proj.forward(x)?, self.num_heads)?;
+        let (mut q, gate) = if self.output_gate {
+            let both =
+                self.q_proj
+                    .forward(x)?
+                    .reshape((b, l, self.num_heads, 2 * self.head_dim))?;
+            let gate = both.narrow(3, self.head_dim, self.head_dim)?;
+            (both.narrow(3, 0, self.head_dim)?, Some(gate))
+        } else {
+            (split(self.q_proj.forward(x)?, self.num_heads)?, None)
+        };
         let mut k = split(self.k_proj.forward(x)?, self.num_kv_heads)?;
         let v = split(self.v_proj.forward(x)?, self.num_kv_heads)?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
@@ -68,16 +126,31 @@ impl Attention {
         let q = q.transpose(1, 2)?.contiguous()?;
         let k = k.transpose(1, 2)?.contiguous()?;
         let v = v.transpose(1, 2)?.contiguous()?;
-        let q = candle_nn::rotary_emb::rope(&q, &rope.cos, &rope.sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, &rope.cos, &rope.sin)?;
+        let q = self.rotate(&q, rope)?;
+        let k = self.rotate(&k, rope)?;
         let (k, v) = cache.append(layer, &k, &v)?;
 
         let scale = Scaling::Scores(1.0 / (self.head_dim as f64).sqrt());
         let out = attention(&q, &k, &v, scale, Visibility::Causal { past }, MAX_SCORES)?;
-        let out = out
+        let mut out = out
             .transpose(1, 2)?
             .reshape((b, l, self.num_heads * self.head_dim))?;
+        if let Some(gate) = gate.filter(|_| !self.output_gate_ablated) {
+            let gate = gate.reshape((b, l, self.num_heads * self.head_dim))?;
+            out = (out * candle_nn::ops::sigmoid(&gate)?)?;
+        }
         self.o_proj.forward(&out)
+    }
+
+    /// Rotates the first `rotary_dim` slots of each head `(b, heads, L, head_dim)`.
+    fn rotate(&self, x: &Tensor, rope: &RopeTables) -> Result<Tensor> {
+        if self.rotary_dim == self.head_dim {
+            return candle_nn::rotary_emb::rope(x, &rope.cos, &rope.sin);
+        }
+        let turned = x.narrow(3, 0, self.rotary_dim)?.contiguous()?;
+        let turned = candle_nn::rotary_emb::rope(&turned, &rope.cos, &rope.sin)?;
+        let kept = x.narrow(3, self.rotary_dim, self.head_dim - self.rotary_dim)?;
+        Tensor::cat(&[&turned, &kept], 3)?.contiguous()
     }
 }
 
@@ -103,30 +176,67 @@ impl Mlp {
     }
 }
 
+/// What mixes positions in a layer.
+enum Mixer {
+    Attention(Attention),
+    DeltaNet(GatedDeltaNet),
+}
+
 struct DecoderLayer {
-    input_layernorm: RmsNorm,
-    self_attn: Attention,
-    post_attention_layernorm: RmsNorm,
+    input_layernorm: Norm,
+    mixer: Mixer,
+    post_attention_layernorm: Norm,
     mlp: Mlp,
 }
 
 impl DecoderLayer {
-    fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+    fn load(cfg: &TextConfig, kind: LayerKind, vb: VarBuilder) -> Result<Self> {
+        let mixer = match (kind, &cfg.linear) {
+            (LayerKind::LinearAttention, Some(linear)) => {
+                Mixer::DeltaNet(GatedDeltaNet::load(cfg, linear, vb.pp("linear_attn"))?)
+            }
+            _ => Mixer::Attention(Attention::load(cfg, vb.pp("self_attn"))?),
+        };
         Ok(DecoderLayer {
-            input_layernorm: candle_nn::rms_norm(
+            input_layernorm: Norm::load(cfg.hidden_size, cfg, vb.pp("input_layernorm"))?,
+            mixer,
+            post_attention_layernorm: Norm::load(
                 cfg.hidden_size,
-                cfg.rms_norm_eps,
-                vb.pp("input_layernorm"),
-            )?,
-            self_attn: Attention::load(cfg, vb.pp("self_attn"))?,
-            post_attention_layernorm: candle_nn::rms_norm(
-                cfg.hidden_size,
-                cfg.rms_norm_eps,
+                cfg,
                 vb.pp("post_attention_layernorm"),
             )?,
             mlp: Mlp::load(cfg, vb.pp("mlp"))?,
         })
     }
+
+    fn mix(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        past: usize,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        match &self.mixer {
+            Mixer::Attention(a) => a.forward(x, rope, past, cache, layer),
+            Mixer::DeltaNet(d) => {
+                let (out, state) = d.forward(x, cache.states().get(layer))?;
+                cache.states_mut().set(layer, state);
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Deliberate departures of the decoder, for tests that prove the parity
+/// tests catch them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextAblations {
+    pub delta_net: DeltaNetAblations,
+    /// Attention output without its gate.
+    pub no_output_gate: bool,
+    /// Norm weights applied as stored instead of as `1 + weight`.
+    pub stored_norm_weights: bool,
 }
 
 /// Extra vision features added to the hidden states of image tokens after the
@@ -141,7 +251,7 @@ pub struct DeepstackInjection<'a> {
 pub struct TextModel {
     embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
-    norm: RmsNorm,
+    norm: Norm,
     lm_head: Linear,
     pub cfg: TextConfig,
 }
@@ -150,10 +260,13 @@ impl TextModel {
     pub fn load(cfg: &TextConfig, vb: VarBuilder, lm_head_vb: Option<VarBuilder>) -> Result<Self> {
         let embed_tokens =
             candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::load(cfg, vb.pp(format!("layers.{i}"))))
+        let layers = cfg
+            .layer_kinds
+            .iter()
+            .enumerate()
+            .map(|(i, &kind)| DecoderLayer::load(cfg, kind, vb.pp(format!("layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
-        let norm = candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?;
+        let norm = Norm::load(cfg.hidden_size, cfg, vb.pp("norm"))?;
         let lm_head = match lm_head_vb {
             Some(vb) => linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb)?,
             None => Linear::new(embed_tokens.embeddings().clone(), None),
@@ -165,6 +278,28 @@ impl TextModel {
             lm_head,
             cfg: cfg.clone(),
         })
+    }
+
+    pub fn ablate(&mut self, a: TextAblations) {
+        for layer in &mut self.layers {
+            match &mut layer.mixer {
+                Mixer::Attention(att) => {
+                    att.output_gate_ablated = a.no_output_gate;
+                    if a.stored_norm_weights {
+                        att.q_norm.iter_mut().for_each(Norm::use_stored_weight);
+                        att.k_norm.iter_mut().for_each(Norm::use_stored_weight);
+                    }
+                }
+                Mixer::DeltaNet(d) => d.ablations = a.delta_net,
+            }
+            if a.stored_norm_weights {
+                layer.input_layernorm.use_stored_weight();
+                layer.post_attention_layernorm.use_stored_weight();
+            }
+        }
+        if a.stored_norm_weights {
+            self.norm.use_stored_weight();
+        }
     }
 
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
@@ -186,7 +321,7 @@ impl TextModel {
         for (i, layer) in self.layers.iter().enumerate() {
             let residual = h.clone();
             let x = layer.input_layernorm.forward(&h)?;
-            let x = layer.self_attn.forward(&x, rope, past, cache, i)?;
+            let x = layer.mix(&x, rope, past, cache, i)?;
             let h1 = (residual + x)?;
             let x = layer.post_attention_layernorm.forward(&h1)?;
             h = (h1.clone() + layer.mlp.forward(&x)?)?;

@@ -208,7 +208,7 @@ mod tests {
     fn header_element_counts_account_for_every_f32_byte_of_the_fixtures() {
         // The fixture checkpoints are float32: the data after each header is
         // exactly 4 bytes per value the header lists.
-        for model in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] {
+        for model in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
             let mut elements = 0;
             let mut data_bytes = 0;
             for file in safetensors_files(&fixture(model)).unwrap() {

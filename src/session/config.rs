@@ -37,6 +37,9 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+    /// A setting that came from a flag rather than the file.
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// How images are drawn in the terminal.
@@ -150,6 +153,17 @@ pub struct Config {
     pub thinking: Option<bool>,
     /// The file the settings came from; `None` when only defaults apply.
     pub source: Option<PathBuf>,
+    /// Where settings checked outside this module were written, so their
+    /// errors can name the line.
+    pub spots: Spots,
+}
+
+/// 1-based line and column of settings in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spots {
+    pub theme: Option<(usize, usize)>,
+    /// Action name → where it was written under `[keys]`.
+    pub keys: BTreeMap<String, (usize, usize)>,
 }
 
 impl Default for Config {
@@ -167,6 +181,7 @@ impl Default for Config {
             kv_cache: KvCachePolicy::default(),
             thinking: None,
             source: None,
+            spots: Spots::default(),
         }
     }
 }
@@ -190,6 +205,21 @@ impl Config {
                 path: path.to_path_buf(),
                 source,
             }),
+        }
+    }
+
+    /// An error about a setting checked after parsing (a key action, a
+    /// theme), at the line where the file wrote it; `spot` is `None` when
+    /// the setting came from elsewhere, and then the message stands alone.
+    pub fn error_at(&self, spot: Option<(usize, usize)>, message: String) -> ConfigError {
+        match (&self.source, spot) {
+            (Some(path), Some((line, column))) => ConfigError::Invalid {
+                path: path.clone(),
+                line,
+                column,
+                message,
+            },
+            _ => ConfigError::Setting(message),
         }
     }
 
@@ -220,7 +250,8 @@ impl Config {
             config.dtype = d.0;
         }
         if let Some(t) = raw.theme {
-            config.theme = t.0;
+            config.spots.theme = Some(line_column(text, t.span().start));
+            config.theme = t.into_inner().0;
         }
         if let Some(p) = raw.image_protocol {
             config.image_protocol = p;
@@ -254,6 +285,9 @@ impl Config {
             p.apply_to(preset);
         }
         for (action, keys) in raw.keys {
+            let spot = line_column(text, action.span().start);
+            let action = action.into_inner();
+            config.spots.keys.insert(action.clone(), spot);
             config.keys.insert(action, keys.0);
         }
         if let Some(p) = raw.preset {
@@ -358,7 +392,7 @@ struct RawConfig {
     device: Option<Parsed<DeviceChoice>>,
     dtype: Option<Parsed<DtypeChoice>>,
     preset: Option<Spanned<PresetName>>,
-    theme: Option<NonEmpty>,
+    theme: Option<Spanned<NonEmpty>>,
     image_protocol: Option<ImageProtocol>,
     long_edge_cap: Option<Cap>,
     kv_cache: Option<RawKvCache>,
@@ -366,7 +400,7 @@ struct RawConfig {
     #[serde(default)]
     presets: BTreeMap<String, RawPreset>,
     #[serde(default)]
-    keys: BTreeMap<String, KeyList>,
+    keys: BTreeMap<Spanned<String>, KeyList>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -512,10 +546,56 @@ struct Cap(Option<LongEdgeCap>);
 
 impl<'de> Deserialize<'de> for Cap {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        let s = match Scalar::deserialize(d)? {
+            Scalar::Text(s) => s,
+            Scalar::Number(v) => {
+                return Err(de::Error::custom(format!(
+                    "long_edge_cap: expected \"THRESHOLD:TARGET\" (a string such as \"1792:1344\") or \"off\", got {}",
+                    short_number(v)
+                )))
+            }
+        };
         parse_long_edge_cap(&s)
             .map(Cap)
             .map_err(|e| de::Error::custom(format!("long_edge_cap: {e}")))
+    }
+}
+
+/// A string or a number of any size: serde's own messages for a number too
+/// large for 64 bits speak of `i128` and print every digit.
+enum Scalar {
+    Text(String),
+    Number(f64),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Text(s.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(v as f64))
+            }
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Scalar, E> {
+                Ok(Scalar::Number(v as f64))
+            }
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Scalar, E> {
+                Ok(Scalar::Number(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(v))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -584,7 +664,15 @@ impl<R> fmt::Debug for InRange<R> {
 
 impl<'de, R: Range> Deserialize<'de> for InRange<R> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = f64::deserialize(d)?;
+        let v = match Scalar::deserialize(d)? {
+            Scalar::Number(v) => v,
+            Scalar::Text(s) => {
+                return Err(de::Error::custom(format!(
+                    "{}, got the string {s:?} (write the number without quotes)",
+                    R::WHAT
+                )))
+            }
+        };
         in_range::<R>(v)
             .map(|v| InRange(v, std::marker::PhantomData))
             .map_err(de::Error::custom)
@@ -827,7 +915,14 @@ mod tests {
             .join("\n");
         assert_ne!(uncommented, DEFAULT_FILE);
         let c = parse(&uncommented).unwrap();
-        assert_eq!(Config { source: None, ..c }, Config::default());
+        assert_eq!(
+            Config {
+                source: None,
+                spots: Spots::default(),
+                ..c
+            },
+            Config::default()
+        );
         for key in [
             "model",
             "device",

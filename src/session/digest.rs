@@ -85,6 +85,17 @@ fn is_device(_: std::fs::FileType) -> bool {
     false
 }
 
+/// Why `path` cannot be an image file ("does not exist", "it is a folder,
+/// not an image file", …), or `None` when it is a regular file.
+pub fn why_not_a_file(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => None,
+        Ok(m) => Some(not_regular(m.file_type()).to_string()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some("it does not exist".into()),
+        Err(e) => Some(format!("it cannot be read ({e})")),
+    }
+}
+
 /// Opens `path` for reading if it is a regular file, without waiting on it.
 fn open_regular(path: &Path) -> io::Result<File> {
     let kind = std::fs::metadata(path)?.file_type();
@@ -111,6 +122,27 @@ fn open_regular(path: &Path) -> io::Result<File> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn says_why_a_path_is_not_an_image_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.png");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(super::why_not_a_file(&file), None);
+        assert_eq!(
+            super::why_not_a_file(dir.path()).as_deref(),
+            Some("it is a folder, not an image file")
+        );
+        assert_eq!(
+            super::why_not_a_file(&dir.path().join("gone.png")).as_deref(),
+            Some("it does not exist")
+        );
+        #[cfg(unix)]
+        assert_eq!(
+            super::why_not_a_file(std::path::Path::new("/dev/null")).as_deref(),
+            Some("it is a device, not an image file")
+        );
+    }
+
     use super::*;
 
     #[test]

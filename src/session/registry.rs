@@ -41,6 +41,14 @@ const CARD_FILES: &[(&str, &str)] = &[
         "qwen3-vl-8b-instruct.toml",
         include_str!("../../models/qwen3-vl-8b-instruct.toml"),
     ),
+    (
+        "qwen3.5-0.8b.toml",
+        include_str!("../../models/qwen3.5-0.8b.toml"),
+    ),
+    (
+        "qwen3.5-4b.toml",
+        include_str!("../../models/qwen3.5-4b.toml"),
+    ),
 ];
 
 /// Tokens of context the memory estimate reserves KV cache for.
@@ -106,6 +114,7 @@ pub fn cards() -> Vec<ModelCard> {
         Family::Qwen2Vl => 0,
         Family::Qwen25Vl => 1,
         Family::Qwen3Vl => 2,
+        Family::Qwen35 => 3,
     };
     cards.sort_by_key(|c| (family_order(c.family), c.parameters));
     cards
@@ -128,6 +137,9 @@ mod tests {
     /// A config.json with the values of qwen-vl-family §2.2 (text) and §2.3
     /// (vision) for one released checkpoint.
     fn released_config(id: &str) -> ModelConfig {
+        if id.starts_with("Qwen/Qwen3.5-") {
+            return qwen3_5_config(id);
+        }
         // (model_type, vocab, hidden, intermediate, layers, heads, kv heads, tied, max_pos)
         let text = match id {
             "Qwen/Qwen2-VL-2B-Instruct" => ("qwen2_vl", 151936, 1536, 8960, 28, 12, 2, true, 32768),
@@ -194,10 +206,45 @@ mod tests {
         ModelConfig::from_json(&cfg).unwrap()
     }
 
+    /// The released Qwen3.5 configs (text and vision fields that differ by size).
+    fn qwen3_5_config(id: &str) -> ModelConfig {
+        // (hidden, intermediate, layers, heads, kv heads, linear value heads, tied),
+        // (vision depth, width, MLP, heads)
+        let (text, vision) = match id {
+            "Qwen/Qwen3.5-0.8B" => ((1024, 3584, 24, 8, 2, 16, true), (12, 768, 3072, 12)),
+            "Qwen/Qwen3.5-4B" => ((2560, 9216, 32, 16, 4, 32, true), (24, 1024, 4096, 16)),
+            other => panic!("no config values for {other}"),
+        };
+        let (hidden, inter, layers, heads, kv, value_heads, tied) = text;
+        let (depth, width, mlp, vision_heads) = vision;
+        ModelConfig::from_json(&json!({
+            "model_type": "qwen3_5", "tie_word_embeddings": tied,
+            "text_config": {
+                "vocab_size": 248320, "hidden_size": hidden, "intermediate_size": inter,
+                "num_hidden_layers": layers, "num_attention_heads": heads,
+                "num_key_value_heads": kv, "head_dim": 256, "full_attention_interval": 4,
+                "linear_num_key_heads": 16, "linear_num_value_heads": value_heads,
+                "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+                "linear_conv_kernel_dim": 4, "max_position_embeddings": 262144,
+                "tie_word_embeddings": tied,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000000,
+                    "mrope_section": [11, 11, 10], "mrope_interleaved": true,
+                    "partial_rotary_factor": 0.25},
+            },
+            "vision_config": {
+                "depth": depth, "hidden_size": width, "intermediate_size": mlp,
+                "num_heads": vision_heads, "out_hidden_size": hidden, "patch_size": 16,
+                "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3,
+                "num_position_embeddings": 2304, "hidden_act": "gelu_pytorch_tanh",
+            },
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn card_numbers_follow_from_the_released_configs() {
         let cards = cards();
-        assert_eq!(cards.len(), 7);
+        assert_eq!(cards.len(), 9);
         for card in &cards {
             let cfg = released_config(&card.id);
             assert_eq!(cfg.family, card.family, "{}", card.id);
@@ -210,7 +257,9 @@ mod tests {
                 "{}: bf16_gib",
                 card.id
             );
-            let kv = (cfg.kv_bytes_per_token(2) * ESTIMATE_CONTEXT_TOKENS) as f64 / GIB;
+            let kv = (cfg.kv_bytes_per_token(2) * ESTIMATE_CONTEXT_TOKENS
+                + cfg.recurrent_state_bytes(2)) as f64
+                / GIB;
             let memory = ((weights + kv + ESTIMATE_OVERHEAD_GIB) * 2.0).ceil() / 2.0;
             assert_eq!(card.memory_gib, memory, "{}: memory_gib", card.id);
             assert_eq!(

@@ -377,24 +377,34 @@ impl KeyChord {
     }
 }
 
+/// A `[keys]` entry that names no action.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown action `{name}` in [keys]; the actions are: {}",
+    action_names()
+)]
+pub struct UnknownAction {
+    pub name: String,
+}
+
+fn action_names() -> String {
+    ACTION_NAMES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Keymap {
     /// The keys of `overrides` (action name → keys) replace the built-in
     /// keys of those actions, and take their chords from any other action.
     pub fn with_overrides(
         mut self,
         overrides: &BTreeMap<String, Vec<KeySpec>>,
-    ) -> Result<Keymap, String> {
+    ) -> Result<Keymap, UnknownAction> {
         for (name, keys) in overrides {
-            let action = Action::from_name(name).ok_or_else(|| {
-                format!(
-                    "unknown action `{name}` in [keys]; the actions are: {}",
-                    ACTION_NAMES
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })?;
+            let action =
+                Action::from_name(name).ok_or_else(|| UnknownAction { name: name.clone() })?;
             let chords: Vec<KeyChord> = keys.iter().map(KeyChord::from_spec).collect();
             let keep = |b: &Binding| b.action != action && !chords.contains(&b.chord);
             // Where the action was, so the help keeps its order.
@@ -597,7 +607,10 @@ mod tests {
         );
         let mut bad = BTreeMap::new();
         bad.insert("sned".to_string(), vec![spec("enter")]);
-        let e = Keymap::builtin().with_overrides(&bad).unwrap_err();
+        let e = Keymap::builtin()
+            .with_overrides(&bad)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("unknown action `sned` in [keys]"), "{e}");
         assert!(!e.contains('\n'));
     }

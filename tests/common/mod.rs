@@ -139,6 +139,12 @@ impl Reference {
         Conversation::from_json_file(&self.conversation_path()).unwrap()
     }
 
+    /// The `enable_thinking` the reference was rendered with (`None`: the
+    /// template's default).
+    pub fn thinking(&self) -> Option<bool> {
+        self.json.get("enable_thinking").and_then(Value::as_bool)
+    }
+
     pub fn u32s(&self, key: &str) -> Vec<u32> {
         as_u32s(&self.json[key])
     }
@@ -187,7 +193,7 @@ pub struct Prepared {
 
 pub fn preprocess_config(model: &VlModel) -> VisionPreprocessConfig {
     let defaults = match model.family() {
-        Family::Qwen3Vl => VisionPreprocessConfig::qwen3_vl_defaults(),
+        Family::Qwen3Vl | Family::Qwen35 => VisionPreprocessConfig::qwen3_vl_defaults(),
         _ => VisionPreprocessConfig::qwen2_vl_defaults(),
     };
     VisionPreprocessConfig::from_model_dir(&model.dir, defaults).unwrap()
@@ -217,7 +223,10 @@ pub fn prepare(r: &Reference) -> Prepared {
         &conv,
         model.config.image_token_id,
         &counts,
-        RenderOptions::reply(),
+        RenderOptions {
+            add_generation_prompt: true,
+            enable_thinking: r.thinking(),
+        },
     )
     .unwrap()
     .ids;

@@ -23,6 +23,7 @@ use crate::engine::{check_model_dir, EngineOptions, KvCachePolicy, SamplingOverr
 use crate::model::ModelConfig;
 use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};
 use crate::session::config::{parse_long_edge_cap, ImageProtocol};
+use crate::session::digest::why_not_a_file;
 use crate::session::Config;
 
 #[derive(Debug, Args)]
@@ -136,11 +137,8 @@ pub fn build_conversation(args: &AskArgs) -> anyhow::Result<Conversation> {
         bail!("nothing to ask: give --prompt and/or --image, or --conversation FILE");
     }
     for path in conv.images() {
-        if !path.is_file() {
-            bail!(
-                "image {} does not exist or is not a file; check the path",
-                path.display()
-            );
+        if let Some(why) = why_not_a_file(path) {
+            bail!("image {}: {why}; check the path", path.display());
         }
     }
     Ok(conv)

@@ -48,7 +48,8 @@ impl GroundingFamily {
         match model_type {
             "qwen2_vl" => Some(Self::Qwen2Vl),
             "qwen2_5_vl" => Some(Self::Qwen25Vl),
-            "qwen3_vl" => Some(Self::Qwen3Vl),
+            // Qwen3.5 answers on Qwen3-VL's 0–1000 grid.
+            "qwen3_vl" | "qwen3_5" => Some(Self::Qwen3Vl),
             _ => None,
         }
     }

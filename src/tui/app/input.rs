@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use ratatui::crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 
 use super::{App, Dialog, Flash, ImageState, PathPrompt, StoredImage};
+use crate::session::digest::why_not_a_file;
 use crate::tui::attachments::{complete_path, expand_home, pasted_image_paths, split_pasted};
 use crate::tui::keymap::Action;
 use crate::tui::msg::{Cmd, ImageId};
@@ -327,14 +328,9 @@ impl App {
     }
 
     pub fn attach(&mut self, path: PathBuf, cmds: &mut Vec<Cmd>) {
-        if !path.is_file() {
-            let what = if path.exists() {
-                "is not a file"
-            } else {
-                "does not exist"
-            };
+        if let Some(why) = why_not_a_file(&path) {
             self.flash = Some(Flash::Error(format!(
-                "{} {what}; check the path (Tab completes it)",
+                "{}: {why}; check the path (Tab completes it)",
                 path.display()
             )));
             return;
