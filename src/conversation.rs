@@ -71,6 +71,11 @@ pub enum Content {
 pub struct Message {
     pub role: Role,
     pub content: Content,
+    /// A thinking model's reasoning before this (assistant) message, kept
+    /// apart from its content: `reasoning_content` in the JSON form, which
+    /// is where the chat templates of thinking models look for it (and
+    /// decide themselves whether to show it to the model again).
+    pub reasoning: Option<String>,
 }
 
 impl Message {
@@ -78,6 +83,7 @@ impl Message {
         Message {
             role,
             content: Content::Text(text.into()),
+            reasoning: None,
         }
     }
 
@@ -85,7 +91,14 @@ impl Message {
         Message {
             role,
             content: Content::Parts(parts),
+            reasoning: None,
         }
+    }
+
+    /// The message with `reasoning` kept beside it (none when empty).
+    pub fn with_reasoning(mut self, reasoning: &str) -> Self {
+        self.reasoning = (!reasoning.is_empty()).then(|| reasoning.to_string());
+        self
     }
 
     /// Image paths of this message, in order.
@@ -190,7 +203,21 @@ impl Conversation {
                     })
                 }
             };
-            messages.push(Message { role, content });
+            let reasoning = match m.get("reasoning_content") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Null) | None => None,
+                Some(_) => {
+                    return Err(ConversationError::Shape {
+                        where_,
+                        what: "\"reasoning_content\" must be a string".into(),
+                    })
+                }
+            };
+            messages.push(Message {
+                role,
+                content,
+                reasoning,
+            });
         }
         Ok(Conversation { messages })
     }
@@ -215,7 +242,11 @@ impl Conversation {
                                 .collect(),
                         ),
                     };
-                    json!({"role": m.role.as_str(), "content": content})
+                    let mut message = json!({"role": m.role.as_str(), "content": content});
+                    if let Some(r) = &m.reasoning {
+                        message["reasoning_content"] = Value::String(r.clone());
+                    }
+                    message
                 })
                 .collect(),
         )
@@ -280,6 +311,21 @@ mod tests {
             vec![Path::new("/data/conv/a.png"), Path::new("/abs/b.png")]
         );
         assert_eq!(c.messages[1].content, Content::Text("A cat.".into()));
+    }
+
+    #[test]
+    fn reasoning_travels_as_reasoning_content() {
+        let v = json!([
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello.", "reasoning_content": "A greeting."}
+        ]);
+        let c = Conversation::from_json_value(&v, Path::new(".")).unwrap();
+        assert_eq!(c.messages[1].reasoning.as_deref(), Some("A greeting."));
+        assert_eq!(c.messages[0].reasoning, None);
+        assert_eq!(c.to_json_value(), v);
+        let bad = json!([{"role": "assistant", "content": "x", "reasoning_content": 3}]);
+        let e = Conversation::from_json_value(&bad, Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("reasoning_content"), "{e}");
     }
 
     #[test]

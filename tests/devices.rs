@@ -85,7 +85,7 @@ fn auto_switches_a_filled_cache_to_int8_mid_conversation_and_keeps_answering() {
                 converted = Some((format, memory_fraction, bytes_before, bytes_after));
                 order.push("converted");
             }
-            Event::Token { .. } => order.push("token"),
+            Event::Token { .. } | Event::Reasoning { .. } => order.push("token"),
             Event::Done { tokens: t, .. } => tokens = t,
             Event::Error(e) => panic!("{e}"),
             Event::VisionDone { .. } => {}

@@ -134,6 +134,8 @@ fn done(reason: FinishReason, tokens: usize) -> Event {
         finish_reason: reason,
         tokens: vec![1; tokens],
         text: String::new(),
+        reasoning: String::new(),
+        reasoning_tokens: 0,
         timings: Timings {
             load_s: 0.1,
             vision_s: 0.01,

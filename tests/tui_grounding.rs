@@ -132,6 +132,8 @@ impl Harness {
                 finish_reason: finish,
                 tokens: vec![1; 20],
                 text: reply.into(),
+                reasoning: String::new(),
+                reasoning_tokens: 0,
                 timings: Timings {
                     load_s: 0.1,
                     vision_s: 0.01,

@@ -8,6 +8,7 @@ use clap::Args;
 use super::ask::{parse_cap, CapArg};
 use super::look::look;
 use super::model_arg::ModelFlags;
+use super::thinking_arg::ThinkingFlag;
 use crate::conversation::Conversation;
 use crate::engine::EngineOptions;
 use crate::session::config::{Config, ImageProtocol};
@@ -50,6 +51,10 @@ pub struct ChatArgs {
     /// your own in the config folder's themes/ (default: the config's, else dark).
     #[arg(long, value_name = "NAME")]
     pub theme: Option<String>,
+    /// `/think on|off` and Alt+K switch it later; a preset's `thinking`
+    /// applies when the preset is chosen.
+    #[command(flatten)]
+    pub thinking: ThinkingFlag,
 }
 
 /// The config's presets, in the config's order (the built-in three first, so
@@ -98,6 +103,8 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
         theme: look.theme,
         themes: look.themes,
         color_depth,
+        thinking: config.thinking,
+        thinking_start: args.thinking.thinking,
     })
 }
 

@@ -22,6 +22,7 @@ use super::model_arg::{announce, load_with_readings, ModelFlags};
 use super::output;
 use super::remote_arg::RemoteFlags;
 use super::sampling_arg::SamplingFlags;
+use super::thinking_arg::{self, ThinkingFlag};
 use crate::conversation::{Conversation, Message, Part, Role};
 use crate::engine::{
     check_model_dir, Backend, ContextPolicy, Engine, Event, FinishReason, ImageFacts, Request,
@@ -66,6 +67,10 @@ pub struct EvalArgs {
     /// Sampling; each flag given overrides the preset's.
     #[command(flatten)]
     pub sampling: SamplingFlags,
+    /// Each answer is scored without its reasoning; the preset's `thinking`
+    /// comes between this flag and the config's.
+    #[command(flatten)]
+    pub thinking: ThinkingFlag,
     /// Draw a synthetic suite into DIR (DIR/suite.jsonl, DIR/images/) instead
     /// of running one.
     #[arg(
@@ -74,6 +79,7 @@ pub struct EvalArgs {
         conflicts_with_all = [
             "suite", "model", "offline", "preset", "limit", "out", "device", "dtype",
             "temperature", "top_p", "top_k", "repetition_penalty", "max_tokens",
+            "thinking",
         ]
     )]
     pub make_suite: Option<PathBuf>,
@@ -212,6 +218,12 @@ impl Run {
         remote: Option<&Remote>,
     ) -> anyhow::Result<Run> {
         let (sampling, system_prompt) = sampling_of(args, config)?;
+        let preset_thinking = args
+            .preset
+            .as_deref()
+            .and_then(|name| config.preset(name))
+            .and_then(|p| p.thinking);
+        let thinking = args.thinking.or(preset_thinking.or(config.thinking));
         let spec = args.model.spec(config);
         let (model_dir, model_type) = match remote {
             // A server's model is named by its URL and name, so that a run
@@ -233,6 +245,7 @@ impl Run {
             preset: args.preset.clone(),
             sampling,
             system_prompt,
+            thinking,
             device: None,
             dtype: None,
         };
@@ -283,6 +296,7 @@ impl Run {
             cap: on.config.long_edge_cap,
             sampling: self.settings.sampling.clone(),
             system_prompt: self.settings.system_prompt.clone(),
+            thinking: thinking_arg::for_engine(info.thinking, self.settings.thinking),
         };
         let interrupt = Interrupt::install();
         let mut tally = Tally::new(progress_bar(progress.total, progress.done));
@@ -496,6 +510,7 @@ struct Asker<'a> {
     cap: Option<LongEdgeCap>,
     sampling: SamplingOverrides,
     system_prompt: Option<String>,
+    thinking: Option<bool>,
 }
 
 impl Asker<'_> {
@@ -520,7 +535,7 @@ impl Asker<'_> {
             reply,
             cancel,
             context: ContextPolicy::Refuse,
-            thinking: None,
+            thinking: self.thinking,
         })?;
         let mut record = unanswered_record(item);
         let mut facts = Vec::new();
@@ -540,7 +555,9 @@ impl Asker<'_> {
                     finish_reason,
                     tokens,
                     text,
+                    reasoning_tokens,
                     timings,
+                    ..
                 } => {
                     if finish_reason == FinishReason::Cancelled {
                         return Ok(None);
@@ -548,6 +565,7 @@ impl Asker<'_> {
                     record.latency_s = started.elapsed().as_secs_f64();
                     record.finish_reason = finish_reason.as_str().into();
                     record.new_tokens = tokens.len();
+                    record.reasoning_tokens = reasoning_tokens;
                     record.decode_tokens = tokens.len().saturating_sub(1);
                     if timings.decode_tok_s > 0.0 {
                         record.decode_s = record.decode_tokens as f64 / timings.decode_tok_s;
@@ -605,6 +623,7 @@ fn unanswered_record(item: &SuiteItem) -> AnswerRecord {
         latency_s: 0.0,
         prompt_tokens: 0,
         new_tokens: 0,
+        reasoning_tokens: 0,
         decode_tokens: 0,
         decode_s: 0.0,
         error: None,

@@ -17,6 +17,7 @@ pub mod sampling_arg;
 pub mod serve;
 pub mod sessions;
 pub mod show;
+pub mod thinking_arg;
 
 use clap::{Parser, Subcommand};
 

@@ -27,6 +27,8 @@ use crate::model::kv_cache::KvFormat;
 use crate::processor::grounding::ImageGeometry;
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 
+pub use crate::processor::reasoning::Channel;
+pub use crate::processor::thinking::ThinkingMode;
 pub use device::{DeviceChoice, DtypeChoice};
 pub use estimate::MemoryEstimate;
 pub use kv_policy::KvCachePolicy;
@@ -88,6 +90,8 @@ pub struct ModelInfo {
     pub notice: Option<String>,
     /// NVML index of the GPU in use, for the GPU pane.
     pub gpu_index: Option<u32>,
+    /// What the chat template does about thinking.
+    pub thinking: ThinkingMode,
     #[serde(skip)]
     pub generation: GenerationDefaults,
     /// How this model's images are resized and patched: what the chat needs
@@ -192,14 +196,25 @@ pub enum Event {
         bytes_before: usize,
         bytes_after: usize,
     },
+    /// A token of the answer.
     Token {
+        id: u32,
+        text: String,
+    },
+    /// A token of the reasoning (the `<think>` markers included, with no
+    /// text); reasoning ends where the first `Token` comes.
+    Reasoning {
         id: u32,
         text: String,
     },
     Done {
         finish_reason: FinishReason,
+        /// Every generated id, the reasoning's included.
         tokens: Vec<u32>,
+        /// The answer alone.
         text: String,
+        reasoning: String,
+        reasoning_tokens: usize,
         timings: Timings,
     },
     Error(String),
@@ -340,6 +355,8 @@ fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
                         finish_reason: FinishReason::Cancelled,
                         tokens: vec![],
                         text: String::new(),
+                        reasoning: String::new(),
+                        reasoning_tokens: 0,
                         timings: Timings::default(),
                     });
                     continue;

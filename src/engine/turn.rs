@@ -11,6 +11,8 @@ use super::{Event, FinishReason, Request, Timings};
 pub(super) struct Answer {
     pub tokens: Vec<u32>,
     pub text: String,
+    pub reasoning: String,
+    pub reasoning_tokens: usize,
     pub finish: FinishReason,
 }
 
@@ -20,6 +22,8 @@ impl Answer {
         Answer {
             tokens: Vec::new(),
             text: String::new(),
+            reasoning: String::new(),
+            reasoning_tokens: 0,
             finish: FinishReason::Length,
         }
     }
@@ -83,6 +87,8 @@ impl<'r> Turn<'r> {
             finish_reason: answer.finish,
             tokens: answer.tokens,
             text: answer.text,
+            reasoning: answer.reasoning,
+            reasoning_tokens: answer.reasoning_tokens,
             timings,
         });
     }

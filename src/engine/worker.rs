@@ -30,8 +30,10 @@ use crate::model::{Family, KvCache, VisionOutput, VlModel};
 use crate::processor::detokenize::IncrementalDecoder;
 use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};
 use crate::processor::prompt::build_prompt_ids;
+use crate::processor::reasoning::{Channel, Piece, ReasoningSplitter, ThinkTokens};
 use crate::processor::template::ChatTemplate;
 use crate::processor::template::RenderOptions;
+use crate::processor::thinking::ThinkingMode;
 use crate::processor::tokenizer::TextTokenizer;
 use crate::processor::vision_input::{preprocess_image, PreprocessedImage, VisionPreprocessConfig};
 
@@ -58,6 +60,8 @@ pub struct Worker {
     model: VlModel,
     tokenizer: TextTokenizer,
     template: ChatTemplate,
+    thinking: ThinkingMode,
+    think_tokens: Option<ThinkTokens>,
     preprocess: VisionPreprocessConfig,
     generation: GenerationDefaults,
     long_edge_cap: Option<LongEdgeCap>,
@@ -123,6 +127,8 @@ impl Worker {
         kv_shared.store(kv_format_code(kv_format), Ordering::Relaxed);
         let worker = Worker {
             model,
+            thinking: ThinkingMode::of(&template),
+            think_tokens: ThinkTokens::of(&tokenizer),
             tokenizer,
             template,
             preprocess,
@@ -197,6 +203,7 @@ impl Worker {
                 Target::Cuda { nvml_index, .. } => nvml_index,
                 Target::Cpu => None,
             },
+            thinking: self.thinking,
             generation: self.generation.clone(),
             preprocess: self.preprocess.clone(),
         }
@@ -430,6 +437,7 @@ impl Worker {
         let mut sampler = Sampler::new(params);
         let mut history = prompt.to_vec();
         let mut decoder = IncrementalDecoder::new(self.tokenizer.clone(), false);
+        let mut splitter = ReasoningSplitter::new(self.think_tokens, prompt);
         let mut answer = Answer::empty();
         while answer.tokens.len() < max_new {
             if turn.cancelled() {
@@ -445,11 +453,7 @@ impl Worker {
                 break;
             }
             let delta = decoder.push(next)?.unwrap_or_default();
-            answer.text.push_str(&delta);
-            turn.send(Event::Token {
-                id: next,
-                text: delta,
-            });
+            turn.send(token_event(next, splitter.push(next, &delta)));
             if answer.tokens.len() >= max_new {
                 break;
             }
@@ -459,12 +463,12 @@ impl Worker {
             self.cached_ids.push(next);
         }
         if let Some(rest) = decoder.finish()?.filter(|r| !r.is_empty()) {
-            answer.text.push_str(&rest);
-            turn.send(Event::Token {
-                id: u32::MAX,
-                text: rest,
-            });
+            turn.send(token_event(u32::MAX, splitter.flush(&rest)));
         }
+        let split = splitter.finish();
+        answer.text = split.answer;
+        answer.reasoning = split.reasoning;
+        answer.reasoning_tokens = split.reasoning_tokens;
         Ok(answer)
     }
 
@@ -478,6 +482,20 @@ impl Worker {
         let pixels = Tensor::from_vec(data, (rows, cols), self.model.device())?;
         let grids: Vec<[usize; 3]> = images.iter().map(|i| i.grid_thw).collect();
         Ok(self.model.encode_images(&pixels, &grids)?)
+    }
+}
+
+/// The event for one token's share of the reply.
+fn token_event(id: u32, piece: Piece) -> Event {
+    match piece.channel {
+        Channel::Reasoning => Event::Reasoning {
+            id,
+            text: piece.text,
+        },
+        Channel::Answer => Event::Token {
+            id,
+            text: piece.text,
+        },
     }
 }
 

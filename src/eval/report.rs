@@ -45,6 +45,9 @@ pub struct ItemReport {
     pub latency_s: Option<f64>,
     pub prompt_tokens: Option<usize>,
     pub new_tokens: Option<usize>,
+    /// Of `new_tokens`, a thinking model's reasoning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<usize>,
     pub tags: Vec<String>,
 }
 
@@ -63,8 +66,13 @@ pub struct Tally {
     pub mean_latency_s: Option<f64>,
     /// Decode speed: tokens after the first over the time they took.
     pub tokens_per_s: Option<f64>,
+    /// Mean reasoning tokens per answer; `None` when no answer reasoned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_reasoning_tokens: Option<f64>,
     #[serde(skip)]
     latency_sum: f64,
+    #[serde(skip)]
+    reasoning_tokens: usize,
     #[serde(skip)]
     decode_tokens: usize,
     #[serde(skip)]
@@ -91,6 +99,7 @@ impl Tally {
             self.latency_sum += r.latency_s;
             self.decode_tokens += r.decode_tokens;
             self.decode_s += r.decode_s;
+            self.reasoning_tokens += r.reasoning_tokens;
         }
     }
 
@@ -99,6 +108,9 @@ impl Tally {
         if answered > 0 {
             self.accuracy = Some(self.correct as f64 / answered as f64);
             self.mean_latency_s = Some(self.latency_sum / answered as f64);
+            if self.reasoning_tokens > 0 {
+                self.mean_reasoning_tokens = Some(self.reasoning_tokens as f64 / answered as f64);
+            }
         }
         if self.decode_s > 0.0 {
             self.tokens_per_s = Some(self.decode_tokens as f64 / self.decode_s);
@@ -188,6 +200,7 @@ impl ItemReport {
             latency_s: None,
             prompt_tokens: None,
             new_tokens: None,
+            reasoning_tokens: None,
             tags: vec![],
         }
     }
@@ -221,6 +234,7 @@ impl ItemReport {
         item.finish_reason = Some(r.finish_reason.clone());
         item.prompt_tokens = Some(r.prompt_tokens);
         item.new_tokens = Some(r.new_tokens);
+        item.reasoning_tokens = Some(r.reasoning_tokens).filter(|&n| n > 0);
         item.boxes = r.boxes.clone();
         match &r.error {
             Some(e) => {
@@ -258,6 +272,12 @@ impl Report {
             let _ = writeln!(md, "- device: {device}, {dtype}");
         }
         let _ = writeln!(md, "- preset: {}", s.describe_sampling());
+        if let Some(on) = s.thinking {
+            let _ = writeln!(md, "- thinking: {}", if on { "on" } else { "off" });
+        }
+        if let Some(mean) = self.overall.mean_reasoning_tokens {
+            let _ = writeln!(md, "- mean reasoning tokens per answer: {mean:.0}");
+        }
         let o = &self.overall;
         let _ = writeln!(
             md,
@@ -315,19 +335,27 @@ impl Report {
         md
     }
 
-    /// The per-category table, with the overall row last.
+    /// The per-category table, with the overall row last; a thinking
+    /// model's run has a column of mean reasoning tokens.
     pub fn table(&self) -> String {
+        let reasoned = self.overall.mean_reasoning_tokens.is_some();
         let mut md = String::from(
-            "| category | questions | correct | wrong | errors | not run | accuracy | mean latency | tokens/s |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| category | questions | correct | wrong | errors | not run | accuracy | mean latency | tokens/s |",
         );
+        md.push_str(if reasoned {
+            " reasoning tokens |\n"
+        } else {
+            "\n"
+        });
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.push_str(if reasoned { "---:|\n" } else { "\n" });
         for t in self.categories.iter().chain([&self.overall]) {
             let name = if std::ptr::eq(t, &self.overall) {
                 "**all**".to_string()
             } else {
                 cell(&t.category)
             };
-            let _ = writeln!(
+            let _ = write!(
                 md,
                 "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 t.items,
@@ -340,6 +368,11 @@ impl Report {
                 t.mean_latency_s.map_or("–".into(), |s| format!("{s:.2} s")),
                 t.tokens_per_s.map_or("–".into(), |r| format!("{r:.1}")),
             );
+            if reasoned {
+                let mean = t.mean_reasoning_tokens.unwrap_or(0.0);
+                let _ = write!(md, " {mean:.0} |");
+            }
+            md.push('\n');
         }
         md
     }
@@ -373,6 +406,7 @@ mod tests {
             preset: None,
             sampling: Default::default(),
             system_prompt: None,
+            thinking: None,
             device: None,
             dtype: None,
         }
@@ -391,6 +425,7 @@ mod tests {
             latency_s,
             prompt_tokens: 5,
             new_tokens: 3,
+            reasoning_tokens: 0,
             decode_tokens: 2,
             decode_s: 0.5,
             error: error.map(str::to_string),
@@ -458,6 +493,50 @@ mod tests {
         );
         assert!(md.contains("| 4 | d | out of memory |"), "{md}");
         assert!(md.contains("| 6 | broken | missing field `answer`"), "{md}");
+    }
+
+    #[test]
+    fn a_thinking_run_reports_mean_reasoning_tokens_per_category() {
+        let text = [
+            r#"{"id": "a", "category": "ocr", "question": "?", "answer": "x", "match": "exact"}"#,
+            r#"{"id": "b", "category": "ocr", "question": "?", "answer": "y", "match": "exact"}"#,
+            r#"{"id": "c", "category": "logic", "question": "?", "answer": 3, "match": "number"}"#,
+        ]
+        .join("\n");
+        let entries = parse_lines(&text, std::path::Path::new("."));
+        let reasoned = |id: &str, reply: &str, n: usize| AnswerRecord {
+            reasoning_tokens: n,
+            new_tokens: n + 3,
+            ..record(id, reply, 1.0, None)
+        };
+        let records: HashMap<String, AnswerRecord> = [
+            reasoned("a", "x", 100),
+            reasoned("b", "", 300),
+            reasoned("c", "3", 0),
+        ]
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+        let settings = RunSettings {
+            thinking: Some(true),
+            ..settings()
+        };
+        let report = build("s".into(), settings, &entries, &records);
+        assert_eq!(report.categories[0].mean_reasoning_tokens, Some(200.0));
+        assert_eq!(report.categories[1].mean_reasoning_tokens, None);
+        assert_eq!(report.overall.mean_reasoning_tokens, Some(400.0 / 3.0));
+        assert_eq!(report.items[1].reasoning_tokens, Some(300));
+        let md = report.markdown();
+        assert!(md.contains("- thinking: on\n"), "{md}");
+        assert!(md.contains("| tokens/s | reasoning tokens |"), "{md}");
+        assert!(
+            md.contains("| ocr | 2 | 1 | 1 | 0 | 0 | 50.0 % | 1.00 s | 4.0 | 200 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| logic | 1 | 1 | 0 | 0 | 0 | 100.0 % | 1.00 s | 4.0 | 0 |"),
+            "{md}"
+        );
     }
 
     #[test]

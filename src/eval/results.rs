@@ -36,6 +36,10 @@ pub struct AnswerRecord {
     pub latency_s: f64,
     pub prompt_tokens: usize,
     pub new_tokens: usize,
+    /// Of `new_tokens`, those of a thinking model's reasoning (the reply is
+    /// the answer alone).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: usize,
     /// Tokens after the first and the time they took, for decode speed.
     pub decode_tokens: usize,
     pub decode_s: f64,
@@ -43,6 +47,10 @@ pub struct AnswerRecord {
     /// on the next run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl AnswerRecord {
@@ -129,6 +137,9 @@ pub struct RunSettings {
     pub preset: Option<String>,
     pub sampling: SamplingOverrides,
     pub system_prompt: Option<String>,
+    /// Thinking asked for (`None`: the checkpoint's own default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<bool>,
     /// Where the latest run went; not compared.
     #[serde(default)]
     pub device: Option<String>,
@@ -215,6 +226,18 @@ impl RunSettings {
                 self.describe_sampling()
             ));
         }
+        if self.thinking != earlier.thinking {
+            let say = |t: Option<bool>| match t {
+                None => "the checkpoint's default",
+                Some(true) => "on",
+                Some(false) => "off",
+            };
+            differences.push(format!(
+                "thinking {} (now {})",
+                say(earlier.thinking),
+                say(self.thinking)
+            ));
+        }
         if differences.is_empty() {
             return Ok(());
         }
@@ -244,6 +267,7 @@ mod tests {
             prompt_tokens: 10,
             new_tokens: 3,
             decode_tokens: 2,
+            reasoning_tokens: 0,
             decode_s: 0.1,
             error: None,
         }
@@ -299,6 +323,7 @@ mod tests {
                 ..Default::default()
             },
             system_prompt: None,
+            thinking: None,
             device: Some("cpu".into()),
             dtype: Some("f32".into()),
         };

@@ -143,6 +143,8 @@ fn cancel_before_answer(req: &Request) {
         finish_reason: FinishReason::Cancelled,
         tokens: vec![],
         text: String::new(),
+        reasoning: String::new(),
+        reasoning_tokens: 0,
         timings: Timings::default(),
     });
 }
@@ -154,7 +156,8 @@ struct Follower<'r> {
     reply: Reply,
     facts: Option<Vec<ImageFacts>>,
     text: String,
-    thinking_open: bool,
+    reasoning: String,
+    reasoning_pieces: usize,
     started: Instant,
     first_at: Option<Instant>,
     last_at: Option<Instant>,
@@ -169,7 +172,8 @@ impl<'r> Follower<'r> {
             reply: Reply::default(),
             facts: Some(facts),
             text: String::new(),
-            thinking_open: false,
+            reasoning: String::new(),
+            reasoning_pieces: 0,
             started,
             first_at: None,
             last_at: None,
@@ -212,32 +216,32 @@ impl<'r> Follower<'r> {
         });
     }
 
-    /// Reasoning is shown the way a local model writes it, between think
-    /// tags, so the front ends treat both backends alike.
+    /// Reasoning that the server sends apart becomes the engine's reasoning
+    /// events, so the front ends treat both backends alike.
     fn emit(&mut self, chunk: &sse::Chunk) {
-        let mut piece = String::new();
-        if !chunk.reasoning.is_empty() {
-            if !self.thinking_open {
-                piece.push_str("<think>\n");
-                self.thinking_open = true;
-            }
-            piece.push_str(&chunk.reasoning);
-        }
-        if !chunk.content.is_empty() && self.thinking_open {
-            piece.push_str("\n</think>\n\n");
-            self.thinking_open = false;
-        }
-        piece.push_str(&chunk.content);
-        if piece.is_empty() && chunk.token_ids.is_empty() {
+        if chunk.reasoning.is_empty() && chunk.content.is_empty() && chunk.token_ids.is_empty() {
             return;
         }
         let now = Instant::now();
         self.first_at.get_or_insert(now);
         self.last_at = Some(now);
         self.pieces += 1;
-        self.text.push_str(&piece);
         let id = chunk.token_ids.first().copied().unwrap_or(0);
-        self.send(Event::Token { id, text: piece });
+        if !chunk.reasoning.is_empty() {
+            self.reasoning_pieces += 1;
+            self.reasoning.push_str(&chunk.reasoning);
+            self.send(Event::Reasoning {
+                id,
+                text: chunk.reasoning.clone(),
+            });
+        }
+        if !chunk.content.is_empty() || chunk.reasoning.is_empty() {
+            self.text.push_str(&chunk.content);
+            self.send(Event::Token {
+                id,
+                text: chunk.content.clone(),
+            });
+        }
     }
 
     fn done(mut self, ending: Ending) {
@@ -255,11 +259,15 @@ impl<'r> Follower<'r> {
         };
         let timings = self.timings();
         let text = std::mem::take(&mut self.text);
+        let reasoning = std::mem::take(&mut self.reasoning);
         let tokens = std::mem::take(&mut self.reply.token_ids);
         self.send(Event::Done {
             finish_reason,
             tokens,
             text,
+            reasoning,
+            // Servers stream one token per chunk.
+            reasoning_tokens: self.reasoning_pieces,
             timings,
         });
     }

@@ -127,10 +127,11 @@ fn bridge(rx: mpsc::Receiver<Event>) -> UnboundedReceiver<Event> {
 
 /// The answer as one `chat.completion` object.
 async fn whole(mut flight: InFlight) -> Result<Response, ApiError> {
-    let mut text = String::new();
+    let (mut text, mut reasoning) = (String::new(), String::new());
     while let Some(event) = flight.events.recv().await {
         match event {
             Event::Token { text: t, .. } => text.push_str(&t),
+            Event::Reasoning { text: t, .. } => reasoning.push_str(&t),
             Event::Error(message) => return Err(ApiError::internal(&message)),
             Event::Done {
                 finish_reason,
@@ -139,6 +140,10 @@ async fn whole(mut flight: InFlight) -> Result<Response, ApiError> {
                 ..
             } => {
                 flight.log(200, tokens.len(), &timings, finish_reason);
+                let mut message = json!({"role": "assistant", "content": text});
+                if !reasoning.is_empty() {
+                    message["reasoning_content"] = json!(reasoning);
+                }
                 return Ok(Json(json!({
                     "id": flight.id,
                     "object": "chat.completion",
@@ -146,7 +151,7 @@ async fn whole(mut flight: InFlight) -> Result<Response, ApiError> {
                     "model": flight.model,
                     "choices": [{
                         "index": 0,
-                        "message": {"role": "assistant", "content": text},
+                        "message": message,
                         "finish_reason": finish_name(finish_reason),
                         "token_ids": tokens,
                     }],
@@ -180,6 +185,11 @@ fn streamed(mut flight: InFlight, include_usage: bool) -> Response {
                 Event::Token { id, text } => {
                     generated += 1;
                     vec![flight.chunk(json!({"content": text}), None, &[id])]
+                }
+                // As vLLM's reasoning parsers send it.
+                Event::Reasoning { id, text } => {
+                    generated += 1;
+                    vec![flight.chunk(json!({"reasoning_content": text}), None, &[id])]
                 }
                 Event::Done {
                     finish_reason,

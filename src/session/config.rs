@@ -83,6 +83,9 @@ pub struct Preset {
     pub top_k: Option<usize>,
     pub repetition_penalty: Option<f32>,
     pub system_prompt: Option<String>,
+    /// Thinking on or off for checkpoints that can switch; `None` follows the
+    /// config's `thinking`.
+    pub thinking: Option<bool>,
 }
 
 impl Preset {
@@ -95,6 +98,7 @@ impl Preset {
             top_k: None,
             repetition_penalty: None,
             system_prompt: None,
+            thinking: None,
         }
     }
 
@@ -117,7 +121,11 @@ pub fn builtin_presets() -> Vec<Preset> {
     vec![
         Preset::builtin("diagnostic", 0.3, 768),
         Preset::builtin("creative", 0.65, 384),
-        Preset::builtin("quick", 0.1, 128),
+        Preset {
+            // A quick answer has no room for reasoning.
+            thinking: Some(false),
+            ..Preset::builtin("quick", 0.1, 128)
+        },
     ]
 }
 
@@ -145,6 +153,9 @@ pub struct Config {
     pub server: Option<String>,
     /// The environment variable holding the server's API key.
     pub api_key_env: Option<String>,
+    /// Thinking on or off for checkpoints that can switch; `None` (`auto`)
+    /// keeps each checkpoint's own default.
+    pub thinking: Option<bool>,
     /// The file the settings came from; `None` when only defaults apply.
     pub source: Option<PathBuf>,
     /// Where settings checked outside this module were written, so their
@@ -175,6 +186,7 @@ impl Default for Config {
             kv_cache: KvCachePolicy::default(),
             server: None,
             api_key_env: None,
+            thinking: None,
             source: None,
             spots: Spots::default(),
         }
@@ -259,6 +271,9 @@ impl Config {
         }
         config.server = raw.server.map(|s| s.0);
         config.api_key_env = raw.api_key_env.map(|s| s.0);
+        if let Some(t) = raw.thinking {
+            config.thinking = t.0;
+        }
         for (name, p) in raw.presets {
             let preset = match config.presets.iter_mut().find(|b| b.name == name) {
                 Some(existing) => existing,
@@ -271,6 +286,7 @@ impl Config {
                         top_k: None,
                         repetition_penalty: None,
                         system_prompt: None,
+                        thinking: None,
                     });
                     config.presets.last_mut().expect("just pushed")
                 }
@@ -391,6 +407,7 @@ struct RawConfig {
     kv_cache: Option<RawKvCache>,
     server: Option<NonEmpty>,
     api_key_env: Option<NonEmpty>,
+    thinking: Option<ThinkingSetting>,
     #[serde(default)]
     presets: BTreeMap<String, RawPreset>,
     #[serde(default)]
@@ -440,6 +457,7 @@ struct RawPreset {
     top_k: Option<usize>,
     repetition_penalty: Option<InRange<RepetitionPenalty>>,
     system_prompt: Option<String>,
+    thinking: Option<ThinkingSetting>,
 }
 
 impl RawPreset {
@@ -461,6 +479,25 @@ impl RawPreset {
         }
         if let Some(s) = self.system_prompt {
             p.system_prompt = Some(s);
+        }
+        if let Some(t) = self.thinking {
+            p.thinking = t.0;
+        }
+    }
+}
+
+/// `thinking`: `auto` (the checkpoint's own default), `on` or `off`.
+#[derive(Debug)]
+struct ThinkingSetting(Option<bool>);
+
+impl<'de> Deserialize<'de> for ThinkingSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const NAMES: [&str; 3] = ["auto", "on", "off"];
+        match String::deserialize(d)?.as_str() {
+            "auto" => Ok(ThinkingSetting(None)),
+            "on" => Ok(ThinkingSetting(Some(true))),
+            "off" => Ok(ThinkingSetting(Some(false))),
+            other => Err(de::Error::unknown_variant(other, &NAMES)),
         }
     }
 }
@@ -743,6 +780,30 @@ mod tests {
     }
 
     #[test]
+    fn thinking_is_auto_on_or_off_at_the_top_and_per_preset() {
+        let c = parse("thinking = \"on\"\n[presets.quick]\nthinking = \"auto\"\n[presets.terse]\nthinking = \"off\"\n").unwrap();
+        assert_eq!(c.thinking, Some(true));
+        assert_eq!(c.preset("quick").unwrap().thinking, None);
+        assert_eq!(c.preset("terse").unwrap().thinking, Some(false));
+        assert_eq!(
+            Config::default().preset("quick").unwrap().thinking,
+            Some(false)
+        );
+        assert_eq!(Config::default().thinking, None);
+        let ConfigError::Invalid { line, message, .. } =
+            parse("\nthinking = \"of\"\n").unwrap_err()
+        else {
+            panic!("not a content error");
+        };
+        assert_eq!(line, 2);
+        assert!(
+            message.contains("expected one of `auto`, `on`, `off`"),
+            "{message}"
+        );
+        assert!(message.contains("did you mean `off`"), "{message}");
+    }
+
+    #[test]
     fn empty_file_means_every_default() {
         let c = parse("").unwrap();
         assert_eq!(
@@ -881,6 +942,7 @@ mod tests {
             "theme",
             "image_protocol",
             "long_edge_cap",
+            "thinking",
             "[kv_cache]",
             "policy",
             "threshold",

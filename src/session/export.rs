@@ -34,6 +34,18 @@ pub fn to_markdown(session: &Session, links: &ImageLinks) -> String {
         };
         out.push_str(&format!("\n## {heading}\n\n"));
         let mut blocks: Vec<String> = Vec::new();
+        if let Some(reasoning) = message
+            .reasoning
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+        {
+            // Collapsed by default where Markdown is rendered; the blank
+            // lines let the reasoning's own Markdown render inside.
+            blocks.push(format!(
+                "<details>\n<summary>Reasoning</summary>\n\n{}\n\n</details>",
+                reasoning.trim()
+            ));
+        }
         match &message.content {
             Content::Text(t) => blocks.push(t.trim_end().to_string()),
             Content::Parts(parts) => {

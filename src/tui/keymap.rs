@@ -43,6 +43,10 @@ pub enum Action {
     SessionList,
     /// Write the conversation as Markdown.
     ExportSession,
+    /// Thinking on or off for the next answers.
+    ToggleThinking,
+    /// Finished reasoning in full, or folded to its heading.
+    ToggleReasoning,
     /// Switch to the next theme.
     CycleTheme,
     /// Cancel the running reply, or quit when there is none.
@@ -86,6 +90,8 @@ pub const ACTION_NAMES: &[(&str, Action)] = &[
     ("cancel", Action::Cancel),
     ("regenerate", Action::Regenerate),
     ("copy_reply", Action::CopyReply),
+    ("toggle_thinking", Action::ToggleThinking),
+    ("toggle_reasoning", Action::ToggleReasoning),
     ("attach_image", Action::AttachImage),
     ("complete_path", Action::CompletePath),
     ("remove_attachment", Action::RemoveAttachment),
@@ -133,9 +139,8 @@ impl Action {
     pub fn section(self) -> Section {
         use Action::*;
         match self {
-            Send | Newline | Cancel | Regenerate | CopyReply | SessionList | ExportSession => {
-                Section::Conversation
-            }
+            Send | Newline | Cancel | Regenerate | CopyReply | ToggleThinking | ToggleReasoning
+            | SessionList | ExportSession => Section::Conversation,
             AttachImage | CompletePath | RemoveAttachment | TogglePreviews | ToggleOverlay
             | NextObject | PreviousObject => Section::Images,
             Preset(_) | TemperatureDown | TemperatureUp | MaxTokensDown | MaxTokensUp => {
@@ -158,6 +163,8 @@ impl Action {
             }
             Regenerate => "write the last answer again".into(),
             CopyReply => "copy the last answer (OSC 52 clipboard)".into(),
+            ToggleThinking => "thinking on or off for the next answers".into(),
+            ToggleReasoning => "show finished reasoning in full, or fold it".into(),
             AttachImage => "attach an image by path".into(),
             CompletePath => "complete the path after /image or in the path prompt".into(),
             RemoveAttachment => "remove the last attached image before sending".into(),
@@ -258,7 +265,7 @@ impl KeyChord {
 }
 
 /// Commands typed into the input, for the help overlay.
-pub const COMMANDS: [(&str, &str); 9] = [
+pub const COMMANDS: [(&str, &str); 10] = [
     (
         "/image PATH",
         "attach an image (Tab completes the path; several paths work)",
@@ -273,6 +280,10 @@ pub const COMMANDS: [(&str, &str); 9] = [
         "start a new conversation (the last one stays saved)",
     ),
     ("/sessions", "saved sessions: open one"),
+    (
+        "/think [on|off]",
+        "thinking on or off for the next answers; alone, switch it",
+    ),
     (
         "/export [PATH]",
         "write the conversation as Markdown (images linked)",
@@ -437,6 +448,10 @@ impl Keymap {
             (K::Char('r'), CTRL, When::Always, Regenerate),
             (K::Char('y'), CTRL, When::Always, CopyReply),
             (K::Char('y'), NONE, When::Browsing, CopyReply),
+            (K::Char('k'), ALT, When::Always, ToggleThinking),
+            (K::Char('k'), NONE, When::Browsing, ToggleThinking),
+            (K::Char('r'), ALT, When::Always, ToggleReasoning),
+            (K::Char('r'), NONE, When::Browsing, ToggleReasoning),
             (K::Char('s'), ALT, When::Always, SessionList),
             (K::Char('s'), NONE, When::Browsing, SessionList),
             (K::Char('e'), ALT, When::Always, ExportSession),

@@ -21,6 +21,7 @@ pub mod markdown;
 pub mod msg;
 pub mod overlay;
 pub mod presets;
+pub mod reasoning;
 pub mod resync;
 pub mod runtime;
 pub mod session_keeper;

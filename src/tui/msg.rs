@@ -86,6 +86,8 @@ pub enum Cmd {
         id: RequestId,
         conversation: Conversation,
         sampling: SamplingOverrides,
+        /// `enable_thinking` for the template (`None`: the checkpoint's own).
+        thinking: Option<bool>,
         cancel: Arc<AtomicBool>,
     },
     DecodeImage {

@@ -27,6 +27,9 @@ pub struct Settings {
     pub repetition_penalty: Option<f32>,
     /// Sent as the conversation's system message.
     pub system_prompt: Option<String>,
+    /// Thinking on or off (for checkpoints that can switch); `None` follows
+    /// the config.
+    pub thinking: Option<bool>,
 }
 
 impl Settings {
@@ -40,6 +43,7 @@ impl Settings {
             top_k: preset.top_k,
             repetition_penalty: preset.repetition_penalty,
             system_prompt: preset.system_prompt.clone(),
+            thinking: preset.thinking,
         }
     }
 
@@ -225,6 +229,7 @@ mod tests {
             top_k: Some(40),
             repetition_penalty: Some(1.05),
             system_prompt: Some("Transcribe all text.".into()),
+            thinking: None,
         };
         let mut s = Settings::from_preset(3, &p);
         let o = s.overrides(5);

@@ -56,6 +56,10 @@ pub struct ChatOptions {
     /// The themes Alt+T and `/theme` switch between.
     pub themes: Vec<super::theme_file::ThemeChoice>,
     pub color_depth: super::colors::ColorDepth,
+    /// The config's `thinking`.
+    pub thinking: Option<bool>,
+    /// `--thinking`, for the first conversation.
+    pub thinking_start: Option<bool>,
 }
 
 /// Where the conversation is saved, and the session to continue, if any.
@@ -197,6 +201,8 @@ fn app_config(options: &ChatOptions, picker: &Picker) -> AppConfig {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1);
     config.image_protocol = protocol_name(picker.protocol_type()).into();
+    config.thinking = options.thinking;
+    config.thinking_start = options.thinking_start;
     config
 }
 
@@ -431,6 +437,7 @@ impl RealEffects {
         id: RequestId,
         conversation: Conversation,
         sampling: SamplingOverrides,
+        thinking: Option<bool>,
         cancel: Arc<AtomicBool>,
     ) {
         let (reply, events) = mpsc::channel();
@@ -441,7 +448,7 @@ impl RealEffects {
                 reply,
                 cancel,
                 context: ContextPolicy::DropOldest,
-                thinking: None,
+                thinking,
             }),
             None => Err(anyhow::anyhow!("the model is not loaded")),
         };
@@ -523,8 +530,9 @@ where
                 id,
                 conversation,
                 sampling,
+                thinking,
                 cancel,
-            } => self.generate(id, conversation, sampling, cancel),
+            } => self.generate(id, conversation, sampling, thinking, cancel),
             Cmd::DecodeImage { id, path } => self.decode(id, path),
             Cmd::EncodePreview { id, pixels, cells } => {
                 let _ = self.previews.send(PreviewJob { id, pixels, cells });

@@ -12,6 +12,7 @@ use super::layout::preview_cells;
 use super::markdown;
 use super::msg::{ImageId, RequestId};
 use super::presets::Settings;
+pub use super::reasoning::Reasoning;
 use super::wrap::{truncate, wrap_spans};
 use crate::conversation::{Conversation, Message, Part, Role};
 use crate::engine::FinishReason;
@@ -45,6 +46,8 @@ pub struct Reply {
     pub text: String,
     pub tokens: usize,
     pub phase: ReplyPhase,
+    /// A thinking model's reasoning, kept apart from the answer.
+    pub reasoning: Reasoning,
     /// What it was asked with, shown above it.
     pub settings: Settings,
     /// The images it was asked about.
@@ -64,6 +67,7 @@ impl Reply {
             text: String::new(),
             tokens: 0,
             phase: ReplyPhase::Waiting,
+            reasoning: Reasoning::default(),
             settings,
             sent: SentImages::default(),
             grounding: None,
@@ -149,7 +153,10 @@ pub fn conversation_until(
                 if matches!(r.phase, ReplyPhase::Done(_) | ReplyPhase::Restored)
                     && !r.text.is_empty() =>
             {
-                conv.push(Message::text(Role::Assistant, scrub_placeholders(&r.text)));
+                conv.push(
+                    Message::text(Role::Assistant, scrub_placeholders(&r.text))
+                        .with_reasoning(&scrub_placeholders(&r.reasoning.text)),
+                );
             }
             _ => {}
         }
@@ -202,6 +209,7 @@ struct RowContext {
     boxes_on: bool,
     /// The model's name heads each answer.
     family: Option<String>,
+    reasoning_expanded: bool,
 }
 
 impl RowContext {
@@ -212,6 +220,7 @@ impl RowContext {
             previews_on: app.previews_on,
             boxes_on: app.overlay.on(),
             family: app.ready().map(|m| m.info.family.clone()),
+            reasoning_expanded: app.reasoning_expanded,
         }
     }
 }
@@ -456,6 +465,17 @@ fn assistant_rows(app: &App, r: &Reply, width: u16) -> Vec<Row> {
             t.dim,
         ),
     ]))];
+    let expanded = app.reasoning_expanded || r.reasoning.is_streaming(r.is_running());
+    let toggle = app
+        .keymap
+        .first_label(super::keymap::Action::ToggleReasoning)
+        .unwrap_or_default();
+    rows.extend(
+        r.reasoning
+            .rows(t, w, expanded, &toggle)
+            .into_iter()
+            .map(Row::Text),
+    );
     rows.extend(markdown::render(&r.text, w, t).into_iter().map(Row::Text));
     let end = match &r.phase {
         ReplyPhase::Done(s) => wrap_spans(&done_spans(app, r, s), w, &[], &[Span::raw("  ")]),
@@ -533,7 +553,10 @@ fn live_footer(app: &App, entry: &Entry) -> Option<Vec<Row>> {
         ReplyPhase::Waiting => "waiting for the model…".to_string(),
         ReplyPhase::Encoding(n) => format!("encoding {n} image{}…", if n == 1 { "" } else { "s" }),
         ReplyPhase::Prefill => "reading the prompt…".to_string(),
-        ReplyPhase::Streaming => format!("{} tokens", r.tokens),
+        ReplyPhase::Streaming if r.reasoning.is_streaming(true) => {
+            format!("thinking · {} tokens", r.reasoning.tokens)
+        }
+        ReplyPhase::Streaming => format!("{} tokens", r.tokens + r.reasoning.tokens),
         _ => return None,
     };
     let esc = app

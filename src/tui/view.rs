@@ -258,6 +258,9 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         (1, model_long, t.status_accent),
         (0, status_preset(app), t.status),
     ];
+    if let Some(label) = app.thinking_label() {
+        segments.push((2, format!(" {label} "), t.status));
+    }
     if let Some(c) = status_context(app) {
         segments.push((2, c, t.status));
     }

@@ -31,6 +31,7 @@ pub struct Generation {
     pub id: RequestId,
     pub conversation: Conversation,
     pub sampling: SamplingOverrides,
+    pub thinking: Option<bool>,
     pub cancel: Arc<AtomicBool>,
 }
 
@@ -98,11 +99,13 @@ impl AppHarness {
                 id,
                 conversation,
                 sampling,
+                thinking,
                 cancel,
             } => self.generations.push(Generation {
                 id,
                 conversation,
                 sampling,
+                thinking,
                 cancel,
             }),
             Cmd::Copy(text) => self.copied.push(text),
@@ -163,7 +166,7 @@ impl AppHarness {
                 reply,
                 cancel: g.cancel.clone(),
                 context: ContextPolicy::DropOldest,
-                thinking: None,
+                thinking: g.thinking,
             })
             .unwrap();
         let id = g.id;

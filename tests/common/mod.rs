@@ -362,3 +362,21 @@ pub fn successful_stdout(out: &Output) -> &[u8] {
     );
     &out.stdout
 }
+
+/// The qwen3_vl fixture model in a folder of its own, with the committed
+/// chat template `template` (from `tests/fixtures/templates/`) as its
+/// `chat_template.jinja`: a thinking checkpoint at test time.
+pub fn model_with_template(template: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixtures().join("models/qwen3_vl");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(
+        fixtures().join("templates").join(template),
+        dir.path().join("chat_template.jinja"),
+    )
+    .unwrap();
+    dir
+}

@@ -1,9 +1,10 @@
 //! Asking the engine and following its events to the end of the answer:
 //! where the model runs is said once the prompt is built, the images are
-//! drawn (`--show`), the tokens stream to stdout (unless `--json`), and a
+//! drawn (`--show`), the tokens stream to stdout (unless `--json`), the
+//! reasoning of a thinking model to stderr, dimmed (unless hidden), and a
 //! switch of the KV cache to INT8 is noted.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
@@ -25,6 +26,10 @@ pub struct Stream<'a> {
     pub json: bool,
     pub shower: Option<&'a Shower>,
     pub alpha: AlphaMode,
+    /// Reasoning goes to stderr unless hidden (always hidden with `--json`).
+    pub show_reasoning: bool,
+    /// Reasoning has been written to stderr and not yet ended with a newline.
+    pub reasoning_open: bool,
 }
 
 /// What the engine said about the question.
@@ -36,6 +41,8 @@ pub struct Answer {
     pub finish_reason: FinishReason,
     pub tokens: Vec<u32>,
     pub text: String,
+    pub reasoning: String,
+    pub reasoning_tokens: usize,
     pub timings: Timings,
 }
 
@@ -46,6 +53,7 @@ pub fn ask(
     announce: &dyn Fn(),
     conversation: Conversation,
     sampling: SamplingOverrides,
+    thinking: Option<bool>,
     stream: &mut Stream,
 ) -> anyhow::Result<Answer> {
     let cancel = Arc::new(AtomicBool::new(false));
@@ -57,7 +65,7 @@ pub fn ask(
         reply,
         cancel,
         context: ContextPolicy::Refuse,
-        thinking: None,
+        thinking,
     })?;
     let (mut prompt_ids, mut images, mut kv_switch) = (Vec::new(), Vec::new(), Value::Null);
     for event in events {
@@ -77,13 +85,17 @@ pub fn ask(
                 ..
             } => kv_switch = kv_converted(memory_fraction, bytes_before, bytes_after),
             Event::Token { text, .. } => stream.token(&text)?,
+            Event::Reasoning { text, .. } => stream.reasoning(&text),
             Event::Error(msg) => bail!(msg),
             Event::Done {
                 finish_reason,
                 tokens,
                 text,
+                reasoning,
+                reasoning_tokens,
                 timings,
             } => {
+                stream.end_reasoning();
                 return Ok(Answer {
                     prompt_ids,
                     images,
@@ -91,8 +103,10 @@ pub fn ask(
                     finish_reason,
                     tokens,
                     text,
+                    reasoning,
+                    reasoning_tokens,
                     timings,
-                })
+                });
             }
             Event::VisionDone { .. } => {}
         }
@@ -109,11 +123,34 @@ impl Stream<'_> {
     }
 
     fn token(&mut self, text: &str) -> anyhow::Result<()> {
+        self.end_reasoning();
         if !self.json && !text.is_empty() {
             self.out.write_all(text.as_bytes())?;
             self.out.flush()?;
         }
         Ok(())
+    }
+
+    fn reasoning(&mut self, text: &str) {
+        if self.json || !self.show_reasoning || text.is_empty() {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        // Best effort: stderr gone does not stop the answer.
+        let _ = if err.is_terminal() {
+            write!(err, "\x1b[2m{text}\x1b[22m")
+        } else {
+            write!(err, "{text}")
+        };
+        let _ = err.flush();
+        self.reasoning_open = true;
+    }
+
+    /// Ends the reasoning's line on stderr before the answer starts.
+    fn end_reasoning(&mut self) {
+        if std::mem::take(&mut self.reasoning_open) {
+            eprintln!();
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use super::output;
 use super::remote_arg::RemoteFlags;
 use super::sampling_arg::SamplingFlags;
 use super::show::Shower;
+use super::thinking_arg::{self, ThinkingFlag};
 use crate::conversation::{Content, Conversation, Message, Part, Role};
 use crate::engine::kv_policy::parse_threshold;
 use crate::engine::{check_model_dir, Backend, EngineOptions, KvCachePolicy, SamplingOverrides};
@@ -47,6 +48,12 @@ pub struct AskArgs {
     pub system: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingFlags,
+    #[command(flatten)]
+    pub thinking: ThinkingFlag,
+    /// Do not print a thinking model's reasoning (it goes to stderr, dimmed,
+    /// otherwise; `--json` has it in `reasoning`).
+    #[arg(long = "hide-thinking")]
+    pub hide_thinking: bool,
     /// Context to reserve and allow (default: the model's, at most 32768).
     #[arg(long = "max-context", value_name = "TOKENS", value_parser = crate::cli::model_arg::parse_max_context)]
     pub max_context: Option<usize>,
@@ -219,8 +226,22 @@ pub fn run(mut args: AskArgs) -> anyhow::Result<i32> {
         },
         cap: options.long_edge_cap,
     };
+    let thinking =
+        thinking_arg::for_engine(engine.info().thinking, args.thinking.or(config.thinking));
     let said = || announce(engine.info());
-    ask_and_print(&args, &live, &engine, &said, conversation, sampling, shower)
+    let asked = Asked {
+        conversation,
+        sampling,
+        thinking,
+    };
+    ask_and_print(&args, &live, &engine, &said, asked, shower)
+}
+
+/// What to ask, whichever backend answers.
+struct Asked {
+    conversation: Conversation,
+    sampling: SamplingOverrides,
+    thinking: Option<bool>,
 }
 
 /// Asks through `backend`, streams the answer, and prints the result the
@@ -230,22 +251,29 @@ fn ask_and_print(
     live: &print::Live,
     backend: &dyn Backend,
     announce: &dyn Fn(),
-    conversation: Conversation,
-    sampling: SamplingOverrides,
+    asked: Asked,
     shower: Option<Shower>,
 ) -> anyhow::Result<i32> {
+    let Asked {
+        conversation,
+        sampling,
+        thinking,
+    } = asked;
     let mut out = output::stdout();
     let mut stream = answer::Stream {
         out: &mut out,
         json: args.json,
         shower: shower.as_ref(),
         alpha: args.alpha,
+        show_reasoning: !args.hide_thinking,
+        reasoning_open: false,
     };
     let answer = answer::ask(
         backend,
         announce,
         conversation.clone(),
         sampling,
+        thinking,
         &mut stream,
     )?;
     print::answer(args, live, &conversation, answer, &mut out, shower.as_ref())
@@ -283,7 +311,13 @@ fn run_remote(
         cap,
     };
     let said = || eprintln!("glimpse: {} at {}", remote.model(), remote.server());
-    ask_and_print(&args, &live, &remote, &said, conversation, sampling, shower)
+    let asked = Asked {
+        conversation,
+        sampling,
+        // The server's template decides what it can do with the choice.
+        thinking: args.thinking.or(config.thinking),
+    };
+    ask_and_print(&args, &live, &remote, &said, asked, shower)
 }
 
 /// `--show` and `--json` both want stdout; `--image-protocol` only says how

@@ -113,6 +113,8 @@ fn live_json(
         "image_grid_thw": grids,
         "tokens": answer.tokens,
         "text": answer.text,
+        "reasoning": answer.reasoning,
+        "reasoning_tokens": answer.reasoning_tokens,
         "finish_reason": answer.finish_reason.as_str(),
         "timings": answer.timings,
         "images": answer.images,
@@ -127,6 +129,7 @@ fn live_json(
                 "model_type": info.model_type,
                 "device": info.device,
                 "dtype": info.dtype,
+                "thinking": info.thinking,
             });
             obj["memory_estimate"] = json!(info.memory_estimate);
             obj["kv_cache"] = json!({

@@ -207,6 +207,8 @@ impl App {
             Action::PreviousObject => self.cycle_highlight(-1, cmds),
             Action::SessionList => self.open_session_list(cmds),
             Action::CycleTheme => self.cycle_theme(),
+            Action::ToggleThinking => self.set_thinking(None),
+            Action::ToggleReasoning => self.toggle_reasoning(),
             Action::ExportSession => self.export_session(None, cmds),
         }
     }
@@ -405,6 +407,7 @@ impl App {
             }
             "sessions" => self.open_session_list(cmds),
             "theme" => self.theme_command(arg.trim()),
+            "think" => self.think_command(arg.trim()),
             "help" => self.dialog = Dialog::Help { scroll: 0 },
             "quit" | "exit" | "q" => self.act(Action::Quit, cmds),
             _ => return false,

@@ -8,6 +8,7 @@ mod replies;
 mod session;
 mod session_list;
 mod themes;
+mod thinking;
 mod view_state;
 
 pub use dialog::Dialog;
@@ -131,6 +132,10 @@ pub struct AppConfig {
     pub seed: u64,
     /// Name of the image protocol in use, for the side pane.
     pub image_protocol: String,
+    /// The config's `thinking` (`None`: each checkpoint's own default).
+    pub thinking: Option<bool>,
+    /// `--thinking`: the first conversation's choice, over its preset's.
+    pub thinking_start: Option<bool>,
 }
 
 impl AppConfig {
@@ -148,6 +153,8 @@ impl AppConfig {
             cpu_threads: 1,
             seed: 1,
             image_protocol: "halfblocks".into(),
+            thinking: None,
+            thinking_start: None,
         }
     }
 }
@@ -202,6 +209,10 @@ pub struct App {
     pub live_tokens_per_s: Option<f64>,
     /// Tokens streamed since the last GPU sample.
     tokens_since_sample: usize,
+    /// The config's `thinking`, for presets that leave it open.
+    pub thinking_default: Option<bool>,
+    /// Finished reasoning shown in full rather than as its heading.
+    pub reasoning_expanded: bool,
     pub(crate) rows: RefCell<RowCache>,
     running: Option<Running>,
     next_request: RequestId,
@@ -216,7 +227,8 @@ impl App {
         let start = config
             .start_preset
             .min(config.presets.len().saturating_sub(1));
-        let settings = Settings::from_preset(start, &config.presets[start]);
+        let mut settings = Settings::from_preset(start, &config.presets[start]);
+        settings.thinking = config.thinking_start.or(settings.thinking);
         let mut app = App {
             keymap: config.keymap,
             presets: config.presets,
@@ -258,6 +270,8 @@ impl App {
             kv_cache: None,
             live_tokens_per_s: None,
             tokens_since_sample: 0,
+            thinking_default: config.thinking,
+            reasoning_expanded: false,
             rows: RefCell::new(RowCache::default()),
             running: None,
             next_request: 1,

@@ -90,6 +90,7 @@ impl App {
             id,
             conversation,
             sampling: self.settings.overrides(seed),
+            thinking: self.thinking_for_request(),
             cancel,
         });
         self.save_session(cmds);
@@ -249,10 +250,24 @@ impl App {
                 self.notice_above_reply(id, notice);
             }
             Event::VisionDone { .. } => self.update_reply(id, |r| r.phase = ReplyPhase::Prefill),
+            Event::Reasoning { text, .. } => {
+                self.context_used += 1;
+                self.count_streamed_token();
+                self.update_reply(id, |r| {
+                    let reasoning = &mut r.reasoning;
+                    reasoning
+                        .started
+                        .get_or_insert_with(std::time::Instant::now);
+                    reasoning.text.push_str(&text);
+                    reasoning.tokens += 1;
+                    r.phase = ReplyPhase::Streaming;
+                });
+            }
             Event::Token { text, .. } => {
                 self.context_used += 1;
                 self.count_streamed_token();
                 self.update_reply(id, |r| {
+                    r.reasoning.close();
                     r.text.push_str(&text);
                     r.tokens += 1;
                     r.phase = ReplyPhase::Streaming;
@@ -262,8 +277,20 @@ impl App {
                 finish_reason,
                 tokens,
                 timings,
-                ..
+                text,
+                reasoning,
+                reasoning_tokens,
             } => {
+                // The engine's split is the final word: the streamed pieces
+                // may miss text the detokenizer held back.
+                self.update_reply(id, |r| {
+                    r.reasoning.close();
+                    if reasoning_tokens > 0 {
+                        r.reasoning.text = reasoning;
+                        r.reasoning.tokens = reasoning_tokens;
+                        r.text = text;
+                    }
+                });
                 let stats = ReplyStats {
                     tokens: tokens.len(),
                     ttft_s: timings.ttft_s,

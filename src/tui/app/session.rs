@@ -60,8 +60,11 @@ impl App {
         let mut conversation = self.conversation_now();
         if with_running {
             if let Some(EntryKind::Assistant(r)) = self.entries.last().map(|e| &e.kind) {
-                if r.is_running() && !r.text.is_empty() {
-                    conversation.push(Message::text(Role::Assistant, r.text.clone()));
+                if r.is_running() && !(r.text.is_empty() && r.reasoning.text.is_empty()) {
+                    conversation.push(
+                        Message::text(Role::Assistant, r.text.clone())
+                            .with_reasoning(&r.reasoning.text),
+                    );
                 }
             }
         }
@@ -181,6 +184,7 @@ impl App {
                     let id = self.request_id();
                     let mut reply = Reply::new(id, self.settings.clone());
                     reply.text = message.joined_text();
+                    reply.reasoning.text = message.reasoning.clone().unwrap_or_default();
                     reply.phase = ReplyPhase::Restored;
                     self.push_entry(EntryKind::Assistant(reply));
                 }
