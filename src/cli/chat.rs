@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::ask::{parse_cap, CapArg};
 use super::model_arg::ModelFlags;
+use super::remote_arg::RemoteFlags;
 use crate::conversation::Conversation;
 use crate::engine::EngineOptions;
 use crate::session::config::{Config, ImageProtocol};
@@ -23,6 +24,8 @@ use crate::tui::ChatOptions;
 pub struct ChatArgs {
     #[command(flatten)]
     pub model: ModelFlags,
+    #[command(flatten)]
+    pub remote: RemoteFlags,
     /// How image previews are drawn: auto detects kitty, iTerm2 or sixel and
     /// falls back to Unicode half-blocks, which work in any terminal.
     #[arg(
@@ -68,7 +71,22 @@ pub fn chat_presets(config: &Config) -> Vec<Preset> {
 /// unknown model stops here, before the screen opens.
 pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptions> {
     let spec = args.model.spec(config);
-    let (model_dir, download) = args.model.dir_or_download(config)?;
+    let long_edge_cap = match args.long_edge_cap {
+        Some(cap) => cap.0,
+        None => config.long_edge_cap,
+    };
+    let remote = args.remote.options(
+        config,
+        spec.clone(),
+        long_edge_cap,
+        crate::processor::image::AlphaMode::White,
+    )?;
+    // A model on a server is named as the server lists it: nothing to find
+    // or download here.
+    let (model_dir, download) = match &remote {
+        Some(_) => (PathBuf::from(&spec), None),
+        None => args.model.dir_or_download(config)?,
+    };
     let store = SessionStore::open_default().map_err(|e| e.to_string());
     let themes = theme_file::available();
     let theme = theme_file::pick(&themes, args.theme.as_deref().unwrap_or(&config.theme))?;
@@ -80,14 +98,12 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
         .unwrap_or(0);
     Ok(ChatOptions {
         engine: EngineOptions {
-            long_edge_cap: match args.long_edge_cap {
-                Some(cap) => cap.0,
-                None => config.long_edge_cap,
-            },
+            long_edge_cap,
             max_context: args.max_context,
             ..args.model.engine_options(config, model_dir)
         },
         download,
+        remote,
         image_protocol: args.image_protocol.unwrap_or(config.image_protocol),
         presets,
         start_preset,

@@ -23,14 +23,18 @@ use ratatui_image::Resize;
 use super::app::{App, AppConfig};
 use super::clipboard::osc52;
 
-use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId};
+use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId, TICK};
 use super::resync::ResyncBackend;
 use super::{graphics, terminal, view};
 use crate::conversation::Conversation;
-use crate::engine::{ContextPolicy, Engine, EngineOptions, Event, Request, SamplingOverrides};
+use crate::engine::{
+    Backend as ModelBackend, ContextPolicy, Engine, EngineOptions, Event, Request,
+    SamplingOverrides,
+};
 use crate::gpu::sampler::{self, Sampler};
 use crate::gpu::NvmlMonitor;
 use crate::processor::image::{load_image, LongEdgeCap};
+use crate::remote::{Remote, RemoteOptions};
 use crate::session::config::ImageProtocol;
 use crate::session::download::{DownloadThrottle, HubDownload, PROGRESS_EVERY};
 use crate::session::hub::resolve_hub_id;
@@ -45,6 +49,9 @@ pub struct ChatOptions {
     /// A hub id the cache lacks: fetched on the loader thread, with the
     /// screen up and showing progress.
     pub download: Option<HubDownload>,
+    /// A server to answer instead of a model loaded here: checked on the
+    /// loader thread, so a slow server never holds the screen.
+    pub remote: Option<RemoteOptions>,
     pub image_protocol: ImageProtocol,
     /// The sampling presets; F1–F3 and Alt+1–3 pick the first three.
     pub presets: Vec<super::presets::Preset>,
@@ -72,8 +79,6 @@ pub struct SessionOptions {
 /// Frames are drawn at most this often; tokens arriving in between are
 /// shown together, so a fast model never floods the terminal.
 const FRAME: Duration = Duration::from_millis(33);
-/// Spinner speed while something is in progress.
-const TICK: Duration = Duration::from_millis(100);
 /// How long the input thread waits for the terminal before it looks at its
 /// stop flag again (and, with it, resizes crossterm learned of meanwhile).
 const INPUT_WAIT: Duration = Duration::from_millis(50);
@@ -82,7 +87,7 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
         anyhow::bail!("glimpse chat needs a terminal; for scripts and pipes use `glimpse ask`");
     }
-    if options.download.is_none() {
+    if options.download.is_none() && options.remote.is_none() {
         crate::engine::check_model_dir(&options.engine.model_dir)?;
     }
     terminal::install_panic_hook();
@@ -99,7 +104,7 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     let (tx, rx) = mpsc::channel::<Msg>();
     let stop_input = Arc::new(AtomicBool::new(false));
     let input = spawn_input(tx.clone(), stop_input.clone())?;
-    let engine: Arc<Mutex<Option<Engine>>> = Arc::new(Mutex::new(None));
+    let engine: Arc<BackendSlot> = Arc::new(Mutex::new(None));
     // The pane's readings, also the engine's for its device choice and KV policy.
     let sample_tx = tx.clone();
     let sampler = Sampler::start_with(
@@ -114,12 +119,15 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
         readings: Some(sampler.readings()),
         ..options.engine.clone()
     };
-    spawn_loader(
-        engine_options,
-        options.download.clone(),
-        engine.clone(),
-        tx.clone(),
-    );
+    match options.remote.clone() {
+        Some(remote) => spawn_connector(remote, engine.clone(), tx.clone()),
+        None => spawn_loader(
+            engine_options,
+            options.download.clone(),
+            engine.clone(),
+            tx.clone(),
+        ),
+    }
 
     let mut app = App::new(app_config(&options, &picker));
     let size = term.size()?;
@@ -270,11 +278,44 @@ fn spawn_input(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> anyhow::Result<thread:
     })
 }
 
+/// Where the model that answers lives once it is ready: the engine here, or
+/// a server.
+pub type BackendSlot = Mutex<Option<Box<dyn ModelBackend + Send>>>;
+
+/// Checks the server and the model on its own thread; the screen works
+/// meanwhile, as while a local model loads.
+fn spawn_connector(options: RemoteOptions, slot: Arc<BackendSlot>, tx: Sender<Msg>) {
+    let failed = tx.clone();
+    let started = spawn_named("connector", move || {
+        let connected = Remote::connect(options).and_then(|remote| {
+            let ready = ModelReady {
+                info: remote.info()?,
+                kv_cache: "on the server".into(),
+            };
+            Ok((remote, ready))
+        });
+        match connected {
+            Ok((remote, ready)) => {
+                if let Ok(mut s) = slot.lock() {
+                    *s = Some(Box::new(remote));
+                }
+                let _ = tx.send(Msg::ModelLoaded(Box::new(ready)));
+            }
+            Err(e) => {
+                let _ = tx.send(Msg::ModelFailed(crate::human::one_line(&e)));
+            }
+        }
+    });
+    if let Err(e) = started {
+        let _ = failed.send(Msg::ModelFailed(crate::human::one_line(&e)));
+    }
+}
+
 /// Loads the model on its own thread; the screen works meanwhile.
 fn spawn_loader(
     options: EngineOptions,
     download: Option<HubDownload>,
-    slot: Arc<Mutex<Option<Engine>>>,
+    slot: Arc<BackendSlot>,
     tx: Sender<Msg>,
 ) {
     let failed = tx.clone();
@@ -305,7 +346,7 @@ fn spawn_loader(
 pub fn load_model(
     mut options: EngineOptions,
     download: Option<&HubDownload>,
-    slot: &Mutex<Option<Engine>>,
+    slot: &BackendSlot,
     tx: &Sender<Msg>,
 ) {
     if let Some(download) = download {
@@ -342,7 +383,7 @@ pub fn load_model(
     match loaded {
         Ok((engine, ready)) => {
             if let Ok(mut s) = slot.lock() {
-                *s = Some(engine);
+                *s = Some(Box::new(engine));
             }
             let _ = tx.send(Msg::ModelLoaded(Box::new(ready)));
         }
@@ -417,7 +458,7 @@ pub trait Effects<B: Backend> {
 
 struct RealEffects {
     tx: Sender<Msg>,
-    engine: Arc<Mutex<Option<Engine>>>,
+    engine: Arc<BackendSlot>,
     cap: Option<LongEdgeCap>,
     previews: Sender<PreviewJob>,
     sessions: Sender<SessionCmd>,
