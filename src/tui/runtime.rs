@@ -294,17 +294,7 @@ fn spawn_connector(options: RemoteOptions, slot: Arc<BackendSlot>, tx: Sender<Ms
             };
             Ok((remote, ready))
         });
-        match connected {
-            Ok((remote, ready)) => {
-                if let Ok(mut s) = slot.lock() {
-                    *s = Some(Box::new(remote));
-                }
-                let _ = tx.send(Msg::ModelLoaded(Box::new(ready)));
-            }
-            Err(e) => {
-                let _ = tx.send(Msg::ModelFailed(crate::human::one_line(&e)));
-            }
-        }
+        hand_over(connected, &slot, &tx);
     });
     if let Err(e) = started {
         let _ = failed.send(Msg::ModelFailed(crate::human::one_line(&e)));
@@ -380,10 +370,20 @@ pub fn load_model(
             let ready = ModelReady::of(&engine);
             (engine, ready)
         });
-    match loaded {
-        Ok((engine, ready)) => {
+    hand_over(loaded, slot, tx);
+}
+
+/// Puts a ready backend in `slot` before `ModelLoaded` is sent, so a queued
+/// question finds it; or tells the screen why there is none.
+fn hand_over<B: ModelBackend + Send + 'static>(
+    outcome: anyhow::Result<(B, ModelReady)>,
+    slot: &BackendSlot,
+    tx: &Sender<Msg>,
+) {
+    match outcome {
+        Ok((backend, ready)) => {
             if let Ok(mut s) = slot.lock() {
-                *s = Some(Box::new(engine));
+                *s = Some(Box::new(backend));
             }
             let _ = tx.send(Msg::ModelLoaded(Box::new(ready)));
         }
