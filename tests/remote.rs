@@ -13,7 +13,16 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::app::AppHarness;
 use common::{as_u32s, fixtures, Reference};
+use glimpse::engine::{EngineOptions, Event, FinishReason};
+use glimpse::processor::image::AlphaMode;
+use glimpse::remote::{Remote, RemoteOptions};
+use glimpse::session::SessionStore;
+use glimpse::tui::msg::ModelReady;
+use glimpse::tui::session_keeper::{SessionEvent, SessionKeeper};
+use glimpse::tui::{AppConfig, Msg};
+use ratatui::crossterm::event::{KeyCode, KeyModifiers};
 use serde_json::{json, Value};
 
 /// A `glimpse serve` child on an ephemeral port, its stderr collected.
@@ -479,4 +488,106 @@ fn eval_over_http_answers_as_the_local_engine_does() {
     for (l, r) in local.iter().zip(&remote) {
         assert_eq!((&l.0, &l.3), (&r.0, &r.3), "the same questions and prompts");
     }
+}
+
+/// The chat's app with sessions saved in `store`, as `glimpse` opens it.
+fn chat_app(store: &SessionStore, model: &str) -> AppHarness {
+    let mut config = AppConfig::new(model);
+    config.cpu_threads = 4;
+    config.seed = 7;
+    let mut h = AppHarness::new(config, 100, 40);
+    h.keeper = Some(SessionKeeper::new(Ok(store.clone()), model));
+    h
+}
+
+fn last_finish(events: &[Event]) -> FinishReason {
+    match events.last() {
+        Some(Event::Done { finish_reason, .. }) => *finish_reason,
+        other => panic!("the answer did not end: {other:?}"),
+    }
+}
+
+#[test]
+fn the_chat_answers_stops_and_resumes_a_local_session_over_http() {
+    let dir = model("qwen2_vl");
+    let sessions = tempfile::tempdir().unwrap();
+    let store = SessionStore::at(sessions.path().join("sessions"));
+
+    // A session begun on the engine here.
+    let mut local = chat_app(&store, &dir);
+    local.load(EngineOptions::new(&dir));
+    local.ask("Hello?");
+    let first = local.answer_with_engine();
+    assert_ne!(last_finish(&first), FinishReason::Cancelled);
+    let session = store.load("latest").unwrap();
+    assert_eq!(session.conversation.messages.len(), 2);
+    drop(local);
+
+    // Resumed on the server, as `glimpse --server URL --model NAME --resume` does.
+    let server = Server::start(Path::new(&dir), &[], &[]);
+    let remote = Remote::connect(RemoteOptions {
+        server: server.url.clone(),
+        model: "qwen2_vl".into(),
+        api_key: None,
+        api_key_env: None,
+        family: None,
+        long_edge_cap: None,
+        alpha: AlphaMode::White,
+    })
+    .unwrap();
+    let mut chat = chat_app(&store, "qwen2_vl");
+    let restored = chat.keeper.as_mut().unwrap().resume(session);
+    chat.send(Msg::Session(SessionEvent::Opened(Ok(Box::new(restored)))));
+    chat.send(Msg::ModelLoaded(Box::new(ModelReady {
+        info: remote.info().unwrap(),
+        kv_cache: "on the server".into(),
+    })));
+
+    // The wait for the first token is counted on screen.
+    chat.ask("And then?");
+    for _ in 0..25 {
+        chat.send(Msg::Tick);
+    }
+    assert!(chat.screen().contains("2s"), "{}", chat.screen());
+    let asked = &chat.generations.last().unwrap().conversation;
+    assert_eq!(asked.messages.len(), 3, "the saved turns go to the server");
+    let answer = chat.answer_with(&remote, |_, _| {});
+    assert_ne!(last_finish(&answer), FinishReason::Cancelled);
+    assert!(server.log_has("200 POST /v1/chat/completions prompt="));
+    let text = |events: &[Event]| match events.last() {
+        Some(Event::Done { text, .. }) => text.clone(),
+        _ => String::new(),
+    };
+    let saved = store.load("latest").unwrap();
+    assert_eq!(saved.conversation.messages.len(), 4);
+
+    // Esc after the first token closes the stream; the partial answer stays.
+    chat.ask("Go on.");
+    let stopped = chat.answer_with(&remote, |h, event| {
+        if matches!(event, Event::Token { .. }) {
+            h.key(KeyCode::Esc, KeyModifiers::NONE);
+        }
+    });
+    assert_eq!(last_finish(&stopped), FinishReason::Cancelled);
+    let partial = text(&stopped);
+    assert!(!partial.is_empty(), "{stopped:?}");
+    let screen = chat.screen();
+    assert!(
+        screen.contains("■ cancelled · partial answer kept"),
+        "{screen}"
+    );
+    assert!(!text(&answer).is_empty());
+    let saved = store.load("latest").unwrap();
+    assert_eq!(
+        saved.conversation.messages.len(),
+        6,
+        "the partial answer is saved"
+    );
+
+    // Ctrl+R asks the last question again, over the same connection.
+    let asked = chat.generations.len();
+    chat.ctrl('r');
+    assert_eq!(chat.generations.len(), asked + 1, "Ctrl+R asks again");
+    let again = chat.answer_with(&remote, |_, _| {});
+    assert_ne!(last_finish(&again), FinishReason::Cancelled);
 }

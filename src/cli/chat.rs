@@ -8,6 +8,7 @@ use clap::Args;
 use super::ask::{parse_cap, CapArg};
 use super::look::look;
 use super::model_arg::ModelFlags;
+use super::remote_arg::RemoteFlags;
 use super::thinking_arg::ThinkingFlag;
 use crate::conversation::Conversation;
 use crate::engine::EngineOptions;
@@ -23,6 +24,8 @@ use crate::tui::ChatOptions;
 pub struct ChatArgs {
     #[command(flatten)]
     pub model: ModelFlags,
+    #[command(flatten)]
+    pub remote: RemoteFlags,
     /// How image previews are drawn: auto detects kitty, iTerm2 or sixel and
     /// falls back to Unicode half-blocks, which work in any terminal.
     #[arg(
@@ -72,7 +75,22 @@ pub fn chat_presets(config: &Config) -> Vec<Preset> {
 /// unknown model stops here, before the screen opens.
 pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptions> {
     let spec = args.model.spec(config);
-    let (model_dir, download) = args.model.dir_or_download(config)?;
+    let long_edge_cap = match args.long_edge_cap {
+        Some(cap) => cap.0,
+        None => config.long_edge_cap,
+    };
+    let remote = args.remote.options(
+        config,
+        spec.clone(),
+        long_edge_cap,
+        crate::processor::image::AlphaMode::White,
+    )?;
+    // A model on a server is named as the server lists it: nothing to find
+    // or download here.
+    let (model_dir, download) = match &remote {
+        Some(_) => (PathBuf::from(&spec), None),
+        None => args.model.dir_or_download(config)?,
+    };
     let store = SessionStore::open_default().map_err(|e| e.to_string());
     let look = look(config, args.theme.as_deref())?;
     let color_depth = ColorDepth::from_env().map_err(|e| anyhow::anyhow!(e))?;
@@ -83,14 +101,12 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
         .unwrap_or(0);
     Ok(ChatOptions {
         engine: EngineOptions {
-            long_edge_cap: match args.long_edge_cap {
-                Some(cap) => cap.0,
-                None => config.long_edge_cap,
-            },
+            long_edge_cap,
             max_context: args.max_context,
             ..args.model.engine_options(config, model_dir)
         },
         download,
+        remote,
         image_protocol: args.image_protocol.unwrap_or(config.image_protocol),
         presets,
         start_preset,

@@ -55,6 +55,21 @@ impl RemoteFlags {
         long_edge_cap: Option<LongEdgeCap>,
         alpha: AlphaMode,
     ) -> anyhow::Result<Option<Remote>> {
+        match self.options(config, model, long_edge_cap, alpha)? {
+            Some(options) => Ok(Some(Remote::connect(options)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Where and how to reach the server when one is configured, checked
+    /// as far as it can be without asking it; `None` means the model runs here.
+    pub fn options(
+        &self,
+        config: &Config,
+        model: String,
+        long_edge_cap: Option<LongEdgeCap>,
+        alpha: AlphaMode,
+    ) -> anyhow::Result<Option<RemoteOptions>> {
         let Some(server) = self.server(config) else {
             self.refuse_without_server()?;
             return Ok(None);
@@ -70,7 +85,7 @@ impl RemoteFlags {
             Some(var) => Some(RemoteOptions::read_key(var)?),
             None => None,
         };
-        let options = RemoteOptions {
+        Ok(Some(RemoteOptions {
             server,
             model,
             api_key,
@@ -78,7 +93,6 @@ impl RemoteFlags {
             family: self.family.clone(),
             long_edge_cap,
             alpha,
-        };
-        Ok(Some(Remote::connect(options)?))
+        }))
     }
 }

@@ -13,7 +13,8 @@ mod stream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::{Backend, Request};
+use crate::engine::{Backend, GenerationDefaults, MemoryEstimate, ModelInfo, Request};
+use crate::model::kv_cache::KvFormat;
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 use crate::processor::vision_input::VisionPreprocessConfig;
 
@@ -111,6 +112,46 @@ impl Remote {
 
     pub fn long_edge_cap(&self) -> Option<LongEdgeCap> {
         self.options.long_edge_cap
+    }
+
+    /// The facts the chat needs of a ready model, as the engine reports
+    /// them; the chat sizes images and places boxes with the family's
+    /// preprocessing, so a model whose family is unknown is refused.
+    pub fn info(&self) -> anyhow::Result<ModelInfo> {
+        let (Some(model_type), Some(preprocess)) = (self.model_type(), self.preprocess.clone())
+        else {
+            anyhow::bail!(
+                "the server does not tell the family of {}, nor does its name; add --family qwen2_vl, qwen2_5_vl or qwen3_vl",
+                self.model()
+            );
+        };
+        Ok(ModelInfo {
+            dir: format!("{} at {}", self.model(), self.server()).into(),
+            model_type: model_type.to_string(),
+            family: model_type.to_string(),
+            device: format!("server {}", self.server()),
+            dtype: "remote".into(),
+            // The server enforces its own limit and says so in its error.
+            max_context: crate::engine::DEFAULT_CONTEXT,
+            load_s: 0.0,
+            memory_estimate: MemoryEstimate {
+                total_bytes: 0,
+                weights_bytes: 0,
+                kv_cache_bytes: 0,
+                vision_bytes: 0,
+                prefill_bytes: 0,
+                runtime_bytes: 0,
+                dtype: "remote",
+                kv_cache: KvFormat::Model,
+                context_tokens: 0,
+                largest_image: [0, 0],
+            },
+            notice: None,
+            gpu_index: None,
+            // The server applies its own generation defaults.
+            generation: GenerationDefaults::greedy(vec![]),
+            preprocess,
+        })
     }
 }
 

@@ -17,6 +17,10 @@ use crate::session::DownloadEvent;
 use super::session_keeper::{SessionCmd, SessionEvent};
 
 pub type RequestId = u64;
+
+/// How often `Msg::Tick` comes while something is in progress: spinners
+/// turn, and waits are counted, with it.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 pub type ImageId = u64;
 
 /// The model is loaded: its facts and how it resizes images.

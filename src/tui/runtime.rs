@@ -23,14 +23,18 @@ use ratatui_image::Resize;
 use super::app::{App, AppConfig};
 use super::clipboard::osc52;
 
-use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId};
+use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId, TICK};
 use super::resync::ResyncBackend;
 use super::{graphics, terminal, view};
 use crate::conversation::Conversation;
-use crate::engine::{ContextPolicy, Engine, EngineOptions, Event, Request, SamplingOverrides};
+use crate::engine::{
+    Backend as ModelBackend, ContextPolicy, Engine, EngineOptions, Event, Request,
+    SamplingOverrides,
+};
 use crate::gpu::sampler::{self, Sampler};
 use crate::gpu::NvmlMonitor;
 use crate::processor::image::{load_image, LongEdgeCap};
+use crate::remote::{Remote, RemoteOptions};
 use crate::session::config::ImageProtocol;
 use crate::session::download::{DownloadThrottle, HubDownload, PROGRESS_EVERY};
 use crate::session::hub::resolve_hub_id;
@@ -45,6 +49,9 @@ pub struct ChatOptions {
     /// A hub id the cache lacks: fetched on the loader thread, with the
     /// screen up and showing progress.
     pub download: Option<HubDownload>,
+    /// A server to answer instead of a model loaded here: checked on the
+    /// loader thread, so a slow server never holds the screen.
+    pub remote: Option<RemoteOptions>,
     pub image_protocol: ImageProtocol,
     /// The sampling presets; F1–F3 and Alt+1–3 pick the first three.
     pub presets: Vec<super::presets::Preset>,
@@ -76,8 +83,6 @@ pub struct SessionOptions {
 /// Frames are drawn at most this often; tokens arriving in between are
 /// shown together, so a fast model never floods the terminal.
 const FRAME: Duration = Duration::from_millis(33);
-/// Spinner speed while something is in progress.
-const TICK: Duration = Duration::from_millis(100);
 /// How long the input thread waits for the terminal before it looks at its
 /// stop flag again (and, with it, resizes crossterm learned of meanwhile).
 const INPUT_WAIT: Duration = Duration::from_millis(50);
@@ -86,7 +91,7 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
         anyhow::bail!("glimpse chat needs a terminal; for scripts and pipes use `glimpse ask`");
     }
-    if options.download.is_none() {
+    if options.download.is_none() && options.remote.is_none() {
         crate::engine::check_model_dir(&options.engine.model_dir)?;
     }
     terminal::install_panic_hook();
@@ -103,7 +108,7 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     let (tx, rx) = mpsc::channel::<Msg>();
     let stop_input = Arc::new(AtomicBool::new(false));
     let input = spawn_input(tx.clone(), stop_input.clone())?;
-    let engine: Arc<Mutex<Option<Engine>>> = Arc::new(Mutex::new(None));
+    let engine: Arc<BackendSlot> = Arc::new(Mutex::new(None));
     // The pane's readings, also the engine's for its device choice and KV policy.
     let sample_tx = tx.clone();
     let sampler = Sampler::start_with(
@@ -118,12 +123,15 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
         readings: Some(sampler.readings()),
         ..options.engine.clone()
     };
-    spawn_loader(
-        engine_options,
-        options.download.clone(),
-        engine.clone(),
-        tx.clone(),
-    );
+    match options.remote.clone() {
+        Some(remote) => spawn_connector(remote, engine.clone(), tx.clone()),
+        None => spawn_loader(
+            engine_options,
+            options.download.clone(),
+            engine.clone(),
+            tx.clone(),
+        ),
+    }
 
     let mut app = App::new(app_config(&options, &picker));
     let size = term.size()?;
@@ -276,11 +284,34 @@ fn spawn_input(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> anyhow::Result<thread:
     })
 }
 
+/// Where the model that answers lives once it is ready: the engine here, or
+/// a server.
+pub type BackendSlot = Mutex<Option<Box<dyn ModelBackend + Send>>>;
+
+/// Checks the server and the model on its own thread; the screen works
+/// meanwhile, as while a local model loads.
+fn spawn_connector(options: RemoteOptions, slot: Arc<BackendSlot>, tx: Sender<Msg>) {
+    let failed = tx.clone();
+    let started = spawn_named("connector", move || {
+        let connected = Remote::connect(options).and_then(|remote| {
+            let ready = ModelReady {
+                info: remote.info()?,
+                kv_cache: "on the server".into(),
+            };
+            Ok((remote, ready))
+        });
+        hand_over(connected, &slot, &tx);
+    });
+    if let Err(e) = started {
+        let _ = failed.send(Msg::ModelFailed(crate::human::one_line(&e)));
+    }
+}
+
 /// Loads the model on its own thread; the screen works meanwhile.
 fn spawn_loader(
     options: EngineOptions,
     download: Option<HubDownload>,
-    slot: Arc<Mutex<Option<Engine>>>,
+    slot: Arc<BackendSlot>,
     tx: Sender<Msg>,
 ) {
     let failed = tx.clone();
@@ -311,7 +342,7 @@ fn spawn_loader(
 pub fn load_model(
     mut options: EngineOptions,
     download: Option<&HubDownload>,
-    slot: &Mutex<Option<Engine>>,
+    slot: &BackendSlot,
     tx: &Sender<Msg>,
 ) {
     if let Some(download) = download {
@@ -345,10 +376,20 @@ pub fn load_model(
             let ready = ModelReady::of(&engine);
             (engine, ready)
         });
-    match loaded {
-        Ok((engine, ready)) => {
+    hand_over(loaded, slot, tx);
+}
+
+/// Puts a ready backend in `slot` before `ModelLoaded` is sent, so a queued
+/// question finds it; or tells the screen why there is none.
+fn hand_over<B: ModelBackend + Send + 'static>(
+    outcome: anyhow::Result<(B, ModelReady)>,
+    slot: &BackendSlot,
+    tx: &Sender<Msg>,
+) {
+    match outcome {
+        Ok((backend, ready)) => {
             if let Ok(mut s) = slot.lock() {
-                *s = Some(engine);
+                *s = Some(Box::new(backend));
             }
             let _ = tx.send(Msg::ModelLoaded(Box::new(ready)));
         }
@@ -423,7 +464,7 @@ pub trait Effects<B: Backend> {
 
 struct RealEffects {
     tx: Sender<Msg>,
-    engine: Arc<Mutex<Option<Engine>>>,
+    engine: Arc<BackendSlot>,
     cap: Option<LongEdgeCap>,
     previews: Sender<PreviewJob>,
     sessions: Sender<SessionCmd>,

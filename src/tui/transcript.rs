@@ -58,6 +58,9 @@ pub struct Reply {
     pub limit: Option<usize>,
     /// A restored answer was searched for boxes (it has no `Done` to do it).
     pub grounding_tried: bool,
+    /// The app's tick when it was asked: the wait for the first token is
+    /// shown, so a slow model or server never looks frozen.
+    pub asked_tick: u64,
 }
 
 impl Reply {
@@ -73,6 +76,7 @@ impl Reply {
             grounding: None,
             limit: None,
             grounding_tried: false,
+            asked_tick: 0,
         }
     }
 
@@ -549,7 +553,7 @@ fn live_footer(app: &App, entry: &Entry) -> Option<Vec<Row>> {
         return None;
     }
     let t = &app.theme;
-    let what = match r.phase {
+    let mut what = match r.phase {
         ReplyPhase::Waiting => "waiting for the model…".to_string(),
         ReplyPhase::Encoding(n) => format!("encoding {n} image{}…", if n == 1 { "" } else { "s" }),
         ReplyPhase::Prefill => "reading the prompt…".to_string(),
@@ -559,6 +563,10 @@ fn live_footer(app: &App, entry: &Entry) -> Option<Vec<Row>> {
         ReplyPhase::Streaming => format!("{} tokens", r.tokens + r.reasoning.tokens),
         _ => return None,
     };
+    let waited = app.tick.wrapping_sub(r.asked_tick) * super::msg::TICK.as_millis() as u64 / 1000;
+    if r.phase != ReplyPhase::Streaming && waited >= 1 {
+        what.push_str(&format!(" {waited}s"));
+    }
     let esc = app
         .keymap
         .first_label(super::keymap::Action::Cancel)

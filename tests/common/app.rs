@@ -19,7 +19,9 @@ use ratatui_image::picker::Picker;
 use ratatui_image::Resize;
 
 use glimpse::conversation::Conversation;
-use glimpse::engine::{ContextPolicy, Engine, EngineOptions, Event, Request, SamplingOverrides};
+use glimpse::engine::{
+    Backend, ContextPolicy, Engine, EngineOptions, Event, Request, SamplingOverrides,
+};
 use glimpse::processor::image::{load_image, LongEdgeCap};
 use glimpse::tui::msg::{DecodedImage, ImageId, ModelReady, RequestId};
 use glimpse::tui::session_keeper::SessionKeeper;
@@ -155,11 +157,22 @@ impl AppHarness {
 
     /// Runs the last request on the real engine and feeds every event back.
     pub fn answer_with_engine(&mut self) -> Vec<Event> {
+        let engine = self.engine.take().expect("model loaded");
+        let events = self.answer_with(&engine, |_, _| {});
+        self.engine = Some(engine);
+        events
+    }
+
+    /// Runs the last request on `backend` and feeds every event back,
+    /// letting `between` act (press a key) after each.
+    pub fn answer_with(
+        &mut self,
+        backend: &dyn Backend,
+        mut between: impl FnMut(&mut Self, &Event),
+    ) -> Vec<Event> {
         let g = self.generations.last().expect("a request was made");
         let (reply, rx) = mpsc::channel();
-        self.engine
-            .as_ref()
-            .expect("model loaded")
+        backend
             .submit(Request {
                 conversation: g.conversation.clone(),
                 sampling: g.sampling.clone(),
@@ -174,10 +187,14 @@ impl AppHarness {
         for event in rx {
             let last = matches!(event, Event::Done { .. } | Event::Error(_));
             events.push(event.clone());
-            self.send(Msg::Engine { id, event });
+            self.send(Msg::Engine {
+                id,
+                event: event.clone(),
+            });
             if last {
                 break;
             }
+            between(self, &event);
         }
         events
     }

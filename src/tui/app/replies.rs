@@ -83,6 +83,7 @@ impl App {
         let seed = self.seed;
         self.seed = self.seed.wrapping_add(1);
         let mut reply = Reply::new(id, self.settings.clone());
+        reply.asked_tick = self.tick;
         reply.sent = SentImages::of(&conversation, &self.images);
         self.push_entry(EntryKind::Assistant(reply));
         self.scroll = None;
