@@ -68,7 +68,7 @@ pub struct EvalArgs {
         long = "make-suite",
         value_name = "DIR",
         conflicts_with_all = [
-            "suite", "model", "offline", "preset", "limit", "out", "device", "dtype",
+            "suite", "model", "offline", "preset", "limit", "out", "device", "dtype", "quant",
             "temperature", "top_p", "top_k", "repetition_penalty", "max_tokens",
         ]
     )]
@@ -242,7 +242,7 @@ impl Run {
         let (engine, _sampler) = load_engine(args, config, &self.settings.model_dir)?;
         let info = engine.info().clone();
         self.settings.device = Some(info.device.clone());
-        self.settings.dtype = Some(info.dtype.clone());
+        self.settings.dtype = Some(info.precision());
         self.settings.write(&self.out)?;
         let asker = Asker {
             engine: &engine,

@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use super::keyspec::KeySpec;
 use super::paths;
-use crate::engine::{DeviceChoice, DtypeChoice, KvCachePolicy, SamplingOverrides};
+use crate::engine::{DeviceChoice, DtypeChoice, KvCachePolicy, Quant, SamplingOverrides};
 use crate::processor::image::LongEdgeCap;
 
 /// The model glimpse loads when neither `--model` nor the config names one.
@@ -125,6 +125,8 @@ pub struct Config {
     pub model: String,
     pub device: DeviceChoice,
     pub dtype: DtypeChoice,
+    /// How the decoder's linear layers are stored (`quant`).
+    pub quant: Quant,
     /// Name of the preset a new conversation starts with.
     pub preset: String,
     /// Built-in presets (possibly adjusted by the file) first, then the file's own.
@@ -147,6 +149,7 @@ impl Default for Config {
             model: DEFAULT_MODEL.to_string(),
             device: DeviceChoice::Auto,
             dtype: DtypeChoice::Auto,
+            quant: Quant::None,
             preset: "diagnostic".to_string(),
             presets: builtin_presets(),
             keys: BTreeMap::new(),
@@ -206,6 +209,9 @@ impl Config {
         }
         if let Some(d) = raw.dtype {
             config.dtype = d.0;
+        }
+        if let Some(q) = raw.quant {
+            config.quant = q.0;
         }
         if let Some(t) = raw.theme {
             config.theme = t.0;
@@ -341,6 +347,7 @@ struct RawConfig {
     model: Option<NonEmpty>,
     device: Option<Parsed<DeviceChoice>>,
     dtype: Option<Parsed<DtypeChoice>>,
+    quant: Option<Parsed<Quant>>,
     preset: Option<Spanned<PresetName>>,
     theme: Option<NonEmpty>,
     image_protocol: Option<ImageProtocol>,
@@ -771,6 +778,7 @@ mod tests {
             "model",
             "device",
             "dtype",
+            "quant",
             "preset",
             "theme",
             "image_protocol",
