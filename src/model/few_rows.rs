@@ -70,7 +70,7 @@ pub const MAX_ROWS: usize = 8;
 /// [`MAX_ROWS`].
 pub fn matmul_t<W: WeightElement>(x: &[f32], rows: usize, w: &[W], n: usize, y: &mut [f32]) {
     let k = x.len() / rows.max(1);
-    assert!(rows >= 1 && rows <= MAX_ROWS, "{rows} rows");
+    assert!((1..=MAX_ROWS).contains(&rows), "{rows} rows");
     assert_eq!(x.len(), rows * k, "x is rows × k");
     assert_eq!(w.len(), n * k, "w is n × k");
     assert_eq!(y.len(), rows * n, "y is rows × n");

@@ -53,7 +53,7 @@ impl Quant {
         };
         [wide, fallback]
             .into_iter()
-            .find(|f| inputs % f.block_size() == 0)
+            .find(|f| inputs.is_multiple_of(f.block_size()))
     }
 
     /// Bytes per weight of the quantised matrices (their main format), or
