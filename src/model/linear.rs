@@ -146,6 +146,15 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
+    fn mean_abs(t: &Tensor) -> f32 {
+        t.abs()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
@@ -180,13 +189,7 @@ mod tests {
             // near the float one.
             let q8 = Linear::new(w.clone(), Some(b.clone()), Quant::Q8_0).unwrap();
             let got = q8.forward(&x).unwrap();
-            let scale = want
-                .abs()
-                .unwrap()
-                .mean_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let scale = mean_abs(&want);
             let err = max_abs_diff(&got, &want) / scale;
             assert!(
                 err < 0.05,
@@ -214,13 +217,7 @@ mod tests {
                 .unwrap();
             assert_eq!(got.dtype(), dtype);
             let got = got.to_dtype(DType::F32).unwrap();
-            let scale = want
-                .abs()
-                .unwrap()
-                .mean_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let scale = mean_abs(&want);
             assert!(max_abs_diff(&got, &want) / scale < 0.02, "{dtype:?}");
         }
     }
