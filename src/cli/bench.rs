@@ -13,7 +13,8 @@ use serde::Serialize;
 use super::output;
 use crate::conversation::{Conversation, Message, Part, Role};
 use crate::engine::{
-    DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, ModelInfo, SamplingOverrides, Timings,
+    DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, ModelInfo, Quant, SamplingOverrides,
+    Timings,
 };
 
 #[derive(Debug, Args)]
@@ -40,6 +41,9 @@ pub struct BenchArgs {
     pub device: DeviceChoice,
     #[arg(long, default_value = "auto")]
     pub dtype: DtypeChoice,
+    /// Linear layers of the language model: none, q8_0, q6k, q5k or q4k.
+    #[arg(long, default_value = "none")]
+    pub quant: Quant,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -64,6 +68,9 @@ pub struct BenchReport {
     pub model_type: String,
     pub device: String,
     pub dtype: String,
+    pub quant: String,
+    /// Bytes of the language model's linear layers and head as loaded.
+    pub linear_bytes: u64,
     pub image_size: Option<[u32; 2]>,
     pub image_tokens: usize,
     pub prompt_tokens: usize,
@@ -140,6 +147,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let engine = Engine::load(EngineOptions {
         device: args.device,
         dtype: args.dtype,
+        quant: args.quant,
+        load_progress: Some(super::model_arg::stderr_load_progress()),
         ..EngineOptions::new(&args.model)
     })
     .with_context(|| format!("loading the model from {}", args.model.display()))?;
@@ -249,6 +258,8 @@ impl BenchReport {
             model_type: info.model_type.clone(),
             device: info.device.clone(),
             dtype: info.dtype.clone(),
+            quant: info.quant.clone(),
+            linear_bytes: info.linear_bytes,
             image_size: measured.image_size,
             image_tokens: measured.image_tokens,
             prompt_tokens: measured.prompt_tokens,
@@ -268,11 +279,16 @@ impl BenchReport {
 fn print_human(out: &mut impl Write, r: &BenchReport, model: &Path) -> std::io::Result<()> {
     writeln!(
         out,
-        "model        {} ({}, {} {})",
+        "model        {} ({}, {} {}{})",
         model.display(),
         r.model_type,
         r.device,
-        r.dtype
+        r.dtype,
+        if r.quant == "none" {
+            String::new()
+        } else {
+            format!(" + {}", r.quant)
+        }
     )?;
     if let Some([w, h]) = r.image_size {
         writeln!(out, "image        {w}×{h} → {} tokens", r.image_tokens)?;

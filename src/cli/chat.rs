@@ -103,6 +103,8 @@ pub fn chat_options(args: ChatArgs, config: &Config) -> anyhow::Result<ChatOptio
         engine: EngineOptions {
             long_edge_cap,
             max_context: args.max_context,
+            // The screen is up while the model loads: no lines on stderr.
+            load_progress: None,
             ..args.model.engine_options(config, model_dir)
         },
         download,

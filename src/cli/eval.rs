@@ -77,7 +77,7 @@ pub struct EvalArgs {
         long = "make-suite",
         value_name = "DIR",
         conflicts_with_all = [
-            "suite", "model", "offline", "preset", "limit", "out", "device", "dtype",
+            "suite", "model", "offline", "preset", "limit", "out", "device", "dtype", "quant",
             "temperature", "top_p", "top_k", "repetition_penalty", "max_tokens",
             "thinking",
         ]
@@ -284,7 +284,7 @@ impl Run {
         match engine {
             Some(e) => {
                 self.settings.device = Some(e.info().device.clone());
-                self.settings.dtype = Some(e.info().dtype.clone());
+                self.settings.dtype = Some(e.info().precision());
             }
             None => (self.settings.device, self.settings.dtype) = (None, None),
         }

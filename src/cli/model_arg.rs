@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::Args;
 
 use super::progress::StderrProgress;
-use crate::engine::{DeviceChoice, DtypeChoice, Engine, EngineOptions, KvCachePolicy, ModelInfo};
+use crate::engine::{
+    DeviceChoice, DtypeChoice, Engine, EngineOptions, KvCachePolicy, LoadProgress, ModelInfo, Quant,
+};
 use crate::gpu::sampler::PERIOD;
 use crate::gpu::{NvmlMonitor, Sampler};
 use crate::processor::image::AlphaMode;
@@ -36,6 +38,10 @@ pub struct ModelFlags {
     /// bf16 or f16 [default: the config's, else auto].
     #[arg(long)]
     pub dtype: Option<DtypeChoice>,
+    /// Store the language model's linear layers quantised at load: none, q8_0,
+    /// q6k, q5k or q4k [default: the config's, else none].
+    #[arg(long)]
+    pub quant: Option<Quant>,
 }
 
 impl ModelFlags {
@@ -67,6 +73,8 @@ impl ModelFlags {
         EngineOptions {
             device: self.device.unwrap_or(config.device),
             dtype: self.dtype.unwrap_or(config.dtype),
+            quant: self.quant.unwrap_or(config.quant),
+            load_progress: Some(stderr_load_progress()),
             long_edge_cap: config.long_edge_cap,
             alpha: AlphaMode::White,
             kv_cache: config_kv_policy(config),
@@ -137,6 +145,20 @@ pub fn load_with_readings(options: EngineOptions) -> anyhow::Result<(Engine, Sam
     Ok((engine, sampler))
 }
 
+/// A load-progress line on stderr, redrawn in place on a terminal.
+pub fn stderr_load_progress() -> LoadProgress {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    LoadProgress(std::sync::Arc::new(move |done, total| {
+        if terminal {
+            eprint!("\rglimpse: loading the language model, layer {done} of {total}");
+            if done == total {
+                eprintln!();
+            }
+        }
+    }))
+}
+
 /// Says on stderr where the model runs, in what dtype, and its estimate.
 pub fn announce(info: &ModelInfo) {
     if let Some(notice) = &info.notice {
@@ -146,7 +168,7 @@ pub fn announce(info: &ModelInfo) {
         "glimpse: {} on {} in {}, memory estimate {}",
         info.family,
         info.device,
-        info.dtype,
+        info.precision(),
         info.memory_estimate.summary()
     );
 }

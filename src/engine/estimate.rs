@@ -2,13 +2,16 @@
 //! config, the safetensors headers (never the weights) and the settings.
 //!
 //! total = weights + KV cache + max(vision, prefill) + runtime, where
-//! - weights: every checkpoint tensor in the target dtype;
+//! - weights: every checkpoint tensor in the target dtype, the decoder's
+//!   linear layers and output head in their quantised format when quantised
+//!   (a tied head adds a quantised copy beside the float embedding);
 //! - KV cache: layers × 2 × kv_heads × head_dim × context × bytes (INT8: one
 //!   byte per value plus a 4-byte scale per token and head);
 //! - vision: the tower's peak activations for the largest image allowed;
 //! - prefill: the decoder's peak activations when the whole context is one
 //!   prompt (attention, the decoder's and the vision tower's, runs in blocks
-//!   of at most [`MAX_SCORES`] scores);
+//!   of at most [`MAX_SCORES`] scores), plus, when quantised, the float copy
+//!   of the widest projection that a many-row product dequantises;
 //! - runtime: the CUDA context and libraries (nothing on the CPU).
 //!
 //! The vision and prefill peaks never coexist (image features are computed
@@ -20,8 +23,9 @@ use candle_core::DType;
 use serde::Serialize;
 
 use crate::model::attention::{rows_per_block, MAX_SCORES};
+use crate::model::config::TextConfig;
 use crate::model::kv_cache::{bytes_per_position, KvFormat};
-use crate::model::{Family, ModelConfig, ModelError};
+use crate::model::{Family, ModelConfig, ModelError, Quant};
 use crate::processor::image::LongEdgeCap;
 use crate::processor::resize::smart_resize;
 use crate::processor::vision_input::VisionPreprocessConfig;
@@ -67,6 +71,7 @@ pub struct EstimateInputs<'a> {
     /// Number of values in all checkpoint tensors.
     pub weight_elements: u64,
     pub dtype: DType,
+    pub quant: Quant,
     /// Context to reserve for the KV cache and the largest prefill.
     pub context_tokens: usize,
     pub kv_format: KvFormat,
@@ -83,6 +88,7 @@ pub struct MemoryEstimate {
     pub prefill_bytes: u64,
     pub runtime_bytes: u64,
     pub dtype: &'static str,
+    pub quant: &'static str,
     pub kv_cache: KvFormat,
     pub context_tokens: usize,
     /// `[width, height]` of the largest image allowed.
@@ -112,7 +118,7 @@ impl MemoryEstimate {
 pub fn estimate(i: &EstimateInputs) -> MemoryEstimate {
     let b = i.dtype.size_in_bytes() as u64;
     let t = &i.config.text;
-    let weights_bytes = i.weight_elements * b;
+    let weights_bytes = weights_bytes(i, b);
     // Only full-attention layers grow with the context; linear-attention
     // layers hold a fixed-size state instead.
     let kv_cache_bytes = t.full_attention_layers() as u64
@@ -120,7 +126,11 @@ pub fn estimate(i: &EstimateInputs) -> MemoryEstimate {
         * i.context_tokens as u64
         + i.config.recurrent_state_bytes(b);
     let vision_bytes = vision_peak(i.config, i.image.patches as u64, b);
-    let prefill_bytes = prefill_peak(i.config, i.context_tokens as u64, b);
+    let dequantised = match i.quant {
+        Quant::None => 0,
+        _ => (t.hidden_size * t.intermediate_size) as u64 * b,
+    };
+    let prefill_bytes = prefill_peak(i.config, i.context_tokens as u64, b) + dequantised;
     let runtime_bytes = if i.cuda { CUDA_RUNTIME_BYTES } else { 0 };
     MemoryEstimate {
         total_bytes: weights_bytes
@@ -133,10 +143,45 @@ pub fn estimate(i: &EstimateInputs) -> MemoryEstimate {
         prefill_bytes,
         runtime_bytes,
         dtype: dtype_name(i.dtype),
+        quant: i.quant.name(),
         kv_cache: i.kv_format,
         context_tokens: i.context_tokens,
         largest_image: [i.image.width, i.image.height],
     }
+}
+
+/// Every checkpoint value in the dtype, except that quantised linear layers
+/// and head take their format's bytes per weight.
+fn weights_bytes(i: &EstimateInputs, b: u64) -> u64 {
+    let float = i.weight_elements * b;
+    let Some(per_weight) = i.quant.bytes_per_weight() else {
+        return float;
+    };
+    let t = &i.config.text;
+    let (layers, head) = linear_weights(t);
+    let quantised = |n: u64| (n as f64 * per_weight).ceil() as u64;
+    if t.tie_word_embeddings {
+        float - layers * b + quantised(layers + head)
+    } else {
+        float - (layers + head) * b + quantised(layers + head)
+    }
+}
+
+/// Weights of the decoder's quantisable linear layers (every MLP, the
+/// full-attention layers' projections) and of its output head. Gated DeltaNet
+/// layers keep their projections in the float dtype.
+fn linear_weights(t: &TextConfig) -> (u64, u64) {
+    let h = t.hidden_size as u64;
+    let q = (t.num_attention_heads * t.head_dim) as u64;
+    let kv = (t.num_key_value_heads * t.head_dim) as u64;
+    // With an output gate, q_proj yields the gate too.
+    let q_proj = if t.attention_output_gate { 2 * q } else { q };
+    let attention = h * q_proj + h * q + h * kv * 2;
+    let mlp = 3 * h * t.intermediate_size as u64;
+    (
+        t.full_attention_layers() as u64 * attention + t.num_hidden_layers as u64 * mlp,
+        t.vocab_size as u64 * h,
+    )
 }
 
 /// Bytes of one block of attention scores over `keys` keys: the products and
@@ -286,6 +331,7 @@ mod tests {
             config: &cfg,
             weight_elements: elements,
             dtype: DType::BF16,
+            quant: Quant::None,
             context_tokens: 32_768,
             kv_format: KvFormat::Model,
             image,
@@ -374,6 +420,7 @@ mod tests {
             config: &cfg,
             weight_elements: elements,
             dtype: DType::BF16,
+            quant: Quant::None,
             context_tokens: 32_768,
             kv_format: KvFormat::Model,
             image,
@@ -422,6 +469,24 @@ mod tests {
         assert_eq!(cpu.runtime_bytes, 0);
         assert_eq!(cpu.weights_bytes, 2 * e.weights_bytes);
         assert_eq!(cpu.kv_cache_bytes, 2 * e.kv_cache_bytes);
+
+        // q4k: the 36 layers' projections (q and o 2560 × 4096, k and v
+        // 2560 × 1024, three 2560 × 9728) and a quantised copy of the tied
+        // head (151 936 × 2560) at 144 bytes per 256 weights; the float
+        // embedding stays. A prefill dequantises one 2560 × 9728 matrix.
+        let q4 = estimate(&EstimateInputs {
+            quant: Quant::Q4K,
+            ..inputs.clone()
+        });
+        let layers = 36 * (2560 * 4096 * 2 + 2560 * 1024 * 2 + 3 * 2560 * 9728);
+        let head = 151_936 * 2560;
+        assert_eq!(
+            q4.weights_bytes,
+            8_875_631_616 - layers * 2 + (layers + head) / 256 * 144
+        );
+        assert_eq!(q4.weights_bytes, 3_871_527_936);
+        assert_eq!(q4.prefill_bytes, e.prefill_bytes + 2560 * 9728 * 2);
+        assert_eq!(q4.quant, "q4k");
     }
 
     #[test]

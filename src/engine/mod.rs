@@ -27,6 +27,7 @@ use crate::model::kv_cache::KvFormat;
 use crate::processor::grounding::ImageGeometry;
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 
+pub use crate::model::Quant;
 pub use crate::processor::reasoning::Channel;
 pub use crate::processor::thinking::ThinkingMode;
 pub use device::{DeviceChoice, DtypeChoice};
@@ -40,6 +41,8 @@ pub struct EngineOptions {
     pub model_dir: PathBuf,
     pub device: DeviceChoice,
     pub dtype: DtypeChoice,
+    /// How the decoder's linear layers and head are stored.
+    pub quant: Quant,
     /// Images whose long edge exceeds the threshold are scaled down first.
     pub long_edge_cap: Option<LongEdgeCap>,
     /// The context to reserve and allow; by default the model's own limit,
@@ -52,6 +55,19 @@ pub struct EngineOptions {
     /// `auto` KV-cache policy. Without them the GPUs are read once at load and
     /// the KV cache never changes format by itself.
     pub readings: Option<Readings>,
+    /// Hears `(layers done, layers)` while the decoder loads (quantising
+    /// takes a while).
+    pub load_progress: Option<LoadProgress>,
+}
+
+/// A callback for the decoder's load progress.
+#[derive(Clone)]
+pub struct LoadProgress(pub Arc<dyn Fn(usize, usize) + Send + Sync>);
+
+impl std::fmt::Debug for LoadProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoadProgress")
+    }
 }
 
 /// Context reserved when `--max-context` is not given: the model's limit, but
@@ -65,11 +81,13 @@ impl EngineOptions {
             model_dir: model_dir.into(),
             device: DeviceChoice::Auto,
             dtype: DtypeChoice::Auto,
+            quant: Quant::None,
             long_edge_cap: Some(LongEdgeCap::default()),
             max_context: None,
             alpha: AlphaMode::White,
             kv_cache: KvCachePolicy::default(),
             readings: None,
+            load_progress: None,
         }
     }
 }
@@ -82,6 +100,10 @@ pub struct ModelInfo {
     pub family: String,
     pub device: String,
     pub dtype: String,
+    /// `none` or the quantised format of the decoder's linear layers.
+    pub quant: String,
+    /// Bytes of the decoder's linear layers and head as loaded.
+    pub linear_bytes: u64,
     pub max_context: usize,
     pub load_s: f64,
     /// The estimate the device was chosen with.
@@ -98,6 +120,18 @@ pub struct ModelInfo {
     /// to tell an image's token count before asking, and to map boxes back.
     #[serde(skip)]
     pub preprocess: crate::processor::vision_input::VisionPreprocessConfig,
+}
+
+impl ModelInfo {
+    /// The dtype, with the quantised format of the linear layers if any:
+    /// `f32` or `f32 + q4k`.
+    pub fn precision(&self) -> String {
+        if self.quant == Quant::None.name() {
+            self.dtype.clone()
+        } else {
+            format!("{} + {}", self.dtype, self.quant)
+        }
+    }
 }
 
 /// What to do when a conversation no longer fits the context.

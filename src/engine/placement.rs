@@ -268,6 +268,7 @@ mod tests {
             prefill_bytes: total / 4,
             runtime_bytes: if cuda { 512 << 20 } else { 0 },
             dtype: super::super::device::dtype_name(dtype),
+            quant: "none",
             kv_cache: KvFormat::Model,
             context_tokens: 32_768,
             largest_image: [1988, 1988],

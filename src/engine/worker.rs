@@ -114,6 +114,7 @@ impl Worker {
                 config: &config_probe,
                 weight_elements,
                 dtype,
+                quant: options.quant,
                 context_tokens: max_context,
                 kv_format,
                 image,
@@ -121,7 +122,13 @@ impl Worker {
             })
         })?;
         let device = open_device(placement.target)?;
-        let model = VlModel::load(dir, &device, placement.dtype)?;
+        let progress = |done: usize, total: usize| {
+            if let Some(p) = &options.load_progress {
+                (p.0)(done, total)
+            }
+        };
+        let model =
+            VlModel::load_quantized(dir, &device, placement.dtype, options.quant, &progress)?;
         let cache = KvCache::with_format(model.config.text.num_hidden_layers, kv_format)
             .with_limit(max_context);
         kv_shared.store(kv_format_code(kv_format), Ordering::Relaxed);
@@ -195,6 +202,8 @@ impl Worker {
             family: family.display_name().into(),
             device: describe_device(self.placement.target),
             dtype: dtype_name(self.model.dtype()).into(),
+            quant: self.model.quant().name().into(),
+            linear_bytes: self.model.linear_bytes() as u64,
             max_context: self.max_context,
             load_s: self.load_s,
             memory_estimate: self.placement.estimate.clone(),

@@ -5,8 +5,11 @@
 pub mod attention;
 pub mod config;
 pub mod delta_net;
+pub mod few_rows;
 pub mod kv_cache;
+pub mod linear;
 pub mod params;
+pub mod quant;
 pub mod recurrent_state;
 pub mod rope;
 pub mod rope_index;
@@ -24,6 +27,7 @@ use candle_core::{DType, Device, Tensor};
 
 pub use config::{Family, ModelConfig};
 pub use kv_cache::KvCache;
+pub use quant::Quant;
 pub use rope_index::{Grid, RopePositions};
 pub use vision::VisionOutput;
 
@@ -81,10 +85,23 @@ pub struct VlModel {
     axes: Vec<usize>,
     device: Device,
     dtype: DType,
+    quant: Quant,
 }
 
 impl VlModel {
     pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self, ModelError> {
+        Self::load_quantized(dir, device, dtype, Quant::None, &|_, _| {})
+    }
+
+    /// Loads with the decoder's linear layers and head stored as `quant`;
+    /// `progress(done, total)` hears of each decoder layer loaded.
+    pub fn load_quantized(
+        dir: &Path,
+        device: &Device,
+        dtype: DType,
+        quant: Quant,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_model_dir(dir)?;
         let ckpt = weights::open_checkpoint(dir, dtype, device)?;
         let bad = |e: candle_core::Error| ModelError::BadWeights {
@@ -105,8 +122,14 @@ impl VlModel {
         )
         .map_err(bad)?;
         let lm_head = ckpt.has_lm_head.then(|| ckpt.vb.pp(ckpt.layout.lm_head));
-        let text =
-            TextModel::load(&config.text, ckpt.vb.pp(ckpt.layout.text), lm_head).map_err(bad)?;
+        let text = TextModel::load(
+            &config.text,
+            ckpt.vb.pp(ckpt.layout.text),
+            lm_head,
+            quant,
+            progress,
+        )
+        .map_err(bad)?;
         let t = &config.text;
         Ok(VlModel {
             inv_freq: inv_freq(t.rope_theta, t.rotary_dim),
@@ -117,6 +140,7 @@ impl VlModel {
             text,
             device: device.clone(),
             dtype,
+            quant,
         })
     }
 
@@ -143,6 +167,15 @@ impl VlModel {
 
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    pub fn quant(&self) -> Quant {
+        self.quant
+    }
+
+    /// Bytes of the decoder's projections and output head as loaded.
+    pub fn linear_bytes(&self) -> usize {
+        self.text.linear_bytes()
     }
 
     pub fn new_cache(&self) -> KvCache {

@@ -4,12 +4,15 @@
 //! output, rotates only part of each head and stores norm weights centred on zero.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{linear_b, linear_no_bias, Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, RmsNorm, VarBuilder};
+use rayon::prelude::*;
 
 use super::attention::{attention, Scaling, Visibility, MAX_SCORES};
 use super::config::{LayerKind, TextConfig};
 use super::delta_net::{DeltaNetAblations, GatedDeltaNet};
 use super::kv_cache::KvCache;
+use super::linear::Linear;
+use super::quant::Quant;
 use super::rope::RopeTables;
 
 /// An RMSNorm whose checkpoint weight may be stored centred on zero
@@ -63,7 +66,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+    fn load(cfg: &TextConfig, vb: VarBuilder, quant: Quant) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let q_out = cfg.num_attention_heads * hd;
         let kv_out = cfg.num_key_value_heads * hd;
@@ -82,10 +85,10 @@ impl Attention {
             q_out
         };
         Ok(Attention {
-            q_proj: linear_b(h, q_width, bias, vb.pp("q_proj"))?,
-            k_proj: linear_b(h, kv_out, bias, vb.pp("k_proj"))?,
-            v_proj: linear_b(h, kv_out, bias, vb.pp("v_proj"))?,
-            o_proj: linear_no_bias(q_out, h, vb.pp("o_proj"))?,
+            q_proj: Linear::load(h, q_width, bias, vb.pp("q_proj"), quant)?,
+            k_proj: Linear::load(h, kv_out, bias, vb.pp("k_proj"), quant)?,
+            v_proj: Linear::load(h, kv_out, bias, vb.pp("v_proj"), quant)?,
+            o_proj: Linear::load(q_out, h, false, vb.pp("o_proj"), quant)?,
             q_norm,
             k_norm,
             num_heads: cfg.num_attention_heads,
@@ -161,12 +164,12 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+    fn load(cfg: &TextConfig, vb: VarBuilder, quant: Quant) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Mlp {
-            gate_proj: linear_no_bias(h, i, vb.pp("gate_proj"))?,
-            up_proj: linear_no_bias(h, i, vb.pp("up_proj"))?,
-            down_proj: linear_no_bias(i, h, vb.pp("down_proj"))?,
+            gate_proj: Linear::load(h, i, false, vb.pp("gate_proj"), quant)?,
+            up_proj: Linear::load(h, i, false, vb.pp("up_proj"), quant)?,
+            down_proj: Linear::load(i, h, false, vb.pp("down_proj"), quant)?,
         })
     }
 
@@ -190,12 +193,12 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn load(cfg: &TextConfig, kind: LayerKind, vb: VarBuilder) -> Result<Self> {
+    fn load(cfg: &TextConfig, kind: LayerKind, vb: VarBuilder, quant: Quant) -> Result<Self> {
         let mixer = match (kind, &cfg.linear) {
             (LayerKind::LinearAttention, Some(linear)) => {
                 Mixer::DeltaNet(GatedDeltaNet::load(cfg, linear, vb.pp("linear_attn"))?)
             }
-            _ => Mixer::Attention(Attention::load(cfg, vb.pp("self_attn"))?),
+            _ => Mixer::Attention(Attention::load(cfg, vb.pp("self_attn"), quant)?),
         };
         Ok(DecoderLayer {
             input_layernorm: Norm::load(cfg.hidden_size, cfg, vb.pp("input_layernorm"))?,
@@ -205,7 +208,7 @@ impl DecoderLayer {
                 cfg,
                 vb.pp("post_attention_layernorm"),
             )?,
-            mlp: Mlp::load(cfg, vb.pp("mlp"))?,
+            mlp: Mlp::load(cfg, vb.pp("mlp"), quant)?,
         })
     }
 
@@ -257,20 +260,42 @@ pub struct TextModel {
 }
 
 impl TextModel {
-    pub fn load(cfg: &TextConfig, vb: VarBuilder, lm_head_vb: Option<VarBuilder>) -> Result<Self> {
+    /// Loads the decoder, its linear layers and output head stored as `quant`
+    /// says; `progress` hears of each layer done (layers load in parallel,
+    /// since quantising them is the slow part).
+    pub fn load(
+        cfg: &TextConfig,
+        vb: VarBuilder,
+        lm_head_vb: Option<VarBuilder>,
+        quant: Quant,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self> {
         let embed_tokens =
             candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
+        let total = cfg.num_hidden_layers + 1;
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let tick = || {
+            progress(
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                total,
+            )
+        };
         let layers = cfg
             .layer_kinds
-            .iter()
+            .par_iter()
             .enumerate()
-            .map(|(i, &kind)| DecoderLayer::load(cfg, kind, vb.pp(format!("layers.{i}"))))
+            .map(|(i, &kind)| {
+                let layer = DecoderLayer::load(cfg, kind, vb.pp(format!("layers.{i}")), quant);
+                tick();
+                layer
+            })
             .collect::<Result<Vec<_>>>()?;
         let norm = Norm::load(cfg.hidden_size, cfg, vb.pp("norm"))?;
         let lm_head = match lm_head_vb {
-            Some(vb) => linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb)?,
-            None => Linear::new(embed_tokens.embeddings().clone(), None),
+            Some(vb) => Linear::load(cfg.hidden_size, cfg.vocab_size, false, vb, quant)?,
+            None => Linear::new(embed_tokens.embeddings().clone(), None, quant)?,
         };
+        tick();
         Ok(TextModel {
             embed_tokens,
             layers,
@@ -300,6 +325,21 @@ impl TextModel {
         if a.stored_norm_weights {
             self.norm.use_stored_weight();
         }
+    }
+
+    /// Bytes of the weights that go through [`Linear`] (projections and
+    /// head); Gated DeltaNet layers keep their own projections in the float
+    /// dtype, so only their MLPs count.
+    pub fn linear_bytes(&self) -> usize {
+        let layer = |l: &DecoderLayer| {
+            let m = &l.mlp;
+            let mut parts = vec![&m.gate_proj, &m.up_proj, &m.down_proj];
+            if let Mixer::Attention(a) = &l.mixer {
+                parts.extend([&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj]);
+            }
+            parts.iter().map(|p| p.weight_bytes()).sum::<usize>()
+        };
+        self.layers.iter().map(layer).sum::<usize>() + self.lm_head.weight_bytes()
     }
 
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {

@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use super::keyspec::KeySpec;
 use super::paths;
-use crate::engine::{DeviceChoice, DtypeChoice, KvCachePolicy, SamplingOverrides};
+use crate::engine::{DeviceChoice, DtypeChoice, KvCachePolicy, Quant, SamplingOverrides};
 use crate::processor::image::LongEdgeCap;
 
 /// The model glimpse loads when neither `--model` nor the config names one.
@@ -136,6 +136,8 @@ pub struct Config {
     pub model: String,
     pub device: DeviceChoice,
     pub dtype: DtypeChoice,
+    /// How the decoder's linear layers are stored (`quant`).
+    pub quant: Quant,
     /// Name of the preset a new conversation starts with.
     pub preset: String,
     /// Built-in presets (possibly adjusted by the file) first, then the file's own.
@@ -177,6 +179,7 @@ impl Default for Config {
             model: DEFAULT_MODEL.to_string(),
             device: DeviceChoice::Auto,
             dtype: DtypeChoice::Auto,
+            quant: Quant::None,
             preset: "diagnostic".to_string(),
             presets: builtin_presets(),
             keys: BTreeMap::new(),
@@ -255,6 +258,9 @@ impl Config {
         }
         if let Some(d) = raw.dtype {
             config.dtype = d.0;
+        }
+        if let Some(q) = raw.quant {
+            config.quant = q.0;
         }
         if let Some(t) = raw.theme {
             config.spots.theme = Some(line_column(text, t.span().start));
@@ -400,6 +406,7 @@ struct RawConfig {
     model: Option<NonEmpty>,
     device: Option<Parsed<DeviceChoice>>,
     dtype: Option<Parsed<DtypeChoice>>,
+    quant: Option<Parsed<Quant>>,
     preset: Option<Spanned<PresetName>>,
     theme: Option<Spanned<NonEmpty>>,
     image_protocol: Option<ImageProtocol>,
@@ -938,6 +945,7 @@ mod tests {
             "model",
             "device",
             "dtype",
+            "quant",
             "preset",
             "theme",
             "image_protocol",

@@ -371,7 +371,7 @@ fn top_rows(app: &App, width: u16) -> Vec<Row> {
             &[Span::styled(
                 format!(
                     "{} is ready on {}, {}. Type a question and press Enter; attach images with /image PATH, Ctrl+O or by pasting a path. ? shows every key.",
-                    r.info.family, r.info.device, r.info.dtype
+                    r.info.family, r.info.device, r.info.precision()
                 ),
                 t.dim,
             )],

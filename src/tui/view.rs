@@ -343,7 +343,12 @@ fn status_model(app: &App) -> (String, String) {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let short = format!(" {} · {} {} ", r.info.family, r.info.device, r.info.dtype);
+            let short = format!(
+                " {} · {} {} ",
+                r.info.family,
+                r.info.device,
+                r.info.precision()
+            );
             (format!(" {dir} ·{short}"), short)
         }
     }

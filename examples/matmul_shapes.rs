@@ -1,0 +1,89 @@
+//! Times the ways a projection can run, at the shapes of a real-size decoder,
+//! for the row counts of decoding and of prompts: candle's matmul (gemm), the
+//! few-row streaming kernel, and quantised weights through candle's quantised
+//! kernels or dequantised for a float matmul. The thresholds in
+//! `src/model/linear.rs` come from this table.
+//!
+//!     cargo run --release --example matmul_shapes [-- HIDDEN INTERMEDIATE VOCAB]
+//!
+//! Defaults are Qwen2-VL-2B's (1536, 8960, 151936). Prints milliseconds per
+//! product, best of several runs.
+
+use std::time::Instant;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use glimpse::model::few_rows;
+
+fn best_ms(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut best = f64::INFINITY;
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < 0.5 {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+    }
+    best
+}
+
+fn main() -> candle_core::Result<()> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("sizes are numbers"))
+        .collect();
+    let (h, i, v) = match args[..] {
+        [h, i, v] => (h, i, v),
+        _ => (1536, 8960, 151_936),
+    };
+    let dev = Device::Cpu;
+    println!("shape (in→out)   rows   gemm   few-row   q8_0 kernel   q8_0 dequant   q4k kernel   q4k dequant  (ms)");
+    for (k, n) in [(h, h), (h, i), (i, h), (h, v)] {
+        let w = Tensor::randn(0f32, 0.02, (n, k), &dev)?;
+        let wt = w.t()?;
+        let q8 = QTensor::quantize(&w, GgmlDType::Q8_0)?;
+        let q4 = QTensor::quantize(&w, GgmlDType::Q4K)?;
+        let ws: Vec<f32> = w.flatten_all()?.to_vec1()?;
+        for rows in [1, 2, 4, 8, 16, 64, 512] {
+            if n == v && rows > 8 {
+                continue; // the head only ever sees the last row
+            }
+            let x = Tensor::randn(0f32, 1.0, (rows, k), &dev)?;
+            let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            let gemm = best_ms(|| {
+                x.matmul(&wt).unwrap();
+            });
+            let few = if rows <= few_rows::MAX_ROWS {
+                let mut y = vec![0f32; rows * n];
+                format!(
+                    "{:9.2}",
+                    best_ms(|| few_rows::matmul_t(&xs, rows, &ws, n, &mut y))
+                )
+            } else {
+                format!("{:>9}", "-")
+            };
+            let kernel = |q: &QTensor| {
+                best_ms(|| {
+                    x.apply_op1_no_bwd(q).unwrap();
+                })
+            };
+            let dequant = |q: &QTensor| {
+                best_ms(|| {
+                    x.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
+                })
+            };
+            println!(
+                "{:>6}→{:<7} {:>6} {:7.2} {few} {:13.2} {:14.2} {:12.2} {:13.2}",
+                k,
+                n,
+                rows,
+                gemm,
+                kernel(&q8),
+                dequant(&q8),
+                kernel(&q4),
+                dequant(&q4)
+            );
+        }
+    }
+    Ok(())
+}

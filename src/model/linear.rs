@@ -1,0 +1,233 @@
+//! Every projection of the decoder and its output head goes through
+//! [`Linear`], float or quantised, so how a matmul runs is decided in one
+//! place, per shape:
+//!
+//! - float weights, a few rows on the CPU (decoding): [`few_rows`], which
+//!   streams the weights once instead of packing them;
+//! - quantised weights, a few rows: the quantised kernels of the device;
+//! - quantised weights, many rows (prefill): the matrix is widened back to the
+//!   activation dtype for that one product, since a packing float matmul over
+//!   hundreds of rows beats the quantised dot products by far and the
+//!   dequantisation is small beside it;
+//! - everything else: candle's matmul.
+
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Result, Storage, Tensor};
+use candle_nn::VarBuilder;
+use half::{bf16, f16};
+
+use super::few_rows::{self, WeightElement};
+use super::quant::Quant;
+
+/// Rows up to which quantised weights use the quantised kernels; above it,
+/// dequantise and use the float matmul (measured in `bench/RESULTS.md`).
+const QUANTISED_KERNEL_ROWS: usize = 8;
+
+pub struct Linear {
+    weight: Weight,
+    bias: Option<Tensor>,
+}
+
+enum Weight {
+    Float(Tensor),
+    Quantized(Arc<QTensor>),
+}
+
+impl Linear {
+    /// `weight` is `[out, in]`; quantised as `quant` says where the rows allow.
+    pub fn new(weight: Tensor, bias: Option<Tensor>, quant: Quant) -> Result<Self> {
+        let (_, inputs) = weight.dims2()?;
+        let weight = match quant.format_for(inputs) {
+            Some(format) => Weight::Quantized(Arc::new(QTensor::quantize(&weight, format)?)),
+            None => Weight::Float(weight),
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    pub fn load(
+        inputs: usize,
+        outputs: usize,
+        bias: bool,
+        vb: VarBuilder,
+        quant: Quant,
+    ) -> Result<Self> {
+        let weight = vb.get((outputs, inputs), "weight")?;
+        let bias = if bias {
+            Some(vb.get(outputs, "bias")?)
+        } else {
+            None
+        };
+        Linear::new(weight, bias, quant)
+    }
+
+    /// Bytes the weight matrix occupies.
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weight {
+            Weight::Float(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            Weight::Quantized(q) => q.storage_size_in_bytes(),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let k = *dims.last().unwrap_or(&0);
+        let rows = x.elem_count() / k.max(1);
+        let x2 = x.contiguous()?.reshape((rows, k))?;
+        let y = match &self.weight {
+            Weight::Float(w) => float_product(&x2, w, rows)?,
+            Weight::Quantized(q) if rows <= QUANTISED_KERNEL_ROWS => {
+                x2.apply_op1_no_bwd(q.as_ref())?
+            }
+            Weight::Quantized(q) => {
+                let w = q.dequantize(x.device())?.to_dtype(x.dtype())?;
+                x2.matmul(&w.t()?)?
+            }
+        };
+        let mut out_dims = dims;
+        out_dims.pop();
+        out_dims.push(y.dim(1)?);
+        let y = y.reshape(out_dims)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// `x · wᵀ` for float weights: the streaming kernel where it applies,
+/// candle's matmul elsewhere.
+fn float_product(x: &Tensor, w: &Tensor, rows: usize) -> Result<Tensor> {
+    if rows > few_rows::MAX_ROWS || !matches!(w.device(), Device::Cpu) || !w.is_contiguous() {
+        return x.matmul(&w.t()?);
+    }
+    let (n, _) = w.dims2()?;
+    let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let (storage, layout) = w.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return x.matmul(&w.t()?);
+    };
+    let span = layout.start_offset()..layout.start_offset() + w.elem_count();
+    let mut y = vec![0f32; rows * n];
+    match w.dtype() {
+        DType::F32 => stream(&xs, rows, &cpu.as_slice::<f32>()?[span], n, &mut y),
+        DType::BF16 => stream(&xs, rows, &cpu.as_slice::<bf16>()?[span], n, &mut y),
+        DType::F16 => stream(&xs, rows, &cpu.as_slice::<f16>()?[span], n, &mut y),
+        _ => {
+            drop(storage);
+            return x.matmul(&w.t()?);
+        }
+    }
+    Tensor::from_vec(y, (rows, n), &Device::Cpu)?.to_dtype(x.dtype())
+}
+
+fn stream<W: WeightElement>(x: &[f32], rows: usize, w: &[W], n: usize, y: &mut [f32]) {
+    few_rows::matmul_t(x, rows, w, n, y)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    /// Deterministic values in [-1, 1) (the CPU device takes no seed).
+    fn random(shape: (usize, usize), seed: u64) -> Tensor {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let v: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn mean_abs(t: &Tensor) -> f32 {
+        t.abs()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_route_agrees_with_candles_matmul_for_one_few_and_many_rows() {
+        let w = random((96, 512), 1);
+        let b = random((1, 96), 2).squeeze(0).unwrap();
+        for rows in [1, 3, few_rows::MAX_ROWS, few_rows::MAX_ROWS + 1, 40] {
+            let x = random((rows, 512), 3).unsqueeze(0).unwrap();
+            let want = x
+                .broadcast_matmul(&w.t().unwrap())
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap();
+            let float = Linear::new(w.clone(), Some(b.clone()), Quant::None).unwrap();
+            let got = float.forward(&x).unwrap();
+            assert_eq!(got.dims(), &[1, rows, 96]);
+            assert!(max_abs_diff(&got, &want) < 1e-3, "float, {rows} rows");
+
+            // Quantised: the kernel route and the dequantise route give the
+            // same product up to rounding of the activations, and both stay
+            // near the float one.
+            let q8 = Linear::new(w.clone(), Some(b.clone()), Quant::Q8_0).unwrap();
+            let got = q8.forward(&x).unwrap();
+            let scale = mean_abs(&want);
+            let err = max_abs_diff(&got, &want) / scale;
+            assert!(
+                err < 0.05,
+                "q8_0, {rows} rows: error {err} of the mean size"
+            );
+        }
+    }
+
+    #[test]
+    fn half_precision_weights_take_the_streaming_route_with_the_right_result() {
+        let w = random((33, 300), 4);
+        let x = random((2, 300), 5);
+        for dtype in [DType::BF16, DType::F16] {
+            let wd = w.to_dtype(dtype).unwrap();
+            let want = x
+                .to_dtype(dtype)
+                .unwrap()
+                .matmul(&wd.t().unwrap())
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
+            let got = Linear::new(wd, None, Quant::None)
+                .unwrap()
+                .forward(&x.to_dtype(dtype).unwrap())
+                .unwrap();
+            assert_eq!(got.dtype(), dtype);
+            let got = got.to_dtype(DType::F32).unwrap();
+            let scale = mean_abs(&want);
+            assert!(max_abs_diff(&got, &want) / scale < 0.02, "{dtype:?}");
+        }
+    }
+
+    #[test]
+    fn quantised_weights_are_smaller_by_their_block_format() {
+        let w = random((64, 1024), 6);
+        let float = Linear::new(w.clone(), None, Quant::None).unwrap();
+        let q4 = Linear::new(w, None, Quant::Q4K).unwrap();
+        assert_eq!(float.weight_bytes(), 64 * 1024 * 4);
+        assert_eq!(q4.weight_bytes(), 64 * 1024 / 256 * 144);
+    }
+}

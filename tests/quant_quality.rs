@@ -1,0 +1,165 @@
+//! How far each quantised format moves the model from the float one, on the
+//! parity fixtures: first-token agreement, logit error, and greedy tokens
+//! identical before the first divergence, against the recorded transformers
+//! outputs (which the float model reproduces exactly). The floors are what
+//! each format showed when it was added, less a margin: a format that drifts
+//! further fails here. `bench/RESULTS.md` lists the measured values.
+//!
+//! The fixture decoders are 64 and 128 values wide, too narrow for the
+//! 256-value blocks of the k-quants, so q6k, q5k and q4k run their 32-value
+//! fallbacks (q8_0, q5_1, q5_0) here; real-size rows take the k-quants.
+
+mod common;
+
+use candle_core::{DType, Device};
+use common::*;
+use glimpse::engine::{DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, SamplingOverrides};
+use glimpse::model::{Quant, VlModel};
+use glimpse::processor::image::AlphaMode;
+
+/// What one format showed over all fixture conversations.
+#[derive(Debug)]
+struct Agreement {
+    first_token: usize,
+    cases: usize,
+    mean_logit_err: f32,
+    max_logit_err: f32,
+    /// Greedy tokens equal to the float model's before the first divergence,
+    /// summed over the cases, and the tokens compared.
+    same_prefix: usize,
+    compared: usize,
+}
+
+const NEW_TOKENS: usize = 24;
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap()
+}
+
+fn greedy(r: &Reference, quant: Quant) -> Vec<u32> {
+    let mut options = EngineOptions::new(r.model_dir());
+    options.device = DeviceChoice::Cpu;
+    options.dtype = DtypeChoice::F32;
+    options.quant = quant;
+    options.long_edge_cap = None;
+    options.alpha = AlphaMode::Drop;
+    let engine = Engine::load(options).unwrap();
+    assert_eq!(engine.info().quant, quant.name());
+    let o = SamplingOverrides {
+        temperature: Some(0.0),
+        repetition_penalty: Some(1.0),
+        max_new_tokens: Some(NEW_TOKENS),
+        ..Default::default()
+    };
+    let (rx, _cancel) = engine.ask(r.conversation(), o).unwrap();
+    for ev in rx {
+        match ev {
+            Event::Done { tokens, .. } => return tokens,
+            Event::Error(e) => panic!("{}: {e}", r.name),
+            _ => {}
+        }
+    }
+    panic!("{}: no Done event", r.name)
+}
+
+fn measure(quant: Quant) -> Agreement {
+    let mut a = Agreement {
+        first_token: 0,
+        cases: 0,
+        mean_logit_err: 0.0,
+        max_logit_err: 0.0,
+        same_prefix: 0,
+        compared: 0,
+    };
+    for r in Reference::all() {
+        let p = prepare(&r);
+        let model =
+            VlModel::load_quantized(&r.model_dir(), &Device::Cpu, DType::F32, quant, &|_, _| {})
+                .unwrap();
+        let p = Prepared { model, ..p };
+        let vision = p
+            .pixel_values()
+            .map(|px| p.model.encode_images(&px, &p.grids()).unwrap());
+        let mut cache = p.model.new_cache();
+        let got: Vec<f32> = p
+            .model
+            .forward(
+                &p.ids,
+                &p.positions().positions,
+                vision.as_ref(),
+                &mut cache,
+            )
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let want = as_f32s(&r.json["first_logits"]);
+        let err = rel_err(&got, &want);
+        a.cases += 1;
+        a.first_token += usize::from(argmax(&got) == argmax(&want));
+        a.mean_logit_err += err;
+        a.max_logit_err = a.max_logit_err.max(err);
+
+        let tokens = greedy(&r, quant);
+        let float = as_u32s(&r.json["greedy"]["tokens"]);
+        a.same_prefix += tokens
+            .iter()
+            .zip(&float)
+            .take_while(|(x, y)| x == y)
+            .count();
+        a.compared += float.len().min(NEW_TOKENS);
+    }
+    a.mean_logit_err /= a.cases as f32;
+    eprintln!("{quant}: {a:?}");
+    a
+}
+
+/// Floors for one format: first-token agreements, the share of greedy tokens
+/// before the first divergence, and a ceiling on the worst logit error.
+fn check(quant: Quant, first_token: usize, prefix_share: f32, max_err: f32) {
+    let a = measure(quant);
+    assert!(
+        a.first_token >= first_token,
+        "{quant}: first token agrees in {} of {} cases, expected at least {first_token}",
+        a.first_token,
+        a.cases
+    );
+    let share = a.same_prefix as f32 / a.compared as f32;
+    assert!(
+        share >= prefix_share,
+        "{quant}: {share:.2} of greedy tokens before the first divergence, expected at least {prefix_share}"
+    );
+    assert!(
+        a.max_logit_err <= max_err,
+        "{quant}: worst logit error {:.4}, expected at most {max_err}",
+        a.max_logit_err
+    );
+}
+
+#[test]
+fn unquantised_loading_through_the_same_path_is_exact() {
+    check(Quant::None, 15, 1.0, 2e-4);
+}
+
+#[test]
+fn q8_0_stays_close_to_the_float_model() {
+    check(Quant::Q8_0, 12, 0.3, 0.2);
+}
+
+#[test]
+fn q6k_stays_close_to_the_float_model() {
+    check(Quant::Q6K, 12, 0.3, 0.2);
+}
+
+#[test]
+fn q5k_stays_close_to_the_float_model() {
+    check(Quant::Q5K, 8, 0.05, 0.7);
+}
+
+#[test]
+fn q4k_stays_close_to_the_float_model() {
+    check(Quant::Q4K, 5, 0.03, 0.7);
+}
