@@ -5,15 +5,10 @@
 
 mod common;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::Receiver;
-use std::sync::Arc;
-
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use glimpse::engine::{
-    ContextPolicy, DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason, Request,
-    SamplingOverrides,
+    DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason, SamplingOverrides,
 };
 use glimpse::model::config::MropeLayout;
 use glimpse::model::Ablations;
@@ -168,35 +163,13 @@ fn engine_for(r: &Reference) -> Engine {
     Engine::load(options).unwrap()
 }
 
-/// Submits a request rendered the way the reference `r` was (thinking on,
-/// off or the template's default).
-fn ask(
-    engine: &Engine,
-    r: &Reference,
-    conversation: glimpse::conversation::Conversation,
-    sampling: SamplingOverrides,
-) -> Receiver<Event> {
-    let (reply, rx) = std::sync::mpsc::channel();
-    engine
-        .submit(Request {
-            conversation,
-            sampling,
-            reply,
-            cancel: Arc::new(AtomicBool::new(false)),
-            context: ContextPolicy::Refuse,
-            thinking: r.thinking(),
-        })
-        .unwrap();
-    rx
-}
-
 fn run_to_done(
     engine: &Engine,
     r: &Reference,
     conv: glimpse::conversation::Conversation,
     o: SamplingOverrides,
 ) -> (Vec<u32>, Vec<u32>, (String, String), FinishReason) {
-    let rx = ask(engine, r, conv, o);
+    let rx = ask_like(engine, r, conv, o);
     let mut prompt = vec![];
     for ev in rx {
         match ev {
@@ -282,7 +255,7 @@ fn a_second_turn_reuses_the_cache_and_still_matches() {
             ..Default::default()
         };
         run_to_done(&engine, &r, first, greedy());
-        let rx = ask(&engine, &r, full, greedy());
+        let rx = ask_like(&engine, &r, full, greedy());
         let mut cached = 0;
         let mut tokens = vec![];
         for ev in rx {
@@ -527,7 +500,7 @@ fn ask_and_watch(
         ..Default::default()
     };
     let (mut cached, mut vision, mut tokens) = (0, false, vec![]);
-    for ev in ask(engine, r, conversation, greedy) {
+    for ev in ask_like(engine, r, conversation, greedy) {
         match ev {
             Event::Prompt { cached_tokens, .. } => cached = cached_tokens,
             Event::VisionDone { .. } => vision = true,

@@ -55,8 +55,7 @@ fn greedy(r: &Reference, quant: Quant) -> Vec<u32> {
         max_new_tokens: Some(NEW_TOKENS),
         ..Default::default()
     };
-    let (rx, _cancel) = engine.ask(r.conversation(), o).unwrap();
-    for ev in rx {
+    for ev in ask_like(&engine, r, r.conversation(), o) {
         match ev {
             Event::Done { tokens, .. } => return tokens,
             Event::Error(e) => panic!("{}: {e}", r.name),

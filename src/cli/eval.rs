@@ -296,7 +296,11 @@ impl Run {
             cap: on.config.long_edge_cap,
             sampling: self.settings.sampling.clone(),
             system_prompt: self.settings.system_prompt.clone(),
-            thinking: thinking_arg::for_engine(info.thinking, self.settings.thinking),
+            // A server's template decides what it can do with the choice.
+            thinking: match engine {
+                Some(e) => thinking_arg::for_engine(e.info().thinking, self.settings.thinking),
+                None => self.settings.thinking,
+            },
         };
         let interrupt = Interrupt::install();
         let mut tally = Tally::new(progress_bar(progress.total, progress.done));

@@ -131,6 +131,11 @@ impl Remote {
             family: model_type.to_string(),
             device: format!("server {}", self.server()),
             dtype: "remote".into(),
+            quant: crate::engine::Quant::None.name().into(),
+            linear_bytes: 0,
+            // What the server's template does is not known here: the choice
+            // is passed on as `enable_thinking` and the template decides.
+            thinking: crate::engine::ThinkingMode::Switchable { default_on: false },
             // The server enforces its own limit and says so in its error.
             max_context: crate::engine::DEFAULT_CONTEXT,
             load_s: 0.0,
@@ -142,6 +147,7 @@ impl Remote {
                 prefill_bytes: 0,
                 runtime_bytes: 0,
                 dtype: "remote",
+                quant: crate::engine::Quant::None.name(),
                 kv_cache: KvFormat::Model,
                 context_tokens: 0,
                 largest_image: [0, 0],

@@ -102,7 +102,16 @@ fn message(m: &Value, i: usize, images: &mut Images) -> Result<Message, ApiError
             ))
         }
     };
-    Ok(Message { role, content })
+    // As the chat templates of thinking models read it back.
+    let reasoning = m
+        .get("reasoning_content")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(Message {
+        role,
+        content,
+        reasoning,
+    })
 }
 
 fn part(p: &Value, param: &str, images: &mut Images) -> Result<Part, ApiError> {

@@ -380,3 +380,25 @@ pub fn model_with_template(template: &str) -> tempfile::TempDir {
     .unwrap();
     dir
 }
+
+/// Submits a request rendered the way the reference `r` was (thinking on,
+/// off or the template's default).
+pub fn ask_like(
+    engine: &glimpse::engine::Engine,
+    r: &Reference,
+    conversation: Conversation,
+    sampling: glimpse::engine::SamplingOverrides,
+) -> std::sync::mpsc::Receiver<glimpse::engine::Event> {
+    let (reply, rx) = std::sync::mpsc::channel();
+    engine
+        .submit(glimpse::engine::Request {
+            conversation,
+            sampling,
+            reply,
+            cancel: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            context: glimpse::engine::ContextPolicy::Refuse,
+            thinking: r.thinking(),
+        })
+        .unwrap();
+    rx
+}
