@@ -254,6 +254,20 @@ pub enum Event {
     Error(String),
 }
 
+impl Event {
+    /// The end of a request cancelled before anything was computed.
+    pub fn cancelled_before_start() -> Event {
+        Event::Done {
+            finish_reason: FinishReason::Cancelled,
+            tokens: vec![],
+            text: String::new(),
+            reasoning: String::new(),
+            reasoning_tokens: 0,
+            timings: Timings::default(),
+        }
+    }
+}
+
 /// Whatever answers requests with events: the engine here, or a server
 /// (`crate::remote::Remote`).
 pub trait Backend {
@@ -385,14 +399,7 @@ fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
             Command::Reset => worker.reset(),
             Command::Generate(req) => {
                 if req.cancel.load(Ordering::Relaxed) {
-                    let _ = req.reply.send(Event::Done {
-                        finish_reason: FinishReason::Cancelled,
-                        tokens: vec![],
-                        text: String::new(),
-                        reasoning: String::new(),
-                        reasoning_tokens: 0,
-                        timings: Timings::default(),
-                    });
+                    let _ = req.reply.send(Event::cancelled_before_start());
                     continue;
                 }
                 if let Err(e) = worker.generate(&req) {

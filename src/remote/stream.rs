@@ -139,14 +139,7 @@ async fn cancelled(req: &Request) {
 }
 
 fn cancel_before_answer(req: &Request) {
-    let _ = req.reply.send(Event::Done {
-        finish_reason: FinishReason::Cancelled,
-        tokens: vec![],
-        text: String::new(),
-        reasoning: String::new(),
-        reasoning_tokens: 0,
-        timings: Timings::default(),
-    });
+    let _ = req.reply.send(Event::cancelled_before_start());
 }
 
 /// Turns parsed chunks into events as they arrive.
