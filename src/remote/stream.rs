@@ -148,8 +148,6 @@ struct Follower<'r> {
     lines: Lines,
     reply: Reply,
     facts: Option<Vec<ImageFacts>>,
-    text: String,
-    reasoning: String,
     reasoning_pieces: usize,
     started: Instant,
     first_at: Option<Instant>,
@@ -164,8 +162,6 @@ impl<'r> Follower<'r> {
             lines: Lines::default(),
             reply: Reply::default(),
             facts: Some(facts),
-            text: String::new(),
-            reasoning: String::new(),
             reasoning_pieces: 0,
             started,
             first_at: None,
@@ -222,14 +218,12 @@ impl<'r> Follower<'r> {
         let id = chunk.token_ids.first().copied().unwrap_or(0);
         if !chunk.reasoning.is_empty() {
             self.reasoning_pieces += 1;
-            self.reasoning.push_str(&chunk.reasoning);
             self.send(Event::Reasoning {
                 id,
                 text: chunk.reasoning.clone(),
             });
         }
         if !chunk.content.is_empty() || chunk.reasoning.is_empty() {
-            self.text.push_str(&chunk.content);
             self.send(Event::Token {
                 id,
                 text: chunk.content.clone(),
@@ -251,8 +245,9 @@ impl<'r> Follower<'r> {
             },
         };
         let timings = self.timings();
-        let text = std::mem::take(&mut self.text);
-        let reasoning = std::mem::take(&mut self.reasoning);
+        // The reply has gathered every chunk's answer and reasoning.
+        let text = std::mem::take(&mut self.reply.content);
+        let reasoning = std::mem::take(&mut self.reply.reasoning);
         let tokens = std::mem::take(&mut self.reply.token_ids);
         self.send(Event::Done {
             finish_reason,
