@@ -14,6 +14,7 @@ pub mod recurrent_state;
 pub mod rope;
 pub mod rope_index;
 pub mod softmax;
+mod tensor_reader;
 #[cfg(test)]
 mod test_util;
 pub mod text;

@@ -1,4 +1,4 @@
-//! Finding and memory-mapping a checkpoint's safetensors, and recognising which
+//! Finding and opening a checkpoint's safetensors, and recognising which
 //! naming layout it uses.
 
 use std::collections::BTreeSet;
@@ -8,6 +8,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use serde_json::Value;
 
+use super::tensor_reader::TensorReader;
 use super::ModelError;
 
 /// Where the decoder, the vision tower and the output head live in the tensor names.
@@ -117,18 +118,8 @@ pub fn open_checkpoint(
     device: &Device,
 ) -> Result<Checkpoint, ModelError> {
     let files = safetensors_files(dir)?;
-    // SAFETY: the files are memory-mapped read-only; glimpse never writes them and
-    // a user replacing a checkpoint under a running process is outside our control,
-    // as in every mmap-based loader.
-    let vb =
-        unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }.map_err(|e| {
-            ModelError::BadWeights {
-                path: files[0].clone(),
-                what: format!(
-                    "not a readable safetensors file ({e}); the download may be truncated"
-                ),
-            }
-        })?;
+    let reader = TensorReader::open(&files)?;
+    let vb = VarBuilder::from_backend(Box::new(reader), dtype, device.clone());
     let layout = LAYOUTS
         .iter()
         .find(|l| vb.contains_tensor(&format!("{}.embed_tokens.weight", l.text)))
