@@ -10,8 +10,9 @@
 //! - vision: the tower's peak activations for the largest image allowed;
 //! - prefill: the decoder's peak activations when the whole context is one
 //!   prompt (attention, the decoder's and the vision tower's, runs in blocks
-//!   of at most [`MAX_SCORES`] scores), plus, when quantised, the float copy
-//!   of the widest projection that a many-row product dequantises;
+//!   of at most [`MAX_SCORES`] scores), plus, when quantised on a GPU, the
+//!   float copy of the widest projection that a many-row product
+//!   dequantises (the CPU runs quantised kernels at every row count);
 //! - runtime: the CUDA context and libraries (nothing on the CPU).
 //!
 //! The vision and prefill peaks never coexist (image features are computed
@@ -128,6 +129,7 @@ pub fn estimate(i: &EstimateInputs) -> MemoryEstimate {
     let vision_bytes = vision_peak(i.config, i.image.patches as u64, b);
     let dequantised = match i.quant {
         Quant::None => 0,
+        _ if !i.cuda => 0,
         _ => (t.hidden_size * t.intermediate_size) as u64 * b,
     };
     let prefill_bytes = prefill_peak(i.config, i.context_tokens as u64, b) + dequantised;
@@ -473,11 +475,22 @@ mod tests {
         // q4k: the 36 layers' projections (q and o 2560 × 4096, k and v
         // 2560 × 1024, three 2560 × 9728) and a quantised copy of the tied
         // head (151 936 × 2560) at 144 bytes per 256 weights; the float
-        // embedding stays. A prefill dequantises one 2560 × 9728 matrix.
+        // embedding stays. A prefill on the GPU dequantises one 2560 × 9728
+        // matrix; the CPU's quantised kernels need no float copy.
         let q4 = estimate(&EstimateInputs {
             quant: Quant::Q4K,
             ..inputs.clone()
         });
+        let q4_cpu = estimate(&EstimateInputs {
+            quant: Quant::Q4K,
+            cuda: false,
+            ..inputs.clone()
+        });
+        let f32_cpu = estimate(&EstimateInputs {
+            cuda: false,
+            ..inputs.clone()
+        });
+        assert_eq!(q4_cpu.prefill_bytes, f32_cpu.prefill_bytes);
         let layers = 36 * (2560 * 4096 * 2 + 2560 * 1024 * 2 + 3 * 2560 * 9728);
         let head = 151_936 * 2560;
         assert_eq!(

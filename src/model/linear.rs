@@ -4,11 +4,12 @@
 //!
 //! - float weights, a few rows on the CPU (decoding): [`few_rows`], which
 //!   streams the weights once instead of packing them;
-//! - quantised weights, a few rows: the quantised kernels of the device;
-//! - quantised weights, many rows (prefill): the matrix is widened back to the
-//!   activation dtype for that one product, since a packing float matmul over
-//!   hundreds of rows beats the quantised dot products by far and the
-//!   dequantisation is small beside it;
+//! - quantised weights on the CPU: candle's quantised kernels at every row
+//!   count; they tile prompt rows so each weight block is read once per tile,
+//!   and beat the float matmul even at 512 rows (`examples/matmul_shapes.rs`);
+//! - quantised weights elsewhere, a few rows: the quantised kernels of the
+//!   device; many rows (prefill): the matrix is widened back to the
+//!   activation dtype for that one product;
 //! - everything else: candle's matmul.
 
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use half::{bf16, f16};
 use super::few_rows::{self, WeightElement};
 use super::quant::Quant;
 
-/// Rows up to which quantised weights use the quantised kernels; above it,
-/// dequantise and use the float matmul (measured in `bench/RESULTS.md`).
+/// Rows up to which quantised weights use the quantised kernels off the CPU;
+/// above it, dequantise and use the float matmul.
 const QUANTISED_KERNEL_ROWS: usize = 8;
 
 pub struct Linear {
@@ -77,7 +78,7 @@ impl Linear {
         let x2 = x.contiguous()?.reshape((rows, k))?;
         let y = match &self.weight {
             Weight::Float(w) => float_product(&x2, w, rows)?,
-            Weight::Quantized(q) if rows <= QUANTISED_KERNEL_ROWS => {
+            Weight::Quantized(q) if rows <= QUANTISED_KERNEL_ROWS || x.device().is_cpu() => {
                 x2.apply_op1_no_bwd(q.as_ref())?
             }
             Weight::Quantized(q) => {
