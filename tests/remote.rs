@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use common::app::AppHarness;
 use common::{as_u32s, fixtures, Reference};
-use glimpse::engine::{EngineOptions, Event, FinishReason};
+use glimpse::engine::{DropCause, EngineOptions, Event, FinishReason};
 use glimpse::processor::image::AlphaMode;
-use glimpse::remote::{Remote, RemoteOptions};
+use glimpse::remote::{IdleLimits, Remote, RemoteOptions};
 use glimpse::session::SessionStore;
 use glimpse::tui::msg::ModelReady;
 use glimpse::tui::session_keeper::{SessionEvent, SessionKeeper};
@@ -533,6 +533,7 @@ fn the_chat_answers_stops_and_resumes_a_local_session_over_http() {
         family: None,
         long_edge_cap: None,
         alpha: AlphaMode::White,
+        idle: IdleLimits::default(),
     })
     .unwrap();
     let mut chat = chat_app(&store, "qwen2_vl");
@@ -590,4 +591,230 @@ fn the_chat_answers_stops_and_resumes_a_local_session_over_http() {
     assert_eq!(chat.generations.len(), asked + 1, "Ctrl+R asks again");
     let again = chat.answer_with(&remote, |_, _| {});
     assert_ne!(last_finish(&again), FinishReason::Cancelled);
+}
+
+/// Where a [`Stalling`] server falls silent.
+#[derive(Clone, Copy)]
+enum Stall {
+    /// After the response's headers, before any token.
+    BeforeTheFirstToken,
+    /// After the first piece of the answer.
+    MidAnswer,
+}
+
+/// A network peer that lists one model, then answers every completion with
+/// headers and, as told, one piece of text, and then keeps the connection
+/// open without sending anything more.
+struct Stalling {
+    url: String,
+}
+
+impl Stalling {
+    fn start(stall: Stall) -> Stalling {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                std::thread::spawn(move || answer_then_stall(stream, stall));
+            }
+        });
+        Stalling { url }
+    }
+
+    fn remote(&self, idle: &str) -> Remote {
+        Remote::connect(RemoteOptions {
+            server: self.url.clone(),
+            model: "qwen2-vl-stalling".into(),
+            api_key: None,
+            api_key_env: None,
+            family: None,
+            long_edge_cap: None,
+            alpha: AlphaMode::White,
+            idle: IdleLimits::parse(idle).unwrap(),
+        })
+        .unwrap()
+    }
+}
+
+fn answer_then_stall(mut stream: TcpStream, stall: Stall) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut head = String::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).unwrap();
+    if head.starts_with("GET /v1/models") {
+        let list = json!({"object": "list", "data": [{"id": "qwen2-vl-stalling"}]}).to_string();
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{list}",
+            list.len()
+        );
+        return;
+    }
+    let _ = stream.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n",
+    );
+    if let Stall::MidAnswer = stall {
+        let chunk = json!({"choices": [{"index": 0, "delta": {"content": "A red"}}]});
+        let _ = write!(stream, "data: {chunk}\n\n");
+    }
+    let _ = stream.flush();
+    // Silent, with the connection open, for longer than any test waits.
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// The events of one question to `remote`, until its end.
+fn ask_remote(remote: &Remote) -> Vec<Event> {
+    let (reply, rx) = std::sync::mpsc::channel();
+    glimpse::engine::Backend::submit(
+        remote,
+        glimpse::engine::Request {
+            conversation: glimpse::conversation::Conversation {
+                messages: vec![glimpse::conversation::Message::text(
+                    glimpse::conversation::Role::User,
+                    "What is it?",
+                )],
+            },
+            sampling: Default::default(),
+            reply,
+            cancel: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            context: glimpse::engine::ContextPolicy::Refuse,
+            thinking: None,
+        },
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    while let Ok(event) = rx.recv_timeout(Duration::from_secs(20)) {
+        let end = matches!(event, Event::Done { .. } | Event::Error(_));
+        events.push(event);
+        if end {
+            return events;
+        }
+    }
+    panic!("the answer never ended: {events:?}");
+}
+
+#[test]
+fn a_server_that_falls_silent_mid_answer_ends_it_with_the_partial_text() {
+    let server = Stalling::start(Stall::MidAnswer);
+    let started = Instant::now();
+    let events = ask_remote(&server.remote("5:0.4"));
+    let waited = started.elapsed();
+    assert_eq!(
+        last_finish(&events),
+        FinishReason::Dropped(DropCause::Silent {
+            ms: 400,
+            first_token: false
+        })
+    );
+    match events.last() {
+        Some(Event::Done { text, .. }) => assert_eq!(text, "A red"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "the between-tokens limit ends it: {waited:?}"
+    );
+
+    // `ask` prints the partial answer and says why it stopped, in one line.
+    let out = glimpse(
+        &[
+            "ask",
+            "--prompt",
+            "What is it?",
+            "--server",
+            &server.url,
+            "--model",
+            "qwen2-vl-stalling",
+            "--idle-timeout",
+            "5:0.4",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("A red"));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        e.lines().last(),
+        Some("glimpse: the server sent nothing for 0.4 s; the partial answer is kept; raise --idle-timeout to wait longer"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_server_that_sends_no_first_token_is_given_up_after_the_first_limit() {
+    let server = Stalling::start(Stall::BeforeTheFirstToken);
+    let started = Instant::now();
+    let events = ask_remote(&server.remote("0.6:30"));
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    assert!(
+        matches!(events.first(), Some(Event::Prompt { .. })),
+        "{events:?}"
+    );
+    assert_eq!(
+        last_finish(&events),
+        FinishReason::Dropped(DropCause::Silent {
+            ms: 600,
+            first_token: true
+        })
+    );
+
+    // The chat counts the wait meanwhile, and marks the end with its reason.
+    let sessions = tempfile::tempdir().unwrap();
+    let store = SessionStore::at(sessions.path().join("sessions"));
+    let remote = server.remote("0.6:30");
+    let mut chat = chat_app(&store, "qwen2-vl-stalling");
+    chat.send(Msg::ModelLoaded(Box::new(ModelReady {
+        info: remote.info().unwrap(),
+        kv_cache: "on the server".into(),
+    })));
+    chat.ask("What is it?");
+    for _ in 0..12 {
+        chat.send(Msg::Tick);
+    }
+    assert!(chat.screen().contains("waiting for the model… 1s"), "{}", chat.screen());
+    chat.answer_with(&remote, |_, _| {});
+    let screen = chat.screen();
+    assert!(
+        screen.contains("■ the server sent no first token in 0.6 s"),
+        "{screen}"
+    );
+    assert!(!screen.contains("partial answer kept"), "{screen}");
+}
+
+#[test]
+fn idle_timeouts_that_make_no_sense_are_refused_in_one_line() {
+    let out = glimpse(
+        &[
+            "ask",
+            "--prompt",
+            "hi",
+            "--server",
+            "http://127.0.0.1:9/v1",
+            "--idle-timeout",
+            "soon",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.lines().next().unwrap().contains("FIRST:BETWEEN"), "{e}");
+    let e = stderr_of(&glimpse(
+        &["ask", "--prompt", "hi", "--idle-timeout", "30"],
+        &[],
+    ));
+    assert!(e.contains("add --server URL"), "{e}");
 }

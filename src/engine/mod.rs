@@ -162,9 +162,9 @@ pub enum FinishReason {
     Stop,
     Length,
     Cancelled,
-    /// A remote server's connection closed mid-answer; the partial answer
-    /// is kept.
-    Dropped,
+    /// A remote server's answer ended before the server finished it; the
+    /// partial answer is kept.
+    Dropped(DropCause),
 }
 
 impl FinishReason {
@@ -173,7 +173,47 @@ impl FinishReason {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
             FinishReason::Cancelled => "cancelled",
-            FinishReason::Dropped => "dropped",
+            FinishReason::Dropped(_) => "dropped",
+        }
+    }
+}
+
+/// Why a server's answer ended early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DropCause {
+    /// The connection closed.
+    Closed,
+    /// The connection stayed open but nothing came for `ms` milliseconds,
+    /// before the first token or after it.
+    Silent { ms: u64, first_token: bool },
+}
+
+impl DropCause {
+    /// What to do about it, where anything can be done.
+    pub fn hint(self) -> Option<&'static str> {
+        match self {
+            DropCause::Closed => None,
+            DropCause::Silent { .. } => Some("raise --idle-timeout to wait longer"),
+        }
+    }
+
+    /// What happened, in words.
+    pub fn describe(self) -> String {
+        match self {
+            DropCause::Closed => "the server's connection dropped".into(),
+            DropCause::Silent { ms, first_token } => {
+                let secs = if ms % 1000 == 0 {
+                    format!("{} s", ms / 1000)
+                } else {
+                    format!("{:.1} s", ms as f64 / 1000.0)
+                };
+                if first_token {
+                    format!("the server sent no first token in {secs}")
+                } else {
+                    format!("the server sent nothing for {secs}")
+                }
+            }
         }
     }
 }

@@ -285,7 +285,7 @@ fn frame(value: &Value) -> Bytes {
 fn finish_name(f: FinishReason) -> &'static str {
     match f {
         FinishReason::Length => "length",
-        FinishReason::Cancelled | FinishReason::Dropped => "abort",
+        FinishReason::Cancelled | FinishReason::Dropped(_) => "abort",
         FinishReason::Stop => "stop",
     }
 }
