@@ -17,11 +17,12 @@ use common::app::AppHarness;
 use common::{as_u32s, fixtures, Reference};
 use glimpse::engine::{DropCause, EngineOptions, Event, FinishReason};
 use glimpse::processor::image::AlphaMode;
-use glimpse::remote::{IdleLimits, Remote, RemoteOptions};
+use glimpse::remote::metrics::{load_of, parse};
+use glimpse::remote::{IdleLimits, Remote, RemoteOptions, ServerLoad};
 use glimpse::session::SessionStore;
 use glimpse::tui::msg::ModelReady;
 use glimpse::tui::session_keeper::{SessionEvent, SessionKeeper};
-use glimpse::tui::{AppConfig, Msg};
+use glimpse::tui::{AppConfig, Msg, ServerWatch};
 use ratatui::crossterm::event::{KeyCode, KeyModifiers};
 use serde_json::{json, Value};
 
@@ -607,18 +608,23 @@ enum Stall {
 /// open without sending anything more.
 struct Stalling {
     url: String,
+    /// How often `/metrics` (which it does not have) was asked for.
+    metrics_asked: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Stalling {
     fn start(stall: Stall) -> Stalling {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let metrics_asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let asked = metrics_asked.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
-                std::thread::spawn(move || answer_then_stall(stream, stall));
+                let asked = asked.clone();
+                std::thread::spawn(move || answer_then_stall(stream, stall, &asked));
             }
         });
-        Stalling { url }
+        Stalling { url, metrics_asked }
     }
 
     fn remote(&self, idle: &str) -> Remote {
@@ -636,7 +642,11 @@ impl Stalling {
     }
 }
 
-fn answer_then_stall(mut stream: TcpStream, stall: Stall) {
+fn answer_then_stall(
+    mut stream: TcpStream,
+    stall: Stall,
+    metrics_asked: &std::sync::atomic::AtomicUsize,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut head = String::new();
     let mut length = 0usize;
@@ -655,11 +665,17 @@ fn answer_then_stall(mut stream: TcpStream, stall: Stall) {
     }
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).unwrap();
+    if head.starts_with("GET /metrics") {
+        metrics_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
     if head.starts_with("GET /v1/models") {
         let list = json!({"object": "list", "data": [{"id": "qwen2-vl-stalling"}]}).to_string();
         let _ = write!(
             stream,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{list}",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{list}",
             list.len()
         );
         return;
@@ -785,7 +801,11 @@ fn a_server_that_sends_no_first_token_is_given_up_after_the_first_limit() {
     for _ in 0..12 {
         chat.send(Msg::Tick);
     }
-    assert!(chat.screen().contains("waiting for the model… 1s"), "{}", chat.screen());
+    assert!(
+        chat.screen().contains("waiting for the model… 1s"),
+        "{}",
+        chat.screen()
+    );
     chat.answer_with(&remote, |_, _| {});
     let screen = chat.screen();
     assert!(
@@ -817,4 +837,120 @@ fn idle_timeouts_that_make_no_sense_are_refused_in_one_line() {
         &[],
     ));
     assert!(e.contains("add --server URL"), "{e}");
+}
+
+/// The load `glimpse serve` publishes at `/metrics`, for `server`'s model.
+fn served_load(server: &Server) -> ServerLoad {
+    let (status, page) = server.http("GET", "/metrics", None, None);
+    assert_eq!(status, 200, "{page}");
+    load_of(&parse(&page), "qwen2_vl").expect("a load")
+}
+
+#[test]
+fn glimpse_serve_publishes_its_load_and_the_chat_s_pane_shows_it() {
+    let server = Server::start(Path::new(&model("qwen2_vl")), &[], &[]);
+    assert_eq!(
+        served_load(&server),
+        ServerLoad {
+            kv_cache_use: Some(0.0),
+            waiting: Some(0),
+            running: Some(0),
+        }
+    );
+
+    // A long answer is running while the page is read.
+    let long = json!({"max_tokens": 4000, "temperature": 0, "stream": true,
+        "messages": [{"role": "user", "content": "Write a long story."}]});
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.write_all(request_head("POST", "/v1/chat/completions", Some(&long), None).as_bytes())
+        .unwrap();
+    let mut first = [0u8; 512];
+    let n = s.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).contains("200 OK"));
+    let busy = served_load(&server);
+    assert_eq!((busy.running, busy.waiting), (Some(1), Some(0)));
+    drop(s);
+
+    // After an answer the cache holds the conversation.
+    let short = json!({"max_tokens": 3, "messages": [{"role": "user", "content": "Hi"}]});
+    assert_eq!(
+        server
+            .http("POST", "/v1/chat/completions", Some(&short), None)
+            .0,
+        200
+    );
+    let started = Instant::now();
+    loop {
+        let load = served_load(&server);
+        if load.kv_cache_use.unwrap() > 0.0 && load.running == Some(0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{load:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The client reads the same page off its own thread.
+    let remote = Remote::connect(RemoteOptions {
+        server: server.url.clone(),
+        model: "qwen2_vl".into(),
+        api_key: None,
+        api_key_env: None,
+        family: None,
+        long_edge_cap: None,
+        alpha: AlphaMode::White,
+        idle: IdleLimits::default(),
+    })
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    remote.watch_load(Duration::from_millis(100), move |load| {
+        let _ = tx.send(load);
+    });
+    let watched = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let seen = watched.expect("glimpse serve has metrics");
+    assert_eq!((seen.waiting, seen.running), (Some(0), Some(0)));
+    assert!(seen.kv_cache_use.unwrap() > 0.0, "{seen:?}");
+
+    // The chat's GPU pane: the server, its model and its load.
+    let mut config = AppConfig::new("qwen2_vl");
+    config.server = Some(ServerWatch {
+        url: server.url.clone(),
+        model: "qwen2_vl".into(),
+        load: None,
+    });
+    let mut chat = AppHarness::new(config, 100, 40);
+    chat.send(Msg::ModelLoaded(Box::new(ModelReady {
+        info: remote.info().unwrap(),
+        kv_cache: "on the server".into(),
+    })));
+    let before = chat.screen();
+    assert!(before.contains("▶ remote"), "{before}");
+    assert!(
+        !before.contains("queue"),
+        "no load before it is read: {before}"
+    );
+    chat.send(Msg::ServerLoad(watched));
+    let screen = chat.screen();
+    assert!(screen.contains(&server.url), "{screen}");
+    assert!(screen.contains("queue 0 waiting · 0 running"), "{screen}");
+    assert!(screen.contains("  KV "), "{screen}");
+}
+
+#[test]
+fn a_server_without_metrics_is_asked_once_and_left_alone() {
+    let server = Stalling::start(Stall::MidAnswer);
+    let remote = server.remote("120:30");
+    let (tx, rx) = std::sync::mpsc::channel();
+    remote.watch_load(Duration::from_millis(50), move |load| {
+        let _ = tx.send(load);
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(800)).is_err(),
+        "nothing to show"
+    );
+    assert_eq!(
+        server
+            .metrics_asked
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }

@@ -13,7 +13,7 @@ mod turn;
 mod worker;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -334,6 +334,8 @@ pub struct Engine {
     tx: Sender<Command>,
     info: ModelInfo,
     kv_format: Arc<AtomicU8>,
+    /// Positions held in the KV cache after the last request.
+    kv_positions: Arc<AtomicUsize>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -344,6 +346,8 @@ impl Engine {
         let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<ModelInfo>>();
         let kv_format = Arc::new(AtomicU8::new(KV_MODEL));
         let kv_shared = kv_format.clone();
+        let kv_positions = Arc::new(AtomicUsize::new(0));
+        let positions = kv_positions.clone();
         let handle = std::thread::Builder::new()
             .name("glimpse-engine".into())
             .spawn(move || {
@@ -354,7 +358,7 @@ impl Engine {
                         info.load_s = start.elapsed().as_secs_f64();
                         w.set_load_s(info.load_s);
                         let _ = ready_tx.send(Ok(info));
-                        run(&mut w, rx);
+                        run(&mut w, rx, &positions);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -368,6 +372,7 @@ impl Engine {
             tx,
             info,
             kv_format,
+            kv_positions,
             handle: Some(handle),
         })
     }
@@ -379,6 +384,13 @@ impl Engine {
     /// The KV cache's format now (the `auto` policy may have changed it).
     pub fn kv_format(&self) -> KvFormat {
         kv_format_from(self.kv_format.load(Ordering::Relaxed))
+    }
+
+    /// The share of the context the KV cache held after the last request
+    /// (it keeps the conversation for the next turn), 0 to 1.
+    pub fn kv_cache_use(&self) -> f64 {
+        let held = self.kv_positions.load(Ordering::Relaxed) as f64;
+        (held / self.info.max_context.max(1) as f64).min(1.0)
     }
 
     /// `bf16`, `f32` or `int8`: what the GPU pane shows.
@@ -432,7 +444,7 @@ impl Drop for Engine {
     }
 }
 
-fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
+fn run(worker: &mut worker::Worker, rx: Receiver<Command>, positions: &AtomicUsize) {
     while let Ok(cmd) = rx.recv() {
         match cmd {
             Command::Shutdown => break,
@@ -448,6 +460,7 @@ fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
                 }
             }
         }
+        positions.store(worker.cached_positions(), Ordering::Relaxed);
     }
 }
 

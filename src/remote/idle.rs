@@ -78,22 +78,29 @@ mod tests {
         let each = IdleLimits::parse("0.5:2").unwrap();
         assert_eq!(each.limit(false), Duration::from_millis(500));
         assert_eq!(each.limit(true), Duration::from_secs(2));
-        assert_eq!(
-            IdleLimits::parse("120:30").unwrap(),
-            IdleLimits::default()
-        );
+        assert_eq!(IdleLimits::parse("120:30").unwrap(), IdleLimits::default());
     }
 
     #[test]
     fn nonsense_and_zero_are_refused_with_the_form_to_use() {
-        assert!(IdleLimits::parse("soon").unwrap_err().contains("FIRST:BETWEEN"));
-        assert!(IdleLimits::parse("10:").unwrap_err().contains("FIRST:BETWEEN"));
-        assert!(IdleLimits::parse("0").unwrap_err().contains("at least 0.001 s"));
-        assert!(IdleLimits::parse("NaN").unwrap_err().contains("at least 0.001 s"));
+        assert!(IdleLimits::parse("soon")
+            .unwrap_err()
+            .contains("FIRST:BETWEEN"));
+        assert!(IdleLimits::parse("10:")
+            .unwrap_err()
+            .contains("FIRST:BETWEEN"));
+        assert!(IdleLimits::parse("0")
+            .unwrap_err()
+            .contains("at least 0.001 s"));
+        assert!(IdleLimits::parse("NaN")
+            .unwrap_err()
+            .contains("at least 0.001 s"));
         assert_eq!(
             IdleLimits::parse("0.6").unwrap().first_token,
             Duration::from_millis(600)
         );
-        assert!(IdleLimits::parse("1e9").unwrap_err().contains("at most a day"));
+        assert!(IdleLimits::parse("1e9")
+            .unwrap_err()
+            .contains("at most a day"));
     }
 }

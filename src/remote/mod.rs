@@ -7,6 +7,7 @@
 mod connect;
 mod idle;
 pub mod images;
+pub mod metrics;
 mod request;
 pub mod sse;
 mod stream;
@@ -21,6 +22,7 @@ use crate::processor::vision_input::VisionPreprocessConfig;
 
 pub use connect::{endpoint, ServedModel};
 pub use idle::IdleLimits;
+pub use metrics::ServerLoad;
 
 /// Where the server is and how to talk to it.
 #[derive(Debug, Clone)]

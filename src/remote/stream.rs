@@ -16,9 +16,7 @@ use super::idle::IdleLimits;
 use super::images::{self, PreparedImage};
 use super::request;
 use super::sse::{self, Item, Lines, Reply};
-use crate::engine::{
-    DropCause, Event, FinishReason, ImageFacts, Request, SamplingParams, Timings,
-};
+use crate::engine::{DropCause, Event, FinishReason, ImageFacts, Request, SamplingParams, Timings};
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 use crate::processor::vision_input::VisionPreprocessConfig;
 

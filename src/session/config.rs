@@ -937,7 +937,10 @@ mod tests {
         let c = parse("idle_timeout = 45\n").unwrap();
         assert_eq!(c.idle_timeout, IdleLimits::parse("45").unwrap());
         let e = parse("idle_timeout = \"soon\"\n").unwrap_err().to_string();
-        assert!(e.contains("idle_timeout: ") && e.contains("FIRST:BETWEEN"), "{e}");
+        assert!(
+            e.contains("idle_timeout: ") && e.contains("FIRST:BETWEEN"),
+            "{e}"
+        );
     }
 
     #[test]

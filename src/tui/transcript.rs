@@ -574,7 +574,8 @@ fn live_footer(app: &App, entry: &Entry) -> Option<Vec<Row>> {
         ReplyPhase::Streaming => format!("{} tokens", r.tokens + r.reasoning.tokens),
         _ => return None,
     };
-    let secs_since = |tick: u64| app.tick.wrapping_sub(tick) * super::msg::TICK.as_millis() as u64 / 1000;
+    let secs_since =
+        |tick: u64| app.tick.wrapping_sub(tick) * super::msg::TICK.as_millis() as u64 / 1000;
     let waited = secs_since(r.asked_tick);
     if r.phase != ReplyPhase::Streaming && waited >= 1 {
         what.push_str(&format!(" {waited}s"));
