@@ -284,9 +284,8 @@ fn whole_and_streamed_answers_have_openai_s_shape() {
     assert!(body.contains("model_not_found"), "{body}");
 }
 
-#[test]
-fn a_client_that_leaves_cancels_its_answer() {
-    let server = Server::start(Path::new(&model("qwen2_vl")), &[], &[]);
+/// A long streamed answer begun on `server`, its status line read.
+fn start_long_answer(server: &Server) -> TcpStream {
     let long = json!({"max_tokens": 4000, "temperature": 0, "stream": true,
         "messages": [{"role": "user", "content": "Write a long story."}]});
     let mut s = TcpStream::connect(server.addr()).unwrap();
@@ -295,6 +294,13 @@ fn a_client_that_leaves_cancels_its_answer() {
     let mut first = [0u8; 512];
     let n = s.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).contains("200 OK"));
+    s
+}
+
+#[test]
+fn a_client_that_leaves_cancels_its_answer() {
+    let server = Server::start(Path::new(&model("qwen2_vl")), &[], &[]);
+    let s = start_long_answer(&server);
     drop(s);
     let started = Instant::now();
     while !server.log_has("cancelled") {
@@ -501,6 +507,29 @@ fn chat_app(store: &SessionStore, model: &str) -> AppHarness {
     h
 }
 
+/// A checked connection to `model` on the server at `url`.
+fn connect(url: &str, model: &str, idle: IdleLimits) -> Remote {
+    Remote::connect(RemoteOptions {
+        server: url.to_string(),
+        model: model.into(),
+        api_key: None,
+        api_key_env: None,
+        family: None,
+        long_edge_cap: None,
+        alpha: AlphaMode::White,
+        idle,
+    })
+    .unwrap()
+}
+
+/// Tells the chat its model is ready on `remote`, as the connector thread does.
+fn ready_on(chat: &mut AppHarness, remote: &Remote) {
+    chat.send(Msg::ModelLoaded(Box::new(ModelReady {
+        info: remote.info().unwrap(),
+        kv_cache: "on the server".into(),
+    })));
+}
+
 fn last_finish(events: &[Event]) -> FinishReason {
     match events.last() {
         Some(Event::Done { finish_reason, .. }) => *finish_reason,
@@ -526,24 +555,11 @@ fn the_chat_answers_stops_and_resumes_a_local_session_over_http() {
 
     // Resumed on the server, as `glimpse --server URL --model NAME --resume` does.
     let server = Server::start(Path::new(&dir), &[], &[]);
-    let remote = Remote::connect(RemoteOptions {
-        server: server.url.clone(),
-        model: "qwen2_vl".into(),
-        api_key: None,
-        api_key_env: None,
-        family: None,
-        long_edge_cap: None,
-        alpha: AlphaMode::White,
-        idle: IdleLimits::default(),
-    })
-    .unwrap();
+    let remote = connect(&server.url, "qwen2_vl", IdleLimits::default());
     let mut chat = chat_app(&store, "qwen2_vl");
     let restored = chat.keeper.as_mut().unwrap().resume(session);
     chat.send(Msg::Session(SessionEvent::Opened(Ok(Box::new(restored)))));
-    chat.send(Msg::ModelLoaded(Box::new(ModelReady {
-        info: remote.info().unwrap(),
-        kv_cache: "on the server".into(),
-    })));
+    ready_on(&mut chat, &remote);
 
     // The wait for the first token is counted on screen.
     chat.ask("And then?");
@@ -628,17 +644,11 @@ impl Stalling {
     }
 
     fn remote(&self, idle: &str) -> Remote {
-        Remote::connect(RemoteOptions {
-            server: self.url.clone(),
-            model: "qwen2-vl-stalling".into(),
-            api_key: None,
-            api_key_env: None,
-            family: None,
-            long_edge_cap: None,
-            alpha: AlphaMode::White,
-            idle: IdleLimits::parse(idle).unwrap(),
-        })
-        .unwrap()
+        connect(
+            &self.url,
+            "qwen2-vl-stalling",
+            IdleLimits::parse(idle).unwrap(),
+        )
     }
 }
 
@@ -793,10 +803,7 @@ fn a_server_that_sends_no_first_token_is_given_up_after_the_first_limit() {
     let store = SessionStore::at(sessions.path().join("sessions"));
     let remote = server.remote("0.6:30");
     let mut chat = chat_app(&store, "qwen2-vl-stalling");
-    chat.send(Msg::ModelLoaded(Box::new(ModelReady {
-        info: remote.info().unwrap(),
-        kv_cache: "on the server".into(),
-    })));
+    ready_on(&mut chat, &remote);
     chat.ask("What is it?");
     for _ in 0..12 {
         chat.send(Msg::Tick);
@@ -859,14 +866,7 @@ fn glimpse_serve_publishes_its_load_and_the_chat_s_pane_shows_it() {
     );
 
     // A long answer is running while the page is read.
-    let long = json!({"max_tokens": 4000, "temperature": 0, "stream": true,
-        "messages": [{"role": "user", "content": "Write a long story."}]});
-    let mut s = TcpStream::connect(server.addr()).unwrap();
-    s.write_all(request_head("POST", "/v1/chat/completions", Some(&long), None).as_bytes())
-        .unwrap();
-    let mut first = [0u8; 512];
-    let n = s.read(&mut first).unwrap();
-    assert!(String::from_utf8_lossy(&first[..n]).contains("200 OK"));
+    let s = start_long_answer(&server);
     let busy = served_load(&server);
     assert_eq!((busy.running, busy.waiting), (Some(1), Some(0)));
     drop(s);
@@ -890,17 +890,7 @@ fn glimpse_serve_publishes_its_load_and_the_chat_s_pane_shows_it() {
     }
 
     // The client reads the same page off its own thread.
-    let remote = Remote::connect(RemoteOptions {
-        server: server.url.clone(),
-        model: "qwen2_vl".into(),
-        api_key: None,
-        api_key_env: None,
-        family: None,
-        long_edge_cap: None,
-        alpha: AlphaMode::White,
-        idle: IdleLimits::default(),
-    })
-    .unwrap();
+    let remote = connect(&server.url, "qwen2_vl", IdleLimits::default());
     let (tx, rx) = std::sync::mpsc::channel();
     remote.watch_load(Duration::from_millis(100), move |load| {
         let _ = tx.send(load);
@@ -918,10 +908,7 @@ fn glimpse_serve_publishes_its_load_and_the_chat_s_pane_shows_it() {
         load: None,
     });
     let mut chat = AppHarness::new(config, 100, 40);
-    chat.send(Msg::ModelLoaded(Box::new(ModelReady {
-        info: remote.info().unwrap(),
-        kv_cache: "on the server".into(),
-    })));
+    ready_on(&mut chat, &remote);
     let before = chat.screen();
     assert!(before.contains("▶ remote"), "{before}");
     assert!(
