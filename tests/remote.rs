@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 
 use common::app::AppHarness;
 use common::{as_u32s, fixtures, Reference};
-use glimpse::engine::{EngineOptions, Event, FinishReason};
+use glimpse::engine::{DropCause, EngineOptions, Event, FinishReason};
 use glimpse::processor::image::AlphaMode;
-use glimpse::remote::{Remote, RemoteOptions};
+use glimpse::remote::metrics::{load_of, parse};
+use glimpse::remote::{IdleLimits, Remote, RemoteOptions, ServerLoad};
 use glimpse::session::SessionStore;
 use glimpse::tui::msg::ModelReady;
 use glimpse::tui::session_keeper::{SessionEvent, SessionKeeper};
-use glimpse::tui::{AppConfig, Msg};
+use glimpse::tui::{AppConfig, Msg, ServerWatch};
 use ratatui::crossterm::event::{KeyCode, KeyModifiers};
 use serde_json::{json, Value};
 
@@ -283,9 +284,8 @@ fn whole_and_streamed_answers_have_openai_s_shape() {
     assert!(body.contains("model_not_found"), "{body}");
 }
 
-#[test]
-fn a_client_that_leaves_cancels_its_answer() {
-    let server = Server::start(Path::new(&model("qwen2_vl")), &[], &[]);
+/// A long streamed answer begun on `server`, its status line read.
+fn start_long_answer(server: &Server) -> TcpStream {
     let long = json!({"max_tokens": 4000, "temperature": 0, "stream": true,
         "messages": [{"role": "user", "content": "Write a long story."}]});
     let mut s = TcpStream::connect(server.addr()).unwrap();
@@ -294,6 +294,13 @@ fn a_client_that_leaves_cancels_its_answer() {
     let mut first = [0u8; 512];
     let n = s.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).contains("200 OK"));
+    s
+}
+
+#[test]
+fn a_client_that_leaves_cancels_its_answer() {
+    let server = Server::start(Path::new(&model("qwen2_vl")), &[], &[]);
+    let s = start_long_answer(&server);
     drop(s);
     let started = Instant::now();
     while !server.log_has("cancelled") {
@@ -500,6 +507,29 @@ fn chat_app(store: &SessionStore, model: &str) -> AppHarness {
     h
 }
 
+/// A checked connection to `model` on the server at `url`.
+fn connect(url: &str, model: &str, idle: IdleLimits) -> Remote {
+    Remote::connect(RemoteOptions {
+        server: url.to_string(),
+        model: model.into(),
+        api_key: None,
+        api_key_env: None,
+        family: None,
+        long_edge_cap: None,
+        alpha: AlphaMode::White,
+        idle,
+    })
+    .unwrap()
+}
+
+/// Tells the chat its model is ready on `remote`, as the connector thread does.
+fn ready_on(chat: &mut AppHarness, remote: &Remote) {
+    chat.send(Msg::ModelLoaded(Box::new(ModelReady {
+        info: remote.info().unwrap(),
+        kv_cache: "on the server".into(),
+    })));
+}
+
 fn last_finish(events: &[Event]) -> FinishReason {
     match events.last() {
         Some(Event::Done { finish_reason, .. }) => *finish_reason,
@@ -525,23 +555,11 @@ fn the_chat_answers_stops_and_resumes_a_local_session_over_http() {
 
     // Resumed on the server, as `glimpse --server URL --model NAME --resume` does.
     let server = Server::start(Path::new(&dir), &[], &[]);
-    let remote = Remote::connect(RemoteOptions {
-        server: server.url.clone(),
-        model: "qwen2_vl".into(),
-        api_key: None,
-        api_key_env: None,
-        family: None,
-        long_edge_cap: None,
-        alpha: AlphaMode::White,
-    })
-    .unwrap();
+    let remote = connect(&server.url, "qwen2_vl", IdleLimits::default());
     let mut chat = chat_app(&store, "qwen2_vl");
     let restored = chat.keeper.as_mut().unwrap().resume(session);
     chat.send(Msg::Session(SessionEvent::Opened(Ok(Box::new(restored)))));
-    chat.send(Msg::ModelLoaded(Box::new(ModelReady {
-        info: remote.info().unwrap(),
-        kv_cache: "on the server".into(),
-    })));
+    ready_on(&mut chat, &remote);
 
     // The wait for the first token is counted on screen.
     chat.ask("And then?");
@@ -590,4 +608,336 @@ fn the_chat_answers_stops_and_resumes_a_local_session_over_http() {
     assert_eq!(chat.generations.len(), asked + 1, "Ctrl+R asks again");
     let again = chat.answer_with(&remote, |_, _| {});
     assert_ne!(last_finish(&again), FinishReason::Cancelled);
+}
+
+/// Where a [`Stalling`] server falls silent.
+#[derive(Clone, Copy)]
+enum Stall {
+    /// After the response's headers, before any token.
+    BeforeTheFirstToken,
+    /// After the first piece of the answer.
+    MidAnswer,
+}
+
+/// A network peer that lists one model, then answers every completion with
+/// headers and, as told, one piece of text, and then keeps the connection
+/// open without sending anything more.
+struct Stalling {
+    url: String,
+    /// How often `/metrics` (which it does not have) was asked for.
+    metrics_asked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Stalling {
+    fn start(stall: Stall) -> Stalling {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let metrics_asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let asked = metrics_asked.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let asked = asked.clone();
+                std::thread::spawn(move || answer_then_stall(stream, stall, &asked));
+            }
+        });
+        Stalling { url, metrics_asked }
+    }
+
+    fn remote(&self, idle: &str) -> Remote {
+        connect(
+            &self.url,
+            "qwen2-vl-stalling",
+            IdleLimits::parse(idle).unwrap(),
+        )
+    }
+}
+
+fn answer_then_stall(
+    mut stream: TcpStream,
+    stall: Stall,
+    metrics_asked: &std::sync::atomic::AtomicUsize,
+) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut head = String::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).unwrap();
+    if head.starts_with("GET /metrics") {
+        metrics_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
+    if head.starts_with("GET /v1/models") {
+        let list = json!({"object": "list", "data": [{"id": "qwen2-vl-stalling"}]}).to_string();
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{list}",
+            list.len()
+        );
+        return;
+    }
+    let _ = stream.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n",
+    );
+    if let Stall::MidAnswer = stall {
+        let chunk = json!({"choices": [{"index": 0, "delta": {"content": "A red"}}]});
+        let _ = write!(stream, "data: {chunk}\n\n");
+    }
+    let _ = stream.flush();
+    // Silent, with the connection open, for longer than any test waits.
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// The events of one question to `remote`, until its end.
+fn ask_remote(remote: &Remote) -> Vec<Event> {
+    let (reply, rx) = std::sync::mpsc::channel();
+    glimpse::engine::Backend::submit(
+        remote,
+        glimpse::engine::Request {
+            conversation: glimpse::conversation::Conversation {
+                messages: vec![glimpse::conversation::Message::text(
+                    glimpse::conversation::Role::User,
+                    "What is it?",
+                )],
+            },
+            sampling: Default::default(),
+            reply,
+            cancel: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            context: glimpse::engine::ContextPolicy::Refuse,
+            thinking: None,
+        },
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    while let Ok(event) = rx.recv_timeout(Duration::from_secs(20)) {
+        let end = matches!(event, Event::Done { .. } | Event::Error(_));
+        events.push(event);
+        if end {
+            return events;
+        }
+    }
+    panic!("the answer never ended: {events:?}");
+}
+
+#[test]
+fn a_server_that_falls_silent_mid_answer_ends_it_with_the_partial_text() {
+    let server = Stalling::start(Stall::MidAnswer);
+    let started = Instant::now();
+    let events = ask_remote(&server.remote("5:0.4"));
+    let waited = started.elapsed();
+    assert_eq!(
+        last_finish(&events),
+        FinishReason::Dropped(DropCause::Silent {
+            ms: 400,
+            first_token: false
+        })
+    );
+    match events.last() {
+        Some(Event::Done { text, .. }) => assert_eq!(text, "A red"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "the between-tokens limit ends it: {waited:?}"
+    );
+
+    // `ask` prints the partial answer and says why it stopped, in one line.
+    let out = glimpse(
+        &[
+            "ask",
+            "--prompt",
+            "What is it?",
+            "--server",
+            &server.url,
+            "--model",
+            "qwen2-vl-stalling",
+            "--idle-timeout",
+            "5:0.4",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("A red"));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        e.lines().last(),
+        Some("glimpse: the server sent nothing for 0.4 s; the partial answer is kept; raise --idle-timeout to wait longer"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_server_that_sends_no_first_token_is_given_up_after_the_first_limit() {
+    let server = Stalling::start(Stall::BeforeTheFirstToken);
+    let started = Instant::now();
+    let events = ask_remote(&server.remote("0.6:30"));
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    assert!(
+        matches!(events.first(), Some(Event::Prompt { .. })),
+        "{events:?}"
+    );
+    assert_eq!(
+        last_finish(&events),
+        FinishReason::Dropped(DropCause::Silent {
+            ms: 600,
+            first_token: true
+        })
+    );
+
+    // The chat counts the wait meanwhile, and marks the end with its reason.
+    let sessions = tempfile::tempdir().unwrap();
+    let store = SessionStore::at(sessions.path().join("sessions"));
+    let remote = server.remote("0.6:30");
+    let mut chat = chat_app(&store, "qwen2-vl-stalling");
+    ready_on(&mut chat, &remote);
+    chat.ask("What is it?");
+    for _ in 0..12 {
+        chat.send(Msg::Tick);
+    }
+    assert!(
+        chat.screen().contains("waiting for the model… 1s"),
+        "{}",
+        chat.screen()
+    );
+    chat.answer_with(&remote, |_, _| {});
+    let screen = chat.screen();
+    assert!(
+        screen.contains("■ the server sent no first token in 0.6 s"),
+        "{screen}"
+    );
+    assert!(!screen.contains("partial answer kept"), "{screen}");
+}
+
+#[test]
+fn idle_timeouts_that_make_no_sense_are_refused_in_one_line() {
+    let out = glimpse(
+        &[
+            "ask",
+            "--prompt",
+            "hi",
+            "--server",
+            "http://127.0.0.1:9/v1",
+            "--idle-timeout",
+            "soon",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.lines().next().unwrap().contains("FIRST:BETWEEN"), "{e}");
+    let e = stderr_of(&glimpse(
+        &["ask", "--prompt", "hi", "--idle-timeout", "30"],
+        &[],
+    ));
+    assert!(e.contains("add --server URL"), "{e}");
+}
+
+/// The load `glimpse serve` publishes at `/metrics`, for `server`'s model.
+fn served_load(server: &Server) -> ServerLoad {
+    let (status, page) = server.http("GET", "/metrics", None, None);
+    assert_eq!(status, 200, "{page}");
+    load_of(&parse(&page), "qwen2_vl").expect("a load")
+}
+
+#[test]
+fn glimpse_serve_publishes_its_load_and_the_chat_s_pane_shows_it() {
+    let server = Server::start(Path::new(&model("qwen2_vl")), &[], &[]);
+    assert_eq!(
+        served_load(&server),
+        ServerLoad {
+            kv_cache_use: Some(0.0),
+            waiting: Some(0),
+            running: Some(0),
+        }
+    );
+
+    // A long answer is running while the page is read.
+    let s = start_long_answer(&server);
+    let busy = served_load(&server);
+    assert_eq!((busy.running, busy.waiting), (Some(1), Some(0)));
+    drop(s);
+
+    // After an answer the cache holds the conversation.
+    let short = json!({"max_tokens": 3, "messages": [{"role": "user", "content": "Hi"}]});
+    assert_eq!(
+        server
+            .http("POST", "/v1/chat/completions", Some(&short), None)
+            .0,
+        200
+    );
+    let started = Instant::now();
+    loop {
+        let load = served_load(&server);
+        if load.kv_cache_use.unwrap() > 0.0 && load.running == Some(0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{load:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The client reads the same page off its own thread.
+    let remote = connect(&server.url, "qwen2_vl", IdleLimits::default());
+    let (tx, rx) = std::sync::mpsc::channel();
+    remote.watch_load(Duration::from_millis(100), move |load| {
+        let _ = tx.send(load);
+    });
+    let watched = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let seen = watched.expect("glimpse serve has metrics");
+    assert_eq!((seen.waiting, seen.running), (Some(0), Some(0)));
+    assert!(seen.kv_cache_use.unwrap() > 0.0, "{seen:?}");
+
+    // The chat's GPU pane: the server, its model and its load.
+    let mut config = AppConfig::new("qwen2_vl");
+    config.server = Some(ServerWatch {
+        url: server.url.clone(),
+        model: "qwen2_vl".into(),
+        load: None,
+    });
+    let mut chat = AppHarness::new(config, 100, 40);
+    ready_on(&mut chat, &remote);
+    let before = chat.screen();
+    assert!(before.contains("▶ remote"), "{before}");
+    assert!(
+        !before.contains("queue"),
+        "no load before it is read: {before}"
+    );
+    chat.send(Msg::ServerLoad(watched));
+    let screen = chat.screen();
+    assert!(screen.contains(&server.url), "{screen}");
+    assert!(screen.contains("queue 0 waiting · 0 running"), "{screen}");
+    assert!(screen.contains("  KV "), "{screen}");
+}
+
+#[test]
+fn a_server_without_metrics_is_asked_once_and_left_alone() {
+    let server = Stalling::start(Stall::MidAnswer);
+    let remote = server.remote("120:30");
+    let (tx, rx) = std::sync::mpsc::channel();
+    remote.watch_load(Duration::from_millis(50), move |load| {
+        let _ = tx.send(load);
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(800)).is_err(),
+        "nothing to show"
+    );
+    assert_eq!(
+        server
+            .metrics_asked
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }

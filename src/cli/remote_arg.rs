@@ -1,12 +1,13 @@
 //! The flags that point `ask` (and the other front ends) at a server instead
-//! of a local model: `--server`, `--api-key-env`, `--family`, with the
-//! config's `server` and `api_key_env` filling what they leave out.
+//! of a local model: `--server`, `--api-key-env`, `--family`,
+//! `--idle-timeout`, with the config's `server`, `api_key_env` and
+//! `idle_timeout` filling what they leave out.
 
 use anyhow::bail;
 use clap::Args;
 
 use crate::processor::image::{AlphaMode, LongEdgeCap};
-use crate::remote::{Remote, RemoteOptions};
+use crate::remote::{IdleLimits, Remote, RemoteOptions};
 use crate::session::Config;
 
 /// `--server local` runs the model here even when the config names a server.
@@ -29,6 +30,12 @@ pub struct RemoteFlags {
     /// the model sees, and boxes placed on them.
     #[arg(long, value_name = "MODEL_TYPE", value_parser = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])]
     pub family: Option<String>,
+    /// How long the server may send nothing before the answer is given up
+    /// (its partial text kept): FIRST:BETWEEN seconds, before the first
+    /// token and between tokens, or one number for both [default: the
+    /// config's `idle_timeout`, else 120:30].
+    #[arg(long = "idle-timeout", value_name = "SECS", value_parser = IdleLimits::parse)]
+    pub idle_timeout: Option<IdleLimits>,
 }
 
 impl RemoteFlags {
@@ -40,8 +47,8 @@ impl RemoteFlags {
 
     /// `--api-key-env` and `--family` mean nothing to a model run here.
     pub fn refuse_without_server(&self) -> anyhow::Result<()> {
-        if self.api_key_env.is_some() || self.family.is_some() {
-            bail!("--api-key-env and --family are for a model on a server; add --server URL");
+        if self.api_key_env.is_some() || self.family.is_some() || self.idle_timeout.is_some() {
+            bail!("--api-key-env, --family and --idle-timeout are for a model on a server; add --server URL");
         }
         Ok(())
     }
@@ -93,6 +100,7 @@ impl RemoteFlags {
             family: self.family.clone(),
             long_edge_cap,
             alpha,
+            idle: self.idle_timeout.unwrap_or(config.idle_timeout),
         }))
     }
 }

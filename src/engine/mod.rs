@@ -13,7 +13,7 @@ mod turn;
 mod worker;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -162,9 +162,9 @@ pub enum FinishReason {
     Stop,
     Length,
     Cancelled,
-    /// A remote server's connection closed mid-answer; the partial answer
-    /// is kept.
-    Dropped,
+    /// A remote server's answer ended before the server finished it; the
+    /// partial answer is kept.
+    Dropped(DropCause),
 }
 
 impl FinishReason {
@@ -173,7 +173,47 @@ impl FinishReason {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
             FinishReason::Cancelled => "cancelled",
-            FinishReason::Dropped => "dropped",
+            FinishReason::Dropped(_) => "dropped",
+        }
+    }
+}
+
+/// Why a server's answer ended early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DropCause {
+    /// The connection closed.
+    Closed,
+    /// The connection stayed open but nothing came for `ms` milliseconds,
+    /// before the first token or after it.
+    Silent { ms: u64, first_token: bool },
+}
+
+impl DropCause {
+    /// What to do about it, where anything can be done.
+    pub fn hint(self) -> Option<&'static str> {
+        match self {
+            DropCause::Closed => None,
+            DropCause::Silent { .. } => Some("raise --idle-timeout to wait longer"),
+        }
+    }
+
+    /// What happened, in words.
+    pub fn describe(self) -> String {
+        match self {
+            DropCause::Closed => "the server's connection dropped".into(),
+            DropCause::Silent { ms, first_token } => {
+                let secs = if ms % 1000 == 0 {
+                    format!("{} s", ms / 1000)
+                } else {
+                    format!("{:.1} s", ms as f64 / 1000.0)
+                };
+                if first_token {
+                    format!("the server sent no first token in {secs}")
+                } else {
+                    format!("the server sent nothing for {secs}")
+                }
+            }
         }
     }
 }
@@ -294,6 +334,8 @@ pub struct Engine {
     tx: Sender<Command>,
     info: ModelInfo,
     kv_format: Arc<AtomicU8>,
+    /// Positions held in the KV cache after the last request.
+    kv_positions: Arc<AtomicUsize>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -304,6 +346,8 @@ impl Engine {
         let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<ModelInfo>>();
         let kv_format = Arc::new(AtomicU8::new(KV_MODEL));
         let kv_shared = kv_format.clone();
+        let kv_positions = Arc::new(AtomicUsize::new(0));
+        let positions = kv_positions.clone();
         let handle = std::thread::Builder::new()
             .name("glimpse-engine".into())
             .spawn(move || {
@@ -314,7 +358,7 @@ impl Engine {
                         info.load_s = start.elapsed().as_secs_f64();
                         w.set_load_s(info.load_s);
                         let _ = ready_tx.send(Ok(info));
-                        run(&mut w, rx);
+                        run(&mut w, rx, &positions);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -328,6 +372,7 @@ impl Engine {
             tx,
             info,
             kv_format,
+            kv_positions,
             handle: Some(handle),
         })
     }
@@ -339,6 +384,13 @@ impl Engine {
     /// The KV cache's format now (the `auto` policy may have changed it).
     pub fn kv_format(&self) -> KvFormat {
         kv_format_from(self.kv_format.load(Ordering::Relaxed))
+    }
+
+    /// The share of the context the KV cache held after the last request
+    /// (it keeps the conversation for the next turn), 0 to 1.
+    pub fn kv_cache_use(&self) -> f64 {
+        let held = self.kv_positions.load(Ordering::Relaxed) as f64;
+        (held / self.info.max_context.max(1) as f64).min(1.0)
     }
 
     /// `bf16`, `f32` or `int8`: what the GPU pane shows.
@@ -392,7 +444,7 @@ impl Drop for Engine {
     }
 }
 
-fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
+fn run(worker: &mut worker::Worker, rx: Receiver<Command>, positions: &AtomicUsize) {
     while let Ok(cmd) = rx.recv() {
         match cmd {
             Command::Shutdown => break,
@@ -408,6 +460,7 @@ fn run(worker: &mut worker::Worker, rx: Receiver<Command>) {
                 }
             }
         }
+        positions.store(worker.cached_positions(), Ordering::Relaxed);
     }
 }
 

@@ -246,6 +246,11 @@ impl Worker {
         self.load_s = s;
     }
 
+    /// Positions whose keys and values the cache holds.
+    pub fn cached_positions(&self) -> usize {
+        self.cache.len()
+    }
+
     /// Forgets the cached conversation (after an error the cache may be partial).
     pub fn reset(&mut self) {
         self.cache.clear();

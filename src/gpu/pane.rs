@@ -2,7 +2,10 @@
 //! utilisation and memory (gauge + one-minute sparkline), temperature, power,
 //! SM clock and the processes on it (this glimpse marked), the one in use
 //! marked; or, without an NVIDIA GPU, the sentence that says glimpse runs on
-//! the CPU and the CPU's facts. The KV-cache format and live tokens/s close it.
+//! the CPU and the CPU's facts. When a server answers, a "remote" block
+//! comes first: the server, the model, the last answer's speed and, where
+//! the server publishes them, its KV-cache use and queue. The KV-cache format
+//! and live tokens/s close it.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -28,6 +31,24 @@ pub struct GpuView {
     pub kv_cache: Option<String>,
     /// Decode speed of the answer being generated.
     pub tokens_per_s: Option<f64>,
+    /// The server answering instead of a model here.
+    pub remote: Option<RemoteView>,
+}
+
+/// The server that answers, as the pane shows it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RemoteView {
+    pub server: String,
+    pub model: String,
+    /// The last answer's time to first token and decode speed, measured
+    /// here (so the network is included).
+    pub ttft_s: Option<f64>,
+    pub tokens_per_s: Option<f64>,
+    /// From the server's `/metrics`, when it publishes them: the KV cache
+    /// in use (0 to 1) and the requests waiting and running.
+    pub kv_cache_use: Option<f64>,
+    pub waiting: Option<u64>,
+    pub running: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +99,7 @@ impl GpuView {
             in_use,
             kv_cache,
             tokens_per_s,
+            remote: None,
         }
     }
 }
@@ -242,10 +264,15 @@ fn wrap_words(text: &str, width: usize) -> Vec<String> {
 }
 
 fn rows<'a>(view: &'a GpuView, s: &PaneStyles) -> Vec<Row<'a>> {
-    if view.gpus.is_empty() {
-        return cpu_rows(view, s);
-    }
     let mut out = Vec::new();
+    if let Some(remote) = &view.remote {
+        out.extend(remote_rows(remote, s));
+        out.push(Row::Text(Line::raw("")));
+    }
+    if view.gpus.is_empty() {
+        out.extend(cpu_rows(view, s));
+        return out;
+    }
     for (k, row) in view.gpus.iter().enumerate() {
         if k > 0 {
             out.push(Row::Text(Line::raw("")));
@@ -255,15 +282,65 @@ fn rows<'a>(view: &'a GpuView, s: &PaneStyles) -> Vec<Row<'a>> {
     out
 }
 
+/// The server in use, its model, the last answer's speed and the load the
+/// server reports.
+fn remote_rows<'a>(r: &RemoteView, s: &PaneStyles) -> Vec<Row<'a>> {
+    let mut out = vec![
+        Row::Text(Line::from(vec![
+            Span::styled("▶ remote", s.highlight),
+            Span::styled("  in use", s.highlight),
+        ])),
+        Row::Text(Line::styled(format!("  {}", r.server), s.text)),
+        Row::Text(Line::styled(format!("  {}", r.model), s.text)),
+    ];
+    let mut last = Vec::new();
+    if let Some(t) = r.ttft_s.filter(|t| *t > 0.0) {
+        last.push(format!("first token {t:.2} s"));
+    }
+    if let Some(t) = r.tokens_per_s.filter(|t| *t > 0.0) {
+        last.push(format!("{t:.1} tokens/s"));
+    }
+    if !last.is_empty() {
+        out.push(Row::Text(Line::styled(
+            format!("  last answer: {}", last.join(" · ")),
+            s.text,
+        )));
+    }
+    if let Some(kv) = r.kv_cache_use {
+        out.push(Row::Meter(
+            "KV",
+            kv.clamp(0.0, 1.0),
+            format!("{:.0} %", kv * 100.0),
+            &[],
+        ));
+    }
+    let queue: Vec<String> = [(r.waiting, "waiting"), (r.running, "running")]
+        .into_iter()
+        .filter_map(|(n, what)| n.map(|n| format!("{n} {what}")))
+        .collect();
+    if !queue.is_empty() {
+        out.push(Row::Text(Line::styled(
+            format!("  queue {}", queue.join(" · ")),
+            s.text,
+        )));
+    }
+    out
+}
+
 /// Without an NVIDIA GPU: the CPU, system memory and glimpse's own share.
 fn cpu_rows<'a>(view: &'a GpuView, s: &PaneStyles) -> Vec<Row<'a>> {
     let Some(cpu) = &view.cpu else {
         return vec![Row::Text(Line::styled("reading the devices…", s.dim))];
     };
-    let mut out = vec![Row::Text(Line::styled(
-        no_gpu_line(cpu.threads),
-        s.highlight,
-    ))];
+    // With a server answering, this machine only shows the conversation.
+    let first = match view.remote {
+        Some(_) => Row::Text(Line::styled(
+            format!("no NVIDIA GPU here ({} CPU threads)", cpu.threads),
+            s.text,
+        )),
+        None => Row::Text(Line::styled(no_gpu_line(cpu.threads), s.highlight)),
+    };
+    let mut out = vec![first];
     if let Some(model) = &cpu.model {
         out.push(Row::Text(Line::styled(model.clone(), s.text)));
     }
@@ -582,6 +659,70 @@ mod tests {
     fn before_the_first_sample_the_pane_says_it_is_reading() {
         let view = GpuView::from_history(&History::new(60), None, None, None);
         assert!(render(&view, 40, 3)[1].contains("reading the devices"));
+    }
+
+    fn remote(load: bool) -> RemoteView {
+        RemoteView {
+            server: "http://gpu-box:8000/v1".into(),
+            model: "Qwen/Qwen2.5-VL-72B-Instruct".into(),
+            ttft_s: Some(0.4213),
+            tokens_per_s: Some(38.14),
+            kv_cache_use: load.then_some(0.4127),
+            waiting: load.then_some(4),
+            running: load.then_some(5),
+        }
+    }
+
+    #[test]
+    fn a_server_comes_first_with_its_load_and_this_machine_after() {
+        let h = history_of(vec![GpuState::Absent {
+            reason: "no driver".into(),
+        }]);
+        let view = GpuView {
+            remote: Some(remote(true)),
+            ..GpuView::from_history(&h, None, Some("on the server".into()), Some(38.14))
+        };
+        let lines = render(&view, 60, pane_height(&view));
+        let expected = [
+            "┌ GPU ─────────────────────────────────────────────────────┐",
+            "│▶ remote  in use                                          │",
+            "│  http://gpu-box:8000/v1                                  │",
+            "│  Qwen/Qwen2.5-VL-72B-Instruct                            │",
+            "│  last answer: first token 0.42 s · 38.1 tokens/s         │",
+            "│  KV   ██████████████▌                     41 %           │",
+            "│  queue 4 waiting · 5 running                             │",
+            "│                                                          │",
+            "│no NVIDIA GPU here (16 CPU threads)                       │",
+            "│AMD EPYC 7B13 64-Core Processor                           │",
+            "│  mem  ████████▊                           6.0/24.0 GiB   │",
+            "│glimpse holds 1.5 GiB                                     │",
+            "│(no driver)                                               │",
+            "│KV cache on the server · 38.1 tokens/s                    │",
+            "└──────────────────────────────────────────────────────────┘",
+        ];
+        assert_eq!(lines, expected, "\n{}", lines.join("\n"));
+    }
+
+    #[test]
+    fn a_server_without_metrics_shows_no_load_rows() {
+        let mut quiet = remote(false);
+        quiet.ttft_s = None;
+        quiet.tokens_per_s = None;
+        let view = GpuView {
+            remote: Some(quiet),
+            ..GpuView::from_history(&History::new(60), None, None, None)
+        };
+        let lines = render(&view, 40, pane_height(&view));
+        let expected = [
+            "┌ GPU ─────────────────────────────────┐",
+            "│▶ remote  in use                      │",
+            "│  http://gpu-box:8000/v1              │",
+            "│  Qwen/Qwen2.5-VL-72B-Instruct        │",
+            "│                                      │",
+            "│reading the devices…                  │",
+            "└──────────────────────────────────────┘",
+        ];
+        assert_eq!(lines, expected, "\n{}", lines.join("\n"));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! blocking pool, never on the caller's thread.
 
 mod connect;
+mod idle;
 pub mod images;
+pub mod metrics;
 mod request;
 pub mod sse;
 mod stream;
@@ -19,6 +21,8 @@ use crate::processor::image::{AlphaMode, LongEdgeCap};
 use crate::processor::vision_input::VisionPreprocessConfig;
 
 pub use connect::{endpoint, ServedModel};
+pub use idle::IdleLimits;
+pub use metrics::ServerLoad;
 
 /// Where the server is and how to talk to it.
 #[derive(Debug, Clone)]
@@ -35,6 +39,8 @@ pub struct RemoteOptions {
     pub family: Option<String>,
     pub long_edge_cap: Option<LongEdgeCap>,
     pub alpha: AlphaMode,
+    /// How long the server may stay silent mid-request.
+    pub idle: IdleLimits,
 }
 
 impl RemoteOptions {
@@ -175,6 +181,7 @@ impl Backend for Remote {
             cap: self.options.long_edge_cap,
             alpha: self.options.alpha,
             preprocess: self.preprocess.clone().map(Arc::new),
+            idle: self.options.idle,
         };
         self.runtime.spawn(call.run(request));
         Ok(())

@@ -1,8 +1,9 @@
 //! One request to the server, followed to its end: images prepared, the
 //! body posted, the stream read chunk by chunk into the engine's events.
 //! The cancel flag is looked at between chunks and at least every
-//! [`POLL`], and closes the stream; a stream that ends without a finish is
-//! a dropped connection, its partial answer kept.
+//! [`POLL`], and closes the stream; a stream that ends without a finish, or
+//! stays silent longer than its [`IdleLimits`], is a dropped answer, its
+//! partial text kept.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,10 +12,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use super::connect::{status_error, transport_error};
+use super::idle::IdleLimits;
 use super::images::{self, PreparedImage};
 use super::request;
 use super::sse::{self, Item, Lines, Reply};
-use crate::engine::{Event, FinishReason, ImageFacts, Request, SamplingParams, Timings};
+use crate::engine::{DropCause, Event, FinishReason, ImageFacts, Request, SamplingParams, Timings};
 use crate::processor::image::{AlphaMode, LongEdgeCap};
 use crate::processor::vision_input::VisionPreprocessConfig;
 
@@ -32,13 +34,22 @@ pub struct Call {
     pub cap: Option<LongEdgeCap>,
     pub alpha: AlphaMode,
     pub preprocess: Option<Arc<VisionPreprocessConfig>>,
+    pub idle: IdleLimits,
 }
 
 /// What happened to a stream that did not end in an error.
 enum Ending {
     Finished,
     Cancelled,
-    Dropped,
+    Dropped(DropCause),
+}
+
+/// The end of a stream that stayed silent for `limit`.
+fn silent(limit: Duration, first_token: bool) -> Ending {
+    Ending::Dropped(DropCause::Silent {
+        ms: limit.as_millis() as u64,
+        first_token,
+    })
 }
 
 impl Call {
@@ -63,11 +74,16 @@ impl Call {
         if let Some(key) = &self.api_key {
             post = post.bearer_auth(key);
         }
-        let started = Instant::now();
+        let mut follower = Follower::new(req, facts, Instant::now());
+        let first_limit = self.idle.first_token;
         let response = tokio::select! {
             r = post.send() => r.map_err(|e| transport_error(&e, &self.server))?,
             _ = cancelled(req) => {
                 cancel_before_answer(req);
+                return Ok(());
+            }
+            _ = tokio::time::sleep(first_limit) => {
+                follower.done(silent(first_limit, true));
                 return Ok(());
             }
         };
@@ -81,19 +97,25 @@ impl Call {
                 self.api_key_env.as_deref(),
             ));
         }
-        let mut follower = Follower::new(req, facts, started);
         let mut bytes = response.bytes_stream();
+        let mut heard = follower.started;
         let ending = loop {
             if req.cancel.load(Ordering::Relaxed) {
                 break Ending::Cancelled;
+            }
+            let flowing = follower.first_at.is_some();
+            let limit = self.idle.limit(flowing);
+            if heard.elapsed() >= limit {
+                break silent(limit, !flowing);
             }
             let next = match tokio::time::timeout(POLL, bytes.next()).await {
                 Err(_) => continue,
                 Ok(next) => next,
             };
+            heard = Instant::now();
             match next {
                 Some(Ok(piece)) => follower.push(&piece),
-                Some(Err(_)) | None => break Ending::Dropped,
+                Some(Err(_)) | None => break Ending::Dropped(DropCause::Closed),
             }
             if let Some(e) = &follower.reply.error {
                 return Err(format!("the server stopped with an error: {e}"));
@@ -103,7 +125,7 @@ impl Call {
             }
         };
         let ending = match ending {
-            Ending::Dropped if follower.reply.finished() => Ending::Finished,
+            Ending::Dropped(_) if follower.reply.finished() => Ending::Finished,
             other => other,
         };
         follower.done(ending);
@@ -237,7 +259,7 @@ impl<'r> Follower<'r> {
         }
         let finish_reason = match ending {
             Ending::Cancelled => FinishReason::Cancelled,
-            Ending::Dropped => FinishReason::Dropped,
+            Ending::Dropped(cause) => FinishReason::Dropped(cause),
             Ending::Finished => match self.reply.finish_reason.as_deref() {
                 Some("length") => FinishReason::Length,
                 Some("abort") => FinishReason::Cancelled,

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::parse::{chat_request, ChatRequest};
-use super::{authorize, log_line, unix_now, ApiError, Shared, Slot, MAX_BODY_BYTES};
+use super::{authorize, log_line, unix_now, ApiError, Begun, Shared, Slot, MAX_BODY_BYTES};
 use crate::engine::{ContextPolicy, Event, FinishReason, Request, Timings};
 
 pub async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
@@ -43,6 +43,10 @@ impl Drop for CancelOnDrop {
 struct InFlight {
     events: UnboundedReceiver<Event>,
     _cancel: CancelOnDrop,
+    /// Declared before the slot: a request stops counting as running
+    /// before it leaves the admitted ones, so none is ever seen waiting
+    /// after it ran.
+    _begun: Option<Begun>,
     _slot: Slot,
     _images: Option<tempfile::TempDir>,
     id: String,
@@ -73,7 +77,10 @@ async fn start(
     let mut flight = submit(shared, req, slot)?;
     // The first event says whether the prompt could be built.
     match flight.events.recv().await {
-        Some(Event::Prompt { ids, .. }) => flight.prompt_tokens = ids,
+        Some(Event::Prompt { ids, .. }) => {
+            flight.prompt_tokens = ids;
+            flight._begun = Some(Begun::mark(shared));
+        }
         Some(Event::Error(message)) => return Err(ApiError::invalid(&message)),
         _ => return Err(ApiError::internal("the engine stopped before answering")),
     }
@@ -102,6 +109,7 @@ fn submit(shared: &Arc<Shared>, req: ChatRequest, slot: Slot) -> Result<InFlight
     Ok(InFlight {
         events: bridge(rx),
         _cancel: CancelOnDrop(cancel),
+        _begun: None,
         _slot: slot,
         _images: req.images,
         id: format!("chatcmpl-glimpse-{n}"),
@@ -285,7 +293,7 @@ fn frame(value: &Value) -> Bytes {
 fn finish_name(f: FinishReason) -> &'static str {
     match f {
         FinishReason::Length => "length",
-        FinishReason::Cancelled | FinishReason::Dropped => "abort",
+        FinishReason::Cancelled | FinishReason::Dropped(_) => "abort",
         FinishReason::Stop => "stop",
     }
 }

@@ -1,11 +1,13 @@
 //! `glimpse serve`: the engine behind an OpenAI-compatible HTTP API
 //! (`POST /v1/chat/completions`, streamed or not; `GET /v1/models`;
-//! `GET /health`). The runtime only moves bytes: requests wait in the
-//! engine's queue and run one at a time on its thread. A client that goes
-//! away cancels its request at the next step.
+//! `GET /health`; its load for Prometheus at `GET /metrics`). The runtime
+//! only moves bytes: requests wait in the engine's queue and run one at a
+//! time on its thread. A client that goes away cancels its request at the
+//! next step.
 
 mod completion;
 mod error;
+mod metrics;
 mod parse;
 
 use std::net::SocketAddr;
@@ -46,6 +48,8 @@ struct Shared {
     api_key: Option<String>,
     /// Requests admitted and not yet finished.
     admitted: AtomicUsize,
+    /// Of those, the ones the engine has begun.
+    running: AtomicUsize,
     next_id: AtomicU64,
 }
 
@@ -75,6 +79,7 @@ pub fn run(engine: Engine, options: ServeOptions) -> anyhow::Result<()> {
             model_id: options.model_id,
             api_key: options.api_key,
             admitted: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         });
         axum::serve(listener, router(shared))
@@ -91,6 +96,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(completion::chat))
+        .route("/metrics", get(metrics::metrics))
         .with_state(shared)
 }
 
@@ -176,5 +182,22 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.admitted.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts a request among the running ones from when the engine begins it
+/// until it is dropped.
+struct Begun(Arc<Shared>);
+
+impl Begun {
+    fn mark(shared: &Arc<Shared>) -> Begun {
+        shared.running.fetch_add(1, Ordering::SeqCst);
+        Begun(shared.clone())
+    }
+}
+
+impl Drop for Begun {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -16,6 +16,7 @@ use super::keyspec::KeySpec;
 use super::paths;
 use crate::engine::{DeviceChoice, DtypeChoice, KvCachePolicy, Quant, SamplingOverrides};
 use crate::processor::image::LongEdgeCap;
+use crate::remote::IdleLimits;
 
 /// The model glimpse loads when neither `--model` nor the config names one.
 pub const DEFAULT_MODEL: &str = "Qwen/Qwen3-VL-4B-Instruct";
@@ -155,6 +156,8 @@ pub struct Config {
     pub server: Option<String>,
     /// The environment variable holding the server's API key.
     pub api_key_env: Option<String>,
+    /// How long a server may stay silent before its answer is given up.
+    pub idle_timeout: IdleLimits,
     /// Thinking on or off for checkpoints that can switch; `None` (`auto`)
     /// keeps each checkpoint's own default.
     pub thinking: Option<bool>,
@@ -189,6 +192,7 @@ impl Default for Config {
             kv_cache: KvCachePolicy::default(),
             server: None,
             api_key_env: None,
+            idle_timeout: IdleLimits::default(),
             thinking: None,
             source: None,
             spots: Spots::default(),
@@ -277,6 +281,9 @@ impl Config {
         }
         config.server = raw.server.map(|s| s.0);
         config.api_key_env = raw.api_key_env.map(|s| s.0);
+        if let Some(t) = raw.idle_timeout {
+            config.idle_timeout = t.0;
+        }
         if let Some(t) = raw.thinking {
             config.thinking = t.0;
         }
@@ -414,6 +421,7 @@ struct RawConfig {
     kv_cache: Option<RawKvCache>,
     server: Option<NonEmpty>,
     api_key_env: Option<NonEmpty>,
+    idle_timeout: Option<Idle>,
     thinking: Option<ThinkingSetting>,
     #[serde(default)]
     presets: BTreeMap<String, RawPreset>,
@@ -576,6 +584,22 @@ impl<'de> Deserialize<'de> for Cap {
         parse_long_edge_cap(&s)
             .map(Cap)
             .map_err(|e| de::Error::custom(format!("long_edge_cap: {e}")))
+    }
+}
+
+/// `idle_timeout`: "FIRST:BETWEEN" seconds, or one number for both.
+#[derive(Debug)]
+struct Idle(IdleLimits);
+
+impl<'de> Deserialize<'de> for Idle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = match Scalar::deserialize(d)? {
+            Scalar::Text(s) => s,
+            Scalar::Number(v) => v.to_string(),
+        };
+        IdleLimits::parse(&text)
+            .map(Idle)
+            .map_err(|e| de::Error::custom(format!("idle_timeout: {e}")))
     }
 }
 
@@ -907,6 +931,19 @@ mod tests {
     }
 
     #[test]
+    fn idle_timeout_takes_a_string_or_a_number() {
+        let c = parse("idle_timeout = \"300:20\"\n").unwrap();
+        assert_eq!(c.idle_timeout, IdleLimits::parse("300:20").unwrap());
+        let c = parse("idle_timeout = 45\n").unwrap();
+        assert_eq!(c.idle_timeout, IdleLimits::parse("45").unwrap());
+        let e = parse("idle_timeout = \"soon\"\n").unwrap_err().to_string();
+        assert!(
+            e.contains("idle_timeout: ") && e.contains("FIRST:BETWEEN"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn long_edge_cap_values() {
         assert_eq!(parse_long_edge_cap("off").unwrap(), None);
         let c = parse_long_edge_cap("3000:2048").unwrap().unwrap();
@@ -950,6 +987,7 @@ mod tests {
             "theme",
             "image_protocol",
             "long_edge_cap",
+            "idle_timeout",
             "thinking",
             "[kv_cache]",
             "policy",

@@ -34,6 +34,6 @@ pub mod transcript;
 pub mod view;
 pub mod wrap;
 
-pub use app::{App, AppConfig};
+pub use app::{App, AppConfig, ServerWatch};
 pub use msg::{Cmd, Msg};
 pub use runtime::{run, ChatOptions};

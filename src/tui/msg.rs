@@ -64,6 +64,9 @@ pub enum Msg {
     Terminate,
     /// The GPU sampler's latest reading, once per sampler period.
     GpuSample(Box<Sample>),
+    /// The answering server's load from its `/metrics`, every few seconds;
+    /// `None` while it does not answer.
+    ServerLoad(Option<crate::remote::ServerLoad>),
     /// The model is being downloaded from the hub (reports are throttled).
     ModelDownload(DownloadEvent),
     ModelLoaded(Box<ModelReady>),

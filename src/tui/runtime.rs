@@ -20,7 +20,7 @@ use ratatui::Terminal;
 use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::Resize;
 
-use super::app::{App, AppConfig};
+use super::app::{App, AppConfig, ServerWatch};
 use super::clipboard::osc52;
 
 use super::msg::{Cmd, DecodedImage, ImageId, ModelReady, Msg, RequestId, TICK};
@@ -211,6 +211,11 @@ fn app_config(options: &ChatOptions, picker: &Picker) -> AppConfig {
     config.image_protocol = protocol_name(picker.protocol_type()).into();
     config.thinking = options.thinking;
     config.thinking_start = options.thinking_start;
+    config.server = options.remote.as_ref().map(|r| ServerWatch {
+        url: r.server.clone(),
+        model: r.model.clone(),
+        load: None,
+    });
     config
 }
 
@@ -284,6 +289,9 @@ fn spawn_input(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> anyhow::Result<thread:
     })
 }
 
+/// How often the GPU pane's remote block reads the server's load.
+const SERVER_LOAD_PERIOD: Duration = Duration::from_secs(3);
+
 /// Where the model that answers lives once it is ready: the engine here, or
 /// a server.
 pub type BackendSlot = Mutex<Option<Box<dyn ModelBackend + Send>>>;
@@ -298,6 +306,10 @@ fn spawn_connector(options: RemoteOptions, slot: Arc<BackendSlot>, tx: Sender<Ms
                 info: remote.info()?,
                 kv_cache: "on the server".into(),
             };
+            let load_tx = tx.clone();
+            remote.watch_load(SERVER_LOAD_PERIOD, move |load| {
+                let _ = load_tx.send(Msg::ServerLoad(load));
+            });
             Ok((remote, ready))
         });
         hand_over(connected, &slot, &tx);

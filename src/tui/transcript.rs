@@ -61,6 +61,9 @@ pub struct Reply {
     /// The app's tick when it was asked: the wait for the first token is
     /// shown, so a slow model or server never looks frozen.
     pub asked_tick: u64,
+    /// The app's tick when the last token came: a stream that stalls shows
+    /// how long it has been silent.
+    pub heard_tick: u64,
 }
 
 impl Reply {
@@ -77,6 +80,7 @@ impl Reply {
             limit: None,
             grounding_tried: false,
             asked_tick: 0,
+            heard_tick: 0,
         }
     }
 
@@ -534,15 +538,22 @@ fn done_spans(app: &App, r: &Reply, s: &ReplyStats) -> Vec<Span<'static>> {
             ]
         }
         FinishReason::Stop => vec![Span::styled(parts.join(" · "), t.dim)],
-        FinishReason::Dropped => vec![
-            Span::styled("■ the server's connection dropped", t.warning),
-            Span::styled(
-                format!(" · partial answer kept · {}", parts.join(" · ")),
-                t.dim,
-            ),
-        ],
+        FinishReason::Dropped(cause) => {
+            if !r.text.is_empty() {
+                parts.insert(0, "partial answer kept".into());
+            }
+            parts.extend(cause.hint().map(str::to_string));
+            vec![
+                Span::styled(format!("■ {}", cause.describe()), t.warning),
+                Span::styled(format!(" · {}", parts.join(" · ")), t.dim),
+            ]
+        }
     }
 }
+
+/// Seconds without a token before a streaming answer says it is waiting:
+/// long enough that a model thinking over one slow token does not flicker.
+const STALL_SHOWN_AFTER: u64 = 3;
 
 /// The moving part under a running answer (never cached).
 fn live_footer(app: &App, entry: &Entry) -> Option<Vec<Row>> {
@@ -563,9 +574,15 @@ fn live_footer(app: &App, entry: &Entry) -> Option<Vec<Row>> {
         ReplyPhase::Streaming => format!("{} tokens", r.tokens + r.reasoning.tokens),
         _ => return None,
     };
-    let waited = app.tick.wrapping_sub(r.asked_tick) * super::msg::TICK.as_millis() as u64 / 1000;
+    let secs_since =
+        |tick: u64| app.tick.wrapping_sub(tick) * super::msg::TICK.as_millis() as u64 / 1000;
+    let waited = secs_since(r.asked_tick);
     if r.phase != ReplyPhase::Streaming && waited >= 1 {
         what.push_str(&format!(" {waited}s"));
+    }
+    let silent = secs_since(r.heard_tick);
+    if r.phase == ReplyPhase::Streaming && silent >= STALL_SHOWN_AFTER {
+        what.push_str(&format!(" · nothing new for {silent}s"));
     }
     let esc = app
         .keymap

@@ -81,9 +81,11 @@ pub fn answer(
     let annotations = Annotations::draw(args, conversation, &found, shower.is_some())?;
     let code = match answer.finish_reason {
         FinishReason::Cancelled => 130,
-        FinishReason::Dropped => {
+        FinishReason::Dropped(cause) => {
+            let hint = cause.hint().map(|h| format!("; {h}")).unwrap_or_default();
             eprintln!(
-                "glimpse: the server's connection dropped mid-answer; the partial answer is kept"
+                "glimpse: {}; the partial answer is kept{hint}",
+                cause.describe()
             );
             1
         }

@@ -24,8 +24,9 @@ use ratatui::crossterm::event::KeyEventKind;
 use ratatui_image::protocol::Protocol;
 use ratatui_textarea::{TextArea, WrapMode};
 
-use crate::gpu::pane::GpuView;
+use crate::gpu::pane::{GpuView, RemoteView};
 use crate::gpu::sampler::{History, HISTORY_LEN, PERIOD};
+use crate::remote::ServerLoad;
 use crate::session::DownloadEvent;
 
 use super::attachments::{image_budget, ImageBudget};
@@ -111,6 +112,16 @@ pub struct PathPrompt {
     pub candidates: Vec<String>,
 }
 
+/// A server answering instead of a model here, for the GPU pane.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerWatch {
+    pub url: String,
+    pub model: String,
+    /// The latest load read from its `/metrics`; `None` when it publishes
+    /// none or stopped answering.
+    pub load: Option<ServerLoad>,
+}
+
 /// Settings the app starts with.
 pub struct AppConfig {
     pub model_dir: PathBuf,
@@ -136,6 +147,8 @@ pub struct AppConfig {
     pub thinking: Option<bool>,
     /// `--thinking`: the first conversation's choice, over its preset's.
     pub thinking_start: Option<bool>,
+    /// The server that answers, when one does.
+    pub server: Option<ServerWatch>,
 }
 
 impl AppConfig {
@@ -155,6 +168,7 @@ impl AppConfig {
             image_protocol: "halfblocks".into(),
             thinking: None,
             thinking_start: None,
+            server: None,
         }
     }
 }
@@ -213,6 +227,8 @@ pub struct App {
     pub thinking_default: Option<bool>,
     /// Finished reasoning shown in full rather than as its heading.
     pub reasoning_expanded: bool,
+    /// The server that answers, when one does, with its latest load.
+    pub server: Option<ServerWatch>,
     pub(crate) rows: RefCell<RowCache>,
     running: Option<Running>,
     next_request: RequestId,
@@ -272,6 +288,7 @@ impl App {
             tokens_since_sample: 0,
             thinking_default: config.thinking,
             reasoning_expanded: false,
+            server: config.server,
             rows: RefCell::new(RowCache::default()),
             running: None,
             next_request: 1,
@@ -335,12 +352,25 @@ impl App {
         } else {
             self.last_stats.as_ref().map(|s| s.tok_s)
         };
-        GpuView::from_history(
-            &self.gpu_history,
-            self.ready().and_then(|r| r.info.gpu_index),
-            self.kv_cache.clone(),
-            tokens_per_s,
-        )
+        let last = self.last_stats.as_ref();
+        let remote = self.server.as_ref().map(|w| RemoteView {
+            server: w.url.clone(),
+            model: w.model.clone(),
+            ttft_s: last.map(|s| s.ttft_s),
+            tokens_per_s: last.map(|s| s.tok_s),
+            kv_cache_use: w.load.and_then(|l| l.kv_cache_use),
+            waiting: w.load.and_then(|l| l.waiting),
+            running: w.load.and_then(|l| l.running),
+        });
+        GpuView {
+            remote,
+            ..GpuView::from_history(
+                &self.gpu_history,
+                self.ready().and_then(|r| r.info.gpu_index),
+                self.kv_cache.clone(),
+                tokens_per_s,
+            )
+        }
     }
 
     pub(super) fn count_streamed_token(&mut self) {
@@ -402,6 +432,11 @@ impl App {
             Msg::Tick => self.tick = self.tick.wrapping_add(1),
             Msg::InputClosed | Msg::Terminate => self.act(Action::Quit, &mut cmds),
             Msg::GpuSample(sample) => self.on_gpu_sample(*sample),
+            Msg::ServerLoad(load) => {
+                if let Some(watch) = &mut self.server {
+                    watch.load = load;
+                }
+            }
             Msg::ModelDownload(event) => self.on_download(event),
             Msg::ModelLoaded(ready) => {
                 self.kv_cache = Some(ready.kv_cache.clone());

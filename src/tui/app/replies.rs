@@ -254,7 +254,9 @@ impl App {
             Event::Reasoning { text, .. } => {
                 self.context_used += 1;
                 self.count_streamed_token();
+                let tick = self.tick;
                 self.update_reply(id, |r| {
+                    r.heard_tick = tick;
                     let reasoning = &mut r.reasoning;
                     reasoning
                         .started
@@ -267,7 +269,9 @@ impl App {
             Event::Token { text, .. } => {
                 self.context_used += 1;
                 self.count_streamed_token();
+                let tick = self.tick;
                 self.update_reply(id, |r| {
+                    r.heard_tick = tick;
                     r.reasoning.close();
                     r.text.push_str(&text);
                     r.tokens += 1;
