@@ -4,8 +4,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
+use candle_core::safetensors::{Load, MmapedSafetensors};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
 use serde_json::Value;
 
 use super::ModelError;
@@ -120,15 +122,11 @@ pub fn open_checkpoint(
     // SAFETY: the files are memory-mapped read-only; glimpse never writes them and
     // a user replacing a checkpoint under a running process is outside our control,
     // as in every mmap-based loader.
-    let vb =
-        unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }.map_err(|e| {
-            ModelError::BadWeights {
-                path: files[0].clone(),
-                what: format!(
-                    "not a readable safetensors file ({e}); the download may be truncated"
-                ),
-            }
-        })?;
+    let mmap = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| ModelError::BadWeights {
+        path: files[0].clone(),
+        what: format!("not a readable safetensors file ({e}); the download may be truncated"),
+    })?;
+    let vb = VarBuilder::from_backend(Box::new(Released(mmap)), dtype, device.clone());
     let layout = LAYOUTS
         .iter()
         .find(|l| vb.contains_tensor(&format!("{}.embed_tokens.weight", l.text)))
@@ -145,6 +143,71 @@ pub fn open_checkpoint(
         vb,
     })
 }
+
+/// The memory-mapped checkpoint, handing each tensor over as its own copy
+/// and then letting the kernel drop the mapped pages it was read from: the
+/// f32 pages of a matrix that is quantised, or converted to another dtype,
+/// would otherwise stay resident beside what was made of them until the
+/// whole load ends.
+struct Released(MmapedSafetensors);
+
+impl Released {
+    fn load(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let view = self.0.get(name)?;
+        let tensor = view.load(dev)?.to_dtype(dtype)?;
+        release_pages(view.data());
+        Ok(tensor)
+    }
+}
+
+impl SimpleBackend for Released {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let tensor = self.load(name, dtype, dev)?;
+        if tensor.shape() != &shape {
+            return Err(candle_core::Error::UnexpectedShape {
+                msg: format!("shape mismatch for {name}"),
+                expected: shape,
+                got: tensor.shape().clone(),
+            });
+        }
+        Ok(tensor)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.load(name, dtype, dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.get(name).is_ok()
+    }
+}
+
+/// Drops the whole pages inside `bytes` from the process (read-only file
+/// pages: touching them again reads them back from the file).
+#[cfg(unix)]
+fn release_pages(bytes: &[u8]) {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+    let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+    if end > start {
+        // SAFETY: the range lies inside a private read-only file mapping
+        // that stays mapped; MADV_DONTNEED only discards its resident pages,
+        // so later reads fault the same bytes in from the file. Failure
+        // leaves the pages resident, which is harmless.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+}
+
+#[cfg(not(unix))]
+fn release_pages(_: &[u8]) {}
 
 /// Number of values in all tensors of one safetensors file, from its header
 /// alone (an 8-byte little-endian length, then that much JSON).
