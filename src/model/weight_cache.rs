@@ -417,6 +417,11 @@ mod tests {
         out.embeds.flatten_all().unwrap().to_vec1().unwrap()
     }
 
+    /// How a q8_0 load of the fixture (vision tower float) used the cache.
+    fn plain_q8_use(root: &Path) -> CacheUse {
+        load(&fixture(), root, Quant::Q8_0, false).weight_cache.0
+    }
+
     fn cache_file(m: &VlModel) -> PathBuf {
         m.weight_cache.1.clone().expect("a cache entry")
     }
@@ -485,12 +490,7 @@ mod tests {
             assert!(notice.contains("rebuilt"), "{notice}");
             assert_eq!(logits(&m), want, "{why}");
             assert_eq!(std::fs::read(&path).unwrap(), good, "{why}: rewritten");
-            assert_eq!(
-                load(&fixture(), root.path(), Quant::Q8_0, false)
-                    .weight_cache
-                    .0,
-                CacheUse::Hit
-            );
+            assert_eq!(plain_q8_use(root.path()), CacheUse::Hit);
         }
     }
 
@@ -539,12 +539,7 @@ mod tests {
         assert_eq!(vision(&again), vision(&q8v));
         // The vision tower really is quantised: it differs from the float one.
         assert_ne!(vision(&again), vision(&q8));
-        assert_eq!(
-            load(&fixture(), root.path(), Quant::Q8_0, false)
-                .weight_cache
-                .0,
-            CacheUse::Hit
-        );
+        assert_eq!(plain_q8_use(root.path()), CacheUse::Hit);
     }
 
     #[test]
