@@ -8,7 +8,8 @@
 //! Layout: magic, header length (u64 LE), SHA-256 of the header, the header
 //! (JSON), then each matrix's ggml blocks at a 64-byte aligned offset. Each
 //! matrix carries its own SHA-256, so a file is checked in parallel as it is
-//! read.
+//! read. The file is read through a mapping whose pages are let go matrix by
+//! matrix, so a load holds little beyond the tensors it makes.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -169,41 +170,23 @@ impl WeightCache {
         if theirs != ours {
             return Err("was made with other settings".into());
         }
-        let size = file.metadata().map_err(|e| e.to_string())?.len();
+        // SAFETY: mapped read-only; the cache is only ever replaced by
+        // renaming a new file over it, which leaves this mapping intact.
+        let map =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot be read ({e})"))?;
         if header
             .matrices
             .iter()
-            .any(|m| m.offset.saturating_add(m.bytes) > size)
+            .any(|m| m.offset.saturating_add(m.bytes) > map.len() as u64)
         {
             return Err("is cut short".into());
         }
         let matrices = header
             .matrices
             .par_iter()
-            .map(|m| Ok((m.name.clone(), self.read_matrix(m, device)?)))
+            .map(|m| Ok((m.name.clone(), read_matrix(&map, m, device)?)))
             .collect::<Result<HashMap<_, _>, String>>()?;
         Ok(Some(matrices))
-    }
-
-    fn read_matrix(&self, m: &Entry, device: &Device) -> Result<QTensor, String> {
-        let damaged = |what: String| format!("is damaged ({}: {what})", m.name);
-        let format = parse_format(&m.format).ok_or_else(|| damaged("unknown format".into()))?;
-        let mut file = File::open(&self.path).map_err(|e| e.to_string())?;
-        file.seek(SeekFrom::Start(m.offset))
-            .map_err(|e| damaged(e.to_string()))?;
-        // Whole u64 words, so the blocks' f16 and f32 fields are aligned.
-        let mut words = vec![0u64; (m.bytes as usize).div_ceil(8)];
-        let bytes = &mut as_bytes_mut(&mut words)[..m.bytes as usize];
-        file.read_exact(bytes).map_err(|e| damaged(e.to_string()))?;
-        if hex(&Sha256::digest(&*bytes)) != m.sha256 {
-            return Err(damaged("checksum mismatch".into()));
-        }
-        let elements: usize = m.shape.iter().product();
-        if elements / format.block_size() * format.type_size() != bytes.len() {
-            return Err(damaged("size does not match its shape".into()));
-        }
-        qtensor_from_ggml(format, bytes, m.shape.clone(), device)
-            .map_err(|e| damaged(super::without_backtrace(&e)))
     }
 
     /// Writes `matrices` to a temporary file beside the entry, then renames
@@ -278,6 +261,28 @@ impl WeightCache {
         tmp.persist(&self.path).map_err(|e| e.error.to_string())?;
         Ok(())
     }
+}
+
+/// One matrix from the mapped file: checked, copied into its tensor, and
+/// its mapped pages let go (offsets are 64-byte aligned in a page-aligned
+/// mapping, so the blocks' f16 and f32 fields are aligned).
+fn read_matrix(map: &[u8], m: &Entry, device: &Device) -> Result<QTensor, String> {
+    let damaged = |what: String| format!("is damaged ({}: {what})", m.name);
+    let format = parse_format(&m.format).ok_or_else(|| damaged("unknown format".into()))?;
+    let bytes = &map[m.offset as usize..(m.offset + m.bytes) as usize];
+    if hex(&Sha256::digest(bytes)) != m.sha256 {
+        return Err(damaged("checksum mismatch".into()));
+    }
+    let elements: usize = m.shape.iter().product();
+    if !m.offset.is_multiple_of(ALIGN)
+        || elements / format.block_size() * format.type_size() != bytes.len()
+    {
+        return Err(damaged("size or place does not match its shape".into()));
+    }
+    let q = qtensor_from_ggml(format, bytes, m.shape.clone(), device)
+        .map_err(|e| damaged(super::without_backtrace(&e)));
+    super::weights::release_pages(bytes);
+    q
 }
 
 fn read_header(file: &mut File) -> Result<Header, String> {
@@ -367,12 +372,6 @@ fn parse_format(name: &str) -> Option<GgmlDType> {
     ]
     .into_iter()
     .find(|f| format!("{f:?}") == name)
-}
-
-fn as_bytes_mut(words: &mut [u64]) -> &mut [u8] {
-    // SAFETY: u64 has no invalid bit patterns and u8 has alignment 1; the
-    // byte slice covers exactly the words' memory and borrows it mutably.
-    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8) }
 }
 
 #[cfg(test)]

@@ -190,9 +190,10 @@ impl SimpleBackend for Released {
 }
 
 /// Drops the whole pages inside `bytes` from the process (read-only file
-/// pages: touching them again reads them back from the file).
+/// pages: touching them again reads them back from the file). `bytes` must
+/// lie in a read-only file mapping.
 #[cfg(unix)]
-fn release_pages(bytes: &[u8]) {
+pub(super) fn release_pages(bytes: &[u8]) {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
     let start = (bytes.as_ptr() as usize).next_multiple_of(page);
@@ -207,7 +208,7 @@ fn release_pages(bytes: &[u8]) {
 }
 
 #[cfg(not(unix))]
-fn release_pages(_: &[u8]) {}
+pub(super) fn release_pages(_: &[u8]) {}
 
 /// Number of values in all tensors of one safetensors file, from its header
 /// alone (an 8-byte little-endian length, then that much JSON).
