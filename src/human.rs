@@ -5,6 +5,11 @@
 
 use std::borrow::Cow;
 
+/// Lower-case hex of `bytes` (digests in files and names).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The whole error chain on one line, outermost first, without repeats.
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();

@@ -14,7 +14,7 @@ mod common;
 use candle_core::{DType, Device};
 use common::*;
 use glimpse::engine::{DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, SamplingOverrides};
-use glimpse::model::{Quant, VlModel};
+use glimpse::model::{LoadOptions, Quant, VlModel};
 use glimpse::processor::image::AlphaMode;
 
 /// What one format showed over all fixture conversations.
@@ -40,15 +40,17 @@ fn argmax(v: &[f32]) -> usize {
         .unwrap()
 }
 
-fn greedy(r: &Reference, quant: Quant) -> Vec<u32> {
+fn greedy(r: &Reference, quant: Quant, vision: bool) -> Vec<u32> {
     let mut options = EngineOptions::new(r.model_dir());
     options.device = DeviceChoice::Cpu;
     options.dtype = DtypeChoice::F32;
     options.quant = quant;
+    options.quant_vision = vision;
     options.long_edge_cap = None;
     options.alpha = AlphaMode::Drop;
     let engine = Engine::load(options).unwrap();
     assert_eq!(engine.info().quant, quant.name());
+    assert_eq!(engine.info().quant_vision, vision);
     let o = SamplingOverrides {
         temperature: Some(0.0),
         repetition_penalty: Some(1.0),
@@ -65,7 +67,7 @@ fn greedy(r: &Reference, quant: Quant) -> Vec<u32> {
     panic!("{}: no Done event", r.name)
 }
 
-fn measure(quant: Quant) -> Agreement {
+fn measure(quant: Quant, quant_vision: bool) -> Agreement {
     let mut a = Agreement {
         first_token: 0,
         cases: 0,
@@ -76,9 +78,19 @@ fn measure(quant: Quant) -> Agreement {
     };
     for r in Reference::all() {
         let p = prepare(&r);
-        let model =
-            VlModel::load_quantized(&r.model_dir(), &Device::Cpu, DType::F32, quant, &|_, _| {})
-                .unwrap();
+        let options = LoadOptions {
+            quant,
+            quant_vision,
+            cache_root: None,
+        };
+        let model = VlModel::load_with(
+            &r.model_dir(),
+            &Device::Cpu,
+            DType::F32,
+            &options,
+            &|_, _| {},
+        )
+        .unwrap();
         let p = Prepared { model, ..p };
         let vision = p
             .pixel_values()
@@ -102,7 +114,7 @@ fn measure(quant: Quant) -> Agreement {
         a.mean_logit_err += err;
         a.max_logit_err = a.max_logit_err.max(err);
 
-        let tokens = greedy(&r, quant);
+        let tokens = greedy(&r, quant, quant_vision);
         let float = as_u32s(&r.json["greedy"]["tokens"]);
         a.same_prefix += tokens
             .iter()
@@ -112,14 +124,14 @@ fn measure(quant: Quant) -> Agreement {
         a.compared += float.len().min(NEW_TOKENS);
     }
     a.mean_logit_err /= a.cases as f32;
-    eprintln!("{quant}: {a:?}");
+    eprintln!("{quant} (vision {quant_vision}): {a:?}");
     a
 }
 
 /// Floors for one format: first-token agreements, the share of greedy tokens
 /// before the first divergence, and a ceiling on the worst logit error.
-fn check(quant: Quant, first_token: usize, prefix_share: f32, max_err: f32) {
-    let a = measure(quant);
+fn check(quant: Quant, vision: bool, first_token: usize, prefix_share: f32, max_err: f32) {
+    let a = measure(quant, vision);
     assert!(
         a.first_token >= first_token,
         "{quant}: first token agrees in {} of {} cases, expected at least {first_token}",
@@ -140,25 +152,38 @@ fn check(quant: Quant, first_token: usize, prefix_share: f32, max_err: f32) {
 
 #[test]
 fn unquantised_loading_through_the_same_path_is_exact() {
-    check(Quant::None, 15, 1.0, 2e-4);
+    check(Quant::None, false, 15, 1.0, 2e-4);
 }
 
 #[test]
 fn q8_0_stays_close_to_the_float_model() {
-    check(Quant::Q8_0, 12, 0.3, 0.2);
+    check(Quant::Q8_0, false, 12, 0.3, 0.2);
 }
 
 #[test]
 fn q6k_stays_close_to_the_float_model() {
-    check(Quant::Q6K, 12, 0.3, 0.2);
+    check(Quant::Q6K, false, 12, 0.3, 0.2);
 }
 
 #[test]
 fn q5k_stays_close_to_the_float_model() {
-    check(Quant::Q5K, 8, 0.05, 0.7);
+    check(Quant::Q5K, false, 8, 0.05, 0.7);
 }
 
 #[test]
 fn q4k_stays_close_to_the_float_model() {
-    check(Quant::Q4K, 5, 0.03, 0.7);
+    check(Quant::Q4K, false, 5, 0.03, 0.7);
+}
+
+// --quant-vision: the vision tower's linear layers in the same format. The
+// fixture towers are 32 values wide, so every format runs 32-value blocks.
+
+#[test]
+fn q8_0_with_the_vision_tower_stays_close_to_the_float_model() {
+    check(Quant::Q8_0, true, 12, 0.25, 0.7);
+}
+
+#[test]
+fn q4k_with_the_vision_tower_stays_close_to_the_float_model() {
+    check(Quant::Q4K, true, 5, 0.02, 1.3);
 }

@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// Linear layers of the language model: none, q8_0, q6k, q5k or q4k.
     #[arg(long, default_value = "none")]
     pub quant: Quant,
+    /// Quantise the vision tower's linear layers too.
+    #[arg(long)]
+    pub quant_vision: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -69,6 +72,11 @@ pub struct BenchReport {
     pub device: String,
     pub dtype: String,
     pub quant: String,
+    pub quant_vision: bool,
+    /// How the load used the quantised-weights cache: off (float weights),
+    /// hit, written (it was empty), rebuilt (it could not be used) or
+    /// not_written.
+    pub weight_cache: String,
     /// Bytes of the language model's linear layers and head as loaded.
     pub linear_bytes: u64,
     pub image_size: Option<[u32; 2]>,
@@ -148,6 +156,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         device: args.device,
         dtype: args.dtype,
         quant: args.quant,
+        quant_vision: args.quant_vision,
+        weight_cache: crate::session::paths::weights_cache_dir(),
         load_progress: Some(super::model_arg::stderr_load_progress()),
         ..EngineOptions::new(&args.model)
     })
@@ -259,6 +269,8 @@ impl BenchReport {
             device: info.device.clone(),
             dtype: info.dtype.clone(),
             quant: info.quant.clone(),
+            quant_vision: info.quant_vision,
+            weight_cache: info.weight_cache.clone(),
             linear_bytes: info.linear_bytes,
             image_size: measured.image_size,
             image_tokens: measured.image_tokens,

@@ -78,6 +78,7 @@ pub struct EvalArgs {
         value_name = "DIR",
         conflicts_with_all = [
             "suite", "model", "offline", "preset", "limit", "out", "device", "dtype", "quant",
+            "quant_vision",
             "temperature", "top_p", "top_k", "repetition_penalty", "max_tokens",
             "thinking",
         ]

@@ -42,6 +42,10 @@ pub struct ModelFlags {
     /// q6k, q5k or q4k [default: the config's, else none].
     #[arg(long)]
     pub quant: Option<Quant>,
+    /// Quantise the vision tower's linear layers too, as --quant says
+    /// [default: the config's quant_vision, else off].
+    #[arg(long)]
+    pub quant_vision: bool,
 }
 
 impl ModelFlags {
@@ -74,6 +78,8 @@ impl ModelFlags {
             device: self.device.unwrap_or(config.device),
             dtype: self.dtype.unwrap_or(config.dtype),
             quant: self.quant.unwrap_or(config.quant),
+            quant_vision: self.quant_vision || config.quant_vision,
+            weight_cache: crate::session::paths::weights_cache_dir(),
             load_progress: Some(stderr_load_progress()),
             long_edge_cap: config.long_edge_cap,
             alpha: AlphaMode::White,

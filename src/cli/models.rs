@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use super::output;
 
-use crate::human::human_bytes;
-use crate::model::{Family, ModelConfig};
+use crate::engine::estimate::stored_weights_bytes;
+use crate::human::{gib, human_bytes};
+use crate::model::{Family, ModelConfig, Quant};
 use crate::session::hf_cache::{self, CachedRepo};
 use crate::session::registry::{cards, ESTIMATE_CONTEXT_TOKENS, ESTIMATE_OVERHEAD_GIB};
 use crate::session::{Config, HubOptions, ModelCard};
@@ -94,16 +95,18 @@ impl Listing<'_> {
     fn write_table(&self, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(
             out,
-            "{:<30} {:>7} {:>9} {:>10}  IN CACHE",
-            "MODEL", "PARAMS", "BF16", "MEMORY"
+            "{:<30} {:>7} {:>9} {:>9} {:>9} {:>10}  IN CACHE",
+            "MODEL", "PARAMS", "BF16", "Q8_0", "Q4K", "MEMORY"
         )?;
         for c in &self.cards {
             writeln!(
                 out,
-                "{:<30} {:>7} {:>9} {:>10}  {}",
+                "{:<30} {:>7} {:>9} {:>9} {:>9} {:>10}  {}",
                 c.id,
                 format!("{:.2}B", c.parameters as f64 / 1e9),
                 format!("{:.1} GiB", c.bf16_gib),
+                gib(weights_bytes(c, Quant::Q8_0)),
+                gib(weights_bytes(c, Quant::Q4K)),
                 format!("~{:.1} GiB", c.memory_gib),
                 self.find(&c.id)
                     .map_or_else(|| "-".to_string(), cache_state)
@@ -126,7 +129,7 @@ impl Listing<'_> {
         }
         writeln!(
             out,
-            "\nMEMORY: bf16 weights + KV cache for {ESTIMATE_CONTEXT_TOKENS} tokens + {ESTIMATE_OVERHEAD_GIB} GiB; f32 on a CPU doubles the weights."
+            "\nQ8_0, Q4K: the weights with --quant (the language model's linear layers quantised, the rest bf16).\nMEMORY: bf16 weights + KV cache for {ESTIMATE_CONTEXT_TOKENS} tokens + {ESTIMATE_OVERHEAD_GIB} GiB; f32 on a CPU doubles the weights."
         )?;
         writeln!(
             out,
@@ -138,6 +141,11 @@ impl Listing<'_> {
             "Use one with: glimpse ask --model <MODEL> ... (downloaded on first use)"
         )
     }
+}
+
+/// The card's weights in bf16 with the linear layers stored as `quant`.
+fn weights_bytes(c: &ModelCard, quant: Quant) -> u64 {
+    stored_weights_bytes(c.parameters, 2, c.linear_weights, quant)
 }
 
 fn family_of(snapshot: &Path) -> Option<Family> {
@@ -162,6 +170,10 @@ fn card_json(c: &ModelCard) -> Value {
         "family": c.family.model_type(),
         "parameters": c.parameters,
         "bf16_gib": c.bf16_gib,
+        "weights_bytes": Quant::ALL.iter().map(|&q| {
+            let name = if q == Quant::None { "bf16" } else { q.name() };
+            (name.to_string(), json!(weights_bytes(c, q)))
+        }).collect::<serde_json::Map<_, _>>(),
         "memory_gib": c.memory_gib,
         "context": c.context,
         "notes": c.notes,
@@ -176,4 +188,37 @@ fn cache_json(r: &CachedRepo) -> Value {
         "bytes": r.bytes,
         "missing": r.missing,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_card_shows_its_weights_per_quant_type() {
+        let listing = Listing {
+            cache: Path::new("/nonexistent"),
+            default_model: "",
+            cards: cards(),
+            cached: &[],
+        };
+        let mut table = Vec::new();
+        listing.write_table(&mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        let json = listing.json();
+        for (i, c) in listing.cards.iter().enumerate() {
+            let (bf16, q8, q4) = (
+                weights_bytes(c, Quant::None),
+                weights_bytes(c, Quant::Q8_0),
+                weights_bytes(c, Quant::Q4K),
+            );
+            assert_eq!(bf16, c.parameters * 2, "{}", c.id);
+            assert!(q4 < q8 && q8 < bf16, "{}", c.id);
+            let row = table.lines().find(|l| l.starts_with(&c.id)).unwrap();
+            assert!(row.contains(&gib(q8)) && row.contains(&gib(q4)), "{row}");
+            let sizes = &json["models"][i]["weights_bytes"];
+            assert_eq!(sizes["bf16"], bf16);
+            assert_eq!(sizes["q4k"], q4);
+        }
+    }
 }

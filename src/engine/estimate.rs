@@ -73,6 +73,8 @@ pub struct EstimateInputs<'a> {
     pub weight_elements: u64,
     pub dtype: DType,
     pub quant: Quant,
+    /// The vision tower's linear layers quantised too.
+    pub quant_vision: bool,
     /// Context to reserve for the KV cache and the largest prefill.
     pub context_tokens: usize,
     pub kv_format: KvFormat,
@@ -155,24 +157,42 @@ pub fn estimate(i: &EstimateInputs) -> MemoryEstimate {
 /// Every checkpoint value in the dtype, except that quantised linear layers
 /// and head take their format's bytes per weight.
 fn weights_bytes(i: &EstimateInputs, b: u64) -> u64 {
-    let float = i.weight_elements * b;
-    let Some(per_weight) = i.quant.bytes_per_weight() else {
+    let mut linear = linear_weights(&i.config.text);
+    if i.quant_vision {
+        linear.layers += vision_linear_weights(i.config, i.quant);
+    }
+    stored_weights_bytes(i.weight_elements, b, linear, i.quant)
+}
+
+/// The weights that quantising stores in a block format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct LinearWeights {
+    /// The linear layers' matrices.
+    pub layers: u64,
+    /// The output head's matrix.
+    pub head: u64,
+    /// The head is the embedding's matrix: quantising adds a copy and the
+    /// float embedding stays.
+    pub tied: bool,
+}
+
+/// Bytes of `elements` checkpoint values at `b` bytes each, with `linear`
+/// stored as `quant`: the one sum behind the estimate and the model cards.
+pub fn stored_weights_bytes(elements: u64, b: u64, linear: LinearWeights, quant: Quant) -> u64 {
+    let float = elements * b;
+    let Some(per_weight) = quant.bytes_per_weight() else {
         return float;
     };
-    let t = &i.config.text;
-    let (layers, head) = linear_weights(t);
-    let quantised = |n: u64| (n as f64 * per_weight).ceil() as u64;
-    if t.tie_word_embeddings {
-        float - layers * b + quantised(layers + head)
-    } else {
-        float - (layers + head) * b + quantised(layers + head)
-    }
+    let LinearWeights { layers, head, tied } = linear;
+    let quantised = (((layers + head) as f64) * per_weight).ceil() as u64;
+    let replaced = if tied { layers } else { layers + head };
+    float - replaced * b + quantised
 }
 
 /// Weights of the decoder's quantisable linear layers (every MLP, the
 /// full-attention layers' projections) and of its output head. Gated DeltaNet
 /// layers keep their projections in the float dtype.
-fn linear_weights(t: &TextConfig) -> (u64, u64) {
+pub fn linear_weights(t: &TextConfig) -> LinearWeights {
     let h = t.hidden_size as u64;
     let q = (t.num_attention_heads * t.head_dim) as u64;
     let kv = (t.num_key_value_heads * t.head_dim) as u64;
@@ -180,10 +200,33 @@ fn linear_weights(t: &TextConfig) -> (u64, u64) {
     let q_proj = if t.attention_output_gate { 2 * q } else { q };
     let attention = h * q_proj + h * q + h * kv * 2;
     let mlp = 3 * h * t.intermediate_size as u64;
-    (
-        t.full_attention_layers() as u64 * attention + t.num_hidden_layers as u64 * mlp,
-        t.vocab_size as u64 * h,
-    )
+    LinearWeights {
+        layers: t.full_attention_layers() as u64 * attention + t.num_hidden_layers as u64 * mlp,
+        head: t.vocab_size as u64 * h,
+        tied: t.tie_word_embeddings,
+    }
+}
+
+/// Weights of the vision tower's matrices whose rows `quant` can store
+/// (blocks, mergers; the patch embedding stays float).
+fn vision_linear_weights(cfg: &ModelConfig, quant: Quant) -> u64 {
+    let v = &cfg.vision;
+    let (d, i) = (v.hidden_size, v.intermediate_size);
+    let group = d * v.spatial_merge_size * v.spatial_merge_size;
+    let matrix = |inputs: usize, outputs: usize| {
+        quant
+            .format_for(inputs)
+            .map_or(0, |_| (inputs * outputs) as u64)
+    };
+    let gated = cfg.family == Family::Qwen25Vl;
+    let mlp = matrix(d, i) * if gated { 2 } else { 1 } + matrix(i, d);
+    let block = matrix(d, 3 * d) + matrix(d, d) + mlp;
+    let merger = matrix(group, group) + matrix(group, v.out_hidden_size);
+    let deepstack = match cfg.family {
+        Family::Qwen3Vl => v.deepstack_visual_indexes.len() as u64,
+        _ => 0,
+    };
+    v.depth as u64 * block + (1 + deepstack) * merger
 }
 
 /// Bytes of one block of attention scores over `keys` keys: the products and
@@ -334,6 +377,7 @@ mod tests {
             weight_elements: elements,
             dtype: DType::BF16,
             quant: Quant::None,
+            quant_vision: false,
             context_tokens: 32_768,
             kv_format: KvFormat::Model,
             image,
@@ -423,6 +467,7 @@ mod tests {
             weight_elements: elements,
             dtype: DType::BF16,
             quant: Quant::None,
+            quant_vision: false,
             context_tokens: 32_768,
             kv_format: KvFormat::Model,
             image,
@@ -479,6 +524,7 @@ mod tests {
         // matrix; the CPU's quantised kernels need no float copy.
         let q4 = estimate(&EstimateInputs {
             quant: Quant::Q4K,
+            quant_vision: false,
             ..inputs.clone()
         });
         let q4_cpu = estimate(&EstimateInputs {
@@ -500,6 +546,21 @@ mod tests {
         assert_eq!(q4.weights_bytes, 3_871_527_936);
         assert_eq!(q4.prefill_bytes, e.prefill_bytes + 2560 * 9728 * 2);
         assert_eq!(q4.quant, "q4k");
+
+        // --quant-vision: the tower's 24 blocks (qkv 1024 × 3072, proj
+        // 1024 × 1024, fc1 and fc2 1024 × 4096) and its merger and three
+        // DeepStack mergers (4096 × 4096, 4096 × 2560) take q4k too.
+        let q4v = estimate(&EstimateInputs {
+            quant: Quant::Q4K,
+            quant_vision: true,
+            ..inputs.clone()
+        });
+        let vision =
+            24 * (1024 * 3072 + 1024 * 1024 + 2 * 1024 * 4096) + 4 * (4096 * 4096 + 4096 * 2560);
+        assert_eq!(
+            q4.weights_bytes - q4v.weights_bytes,
+            vision * 2 - vision / 256 * 144
+        );
     }
 
     #[test]

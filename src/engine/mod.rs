@@ -43,6 +43,10 @@ pub struct EngineOptions {
     pub dtype: DtypeChoice,
     /// How the decoder's linear layers and head are stored.
     pub quant: Quant,
+    /// The vision tower's linear layers stored as `quant` too.
+    pub quant_vision: bool,
+    /// Folder of the quantised-weights cache; none quantises on every load.
+    pub weight_cache: Option<PathBuf>,
     /// Images whose long edge exceeds the threshold are scaled down first.
     pub long_edge_cap: Option<LongEdgeCap>,
     /// The context to reserve and allow; by default the model's own limit,
@@ -82,6 +86,8 @@ impl EngineOptions {
             device: DeviceChoice::Auto,
             dtype: DtypeChoice::Auto,
             quant: Quant::None,
+            quant_vision: false,
+            weight_cache: None,
             long_edge_cap: Some(LongEdgeCap::default()),
             max_context: None,
             alpha: AlphaMode::White,
@@ -102,6 +108,11 @@ pub struct ModelInfo {
     pub dtype: String,
     /// `none` or the quantised format of the decoder's linear layers.
     pub quant: String,
+    /// Whether the vision tower's linear layers are quantised too.
+    pub quant_vision: bool,
+    /// How the load used the quantised-weights cache: off, hit, written,
+    /// rebuilt or not_written.
+    pub weight_cache: String,
     /// Bytes of the decoder's linear layers and head as loaded.
     pub linear_bytes: u64,
     pub max_context: usize,
@@ -128,6 +139,8 @@ impl ModelInfo {
     pub fn precision(&self) -> String {
         if self.quant == Quant::None.name() {
             self.dtype.clone()
+        } else if self.quant_vision {
+            format!("{} + {} (vision too)", self.dtype, self.quant)
         } else {
             format!("{} + {}", self.dtype, self.quant)
         }

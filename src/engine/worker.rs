@@ -26,7 +26,7 @@ use crate::conversation::Conversation;
 use crate::gpu::{GpuMonitor, GpuState, NvmlMonitor, Readings};
 use crate::model::kv_cache::KvFormat;
 use crate::model::rope_index::{decode_position, rope_index, Grid, RopePositions};
-use crate::model::{Family, KvCache, VisionOutput, VlModel};
+use crate::model::{Family, KvCache, LoadOptions, VisionOutput, VlModel};
 use crate::processor::detokenize::IncrementalDecoder;
 use crate::processor::image::{load_image_with, AlphaMode, LongEdgeCap};
 use crate::processor::prompt::build_prompt_ids;
@@ -115,6 +115,7 @@ impl Worker {
                 weight_elements,
                 dtype,
                 quant: options.quant,
+                quant_vision: options.quant_vision,
                 context_tokens: max_context,
                 kv_format,
                 image,
@@ -127,8 +128,12 @@ impl Worker {
                 (p.0)(done, total)
             }
         };
-        let model =
-            VlModel::load_quantized(dir, &device, placement.dtype, options.quant, &progress)?;
+        let load = LoadOptions {
+            quant: options.quant,
+            quant_vision: options.quant_vision,
+            cache_root: options.weight_cache.clone(),
+        };
+        let model = VlModel::load_with(dir, &device, placement.dtype, &load, &progress)?;
         let cache = KvCache::with_format(model.config.text.num_hidden_layers, kv_format)
             .with_limit(max_context);
         kv_shared.store(kv_format_code(kv_format), Ordering::Relaxed);
@@ -203,11 +208,13 @@ impl Worker {
             device: describe_device(self.placement.target),
             dtype: dtype_name(self.model.dtype()).into(),
             quant: self.model.quant().name().into(),
+            quant_vision: self.model.quant_vision(),
+            weight_cache: self.model.weight_cache.0.name().into(),
             linear_bytes: self.model.linear_bytes() as u64,
             max_context: self.max_context,
             load_s: self.load_s,
             memory_estimate: self.placement.estimate.clone(),
-            notice: self.placement.notice.clone(),
+            notice: self.notice(),
             gpu_index: match self.placement.target {
                 Target::Cuda { nvml_index, .. } => nvml_index,
                 Target::Cpu => None,
@@ -216,6 +223,14 @@ impl Worker {
             generation: self.generation.clone(),
             preprocess: self.preprocess.clone(),
         }
+    }
+
+    /// The placement's notice and the weights cache's, in one line.
+    fn notice(&self) -> Option<String> {
+        let (used, path) = &self.model.weight_cache;
+        let cache = path.as_deref().and_then(|p| used.notice(p));
+        let parts: Vec<String> = self.placement.notice.iter().cloned().chain(cache).collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
     }
 
     /// Under the `auto` policy, turns the cache to INT8 once the device's

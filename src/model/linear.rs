@@ -12,7 +12,8 @@
 //!   activation dtype for that one product;
 //! - everything else: candle's matmul.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Result, Storage, Tensor};
@@ -36,31 +37,118 @@ enum Weight {
     Quantized(Arc<QTensor>),
 }
 
+/// Where the quantised matrices of one load come from: the weights cache
+/// where it holds them, else quantised from the checkpoint, and then kept
+/// for writing the cache. Matrices are named by their checkpoint tensor.
+#[derive(Clone)]
+pub struct Quantiser {
+    quant: Quant,
+    store: Arc<Store>,
+}
+
+#[derive(Default)]
+struct Store {
+    cached: Mutex<HashMap<String, QTensor>>,
+    made: Mutex<Vec<(String, Arc<QTensor>)>>,
+}
+
+impl Quantiser {
+    pub fn new(quant: Quant) -> Self {
+        Quantiser {
+            quant,
+            store: Arc::default(),
+        }
+    }
+
+    /// Takes matrices from `cached` before quantising anything.
+    pub fn with_cached(quant: Quant, cached: HashMap<String, QTensor>) -> Self {
+        let q = Quantiser::new(quant);
+        *lock(&q.store.cached) = cached;
+        q
+    }
+
+    /// The same source storing matrices as `quant` (the vision tower's choice).
+    pub fn storing(&self, quant: Quant) -> Quantiser {
+        Quantiser {
+            quant,
+            store: self.store.clone(),
+        }
+    }
+
+    /// The matrices quantised from the checkpoint so far, by name (layers
+    /// load in parallel; the cache file should not depend on their order).
+    pub fn made(&self) -> Vec<(String, Arc<QTensor>)> {
+        let mut made = lock(&self.store.made).clone();
+        made.sort_by(|a, b| a.0.cmp(&b.0));
+        made
+    }
+
+    /// `[outputs, inputs]` weight `name`: from the cache, else `read` and
+    /// quantised where the rows allow.
+    fn weight(
+        &self,
+        name: &str,
+        (outputs, inputs): (usize, usize),
+        read: impl FnOnce() -> Result<Tensor>,
+    ) -> Result<Weight> {
+        if let Some(q) = lock(&self.store.cached).remove(name) {
+            if q.shape().dims() != [outputs, inputs] {
+                candle_core::bail!(
+                    "the cached {name} is {:?}, expected [{outputs}, {inputs}]",
+                    q.shape().dims()
+                );
+            }
+            return Ok(Weight::Quantized(Arc::new(q)));
+        }
+        let weight = read()?;
+        let Some(format) = self.quant.format_for(inputs) else {
+            return Ok(Weight::Float(weight));
+        };
+        let q = Arc::new(QTensor::quantize(&weight, format)?);
+        lock(&self.store.made).push((name.to_string(), q.clone()));
+        Ok(Weight::Quantized(q))
+    }
+}
+
+/// A poisoned lock only means another layer's load panicked; the map is intact.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Linear {
     /// `weight` is `[out, in]`; quantised as `quant` says where the rows allow.
     pub fn new(weight: Tensor, bias: Option<Tensor>, quant: Quant) -> Result<Self> {
-        let (_, inputs) = weight.dims2()?;
-        let weight = match quant.format_for(inputs) {
-            Some(format) => Weight::Quantized(Arc::new(QTensor::quantize(&weight, format)?)),
-            None => Weight::Float(weight),
-        };
-        Ok(Linear { weight, bias })
+        let mut layer = Linear::tied("", &weight, &Quantiser::new(quant))?;
+        layer.bias = bias;
+        Ok(layer)
     }
 
+    /// The layer at `vb` (`weight`, and `bias` if asked), its matrix stored
+    /// as `q` says.
     pub fn load(
         inputs: usize,
         outputs: usize,
         bias: bool,
         vb: VarBuilder,
-        quant: Quant,
+        q: &Quantiser,
     ) -> Result<Self> {
-        let weight = vb.get((outputs, inputs), "weight")?;
+        let name = format!("{}.weight", vb.prefix());
+        let weight = q.weight(&name, (outputs, inputs), || {
+            vb.get((outputs, inputs), "weight")
+        })?;
         let bias = if bias {
             Some(vb.get(outputs, "bias")?)
         } else {
             None
         };
-        Linear::new(weight, bias, quant)
+        Ok(Linear { weight, bias })
+    }
+
+    /// A layer without bias whose weight is a tensor already loaded (an
+    /// output head tied to the embedding), cached under `name`.
+    pub fn tied(name: &str, weight: &Tensor, q: &Quantiser) -> Result<Self> {
+        let weight = q.weight(name, weight.dims2()?, || Ok(weight.clone()))?;
+        Ok(Linear { weight, bias: None })
     }
 
     /// Bytes the weight matrix occupies.

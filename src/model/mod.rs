@@ -1,6 +1,7 @@
 //! The Qwen-VL family on candle: configuration, weights, vision towers and the
 //! multimodal-rotary decoder. Tensors in, logits out; nothing here knows about
-//! files other than the checkpoint, chat templates or terminals.
+//! files other than the checkpoint and its cache of quantised weights, nor
+//! about chat templates or terminals.
 
 pub mod attention;
 pub mod config;
@@ -19,6 +20,7 @@ mod tensor_reader;
 mod test_util;
 pub mod text;
 pub mod vision;
+pub mod weight_cache;
 pub mod weights;
 pub mod window;
 
@@ -31,7 +33,9 @@ pub use kv_cache::KvCache;
 pub use quant::Quant;
 pub use rope_index::{Grid, RopePositions};
 pub use vision::VisionOutput;
+pub use weight_cache::CacheUse;
 
+use linear::Quantiser;
 use rope::{inv_freq, mrope_axes, mrope_tables};
 pub use text::TextAblations;
 use text::{DeepstackInjection, TextModel};
@@ -76,6 +80,17 @@ pub struct Ablations {
     pub text: TextAblations,
 }
 
+/// How a model's weights are stored and where quantised ones are cached.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The decoder's linear layers and output head.
+    pub quant: Quant,
+    /// The vision tower's linear layers stored as `quant` too.
+    pub quant_vision: bool,
+    /// Folder of the quantised-weights cache; none keeps nothing.
+    pub cache_root: Option<PathBuf>,
+}
+
 /// A loaded model: vision tower and decoder on one device.
 pub struct VlModel {
     pub config: ModelConfig,
@@ -87,6 +102,9 @@ pub struct VlModel {
     device: Device,
     dtype: DType,
     quant: Quant,
+    quant_vision: bool,
+    /// How this load used the quantised-weights cache, and the file.
+    pub weight_cache: (CacheUse, Option<PathBuf>),
 }
 
 impl VlModel {
@@ -94,8 +112,8 @@ impl VlModel {
         Self::load_quantized(dir, device, dtype, Quant::None, &|_, _| {})
     }
 
-    /// Loads with the decoder's linear layers and head stored as `quant`;
-    /// `progress(done, total)` hears of each decoder layer loaded.
+    /// Loads with the decoder's linear layers and head stored as `quant`,
+    /// without a cache; `progress(done, total)` hears of each decoder layer.
     pub fn load_quantized(
         dir: &Path,
         device: &Device,
@@ -103,8 +121,49 @@ impl VlModel {
         quant: Quant,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self, ModelError> {
+        let options = LoadOptions {
+            quant,
+            ..LoadOptions::default()
+        };
+        Self::load_with(dir, device, dtype, &options, progress)
+    }
+
+    /// Loads as `options` say: quantised matrices come from the cache when
+    /// it holds them for these files and settings, else are quantised and
+    /// written there (a cache that cannot be used is replaced, never trusted).
+    pub fn load_with(
+        dir: &Path,
+        device: &Device,
+        dtype: DType,
+        options: &LoadOptions,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_model_dir(dir)?;
         let ckpt = weights::open_checkpoint(dir, dtype, device)?;
+        let quant = options.quant;
+        let cache = match (&options.cache_root, quant) {
+            (Some(root), q) if q != Quant::None => Some(
+                weight_cache::WeightCache::locate(
+                    root,
+                    dir,
+                    &ckpt.files,
+                    quant,
+                    dtype,
+                    options.quant_vision,
+                )
+                .map_err(|e| ModelError::BadWeights {
+                    path: dir.to_path_buf(),
+                    what: format!("cannot read the weights to identify them: {e}"),
+                })?,
+            ),
+            _ => None,
+        };
+        let (q, before) = match cache.as_ref().map(|c| c.read(device)) {
+            None => (Quantiser::new(quant), CacheUse::Off),
+            Some(Ok(Some(cached))) => (Quantiser::with_cached(quant, cached), CacheUse::Hit),
+            Some(Ok(None)) => (Quantiser::new(quant), CacheUse::Written),
+            Some(Err(why)) => (Quantiser::new(quant), CacheUse::Rebuilt(why)),
+        };
         let bad = |e: candle_core::Error| ModelError::BadWeights {
             path: if ckpt.files.len() == 1 {
                 ckpt.files[0].clone()
@@ -116,10 +175,16 @@ impl VlModel {
                 without_backtrace(&e)
             ),
         };
+        let vision_q = q.storing(if options.quant_vision {
+            quant
+        } else {
+            Quant::None
+        });
         let vision = VisionTower::load(
             config.family.vision_design(),
             &config.vision,
             ckpt.vb.pp(ckpt.layout.vision),
+            &vision_q,
         )
         .map_err(bad)?;
         let lm_head = ckpt.has_lm_head.then(|| ckpt.vb.pp(ckpt.layout.lm_head));
@@ -127,10 +192,19 @@ impl VlModel {
             &config.text,
             ckpt.vb.pp(ckpt.layout.text),
             lm_head,
-            quant,
+            &q,
             progress,
         )
         .map_err(bad)?;
+        let used = match (&cache, before) {
+            (Some(c), before @ (CacheUse::Written | CacheUse::Rebuilt(_))) => {
+                match c.write(&q.made()) {
+                    Ok(()) => before,
+                    Err(why) => CacheUse::NotWritten(why),
+                }
+            }
+            (_, before) => before,
+        };
         let t = &config.text;
         Ok(VlModel {
             inv_freq: inv_freq(t.rope_theta, t.rotary_dim),
@@ -142,6 +216,8 @@ impl VlModel {
             device: device.clone(),
             dtype,
             quant,
+            quant_vision: options.quant_vision && quant != Quant::None,
+            weight_cache: (used, cache.map(|c| c.path)),
         })
     }
 
@@ -172,6 +248,11 @@ impl VlModel {
 
     pub fn quant(&self) -> Quant {
         self.quant
+    }
+
+    /// Whether the vision tower's linear layers are quantised too.
+    pub fn quant_vision(&self) -> bool {
+        self.quant_vision
     }
 
     /// Bytes of the decoder's projections and output head as loaded.

@@ -41,8 +41,10 @@ impl Quant {
 
     /// The block format of a matrix whose rows are `inputs` long. K-quants
     /// need rows in whole 256-value blocks; narrower rows take the 32-value
-    /// format llama.cpp falls back to for the same type. `None` where even
-    /// that does not divide the row: the matrix stays float.
+    /// format llama.cpp falls back to for the same type, and q8_0 where the
+    /// row has an odd number of 32-value blocks, which candle's q5 dot
+    /// products (two blocks per step) cannot take. `None` where even that
+    /// does not divide the row: the matrix stays float.
     pub fn format_for(self, inputs: usize) -> Option<GgmlDType> {
         let (wide, fallback) = match self {
             Quant::None => return None,
@@ -51,9 +53,15 @@ impl Quant {
             Quant::Q5K => (GgmlDType::Q5K, GgmlDType::Q5_1),
             Quant::Q4K => (GgmlDType::Q4K, GgmlDType::Q5_0),
         };
-        [wide, fallback]
-            .into_iter()
-            .find(|f| inputs.is_multiple_of(f.block_size()))
+        let pairs_only = |f: GgmlDType| matches!(f, GgmlDType::Q5_0 | GgmlDType::Q5_1);
+        [wide, fallback, GgmlDType::Q8_0].into_iter().find(|&f| {
+            let size = if pairs_only(f) {
+                2 * f.block_size()
+            } else {
+                f.block_size()
+            };
+            inputs.is_multiple_of(size)
+        })
     }
 
     /// Bytes per weight of the quantised matrices (their main format), or
@@ -100,6 +108,10 @@ mod tests {
         assert_eq!(Quant::Q4K.format_for(64), Some(GgmlDType::Q5_0));
         assert_eq!(Quant::Q6K.format_for(64), Some(GgmlDType::Q8_0));
         assert_eq!(Quant::Q8_0.format_for(48), None);
+        // An odd number of 32-value blocks cannot take the q5 formats.
+        assert_eq!(Quant::Q4K.format_for(96), Some(GgmlDType::Q8_0));
+        assert_eq!(Quant::Q5K.format_for(32), Some(GgmlDType::Q8_0));
+        assert_eq!(Quant::Q5K.format_for(128), Some(GgmlDType::Q5_1));
         assert_eq!(Quant::None.format_for(1536), None);
     }
 

@@ -11,8 +11,7 @@ use super::attention::{attention, Scaling, Visibility, MAX_SCORES};
 use super::config::{LayerKind, TextConfig};
 use super::delta_net::{DeltaNetAblations, GatedDeltaNet};
 use super::kv_cache::KvCache;
-use super::linear::Linear;
-use super::quant::Quant;
+use super::linear::{Linear, Quantiser};
 use super::rope::RopeTables;
 
 /// An RMSNorm whose checkpoint weight may be stored centred on zero
@@ -66,7 +65,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(cfg: &TextConfig, vb: VarBuilder, quant: Quant) -> Result<Self> {
+    fn load(cfg: &TextConfig, vb: VarBuilder, q: &Quantiser) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let q_out = cfg.num_attention_heads * hd;
         let kv_out = cfg.num_key_value_heads * hd;
@@ -85,10 +84,10 @@ impl Attention {
             q_out
         };
         Ok(Attention {
-            q_proj: Linear::load(h, q_width, bias, vb.pp("q_proj"), quant)?,
-            k_proj: Linear::load(h, kv_out, bias, vb.pp("k_proj"), quant)?,
-            v_proj: Linear::load(h, kv_out, bias, vb.pp("v_proj"), quant)?,
-            o_proj: Linear::load(q_out, h, false, vb.pp("o_proj"), quant)?,
+            q_proj: Linear::load(h, q_width, bias, vb.pp("q_proj"), q)?,
+            k_proj: Linear::load(h, kv_out, bias, vb.pp("k_proj"), q)?,
+            v_proj: Linear::load(h, kv_out, bias, vb.pp("v_proj"), q)?,
+            o_proj: Linear::load(q_out, h, false, vb.pp("o_proj"), q)?,
             q_norm,
             k_norm,
             num_heads: cfg.num_attention_heads,
@@ -164,12 +163,12 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(cfg: &TextConfig, vb: VarBuilder, quant: Quant) -> Result<Self> {
+    fn load(cfg: &TextConfig, vb: VarBuilder, q: &Quantiser) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Mlp {
-            gate_proj: Linear::load(h, i, false, vb.pp("gate_proj"), quant)?,
-            up_proj: Linear::load(h, i, false, vb.pp("up_proj"), quant)?,
-            down_proj: Linear::load(i, h, false, vb.pp("down_proj"), quant)?,
+            gate_proj: Linear::load(h, i, false, vb.pp("gate_proj"), q)?,
+            up_proj: Linear::load(h, i, false, vb.pp("up_proj"), q)?,
+            down_proj: Linear::load(i, h, false, vb.pp("down_proj"), q)?,
         })
     }
 
@@ -193,12 +192,12 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn load(cfg: &TextConfig, kind: LayerKind, vb: VarBuilder, quant: Quant) -> Result<Self> {
+    fn load(cfg: &TextConfig, kind: LayerKind, vb: VarBuilder, q: &Quantiser) -> Result<Self> {
         let mixer = match (kind, &cfg.linear) {
             (LayerKind::LinearAttention, Some(linear)) => {
                 Mixer::DeltaNet(GatedDeltaNet::load(cfg, linear, vb.pp("linear_attn"))?)
             }
-            _ => Mixer::Attention(Attention::load(cfg, vb.pp("self_attn"), quant)?),
+            _ => Mixer::Attention(Attention::load(cfg, vb.pp("self_attn"), q)?),
         };
         Ok(DecoderLayer {
             input_layernorm: Norm::load(cfg.hidden_size, cfg, vb.pp("input_layernorm"))?,
@@ -208,7 +207,7 @@ impl DecoderLayer {
                 cfg,
                 vb.pp("post_attention_layernorm"),
             )?,
-            mlp: Mlp::load(cfg, vb.pp("mlp"), quant)?,
+            mlp: Mlp::load(cfg, vb.pp("mlp"), q)?,
         })
     }
 
@@ -251,6 +250,9 @@ pub struct DeepstackInjection<'a> {
     pub features: &'a [Tensor],
 }
 
+/// The cache's name for an output head that shares the embedding's weights.
+const TIED_HEAD: &str = "tied output head";
+
 pub struct TextModel {
     embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
@@ -260,14 +262,14 @@ pub struct TextModel {
 }
 
 impl TextModel {
-    /// Loads the decoder, its linear layers and output head stored as `quant`
+    /// Loads the decoder, its linear layers and output head stored as `q`
     /// says; `progress` hears of each layer done (layers load in parallel,
     /// since quantising them is the slow part).
     pub fn load(
         cfg: &TextConfig,
         vb: VarBuilder,
         lm_head_vb: Option<VarBuilder>,
-        quant: Quant,
+        q: &Quantiser,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
         let embed_tokens =
@@ -285,15 +287,15 @@ impl TextModel {
             .par_iter()
             .enumerate()
             .map(|(i, &kind)| {
-                let layer = DecoderLayer::load(cfg, kind, vb.pp(format!("layers.{i}")), quant);
+                let layer = DecoderLayer::load(cfg, kind, vb.pp(format!("layers.{i}")), q);
                 tick();
                 layer
             })
             .collect::<Result<Vec<_>>>()?;
         let norm = Norm::load(cfg.hidden_size, cfg, vb.pp("norm"))?;
         let lm_head = match lm_head_vb {
-            Some(vb) => Linear::load(cfg.hidden_size, cfg.vocab_size, false, vb, quant)?,
-            None => Linear::new(embed_tokens.embeddings().clone(), None, quant)?,
+            Some(vb) => Linear::load(cfg.hidden_size, cfg.vocab_size, false, vb, q)?,
+            None => Linear::tied(TIED_HEAD, embed_tokens.embeddings(), q)?,
         };
         tick();
         Ok(TextModel {

@@ -3,10 +3,11 @@
 //! Qwen3-VL's learned position table and DeepStack taps.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{layer_norm, linear, LayerNorm, Linear, RmsNorm, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, RmsNorm, VarBuilder};
 
 use super::attention::{attention, Scaling, Visibility, MAX_SCORES};
 use super::config::{Family, VisionAct, VisionConfig};
+use super::linear::{Linear, Quantiser};
 use super::rope::{vision_tables, RopeTables};
 use super::rope_index::Grid;
 use super::window::{window_partition, WindowPartition};
@@ -68,23 +69,23 @@ enum Mlp {
 }
 
 impl Mlp {
-    fn load(family: Family, cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+    fn load(family: Family, cfg: &VisionConfig, vb: VarBuilder, q: &Quantiser) -> Result<Self> {
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(match family {
             Family::Qwen2Vl => Mlp::Plain {
-                fc1: linear(d, i, vb.pp("fc1"))?,
-                fc2: linear(i, d, vb.pp("fc2"))?,
+                fc1: Linear::load(d, i, true, vb.pp("fc1"), q)?,
+                fc2: Linear::load(i, d, true, vb.pp("fc2"), q)?,
                 act: cfg.hidden_act,
             },
             Family::Qwen25Vl => Mlp::Gated {
-                gate: linear(d, i, vb.pp("gate_proj"))?,
-                up: linear(d, i, vb.pp("up_proj"))?,
-                down: linear(i, d, vb.pp("down_proj"))?,
+                gate: Linear::load(d, i, true, vb.pp("gate_proj"), q)?,
+                up: Linear::load(d, i, true, vb.pp("up_proj"), q)?,
+                down: Linear::load(i, d, true, vb.pp("down_proj"), q)?,
                 act: cfg.hidden_act,
             },
             Family::Qwen3Vl | Family::Qwen35 => Mlp::Plain {
-                fc1: linear(d, i, vb.pp("linear_fc1"))?,
-                fc2: linear(i, d, vb.pp("linear_fc2"))?,
+                fc1: Linear::load(d, i, true, vb.pp("linear_fc1"), q)?,
+                fc2: Linear::load(i, d, true, vb.pp("linear_fc2"), q)?,
                 act: cfg.hidden_act,
             },
         })
@@ -117,14 +118,14 @@ struct Block {
 }
 
 impl Block {
-    fn load(family: Family, cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+    fn load(family: Family, cfg: &VisionConfig, vb: VarBuilder, q: &Quantiser) -> Result<Self> {
         let d = cfg.hidden_size;
         Ok(Block {
             norm1: Norm::load(family, d, vb.pp("norm1"))?,
             norm2: Norm::load(family, d, vb.pp("norm2"))?,
-            qkv: linear(d, 3 * d, vb.pp("attn.qkv"))?,
-            proj: linear(d, d, vb.pp("attn.proj"))?,
-            mlp: Mlp::load(family, cfg, vb.pp("mlp"))?,
+            qkv: Linear::load(d, 3 * d, true, vb.pp("attn.qkv"), q)?,
+            proj: Linear::load(d, d, true, vb.pp("attn.proj"), q)?,
+            mlp: Mlp::load(family, cfg, vb.pp("mlp"), q)?,
             num_heads: cfg.num_heads,
             head_dim: cfg.head_dim(),
         })
@@ -199,7 +200,13 @@ struct Merger {
 }
 
 impl Merger {
-    fn load(family: Family, cfg: &VisionConfig, postshuffle: bool, vb: VarBuilder) -> Result<Self> {
+    fn load(
+        family: Family,
+        cfg: &VisionConfig,
+        postshuffle: bool,
+        vb: VarBuilder,
+        q: &Quantiser,
+    ) -> Result<Self> {
         let d = cfg.hidden_size;
         let group_dim = d * cfg.spatial_merge_size * cfg.spatial_merge_size;
         let norm_dim = if postshuffle { group_dim } else { d };
@@ -209,8 +216,8 @@ impl Merger {
         };
         Ok(Merger {
             norm: Norm::load(family, norm_dim, vb.pp(norm_name))?,
-            fc1: linear(group_dim, group_dim, vb.pp(fc1_name))?,
-            fc2: linear(group_dim, cfg.out_hidden_size, vb.pp(fc2_name))?,
+            fc1: Linear::load(group_dim, group_dim, true, vb.pp(fc1_name), q)?,
+            fc2: Linear::load(group_dim, cfg.out_hidden_size, true, vb.pp(fc2_name), q)?,
             postshuffle,
             group_dim,
         })
@@ -241,7 +248,8 @@ pub struct VisionTower {
 }
 
 impl VisionTower {
-    pub fn load(family: Family, cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+    /// Loads the tower; its linear layers stored as `q` says.
+    pub fn load(family: Family, cfg: &VisionConfig, vb: VarBuilder, q: &Quantiser) -> Result<Self> {
         let d = cfg.hidden_size;
         let (c, t, p) = (cfg.in_channels, cfg.temporal_patch_size, cfg.patch_size);
         // The Conv3d's stride equals its kernel, so it is one matrix product with
@@ -258,9 +266,9 @@ impl VisionTower {
             _ => None,
         };
         let blocks = (0..cfg.depth)
-            .map(|i| Block::load(family, cfg, vb.pp(format!("blocks.{i}"))))
+            .map(|i| Block::load(family, cfg, vb.pp(format!("blocks.{i}")), q))
             .collect::<Result<Vec<_>>>()?;
-        let merger = Merger::load(family, cfg, false, vb.pp("merger"))?;
+        let merger = Merger::load(family, cfg, false, vb.pp("merger"), q)?;
         let deepstack_mergers = (0..cfg.deepstack_visual_indexes.len())
             .map(|k| {
                 Merger::load(
@@ -268,6 +276,7 @@ impl VisionTower {
                     cfg,
                     true,
                     vb.pp(format!("deepstack_merger_list.{k}")),
+                    q,
                 )
             })
             .collect::<Result<Vec<_>>>()?;

@@ -137,6 +137,27 @@ pub fn open_checkpoint(
     })
 }
 
+/// Drops the whole pages inside `bytes` from the process (read-only file
+/// pages: touching them again reads them back from the file). `bytes` must
+/// lie in a read-only file mapping.
+#[cfg(unix)]
+pub(super) fn release_pages(bytes: &[u8]) {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+    let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+    if end > start {
+        // SAFETY: the range lies inside a private read-only file mapping
+        // that stays mapped; MADV_DONTNEED only discards its resident pages,
+        // so later reads fault the same bytes in from the file. Failure
+        // leaves the pages resident, which is harmless.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+}
+
+#[cfg(not(unix))]
+pub(super) fn release_pages(_: &[u8]) {}
+
 /// Number of values in all tensors of one safetensors file, from its header
 /// alone (an 8-byte little-endian length, then that much JSON).
 pub fn header_elements(path: &Path) -> Result<u64, ModelError> {

@@ -138,6 +138,8 @@ impl Remote {
             device: format!("server {}", self.server()),
             dtype: "remote".into(),
             quant: crate::engine::Quant::None.name().into(),
+            quant_vision: false,
+            weight_cache: "off".into(),
             linear_bytes: 0,
             // What the server's template does is not known here: the choice
             // is passed on as `enable_thinking` and the template decides.

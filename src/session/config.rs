@@ -139,6 +139,8 @@ pub struct Config {
     pub dtype: DtypeChoice,
     /// How the decoder's linear layers are stored (`quant`).
     pub quant: Quant,
+    /// The vision tower's linear layers quantised too (`quant_vision`).
+    pub quant_vision: bool,
     /// Name of the preset a new conversation starts with.
     pub preset: String,
     /// Built-in presets (possibly adjusted by the file) first, then the file's own.
@@ -183,6 +185,7 @@ impl Default for Config {
             device: DeviceChoice::Auto,
             dtype: DtypeChoice::Auto,
             quant: Quant::None,
+            quant_vision: false,
             preset: "diagnostic".to_string(),
             presets: builtin_presets(),
             keys: BTreeMap::new(),
@@ -265,6 +268,9 @@ impl Config {
         }
         if let Some(q) = raw.quant {
             config.quant = q.0;
+        }
+        if let Some(v) = raw.quant_vision {
+            config.quant_vision = v;
         }
         if let Some(t) = raw.theme {
             config.spots.theme = Some(line_column(text, t.span().start));
@@ -414,6 +420,7 @@ struct RawConfig {
     device: Option<Parsed<DeviceChoice>>,
     dtype: Option<Parsed<DtypeChoice>>,
     quant: Option<Parsed<Quant>>,
+    quant_vision: Option<bool>,
     preset: Option<Spanned<PresetName>>,
     theme: Option<Spanned<NonEmpty>>,
     image_protocol: Option<ImageProtocol>,
@@ -952,6 +959,14 @@ mod tests {
         assert!(parse_long_edge_cap("big").is_err());
     }
 
+    #[test]
+    fn quant_vision_is_a_switch_beside_quant() {
+        let c = parse("quant = \"q4k\"\nquant_vision = true\n").unwrap();
+        assert_eq!((c.quant, c.quant_vision), (Quant::Q4K, true));
+        assert!(!Config::default().quant_vision);
+        assert!(parse("quant_vision = \"yes\"\n").is_err());
+    }
+
     /// Every `#key = value` line of the printed default file, uncommented,
     /// must reproduce the built-in defaults: the file cannot drift from the code.
     #[test]
@@ -983,6 +998,7 @@ mod tests {
             "device",
             "dtype",
             "quant",
+            "quant_vision",
             "preset",
             "theme",
             "image_protocol",

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::human::human_bytes;
+use crate::human::{hex, human_bytes};
 
 /// Far above any image the decoder accepts, and a bound on the time one
 /// image can hold up a save or a resume.
@@ -40,10 +40,6 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         return Err(too_large());
     }
     Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why something that is not a regular file is not read.

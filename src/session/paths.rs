@@ -42,6 +42,12 @@ pub fn data_dir() -> Option<PathBuf> {
     env_path(DATA_DIR_ENV).or_else(|| project_dirs().map(|d| d.data_dir().to_path_buf()))
 }
 
+/// Where quantised weights are cached (`<data dir>/quantised`); deleting
+/// it only costs the next quantising load.
+pub fn weights_cache_dir() -> Option<PathBuf> {
+    data_dir().map(|d| d.join("quantised"))
+}
+
 /// Where conversations are saved.
 pub fn sessions_dir() -> Option<PathBuf> {
     data_dir().map(|d| d.join("sessions"))

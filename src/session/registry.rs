@@ -6,10 +6,12 @@
 //! `bf16_gib` = parameters × 2 bytes; `memory_gib` = bf16 weights + a KV cache
 //! of 8192 tokens in bf16 + 1 GiB of working memory (activations, the vision
 //! tower on a large image, the CUDA context), rounded up to half a GiB. On a CPU
-//! glimpse computes in f32, which doubles the weights.
+//! glimpse computes in f32, which doubles the weights. `linear_weights` are
+//! the decoder matrices (and head) that `--quant` stores in a block format.
 
 use serde::Deserialize;
 
+use crate::engine::estimate::LinearWeights;
 use crate::model::Family;
 
 const CARD_FILES: &[(&str, &str)] = &[
@@ -68,6 +70,8 @@ pub struct ModelCard {
     pub memory_gib: f64,
     /// Longest context the model was trained for, in tokens.
     pub context: u64,
+    /// The matrices quantising stores in a block format.
+    pub linear_weights: LinearWeights,
     pub notes: String,
 }
 
@@ -80,6 +84,7 @@ struct RawCard {
     bf16_gib: f64,
     memory_gib: f64,
     context: u64,
+    linear_weights: LinearWeights,
     notes: String,
 }
 
@@ -98,6 +103,7 @@ fn parse_card(file: &str, text: &str) -> Result<ModelCard, String> {
         bf16_gib: raw.bf16_gib,
         memory_gib: raw.memory_gib,
         context: raw.context,
+        linear_weights: raw.linear_weights,
         notes: raw.notes,
     })
 }
@@ -262,6 +268,12 @@ mod tests {
                 / GIB;
             let memory = ((weights + kv + ESTIMATE_OVERHEAD_GIB) * 2.0).ceil() / 2.0;
             assert_eq!(card.memory_gib, memory, "{}: memory_gib", card.id);
+            assert_eq!(
+                card.linear_weights,
+                crate::engine::estimate::linear_weights(&cfg.text),
+                "{}: linear_weights",
+                card.id
+            );
             assert_eq!(
                 card.context, cfg.text.max_position_embeddings as u64,
                 "{}",
