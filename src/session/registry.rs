@@ -6,11 +6,14 @@
 //! `bf16_gib` = parameters × 2 bytes; `memory_gib` = bf16 weights + a KV cache
 //! of 8192 tokens in bf16 + 1 GiB of working memory (activations, the vision
 //! tower on a large image, the CUDA context), rounded up to half a GiB. On a CPU
-//! glimpse computes in f32, which doubles the weights.
+//! glimpse computes in f32, which doubles the weights. `thinking` is what the
+//! checkpoint's chat template does, checked against the templates in
+//! `tests/fixtures/templates` the way the engine reads them at load.
 
 use serde::Deserialize;
 
 use crate::model::Family;
+use crate::processor::thinking::ThinkingMode;
 
 const CARD_FILES: &[(&str, &str)] = &[
     (
@@ -68,6 +71,13 @@ pub struct ModelCard {
     pub memory_gib: f64,
     /// Longest context the model was trained for, in tokens.
     pub context: u64,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Decoder layers whose keys and values grow with the context (all but
+    /// the linear-attention layers of a hybrid model).
+    pub context_layers: usize,
+    /// What the checkpoint's chat template does about thinking.
+    pub thinking: ThinkingMode,
     pub notes: String,
 }
 
@@ -80,6 +90,9 @@ struct RawCard {
     bf16_gib: f64,
     memory_gib: f64,
     context: u64,
+    layers: usize,
+    context_layers: usize,
+    thinking: String,
     notes: String,
 }
 
@@ -87,10 +100,20 @@ fn parse_card(file: &str, text: &str) -> Result<ModelCard, String> {
     let raw: RawCard = toml::from_str(text).map_err(|e| format!("models/{file}: {e}"))?;
     let family = Family::from_model_type(&raw.family).ok_or_else(|| {
         format!(
-            "models/{file}: unknown family {:?}; use qwen2_vl, qwen2_5_vl or qwen3_vl",
+            "models/{file}: unknown family {:?}; use qwen2_vl, qwen2_5_vl, qwen3_vl or qwen3_5",
             raw.family
         )
     })?;
+    let thinking = THINKING_WORDS
+        .iter()
+        .find(|(word, _)| *word == raw.thinking)
+        .map(|(_, mode)| *mode)
+        .ok_or_else(|| {
+            format!(
+                "models/{file}: unknown thinking {:?}; use never, always, on by default or off by default",
+                raw.thinking
+            )
+        })?;
     Ok(ModelCard {
         id: raw.id,
         family,
@@ -98,8 +121,33 @@ fn parse_card(file: &str, text: &str) -> Result<ModelCard, String> {
         bf16_gib: raw.bf16_gib,
         memory_gib: raw.memory_gib,
         context: raw.context,
+        layers: raw.layers,
+        context_layers: raw.context_layers,
+        thinking,
         notes: raw.notes,
     })
+}
+
+/// A card's `thinking`, as written in the card and shown by `glimpse models`.
+const THINKING_WORDS: [(&str, ThinkingMode); 4] = [
+    ("never", ThinkingMode::None),
+    ("always", ThinkingMode::Always),
+    (
+        "on by default",
+        ThinkingMode::Switchable { default_on: true },
+    ),
+    (
+        "off by default",
+        ThinkingMode::Switchable { default_on: false },
+    ),
+];
+
+/// How `glimpse models` says what a checkpoint does about thinking.
+pub fn thinking_words(mode: ThinkingMode) -> &'static str {
+    THINKING_WORDS
+        .iter()
+        .find(|(_, m)| *m == mode)
+        .map_or("never", |(word, _)| word)
 }
 
 /// Every card, smallest first within each family, families oldest first.
@@ -131,6 +179,8 @@ mod tests {
 
     use super::*;
     use crate::model::ModelConfig;
+    use crate::processor::template::ChatTemplate;
+    use crate::processor::thinking::small_qwen3_5_template;
 
     const GIB: f64 = (1u64 << 30) as f64;
 
@@ -267,7 +317,46 @@ mod tests {
                 "{}",
                 card.id
             );
+            assert_eq!(card.layers, cfg.text.num_hidden_layers, "{}", card.id);
+            assert_eq!(
+                card.context_layers,
+                cfg.text.full_attention_layers(),
+                "{}",
+                card.id
+            );
         }
+    }
+
+    /// What each checkpoint ships as its chat template (tests/fixtures/README.md).
+    fn released_template(card: &ModelCard) -> ChatTemplate {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let source = match card.family {
+            Family::Qwen2Vl | Family::Qwen25Vl => read("qwen2_vl.jinja"),
+            Family::Qwen3Vl => read("qwen3_vl.jinja"),
+            Family::Qwen35
+                if ["Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-2B"].contains(&card.id.as_str()) =>
+            {
+                small_qwen3_5_template(&read("qwen3_5.jinja"))
+            }
+            Family::Qwen35 => read("qwen3_5.jinja"),
+        };
+        ChatTemplate::from_source(&source).unwrap()
+    }
+
+    #[test]
+    fn card_thinking_is_what_the_released_template_does() {
+        for card in cards() {
+            let mode = ThinkingMode::of(&released_template(&card));
+            assert_eq!(card.thinking, mode, "{}", card.id);
+        }
+        assert_eq!(
+            thinking_words(ThinkingMode::Switchable { default_on: false }),
+            "off by default"
+        );
+        let bad = include_str!("../../models/qwen3.5-4b.toml").replace("on by default", "maybe");
+        let err = parse_card("x.toml", &bad).unwrap_err();
+        assert!(err.contains("unknown thinking \"maybe\""), "{err}");
     }
 
     /// The count for the default model, written out term by term.
