@@ -52,6 +52,14 @@ const CARD_FILES: &[(&str, &str)] = &[
         "qwen3.5-4b.toml",
         include_str!("../../models/qwen3.5-4b.toml"),
     ),
+    (
+        "qwen3.5-9b.toml",
+        include_str!("../../models/qwen3.5-9b.toml"),
+    ),
+    (
+        "qwen3.5-27b.toml",
+        include_str!("../../models/qwen3.5-27b.toml"),
+    ),
 ];
 
 /// Tokens of context the memory estimate reserves KV cache for.
@@ -263,6 +271,8 @@ mod tests {
         let (text, vision) = match id {
             "Qwen/Qwen3.5-0.8B" => ((1024, 3584, 24, 8, 2, 16, true), (12, 768, 3072, 12)),
             "Qwen/Qwen3.5-4B" => ((2560, 9216, 32, 16, 4, 32, true), (24, 1024, 4096, 16)),
+            "Qwen/Qwen3.5-9B" => ((4096, 12288, 32, 16, 4, 32, false), (27, 1152, 4304, 16)),
+            "Qwen/Qwen3.5-27B" => ((5120, 17408, 64, 24, 4, 48, false), (27, 1152, 4304, 16)),
             other => panic!("no config values for {other}"),
         };
         let (hidden, inter, layers, heads, kv, value_heads, tied) = text;
@@ -294,7 +304,7 @@ mod tests {
     #[test]
     fn card_numbers_follow_from_the_released_configs() {
         let cards = cards();
-        assert_eq!(cards.len(), 9);
+        assert_eq!(cards.len(), 11);
         for card in &cards {
             let cfg = released_config(&card.id);
             assert_eq!(cfg.family, card.family, "{}", card.id);
@@ -325,6 +335,37 @@ mod tests {
                 card.id
             );
         }
+    }
+
+    /// The multi-token-prediction layer Qwen3.5 checkpoints carry and glimpse
+    /// does not load: a full-attention decoder layer, a projection from twice
+    /// the width, and three norms.
+    fn mtp_parameters(cfg: &ModelConfig) -> u64 {
+        let t = &cfg.text;
+        let (h, q, kv) = (
+            t.hidden_size as u64,
+            (t.num_attention_heads * t.head_dim) as u64,
+            (t.num_key_value_heads * t.head_dim) as u64,
+        );
+        let attention = h * 2 * q + 2 * h * kv + q * h + 2 * t.head_dim as u64;
+        let mlp = 3 * h * t.intermediate_size as u64;
+        2 * h * h + attention + mlp + 5 * h
+    }
+
+    #[test]
+    fn large_qwen3_5_cards_match_the_published_sizes() {
+        // Qwen3.5-9B's safetensors index: total_size 19 306 216 416 bytes, in
+        // bf16 but for each linear layer's A_log and gated norm (32 + 128
+        // values), which are kept in f32 (`mamba_ssm_dtype`).
+        let nine = card("Qwen/Qwen3.5-9B").unwrap();
+        let mtp = mtp_parameters(&released_config(&nine.id));
+        assert_eq!(mtp, 243_290_624);
+        let f32_extra = 24 * (32 + 128) * 2;
+        assert_eq!((nine.parameters + mtp) * 2 + f32_extra, 19_306_216_416);
+        // Qwen3.5-27B is published as 27B parameters, about 54 GB in bf16.
+        let big = card("Qwen/Qwen3.5-27B").unwrap();
+        let total = big.parameters + mtp_parameters(&released_config(&big.id));
+        assert!((27.0e9..28.0e9).contains(&(total as f64)), "{total}");
     }
 
     /// What each checkpoint ships as its chat template (tests/fixtures/README.md).
