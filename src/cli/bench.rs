@@ -84,10 +84,8 @@ pub struct BenchReport {
     pub new_tokens: usize,
     pub repeats: usize,
     pub load_s: f64,
-    pub vision_s: f64,
-    pub prefill_s: f64,
-    pub ttft_s: f64,
-    pub decode_tok_s: f64,
+    #[serde(flatten)]
+    pub times: Medians,
     /// The follow-up question (`--follow-up`), after the first answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub follow_up: Option<TurnReport>,
@@ -105,6 +103,13 @@ pub struct TurnReport {
     pub prompt_tokens: usize,
     /// Leading prompt positions taken from the cache of the request before.
     pub reused_tokens: usize,
+    #[serde(flatten)]
+    pub times: Medians,
+}
+
+/// The stages of a request, medians over the timed runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Medians {
     pub vision_s: f64,
     pub prefill_s: f64,
     pub ttft_s: f64,
@@ -347,8 +352,17 @@ fn run_once(
     bail!("the engine stopped before the answer was done")
 }
 
-fn median_of(runs: &[Run], f: fn(&Timings) -> f64) -> f64 {
-    median(runs.iter().map(|r| f(&r.timings)).collect())
+impl Medians {
+    fn of(runs: &[Run]) -> Medians {
+        let median_of =
+            |f: fn(&Timings) -> f64| median(runs.iter().map(|r| f(&r.timings)).collect());
+        Medians {
+            vision_s: median_of(|t| t.vision_s),
+            prefill_s: median_of(|t| t.prefill_s),
+            ttft_s: median_of(|t| t.ttft_s),
+            decode_tok_s: median_of(|t| t.decode_tok_s),
+        }
+    }
 }
 
 impl TurnReport {
@@ -358,10 +372,7 @@ impl TurnReport {
         Some(TurnReport {
             prompt_tokens: last.prompt_tokens,
             reused_tokens: last.reused_tokens,
-            vision_s: median_of(runs, |t| t.vision_s),
-            prefill_s: median_of(runs, |t| t.prefill_s),
-            ttft_s: median_of(runs, |t| t.ttft_s),
-            decode_tok_s: median_of(runs, |t| t.decode_tok_s),
+            times: Medians::of(runs),
         })
     }
 }
@@ -385,10 +396,7 @@ impl BenchReport {
             new_tokens: args.new_tokens,
             repeats: args.repeats,
             load_s: info.load_s,
-            vision_s: median_of(first, |t| t.vision_s),
-            prefill_s: median_of(first, |t| t.prefill_s),
-            ttft_s: median_of(first, |t| t.ttft_s),
-            decode_tok_s: median_of(first, |t| t.decode_tok_s),
+            times: Medians::of(first),
             follow_up: TurnReport::of(&measured.follow_up),
             regenerate: TurnReport::of(&measured.regenerate),
             peak_memory_bytes: peak_rss_bytes(),
@@ -420,10 +428,10 @@ fn print_human(out: &mut impl Write, r: &BenchReport, model: &Path) -> std::io::
         r.prompt_tokens, r.new_tokens, r.repeats
     )?;
     writeln!(out, "load         {:.3} s", r.load_s)?;
-    writeln!(out, "vision       {:.1} ms", r.vision_s * 1e3)?;
-    writeln!(out, "prefill      {:.1} ms", r.prefill_s * 1e3)?;
-    writeln!(out, "first token  {:.1} ms", r.ttft_s * 1e3)?;
-    writeln!(out, "decode       {:.1} tokens/s", r.decode_tok_s)?;
+    writeln!(out, "vision       {:.1} ms", r.times.vision_s * 1e3)?;
+    writeln!(out, "prefill      {:.1} ms", r.times.prefill_s * 1e3)?;
+    writeln!(out, "first token  {:.1} ms", r.times.ttft_s * 1e3)?;
+    writeln!(out, "decode       {:.1} tokens/s", r.times.decode_tok_s)?;
     for (name, turn) in [("follow-up", &r.follow_up), ("regenerate", &r.regenerate)] {
         if let Some(t) = turn {
             writeln!(
@@ -431,9 +439,9 @@ fn print_human(out: &mut impl Write, r: &BenchReport, model: &Path) -> std::io::
                 "{name:<12} {} tokens ({} reused): first token {:.1} ms, prefill {:.1} ms, vision {:.1} ms",
                 t.prompt_tokens,
                 t.reused_tokens,
-                t.ttft_s * 1e3,
-                t.prefill_s * 1e3,
-                t.vision_s * 1e3
+                t.times.ttft_s * 1e3,
+                t.times.prefill_s * 1e3,
+                t.times.vision_s * 1e3
             )?;
         }
     }
