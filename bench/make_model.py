@@ -11,8 +11,9 @@ transformers.
 
 Qwen3.5 (`qwen3_5_0_8b`, `qwen3_5_4b`) gets the real Qwen2 tokenizer too, with
 the Qwen2 ids of its image and vision tokens; the embedding keeps Qwen3.5's
-248 320 rows. `<think>` is not a single token of that tokenizer, so the
-template's thinking block reaches the model as plain text.
+248 320 rows. tokenizer_config.json declares every added token of the given
+tokenizer.json (`<think>` and `</think>` included, where it has them), so
+transformers and glimpse split the prompt alike.
 
 Needs torch and transformers (pinned in tests/fixtures/requirements.txt).
 """
@@ -40,6 +41,10 @@ IDS = {
     "vision_end_token_id": 151653,
 }
 
+# Where the vision tokens are, for every family's config.
+VISION_TOKEN_IDS = {k: IDS[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id",
+                                       "vision_end_token_id")}
+
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
@@ -57,10 +62,7 @@ def qwen2_vl(text, vision, tie):
         ) | text,
         vision_config=dict(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, hidden_act="quick_gelu",
                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3) | vision,
-        image_token_id=IDS["image_token_id"],
-        video_token_id=IDS["video_token_id"],
-        vision_start_token_id=IDS["vision_start_token_id"],
-        vision_end_token_id=IDS["vision_end_token_id"],
+        **VISION_TOKEN_IDS,
         tie_word_embeddings=tie,
     )
 
@@ -79,10 +81,7 @@ def qwen2_5_vl(text, vision, tie):
         vision_config=dict(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420, hidden_act="silu",
                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
                            window_size=112, fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2) | vision,
-        image_token_id=IDS["image_token_id"],
-        video_token_id=IDS["video_token_id"],
-        vision_start_token_id=IDS["vision_start_token_id"],
-        vision_end_token_id=IDS["vision_end_token_id"],
+        **VISION_TOKEN_IDS,
         tie_word_embeddings=tie,
     )
 
@@ -102,10 +101,7 @@ def qwen3_vl(text, vision, tie):
         ) | text,
         vision_config=dict(patch_size=16, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
                            hidden_act="gelu_pytorch_tanh", num_position_embeddings=2304) | vision,
-        image_token_id=IDS["image_token_id"],
-        video_token_id=IDS["video_token_id"],
-        vision_start_token_id=IDS["vision_start_token_id"],
-        vision_end_token_id=IDS["vision_end_token_id"],
+        **VISION_TOKEN_IDS,
         tie_word_embeddings=tie,
     )
 
@@ -136,10 +132,7 @@ def qwen3_5(text, vision, tie):
         vision_config=dict(patch_size=16, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
                            hidden_act="gelu_pytorch_tanh", num_position_embeddings=2304,
                            out_hidden_size=text["hidden_size"]) | vision,
-        image_token_id=IDS["image_token_id"],
-        video_token_id=IDS["video_token_id"],
-        vision_start_token_id=IDS["vision_start_token_id"],
-        vision_end_token_id=IDS["vision_end_token_id"],
+        **VISION_TOKEN_IDS,
         tie_word_embeddings=tie,
     )
 
@@ -213,14 +206,13 @@ def chat_template(config: str, family: str) -> str:
     return template
 
 
-def tokenizer_config(family: str) -> dict:
-    names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-             "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-             "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+def tokenizer_config(tokenizer: Path) -> dict:
+    # Every added token of tokenizer.json, as the released configs list them:
+    # transformers reads them from here, glimpse from tokenizer.json, and
+    # `<think>` must be one token to both.
     added = {
-        str(151643 + i): {"content": n, "lstrip": False, "normalized": False, "rstrip": False,
-                          "single_word": False, "special": True}
-        for i, n in enumerate(names)
+        str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
+        for t in json.loads(tokenizer.read_text())["added_tokens"]
     }
     return {
         "add_prefix_space": False,
@@ -256,7 +248,7 @@ def main():
     del model
 
     shutil.copy(args.tokenizer, args.out / "tokenizer.json")
-    (args.out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(family), indent=2))
+    (args.out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(args.tokenizer), indent=2))
     template = chat_template(args.config, family)
     (args.out / "chat_template.json").write_text(json.dumps({"chat_template": template}, indent=2))
     if family in ("qwen3_vl", "qwen3_5"):
