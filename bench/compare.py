@@ -27,6 +27,12 @@ def main():
         t, g = load(out, config, "transformers"), load(out, config, "glimpse")
         rows = [("time to first token (s)", "ttft_s"), ("vision (s)", "vision_s"), ("prefill (s)", "prefill_s"),
                 ("decode (tokens/s)", "decode_tok_s"), ("device peak (MiB)", "device_peak_mib")]
+        # `--follow-up` runs: the second question and its regeneration.
+        for turn in ("follow_up", "regenerate"):
+            for key, what in (("ttft_s", "time to first token (s)"), ("prefill_s", "prefill (s)")):
+                if turn in t and turn in g:
+                    t[f"{turn}.{key}"], g[f"{turn}.{key}"] = t[turn][key], g[turn][key]
+                    rows.append((f"{turn.replace('_', '-')}: {what}", f"{turn}.{key}"))
         for name, key in rows:
             if key in t and key in g and t[key]:
                 print(f"| {config} | {name} | {t[key]:.4g} | {g[key]:.4g} | {g[key] / t[key]:.2f} |")

@@ -9,6 +9,12 @@ transformers.
 
     python bench/make_model.py --config qwen2_vl_2b --tokenizer path/to/tokenizer.json --out /tmp/q2vl2b
 
+Qwen3.5 (`qwen3_5_0_8b`, `qwen3_5_4b`) gets the real Qwen2 tokenizer too, with
+the Qwen2 ids of its image and vision tokens; the embedding keeps Qwen3.5's
+248 320 rows. tokenizer_config.json declares every added token of the given
+tokenizer.json (`<think>` and `</think>` included, where it has them), so
+transformers and glimpse split the prompt alike.
+
 Needs torch and transformers (pinned in tests/fixtures/requirements.txt).
 """
 
@@ -35,6 +41,10 @@ IDS = {
     "vision_end_token_id": 151653,
 }
 
+# Where the vision tokens are, for every family's config.
+VISION_TOKEN_IDS = {k: IDS[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id",
+                                       "vision_end_token_id")}
+
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
@@ -52,10 +62,7 @@ def qwen2_vl(text, vision, tie):
         ) | text,
         vision_config=dict(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, hidden_act="quick_gelu",
                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3) | vision,
-        image_token_id=IDS["image_token_id"],
-        video_token_id=IDS["video_token_id"],
-        vision_start_token_id=IDS["vision_start_token_id"],
-        vision_end_token_id=IDS["vision_end_token_id"],
+        **VISION_TOKEN_IDS,
         tie_word_embeddings=tie,
     )
 
@@ -74,10 +81,7 @@ def qwen2_5_vl(text, vision, tie):
         vision_config=dict(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420, hidden_act="silu",
                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
                            window_size=112, fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2) | vision,
-        image_token_id=IDS["image_token_id"],
-        video_token_id=IDS["video_token_id"],
-        vision_start_token_id=IDS["vision_start_token_id"],
-        vision_end_token_id=IDS["vision_end_token_id"],
+        **VISION_TOKEN_IDS,
         tie_word_embeddings=tie,
     )
 
@@ -97,15 +101,44 @@ def qwen3_vl(text, vision, tie):
         ) | text,
         vision_config=dict(patch_size=16, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
                            hidden_act="gelu_pytorch_tanh", num_position_embeddings=2304) | vision,
-        image_token_id=IDS["image_token_id"],
-        video_token_id=IDS["video_token_id"],
-        vision_start_token_id=IDS["vision_start_token_id"],
-        vision_end_token_id=IDS["vision_end_token_id"],
+        **VISION_TOKEN_IDS,
         tie_word_embeddings=tie,
     )
 
 
-# The released checkpoints' shapes (see the family reference tables).
+def qwen3_5(text, vision, tie):
+    layers = text["num_hidden_layers"]
+    return "qwen3_5", transformers.Qwen3_5Config(
+        text_config=dict(
+            # The real vocabulary's size; the Qwen2 tokenizer uses its first 151 657 rows.
+            vocab_size=248320,
+            rms_norm_eps=1e-6,
+            hidden_act="silu",
+            max_position_embeddings=262144,
+            head_dim=256,
+            # Every fourth layer full attention, the rest Gated DeltaNet.
+            layer_types=[("full_attention" if (i + 1) % 4 == 0 else "linear_attention") for i in range(layers)],
+            linear_num_key_heads=16,
+            linear_key_head_dim=128,
+            linear_value_head_dim=128,
+            linear_conv_kernel_dim=4,
+            attention_bias=False,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e7, "mrope_section": [11, 11, 10],
+                             "mrope_interleaved": True, "partial_rotary_factor": 0.25},
+            tie_word_embeddings=tie,
+            bos_token_id=IDS["bos_token_id"],
+            eos_token_id=IDS["eos_token_id"],
+        ) | text,
+        vision_config=dict(patch_size=16, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                           hidden_act="gelu_pytorch_tanh", num_position_embeddings=2304,
+                           out_hidden_size=text["hidden_size"]) | vision,
+        **VISION_TOKEN_IDS,
+        tie_word_embeddings=tie,
+    )
+
+
+# The released checkpoints' shapes (see the family reference tables; Qwen3.5's
+# are the model cards' numbers, `qwen3_5_config` in src/session/registry.rs).
 CONFIGS = {
     "qwen2_vl_2b": lambda: qwen2_vl(
         dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
@@ -126,6 +159,14 @@ CONFIGS = {
              num_key_value_heads=8),
         dict(depth=24, hidden_size=1024, num_heads=16, intermediate_size=4096, out_hidden_size=2560,
              deepstack_visual_indexes=[5, 11, 17]), True),
+    "qwen3_5_0_8b": lambda: qwen3_5(
+        dict(hidden_size=1024, intermediate_size=3584, num_hidden_layers=24, num_attention_heads=8,
+             num_key_value_heads=2, linear_num_value_heads=16),
+        dict(depth=12, hidden_size=768, intermediate_size=3072, num_heads=12), True),
+    "qwen3_5_4b": lambda: qwen3_5(
+        dict(hidden_size=2560, intermediate_size=9216, num_hidden_layers=32, num_attention_heads=16,
+             num_key_value_heads=4, linear_num_value_heads=32),
+        dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16), True),
     # Small enough to benchmark on a laptop CPU, with the real vocabulary.
     "qwen2_vl_cpu_small": lambda: qwen2_vl(
         dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=6, num_attention_heads=8,
@@ -145,17 +186,33 @@ MODEL_CLASSES = {
     "qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
     "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
     "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
+    "qwen3_5": transformers.Qwen3_5ForConditionalGeneration,
 }
 
+# The 0.8B and 2B checkpoints ship the Qwen3.5 template with its generation
+# block inverted: they think only when asked (tests/fixtures/README.md).
+THINKS_BY_DEFAULT = ("{%- if enable_thinking is defined and enable_thinking is false %}\n"
+                     "        {{- '<think>\\n\\n</think>\\n\\n' }}\n    {%- else %}\n        {{- '<think>\\n' }}")
+THINKS_WHEN_ASKED = ("{%- if enable_thinking is defined and enable_thinking is true %}\n"
+                     "        {{- '<think>\\n' }}\n    {%- else %}\n        {{- '<think>\\n\\n</think>\\n\\n' }}")
 
-def tokenizer_config(family: str) -> dict:
-    names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-             "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-             "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+
+def chat_template(config: str, family: str) -> str:
+    name = {"qwen3_vl": "qwen3_vl.jinja", "qwen3_5": "qwen3_5.jinja"}.get(family, "qwen2_vl.jinja")
+    template = (TEMPLATES / name).read_text()
+    if config == "qwen3_5_0_8b":
+        assert THINKS_BY_DEFAULT in template, "the Qwen3.5 template's generation block was not found"
+        template = template.replace(THINKS_BY_DEFAULT, THINKS_WHEN_ASKED)
+    return template
+
+
+def tokenizer_config(tokenizer: Path) -> dict:
+    # Every added token of tokenizer.json, as the released configs list them:
+    # transformers reads them from here, glimpse from tokenizer.json, and
+    # `<think>` must be one token to both.
     added = {
-        str(151643 + i): {"content": n, "lstrip": False, "normalized": False, "rstrip": False,
-                          "single_word": False, "special": True}
-        for i, n in enumerate(names)
+        str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
+        for t in json.loads(tokenizer.read_text())["added_tokens"]
     }
     return {
         "add_prefix_space": False,
@@ -191,10 +248,10 @@ def main():
     del model
 
     shutil.copy(args.tokenizer, args.out / "tokenizer.json")
-    (args.out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(family), indent=2))
-    template = (TEMPLATES / ("qwen3_vl.jinja" if family == "qwen3_vl" else "qwen2_vl.jinja")).read_text()
+    (args.out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(args.tokenizer), indent=2))
+    template = chat_template(args.config, family)
     (args.out / "chat_template.json").write_text(json.dumps({"chat_template": template}, indent=2))
-    if family == "qwen3_vl":
+    if family in ("qwen3_vl", "qwen3_5"):
         pre = {"size": {"shortest_edge": 65536, "longest_edge": 16777216}, "patch_size": 16,
                "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
                "image_processor_type": "Qwen2VLImageProcessorFast", "processor_class": "Qwen3VLProcessor"}

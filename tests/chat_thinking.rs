@@ -11,9 +11,9 @@ use glimpse::conversation::Role;
 use glimpse::engine::{DeviceChoice, EngineOptions, Event, FinishReason, Timings};
 use glimpse::session::SessionStore;
 use glimpse::tui::app::Flash;
-use glimpse::tui::session_keeper::SessionKeeper;
+use glimpse::tui::session_keeper::{SessionEvent, SessionKeeper};
 use glimpse::tui::transcript::EntryKind;
-use glimpse::tui::AppConfig;
+use glimpse::tui::{AppConfig, Msg};
 
 mod common;
 use common::app::AppHarness;
@@ -261,4 +261,51 @@ fn reasoning_is_kept_apart_resent_as_reasoning_content_and_exported_folded() {
     assert!(kept
         .iter()
         .any(|m| m.reasoning.as_deref() == Some("Counting the bars.")));
+}
+
+#[test]
+fn a_resumed_session_keeps_the_thinking_choice_it_had() {
+    let mut chat = Chat::open("qwen3_5.jinja", |_| {});
+    chat.ask("How many bars?");
+    chat.feed(done("", 0, "Three."));
+    // The choice is saved when it is made, not only with the next answer.
+    chat.command("/think off");
+    let store = SessionStore::at(chat.sessions.path().join("sessions"));
+    let id = store.list().unwrap().sessions[0].id.clone();
+    let saved = store.load(&id).unwrap();
+    assert_eq!(saved.settings.thinking, Some(false));
+    let file = std::fs::read_to_string(store.path_of(&id)).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["settings"]["thinking"], false);
+
+    // Another chat on the same checkpoint (thinking by default) resumes it.
+    let resume = |session: glimpse::session::Session| {
+        let mut chat = Chat::open("qwen3_5.jinja", |_| {});
+        assert!(chat.status().contains("think on"), "{}", chat.status());
+        let mut keeper = SessionKeeper::new(Ok(store.clone()), "m");
+        let restored = keeper.resume(session);
+        chat.inner.keeper = Some(keeper);
+        chat.inner
+            .send(Msg::Session(SessionEvent::Opened(Ok(Box::new(restored)))));
+        chat
+    };
+    let mut resumed = resume(saved.clone());
+    assert!(
+        resumed.status().contains("think off"),
+        "{}",
+        resumed.status()
+    );
+    resumed.ask("And now?");
+    assert_eq!(resumed.generations.last().unwrap().thinking, Some(false));
+
+    // A session saved before sessions kept the choice follows its preset.
+    let mut older = saved;
+    older.settings.thinking = None;
+    let mut resumed = resume(older);
+    assert!(
+        resumed.status().contains("think on"),
+        "{}",
+        resumed.status()
+    );
 }

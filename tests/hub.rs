@@ -378,7 +378,7 @@ fn models_lists_cards_and_what_the_cache_holds() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["default_model"], "Qwen/Qwen3-VL-4B-Instruct");
     let models = v["models"].as_array().unwrap();
-    assert_eq!(models.len(), 9);
+    assert_eq!(models.len(), 11);
     let by_id = |id: &str| models.iter().find(|m| m["id"] == id).unwrap().clone();
     assert_eq!(by_id("Qwen/Qwen3.5-4B")["family"], "qwen3_5");
     let two_b = by_id("Qwen/Qwen2-VL-2B-Instruct");

@@ -43,6 +43,7 @@ fn shelf_session(root: &Path) -> Session {
         },
         device: Some("cuda:0".into()),
         dtype: Some("bf16".into()),
+        thinking: None,
     };
     let mut s = Session::new("Qwen/Qwen3-VL-4B-Instruct", settings);
     s.id = "20250131-090500-3fa2c1".into();

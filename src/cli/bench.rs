@@ -1,7 +1,9 @@
 //! `glimpse bench`: time to first token, vision encoding, prefill, decode speed
 //! and peak memory of the engine on one image, as medians over repeats after a
-//! warm-up. The output fields match `bench/reference.py`, which times
-//! transformers the same way, so the two can be compared as ratios.
+//! warm-up; with `--follow-up`, also a second question in the same
+//! conversation and a regeneration of its answer, as the chat sends them.
+//! The output fields match `bench/reference.py`, which times transformers the
+//! same way, so the two can be compared as ratios.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use crate::engine::{
     DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, ModelInfo, Quant, SamplingOverrides,
     Timings,
 };
+use crate::tui::transcript::scrub_placeholders;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -30,6 +33,10 @@ pub struct BenchArgs {
     pub synthetic: Option<(u32, u32)>,
     #[arg(long, default_value = "Describe this image in detail.")]
     pub prompt: String,
+    /// After each timed answer, ask this in the same conversation, then
+    /// regenerate that answer (Ctrl+R in the chat), timing both.
+    #[arg(long = "follow-up", value_name = "PROMPT")]
+    pub follow_up: Option<String>,
     /// Tokens generated per run; stop tokens are ignored so every run decodes
     /// exactly this many.
     #[arg(long = "new-tokens", default_value_t = 64)]
@@ -85,13 +92,36 @@ pub struct BenchReport {
     pub new_tokens: usize,
     pub repeats: usize,
     pub load_s: f64,
+    #[serde(flatten)]
+    pub times: Medians,
+    /// The follow-up question (`--follow-up`), after the first answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<TurnReport>,
+    /// The follow-up's answer asked again, as Ctrl+R does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regenerate: Option<TurnReport>,
+    /// Peak resident memory of the process (CPU) in bytes.
+    pub peak_memory_bytes: Option<u64>,
+    pub peak_memory_kind: &'static str,
+}
+
+/// A later request in the same conversation: medians over the repeats.
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnReport {
+    pub prompt_tokens: usize,
+    /// Leading prompt positions taken from the cache of the request before.
+    pub reused_tokens: usize,
+    #[serde(flatten)]
+    pub times: Medians,
+}
+
+/// The stages of a request, medians over the timed runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Medians {
     pub vision_s: f64,
     pub prefill_s: f64,
     pub ttft_s: f64,
     pub decode_tok_s: f64,
-    /// Peak resident memory of the process (CPU) in bytes.
-    pub peak_memory_bytes: Option<u64>,
-    pub peak_memory_kind: &'static str,
 }
 
 /// A deterministic test card: gradients, bars and a grid, so the image is
@@ -142,6 +172,13 @@ impl Drop for SyntheticFile {
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if args.repeats == 0 || args.new_tokens == 0 {
         bail!("--repeats and --new-tokens must be at least 1");
+    }
+    if args
+        .follow_up
+        .as_deref()
+        .is_some_and(|q| q.trim().is_empty())
+    {
+        bail!("--follow-up needs a question to ask after the first answer");
     }
     // Removed when the run ends.
     let synthetic = match args.synthetic {
@@ -196,12 +233,24 @@ fn question(image: Option<PathBuf>, prompt: &str) -> Conversation {
     }
 }
 
-/// What the timed runs measured, and the prompt they ran on.
-struct Measured {
-    runs: Vec<Timings>,
+/// One request as the engine answered it.
+struct Run {
+    timings: Timings,
     prompt_tokens: usize,
+    reused_tokens: usize,
     image_tokens: usize,
     image_size: Option<[u32; 2]>,
+    text: String,
+    reasoning: String,
+}
+
+/// Runs of the timed repeats: first answers, and where asked, follow-ups and
+/// their regenerations.
+#[derive(Default)]
+struct Measured {
+    first: Vec<Run>,
+    follow_up: Vec<Run>,
+    regenerate: Vec<Run>,
 }
 
 /// One untimed warm-up, then `--repeats` timed runs from a cold cache, each
@@ -218,50 +267,131 @@ fn measure(
         ignore_eos: true,
         ..Default::default()
     };
-    let mut measured = Measured {
-        runs: Vec::new(),
-        prompt_tokens: 0,
-        image_tokens: 0,
-        image_size: None,
-    };
+    let mut measured = Measured::default();
     for i in 0..=args.repeats {
         engine.reset()?;
-        let (rx, _cancel) = engine.ask(conversation.clone(), sampling.clone())?;
-        for ev in rx {
-            match ev {
-                Event::Prompt { ids, images, .. } => {
-                    measured.prompt_tokens = ids.len();
-                    measured.image_tokens = images.iter().map(|f| f.tokens).sum();
-                    measured.image_size = images.first().map(|f| f.original_size);
-                }
-                Event::Error(e) => bail!(e),
-                Event::Done {
-                    timings, tokens, ..
-                } => {
-                    if tokens.len() != args.new_tokens {
-                        bail!(
-                            "generated {} tokens instead of {}; the context is too small for the benchmark",
-                            tokens.len(),
-                            args.new_tokens
-                        );
-                    }
-                    if i > 0 {
-                        measured.runs.push(timings);
-                    }
-                    break;
-                }
-                _ => {}
+        let first = run_once(engine, &conversation, &sampling, args.new_tokens)?;
+        let later = match &args.follow_up {
+            Some(prompt) => {
+                let next = follow_up(&conversation, &first, prompt);
+                let answer = run_once(engine, &next, &sampling, args.new_tokens)?;
+                // What Ctrl+R sends: the conversation up to the last question.
+                let again = run_once(engine, &next, &sampling, args.new_tokens)?;
+                Some((answer, again))
+            }
+            None => None,
+        };
+        if i > 0 {
+            measured.first.push(first);
+            if let Some((answer, again)) = later {
+                measured.follow_up.push(answer);
+                measured.regenerate.push(again);
             }
         }
     }
     Ok(measured)
 }
 
+/// The conversation with `first`'s answer and the follow-up question, as the
+/// chat sends them: reasoning beside the answer, vision markers left out.
+fn follow_up(conversation: &Conversation, first: &Run, prompt: &str) -> Conversation {
+    let mut next = conversation.clone();
+    next.push(
+        Message::text(Role::Assistant, scrub_placeholders(&first.text))
+            .with_reasoning(&scrub_placeholders(&first.reasoning)),
+    );
+    next.push(Message::parts(
+        Role::User,
+        vec![Part::Text(prompt.to_string())],
+    ));
+    next
+}
+
+/// Asks `conversation` and waits for the whole answer.
+fn run_once(
+    engine: &Engine,
+    conversation: &Conversation,
+    sampling: &SamplingOverrides,
+    new_tokens: usize,
+) -> anyhow::Result<Run> {
+    let (rx, _cancel) = engine.ask(conversation.clone(), sampling.clone())?;
+    let mut run = Run {
+        timings: Timings::default(),
+        prompt_tokens: 0,
+        reused_tokens: 0,
+        image_tokens: 0,
+        image_size: None,
+        text: String::new(),
+        reasoning: String::new(),
+    };
+    for ev in rx {
+        match ev {
+            Event::Prompt {
+                ids,
+                images,
+                cached_tokens,
+                ..
+            } => {
+                run.prompt_tokens = ids.len();
+                run.reused_tokens = cached_tokens;
+                run.image_tokens = images.iter().map(|f| f.tokens).sum();
+                run.image_size = images.first().map(|f| f.original_size);
+            }
+            Event::Error(e) => bail!(e),
+            Event::Done {
+                timings,
+                tokens,
+                text,
+                reasoning,
+                ..
+            } => {
+                if tokens.len() != new_tokens {
+                    bail!(
+                        "generated {} tokens instead of {new_tokens}; the context is too small for the benchmark; lower --new-tokens",
+                        tokens.len(),
+                    );
+                }
+                run.timings = timings;
+                run.text = text;
+                run.reasoning = reasoning;
+                return Ok(run);
+            }
+            _ => {}
+        }
+    }
+    bail!("the engine stopped before the answer was done")
+}
+
+impl Medians {
+    fn of(runs: &[Run]) -> Medians {
+        let median_of =
+            |f: fn(&Timings) -> f64| median(runs.iter().map(|r| f(&r.timings)).collect());
+        Medians {
+            vision_s: median_of(|t| t.vision_s),
+            prefill_s: median_of(|t| t.prefill_s),
+            ttft_s: median_of(|t| t.ttft_s),
+            decode_tok_s: median_of(|t| t.decode_tok_s),
+        }
+    }
+}
+
+impl TurnReport {
+    /// Medians of the runs; `None` when there are none.
+    fn of(runs: &[Run]) -> Option<TurnReport> {
+        let last = runs.last()?;
+        Some(TurnReport {
+            prompt_tokens: last.prompt_tokens,
+            reused_tokens: last.reused_tokens,
+            times: Medians::of(runs),
+        })
+    }
+}
+
 impl BenchReport {
     /// Medians of the timed runs.
     fn new(args: &BenchArgs, info: &ModelInfo, measured: Measured) -> BenchReport {
-        let runs = &measured.runs;
-        let median_of = |f: fn(&Timings) -> f64| median(runs.iter().map(f).collect());
+        let first = &measured.first;
+        let prompt = first.last();
         BenchReport {
             implementation: "glimpse",
             model: args.model.clone(),
@@ -272,16 +402,15 @@ impl BenchReport {
             quant_vision: info.quant_vision,
             weight_cache: info.weight_cache.clone(),
             linear_bytes: info.linear_bytes,
-            image_size: measured.image_size,
-            image_tokens: measured.image_tokens,
-            prompt_tokens: measured.prompt_tokens,
+            image_size: prompt.and_then(|r| r.image_size),
+            image_tokens: prompt.map_or(0, |r| r.image_tokens),
+            prompt_tokens: prompt.map_or(0, |r| r.prompt_tokens),
             new_tokens: args.new_tokens,
             repeats: args.repeats,
             load_s: info.load_s,
-            vision_s: median_of(|t| t.vision_s),
-            prefill_s: median_of(|t| t.prefill_s),
-            ttft_s: median_of(|t| t.ttft_s),
-            decode_tok_s: median_of(|t| t.decode_tok_s),
+            times: Medians::of(first),
+            follow_up: TurnReport::of(&measured.follow_up),
+            regenerate: TurnReport::of(&measured.regenerate),
             peak_memory_bytes: peak_rss_bytes(),
             peak_memory_kind: "process_rss",
         }
@@ -311,10 +440,23 @@ fn print_human(out: &mut impl Write, r: &BenchReport, model: &Path) -> std::io::
         r.prompt_tokens, r.new_tokens, r.repeats
     )?;
     writeln!(out, "load         {:.3} s", r.load_s)?;
-    writeln!(out, "vision       {:.1} ms", r.vision_s * 1e3)?;
-    writeln!(out, "prefill      {:.1} ms", r.prefill_s * 1e3)?;
-    writeln!(out, "first token  {:.1} ms", r.ttft_s * 1e3)?;
-    writeln!(out, "decode       {:.1} tokens/s", r.decode_tok_s)?;
+    writeln!(out, "vision       {:.1} ms", r.times.vision_s * 1e3)?;
+    writeln!(out, "prefill      {:.1} ms", r.times.prefill_s * 1e3)?;
+    writeln!(out, "first token  {:.1} ms", r.times.ttft_s * 1e3)?;
+    writeln!(out, "decode       {:.1} tokens/s", r.times.decode_tok_s)?;
+    for (name, turn) in [("follow-up", &r.follow_up), ("regenerate", &r.regenerate)] {
+        if let Some(t) = turn {
+            writeln!(
+                out,
+                "{name:<12} {} tokens ({} reused): first token {:.1} ms, prefill {:.1} ms, vision {:.1} ms",
+                t.prompt_tokens,
+                t.reused_tokens,
+                t.times.ttft_s * 1e3,
+                t.times.prefill_s * 1e3,
+                t.times.vision_s * 1e3
+            )?;
+        }
+    }
     if let Some(b) = r.peak_memory_bytes {
         writeln!(
             out,

@@ -130,17 +130,27 @@ pub fn run(mut args: ChatArgs) -> anyhow::Result<i32> {
     let config = Config::load()?;
     // A session that cannot be resumed, or a conversation file that cannot
     // be read, stops here, before the screen opens.
-    let resume = match (args.resume.take(), args.conversation.take()) {
+    let mut resume = match (args.resume.take(), args.conversation.take()) {
         (Some(id), _) => Some(SessionStore::open_default()?.load(&id)?),
         (None, Some(file)) => Some(session_from_file(&file, &args.model.spec(&config))?),
         (None, None) => None,
     };
+    if let Some(session) = &mut resume {
+        keep_thinking_flag(session, args.thinking.thinking);
+    }
     if let (None, Some(session)) = (&args.model.spec, &resume) {
         args.model.spec = Some(session.model.clone());
     }
     let mut options = chat_options(args, &config)?;
     options.sessions.resume = resume;
     crate::tui::run(options)
+}
+
+/// `--thinking` given now wins over the choice a session was saved with.
+fn keep_thinking_flag(session: &mut Session, flag: Option<bool>) {
+    if flag.is_some() {
+        session.settings.thinking = flag;
+    }
 }
 
 /// A new session holding the conversation of `file`.
@@ -165,6 +175,16 @@ mod tests {
 
     fn config(toml: &str) -> Config {
         Config::from_toml_str(toml, Path::new("config.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_thinking_flag_wins_over_the_resumed_sessions_choice() {
+        let mut session = Session::new("m", SessionSettings::default());
+        session.settings.thinking = Some(false);
+        keep_thinking_flag(&mut session, None);
+        assert_eq!(session.settings.thinking, Some(false));
+        keep_thinking_flag(&mut session, Some(true));
+        assert_eq!(session.settings.thinking, Some(true));
     }
 
     #[test]

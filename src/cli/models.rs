@@ -13,7 +13,9 @@ use crate::engine::estimate::stored_weights_bytes;
 use crate::human::{gib, human_bytes};
 use crate::model::{Family, ModelConfig, Quant};
 use crate::session::hf_cache::{self, CachedRepo};
-use crate::session::registry::{cards, ESTIMATE_CONTEXT_TOKENS, ESTIMATE_OVERHEAD_GIB};
+use crate::session::registry::{
+    cards, thinking_words, ESTIMATE_CONTEXT_TOKENS, ESTIMATE_OVERHEAD_GIB,
+};
 use crate::session::{Config, HubOptions, ModelCard};
 
 #[derive(Debug, Args)]
@@ -95,24 +97,32 @@ impl Listing<'_> {
     fn write_table(&self, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(
             out,
-            "{:<30} {:>7} {:>9} {:>9} {:>9} {:>10}  IN CACHE",
-            "MODEL", "PARAMS", "BF16", "Q8_0", "Q4K", "MEMORY"
+            "{:<30} {:>7} {:>9} {:>9} {:>9} {:>10}  {:<14}  IN CACHE",
+            "MODEL", "PARAMS", "BF16", "Q8_0", "Q4K", "MEMORY", "THINKING"
         )?;
         for c in &self.cards {
             writeln!(
                 out,
-                "{:<30} {:>7} {:>9} {:>9} {:>9} {:>10}  {}",
+                "{:<30} {:>7} {:>9} {:>9} {:>9} {:>10}  {:<14}  {}",
                 c.id,
                 format!("{:.2}B", c.parameters as f64 / 1e9),
                 format!("{:.1} GiB", c.bf16_gib),
                 gib(weights_bytes(c, Quant::Q8_0)),
                 gib(weights_bytes(c, Quant::Q4K)),
                 format!("~{:.1} GiB", c.memory_gib),
+                thinking_words(c.thinking),
                 self.find(&c.id)
                     .map_or_else(|| "-".to_string(), cache_state)
             )?;
             let marker = if self.is_default(c) { " (default)" } else { "" };
             writeln!(out, "    {}{marker}", c.notes)?;
+            if c.context_layers < c.layers {
+                writeln!(
+                    out,
+                    "    {} of {} layers grow with the context; the others keep a fixed-size state",
+                    c.context_layers, c.layers
+                )?;
+            }
         }
         let others = self.others();
         if !others.is_empty() {
@@ -129,7 +139,7 @@ impl Listing<'_> {
         }
         writeln!(
             out,
-            "\nQ8_0, Q4K: the weights with --quant (the language model's linear layers quantised, the rest bf16).\nMEMORY: bf16 weights + KV cache for {ESTIMATE_CONTEXT_TOKENS} tokens + {ESTIMATE_OVERHEAD_GIB} GiB; f32 on a CPU doubles the weights."
+            "\nQ8_0, Q4K: the weights with --quant (the language model's linear layers quantised, the rest bf16).\nMEMORY: bf16 weights + KV cache for {ESTIMATE_CONTEXT_TOKENS} tokens + {ESTIMATE_OVERHEAD_GIB} GiB; f32 on a CPU doubles the weights.\nTHINKING: what the checkpoint's template does; --thinking, /think and Alt+K switch the ones that can."
         )?;
         writeln!(
             out,
@@ -176,6 +186,9 @@ fn card_json(c: &ModelCard) -> Value {
         }).collect::<serde_json::Map<_, _>>(),
         "memory_gib": c.memory_gib,
         "context": c.context,
+        "layers": c.layers,
+        "context_layers": c.context_layers,
+        "thinking": c.thinking,
         "notes": c.notes,
     })
 }

@@ -115,6 +115,18 @@ pub fn parse_switch(s: &str) -> Result<bool, String> {
     }
 }
 
+/// The Qwen3.5-0.8B and 2B template, from the 4B+ one (`source`): the same
+/// but for its last block, inverted so that it thinks only when asked.
+#[cfg(test)]
+pub(crate) fn small_qwen3_5_template(source: &str) -> String {
+    let small = source.replace(
+        "enable_thinking is defined and enable_thinking is false %}\n        {{- '<think>\\n\\n</think>\\n\\n' }}\n    {%- else %}\n        {{- '<think>\\n' }}",
+        "enable_thinking is defined and enable_thinking is true %}\n        {{- '<think>\\n' }}\n    {%- else %}\n        {{- '<think>\\n\\n</think>\\n\\n' }}",
+    );
+    assert_ne!(small, source, "the generation block was not found");
+    small
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,17 +160,11 @@ mod tests {
 
     #[test]
     fn the_small_qwen3_5_variant_is_off_by_default() {
-        // The 0.8B/2B template inverts the last test: thinking only when asked.
         let source = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates/qwen3_5.jinja"),
         )
         .unwrap();
-        let small = source
-            .replace(
-                "enable_thinking is defined and enable_thinking is false %}\n        {{- '<think>\\n\\n</think>\\n\\n' }}\n    {%- else %}\n        {{- '<think>\\n' }}",
-                "enable_thinking is defined and enable_thinking is true %}\n        {{- '<think>\\n' }}\n    {%- else %}\n        {{- '<think>\\n\\n</think>\\n\\n' }}",
-            );
-        assert_ne!(small, source, "the generation block was not found");
+        let small = small_qwen3_5_template(&source);
         let mode = ThinkingMode::of(&ChatTemplate::from_source(&small).unwrap());
         assert_eq!(mode, ThinkingMode::Switchable { default_on: false });
     }

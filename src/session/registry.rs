@@ -8,11 +8,15 @@
 //! tower on a large image, the CUDA context), rounded up to half a GiB. On a CPU
 //! glimpse computes in f32, which doubles the weights. `linear_weights` are
 //! the decoder matrices (and head) that `--quant` stores in a block format.
+//! `thinking` is what the
+//! checkpoint's chat template does, checked against the templates in
+//! `tests/fixtures/templates` the way the engine reads them at load.
 
 use serde::Deserialize;
 
 use crate::engine::estimate::LinearWeights;
 use crate::model::Family;
+use crate::processor::thinking::ThinkingMode;
 
 const CARD_FILES: &[(&str, &str)] = &[
     (
@@ -51,6 +55,14 @@ const CARD_FILES: &[(&str, &str)] = &[
         "qwen3.5-4b.toml",
         include_str!("../../models/qwen3.5-4b.toml"),
     ),
+    (
+        "qwen3.5-9b.toml",
+        include_str!("../../models/qwen3.5-9b.toml"),
+    ),
+    (
+        "qwen3.5-27b.toml",
+        include_str!("../../models/qwen3.5-27b.toml"),
+    ),
 ];
 
 /// Tokens of context the memory estimate reserves KV cache for.
@@ -72,6 +84,13 @@ pub struct ModelCard {
     pub context: u64,
     /// The matrices quantising stores in a block format.
     pub linear_weights: LinearWeights,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Decoder layers whose keys and values grow with the context (all but
+    /// the linear-attention layers of a hybrid model).
+    pub context_layers: usize,
+    /// What the checkpoint's chat template does about thinking.
+    pub thinking: ThinkingMode,
     pub notes: String,
 }
 
@@ -85,6 +104,9 @@ struct RawCard {
     memory_gib: f64,
     context: u64,
     linear_weights: LinearWeights,
+    layers: usize,
+    context_layers: usize,
+    thinking: String,
     notes: String,
 }
 
@@ -92,10 +114,20 @@ fn parse_card(file: &str, text: &str) -> Result<ModelCard, String> {
     let raw: RawCard = toml::from_str(text).map_err(|e| format!("models/{file}: {e}"))?;
     let family = Family::from_model_type(&raw.family).ok_or_else(|| {
         format!(
-            "models/{file}: unknown family {:?}; use qwen2_vl, qwen2_5_vl or qwen3_vl",
+            "models/{file}: unknown family {:?}; use qwen2_vl, qwen2_5_vl, qwen3_vl or qwen3_5",
             raw.family
         )
     })?;
+    let thinking = THINKING_WORDS
+        .iter()
+        .find(|(word, _)| *word == raw.thinking)
+        .map(|(_, mode)| *mode)
+        .ok_or_else(|| {
+            format!(
+                "models/{file}: unknown thinking {:?}; use never, always, on by default or off by default",
+                raw.thinking
+            )
+        })?;
     Ok(ModelCard {
         id: raw.id,
         family,
@@ -104,8 +136,33 @@ fn parse_card(file: &str, text: &str) -> Result<ModelCard, String> {
         memory_gib: raw.memory_gib,
         context: raw.context,
         linear_weights: raw.linear_weights,
+        layers: raw.layers,
+        context_layers: raw.context_layers,
+        thinking,
         notes: raw.notes,
     })
+}
+
+/// A card's `thinking`, as written in the card and shown by `glimpse models`.
+const THINKING_WORDS: [(&str, ThinkingMode); 4] = [
+    ("never", ThinkingMode::None),
+    ("always", ThinkingMode::Always),
+    (
+        "on by default",
+        ThinkingMode::Switchable { default_on: true },
+    ),
+    (
+        "off by default",
+        ThinkingMode::Switchable { default_on: false },
+    ),
+];
+
+/// How `glimpse models` says what a checkpoint does about thinking.
+pub fn thinking_words(mode: ThinkingMode) -> &'static str {
+    THINKING_WORDS
+        .iter()
+        .find(|(_, m)| *m == mode)
+        .map_or("never", |(word, _)| word)
 }
 
 /// Every card, smallest first within each family, families oldest first.
@@ -137,6 +194,8 @@ mod tests {
 
     use super::*;
     use crate::model::ModelConfig;
+    use crate::processor::template::ChatTemplate;
+    use crate::processor::thinking::small_qwen3_5_template;
 
     const GIB: f64 = (1u64 << 30) as f64;
 
@@ -219,6 +278,8 @@ mod tests {
         let (text, vision) = match id {
             "Qwen/Qwen3.5-0.8B" => ((1024, 3584, 24, 8, 2, 16, true), (12, 768, 3072, 12)),
             "Qwen/Qwen3.5-4B" => ((2560, 9216, 32, 16, 4, 32, true), (24, 1024, 4096, 16)),
+            "Qwen/Qwen3.5-9B" => ((4096, 12288, 32, 16, 4, 32, false), (27, 1152, 4304, 16)),
+            "Qwen/Qwen3.5-27B" => ((5120, 17408, 64, 24, 4, 48, false), (27, 1152, 4304, 16)),
             other => panic!("no config values for {other}"),
         };
         let (hidden, inter, layers, heads, kv, value_heads, tied) = text;
@@ -250,7 +311,7 @@ mod tests {
     #[test]
     fn card_numbers_follow_from_the_released_configs() {
         let cards = cards();
-        assert_eq!(cards.len(), 9);
+        assert_eq!(cards.len(), 11);
         for card in &cards {
             let cfg = released_config(&card.id);
             assert_eq!(cfg.family, card.family, "{}", card.id);
@@ -279,7 +340,77 @@ mod tests {
                 "{}",
                 card.id
             );
+            assert_eq!(card.layers, cfg.text.num_hidden_layers, "{}", card.id);
+            assert_eq!(
+                card.context_layers,
+                cfg.text.full_attention_layers(),
+                "{}",
+                card.id
+            );
         }
+    }
+
+    /// The multi-token-prediction layer Qwen3.5 checkpoints carry and glimpse
+    /// does not load: a full-attention decoder layer, a projection from twice
+    /// the width, and three norms.
+    fn mtp_parameters(cfg: &ModelConfig) -> u64 {
+        let t = &cfg.text;
+        let (h, q, kv) = (
+            t.hidden_size as u64,
+            (t.num_attention_heads * t.head_dim) as u64,
+            (t.num_key_value_heads * t.head_dim) as u64,
+        );
+        let attention = h * 2 * q + 2 * h * kv + q * h + 2 * t.head_dim as u64;
+        let mlp = 3 * h * t.intermediate_size as u64;
+        2 * h * h + attention + mlp + 5 * h
+    }
+
+    #[test]
+    fn large_qwen3_5_cards_match_the_published_sizes() {
+        // Qwen3.5-9B's safetensors index: total_size 19 306 216 416 bytes, in
+        // bf16 but for each linear layer's A_log and gated norm (32 + 128
+        // values), which are kept in f32 (`mamba_ssm_dtype`).
+        let nine = card("Qwen/Qwen3.5-9B").unwrap();
+        let mtp = mtp_parameters(&released_config(&nine.id));
+        assert_eq!(mtp, 243_290_624);
+        let f32_extra = 24 * (32 + 128) * 2;
+        assert_eq!((nine.parameters + mtp) * 2 + f32_extra, 19_306_216_416);
+        // Qwen3.5-27B is published as 27B parameters, about 54 GB in bf16.
+        let big = card("Qwen/Qwen3.5-27B").unwrap();
+        let total = big.parameters + mtp_parameters(&released_config(&big.id));
+        assert!((27.0e9..28.0e9).contains(&(total as f64)), "{total}");
+    }
+
+    /// What each checkpoint ships as its chat template (tests/fixtures/README.md).
+    fn released_template(card: &ModelCard) -> ChatTemplate {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let source = match card.family {
+            Family::Qwen2Vl | Family::Qwen25Vl => read("qwen2_vl.jinja"),
+            Family::Qwen3Vl => read("qwen3_vl.jinja"),
+            Family::Qwen35
+                if ["Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-2B"].contains(&card.id.as_str()) =>
+            {
+                small_qwen3_5_template(&read("qwen3_5.jinja"))
+            }
+            Family::Qwen35 => read("qwen3_5.jinja"),
+        };
+        ChatTemplate::from_source(&source).unwrap()
+    }
+
+    #[test]
+    fn card_thinking_is_what_the_released_template_does() {
+        for card in cards() {
+            let mode = ThinkingMode::of(&released_template(&card));
+            assert_eq!(card.thinking, mode, "{}", card.id);
+        }
+        assert_eq!(
+            thinking_words(ThinkingMode::Switchable { default_on: false }),
+            "off by default"
+        );
+        let bad = include_str!("../../models/qwen3.5-4b.toml").replace("on by default", "maybe");
+        let err = parse_card("x.toml", &bad).unwrap_err();
+        assert!(err.contains("unknown thinking \"maybe\""), "{err}");
     }
 
     /// The count for the default model, written out term by term.

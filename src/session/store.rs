@@ -3,7 +3,10 @@
 //! and sha256, the model, the settings and timestamps, under a format version.
 //!
 //! A file this version cannot read (damaged, or written by a newer glimpse) is
-//! reported and never overwritten: saving over it picks a new id instead. So
+//! reported and never overwritten: saving over it picks a new id instead.
+//! A field added later is optional and unknown fields are ignored, so files
+//! stay readable both ways within a version (`settings.thinking` came so);
+//! the version goes up only for a change an older glimpse would misread. So
 //! is a file another glimpse has written since this one last read or wrote
 //! it: two chats continuing one session each keep their own turns.
 //!
@@ -89,6 +92,10 @@ pub struct SessionSettings {
     pub device: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
+    /// Thinking on or off as the conversation last had it; absent, it is
+    /// left to the preset, the config and the checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<bool>,
 }
 
 impl SessionSettings {
@@ -99,6 +106,7 @@ impl SessionSettings {
             sampling: preset.sampling(seed),
             device: None,
             dtype: None,
+            thinking: preset.thinking,
         }
     }
 }

@@ -207,7 +207,7 @@ impl App {
             Action::PreviousObject => self.cycle_highlight(-1, cmds),
             Action::SessionList => self.open_session_list(cmds),
             Action::CycleTheme => self.cycle_theme(),
-            Action::ToggleThinking => self.set_thinking(None),
+            Action::ToggleThinking => self.set_thinking(None, cmds),
             Action::ToggleReasoning => self.toggle_reasoning(),
             Action::ExportSession => self.export_session(None, cmds),
         }
@@ -407,7 +407,7 @@ impl App {
             }
             "sessions" => self.open_session_list(cmds),
             "theme" => self.theme_command(arg.trim()),
-            "think" => self.think_command(arg.trim()),
+            "think" => self.think_command(arg.trim(), cmds),
             "help" => self.dialog = Dialog::Help { scroll: 0 },
             "quit" | "exit" | "q" => self.act(Action::Quit, cmds),
             _ => return false,

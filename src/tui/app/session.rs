@@ -29,6 +29,7 @@ impl App {
             sampling,
             device: self.ready().map(|r| r.info.device.clone()),
             dtype: self.ready().map(|r| r.info.dtype.clone()),
+            thinking: self.thinking_choice(),
         }
     }
 
@@ -222,6 +223,8 @@ impl App {
         settings.top_p = o.top_p;
         settings.top_k = o.top_k;
         settings.repetition_penalty = o.repetition_penalty;
+        // Files from before sessions kept it follow the preset.
+        settings.thinking = saved.thinking.or(settings.thinking);
         settings
     }
 

@@ -4,6 +4,7 @@
 
 use super::{App, Flash};
 use crate::engine::ThinkingMode;
+use crate::tui::msg::Cmd;
 
 impl App {
     /// What the loaded checkpoint does about thinking; `None` until loaded.
@@ -31,8 +32,9 @@ impl App {
         }
     }
 
-    /// `/think on|off`, or the key (`None` switches).
-    pub(super) fn set_thinking(&mut self, on: Option<bool>) {
+    /// `/think on|off`, or the key (`None` switches). The session keeps the
+    /// choice, so a resumed conversation goes on with it.
+    pub(super) fn set_thinking(&mut self, on: Option<bool>, cmds: &mut Vec<Cmd>) {
         let Some(mode) = self.thinking_mode() else {
             self.flash = Some(Flash::Error(
                 "the model is not loaded yet; thinking can be switched once it is".into(),
@@ -49,15 +51,16 @@ impl App {
             "thinking {} for the next answers",
             if on { "on" } else { "off" }
         )));
+        self.save_session(cmds);
     }
 
     /// `/think` with its argument.
-    pub(super) fn think_command(&mut self, arg: &str) {
+    pub(super) fn think_command(&mut self, arg: &str, cmds: &mut Vec<Cmd>) {
         if arg.is_empty() {
-            return self.set_thinking(None);
+            return self.set_thinking(None, cmds);
         }
         match crate::processor::thinking::parse_switch(arg) {
-            Ok(on) => self.set_thinking(Some(on)),
+            Ok(on) => self.set_thinking(Some(on), cmds),
             Err(e) => self.flash = Some(Flash::Error(format!("/think on|off: {e}"))),
         }
     }
