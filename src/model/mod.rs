@@ -8,6 +8,8 @@ pub mod delta_net;
 pub mod few_rows;
 pub mod kv_cache;
 pub mod linear;
+pub mod mlp;
+pub mod moe;
 pub mod params;
 pub mod quant;
 pub mod recurrent_state;
@@ -15,7 +17,7 @@ pub mod rope;
 pub mod rope_index;
 pub mod softmax;
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 pub mod text;
 pub mod vision;
 pub mod weights;
@@ -31,6 +33,7 @@ pub use quant::Quant;
 pub use rope_index::{Grid, RopePositions};
 pub use vision::VisionOutput;
 
+pub use moe::MoeAblations;
 use rope::{inv_freq, mrope_axes, mrope_tables};
 pub use text::TextAblations;
 use text::{DeepstackInjection, TextModel};
@@ -42,10 +45,8 @@ pub enum ModelError {
     MissingFile { path: PathBuf, what: String },
     #[error("{}: {what}", path.display())]
     BadConfig { path: PathBuf, what: String },
-    #[error("{}: model_type {model_type:?} is not supported; glimpse runs qwen2_vl, qwen2_5_vl, qwen3_vl and qwen3_5 checkpoints", path.display())]
+    #[error("{}: model_type {model_type:?} is not supported; glimpse runs qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe, qwen3_5 and qwen3_5_moe checkpoints", path.display())]
     UnknownModelType { path: PathBuf, model_type: String },
-    #[error("{}: model_type {model_type:?} is a mixture-of-experts checkpoint, not supported yet; pick a dense model of the same generation (e.g. Qwen/Qwen3.5-9B or Qwen/Qwen3-VL-8B-Instruct)", path.display())]
-    UnsupportedMoe { path: PathBuf, model_type: String },
     #[error("{}: {what}", path.display())]
     BadWeights { path: PathBuf, what: String },
     #[error("{0}")]
@@ -71,7 +72,7 @@ pub struct Ablations {
     pub rope_layout: Option<config::MropeLayout>,
     /// Qwen2.5-VL: attend over whole images in every vision block.
     pub full_vision_attention: bool,
-    /// Qwen3.5 decoder departures.
+    /// Decoder departures (Qwen3.5, mixture of experts).
     pub text: TextAblations,
 }
 
@@ -93,6 +94,26 @@ impl VlModel {
         Self::load_quantized(dir, device, dtype, Quant::None, &|_, _| {})
     }
 
+    /// Loads in the float dtype with `ablations` in place, including those
+    /// that act while the weights are read.
+    pub fn load_ablated(
+        dir: &Path,
+        device: &Device,
+        dtype: DType,
+        ablations: Ablations,
+    ) -> Result<Self, ModelError> {
+        let mut model = Self::load_with(
+            dir,
+            device,
+            dtype,
+            Quant::None,
+            ablations.text.moe,
+            &|_, _| {},
+        )?;
+        model.ablate(ablations);
+        Ok(model)
+    }
+
     /// Loads with the decoder's linear layers and head stored as `quant`;
     /// `progress(done, total)` hears of each decoder layer loaded.
     pub fn load_quantized(
@@ -100,6 +121,17 @@ impl VlModel {
         device: &Device,
         dtype: DType,
         quant: Quant,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self, ModelError> {
+        Self::load_with(dir, device, dtype, quant, MoeAblations::default(), progress)
+    }
+
+    fn load_with(
+        dir: &Path,
+        device: &Device,
+        dtype: DType,
+        quant: Quant,
+        moe_ablations: MoeAblations,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_model_dir(dir)?;
@@ -127,6 +159,7 @@ impl VlModel {
             ckpt.vb.pp(ckpt.layout.text),
             lm_head,
             quant,
+            moe_ablations,
             progress,
         )
         .map_err(bad)?;

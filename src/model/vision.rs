@@ -82,11 +82,13 @@ impl Mlp {
                 down: linear(i, d, vb.pp("down_proj"))?,
                 act: cfg.hidden_act,
             },
-            Family::Qwen3Vl | Family::Qwen35 => Mlp::Plain {
-                fc1: linear(d, i, vb.pp("linear_fc1"))?,
-                fc2: linear(i, d, vb.pp("linear_fc2"))?,
-                act: cfg.hidden_act,
-            },
+            Family::Qwen3Vl | Family::Qwen35 | Family::Qwen3VlMoe | Family::Qwen35Moe => {
+                Mlp::Plain {
+                    fc1: linear(d, i, vb.pp("linear_fc1"))?,
+                    fc2: linear(i, d, vb.pp("linear_fc2"))?,
+                    act: cfg.hidden_act,
+                }
+            }
         })
     }
 
