@@ -94,15 +94,16 @@ impl Listing<'_> {
     fn write_table(&self, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(
             out,
-            "{:<30} {:>7} {:>9} {:>10}  IN CACHE",
-            "MODEL", "PARAMS", "BF16", "MEMORY"
+            "{:<30} {:>7} {:>7} {:>9} {:>10}  IN CACHE",
+            "MODEL", "PARAMS", "ACTIVE", "BF16", "MEMORY"
         )?;
         for c in &self.cards {
             writeln!(
                 out,
-                "{:<30} {:>7} {:>9} {:>10}  {}",
+                "{:<30} {:>7} {:>7} {:>9} {:>10}  {}",
                 c.id,
                 format!("{:.2}B", c.parameters as f64 / 1e9),
+                format!("{:.2}B", c.active_parameters as f64 / 1e9),
                 format!("{:.1} GiB", c.bf16_gib),
                 format!("~{:.1} GiB", c.memory_gib),
                 self.find(&c.id)
@@ -126,7 +127,7 @@ impl Listing<'_> {
         }
         writeln!(
             out,
-            "\nMEMORY: bf16 weights + KV cache for {ESTIMATE_CONTEXT_TOKENS} tokens + {ESTIMATE_OVERHEAD_GIB} GiB; f32 on a CPU doubles the weights."
+            "\nACTIVE: parameters one token goes through (a mixture of experts uses a few of its experts).\nMEMORY: bf16 weights (every expert) + KV cache for {ESTIMATE_CONTEXT_TOKENS} tokens + {ESTIMATE_OVERHEAD_GIB} GiB; f32 on a CPU doubles the weights."
         )?;
         writeln!(
             out,
@@ -161,6 +162,7 @@ fn card_json(c: &ModelCard) -> Value {
         "id": c.id,
         "family": c.family.model_type(),
         "parameters": c.parameters,
+        "active_parameters": c.active_parameters,
         "bf16_gib": c.bf16_gib,
         "memory_gib": c.memory_gib,
         "context": c.context,
