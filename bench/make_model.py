@@ -82,8 +82,8 @@ def qwen2_5_vl(text, vision, tie):
     )
 
 
-def qwen3_vl(text, vision, tie):
-    return "qwen3_vl", transformers.Qwen3VLConfig(
+def qwen3_vl(text, vision, tie, family="qwen3_vl", config_class=transformers.Qwen3VLConfig):
+    return family, config_class(
         text_config=dict(
             vocab_size=151936,
             rms_norm_eps=1e-6,
@@ -105,6 +105,21 @@ def qwen3_vl(text, vision, tie):
     )
 
 
+def qwen3_vl_moe(text, vision, tie):
+    return qwen3_vl(text, vision, tie, "qwen3_vl_moe", transformers.Qwen3VLMoeConfig)
+
+
+QWEN3_VL_30B_A3B_TEXT = dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=48, num_attention_heads=32,
+                             num_key_value_heads=4, moe_intermediate_size=768, num_experts=128,
+                             num_experts_per_tok=8, decoder_sparse_step=1, mlp_only_layers=[],
+                             tie_word_embeddings=False)
+QWEN3_VL_30B_A3B_VISION = dict(depth=27, hidden_size=1152, num_heads=16, intermediate_size=4304, out_hidden_size=2048,
+                               deepstack_visual_indexes=[8, 16, 24])
+QWEN3_VL_4B_TEXT = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                        num_key_value_heads=8)
+QWEN3_VL_4B_VISION = dict(depth=24, hidden_size=1024, num_heads=16, intermediate_size=4096, out_hidden_size=2560,
+                          deepstack_visual_indexes=[5, 11, 17])
+
 # The released checkpoints' shapes (see the family reference tables).
 CONFIGS = {
     "qwen2_vl_2b": lambda: qwen2_vl(
@@ -121,11 +136,14 @@ CONFIGS = {
              num_key_value_heads=8),
         dict(depth=24, hidden_size=1024, num_heads=16, intermediate_size=4096, out_hidden_size=2048,
              deepstack_visual_indexes=[5, 11, 17]), True),
-    "qwen3_vl_4b": lambda: qwen3_vl(
-        dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-             num_key_value_heads=8),
-        dict(depth=24, hidden_size=1024, num_heads=16, intermediate_size=4096, out_hidden_size=2560,
-             deepstack_visual_indexes=[5, 11, 17]), True),
+    "qwen3_vl_4b": lambda: qwen3_vl(QWEN3_VL_4B_TEXT, QWEN3_VL_4B_VISION, True),
+    "qwen3_vl_30b_a3b": lambda: qwen3_vl_moe(QWEN3_VL_30B_A3B_TEXT, QWEN3_VL_30B_A3B_VISION, False),
+    # Depth-reduced to 4 decoder layers (real widths, vocabulary, vision tower
+    # and, for the mixture of experts, 128 experts of which 8 per token), to
+    # compare decoding speed where the full 60 GB of random weights do not fit.
+    "qwen3_vl_4b_4layers": lambda: qwen3_vl(QWEN3_VL_4B_TEXT | dict(num_hidden_layers=4), QWEN3_VL_4B_VISION, True),
+    "qwen3_vl_30b_a3b_4layers": lambda: qwen3_vl_moe(
+        QWEN3_VL_30B_A3B_TEXT | dict(num_hidden_layers=4), QWEN3_VL_30B_A3B_VISION, False),
     # Small enough to benchmark on a laptop CPU, with the real vocabulary.
     "qwen2_vl_cpu_small": lambda: qwen2_vl(
         dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=6, num_attention_heads=8,
@@ -145,6 +163,7 @@ MODEL_CLASSES = {
     "qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
     "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
     "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
+    "qwen3_vl_moe": transformers.Qwen3VLMoeForConditionalGeneration,
 }
 
 
@@ -171,6 +190,20 @@ def tokenizer_config(family: str) -> dict:
     }
 
 
+def fuse_experts_as_released(out: Path) -> None:
+    """save_pretrained writes a freshly built model's fused experts as
+    transformers holds them, [experts, out, in]; the released Qwen3-VL-MoE
+    checkpoints store [experts, in, out] (see tests/fixtures/generate.py)."""
+    from safetensors.torch import load_file, save_file
+
+    for shard in sorted(out.glob("*.safetensors")):
+        tensors = load_file(str(shard))
+        for name in tensors:
+            if name.endswith(("mlp.experts.gate_up_proj", "mlp.experts.down_proj")):
+                tensors[name] = tensors[name].transpose(1, 2).contiguous()
+        save_file(tensors, str(shard), metadata={"format": "pt"})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=sorted(CONFIGS), required=True)
@@ -189,12 +222,14 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out, safe_serialization=True, max_shard_size="4GB")
     del model
+    if family == "qwen3_vl_moe":
+        fuse_experts_as_released(args.out)
 
     shutil.copy(args.tokenizer, args.out / "tokenizer.json")
     (args.out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(family), indent=2))
-    template = (TEMPLATES / ("qwen3_vl.jinja" if family == "qwen3_vl" else "qwen2_vl.jinja")).read_text()
+    template = (TEMPLATES / ("qwen3_vl.jinja" if family.startswith("qwen3_vl") else "qwen2_vl.jinja")).read_text()
     (args.out / "chat_template.json").write_text(json.dumps({"chat_template": template}, indent=2))
-    if family == "qwen3_vl":
+    if family.startswith("qwen3_vl"):
         pre = {"size": {"shortest_edge": 65536, "longest_edge": 16777216}, "patch_size": 16,
                "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
                "image_processor_type": "Qwen2VLImageProcessorFast", "processor_class": "Qwen3VLProcessor"}
