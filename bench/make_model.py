@@ -86,8 +86,8 @@ def qwen2_5_vl(text, vision, tie):
     )
 
 
-def qwen3_vl(text, vision, tie):
-    return "qwen3_vl", transformers.Qwen3VLConfig(
+def qwen3_vl(text, vision, tie, family="qwen3_vl", config_class=transformers.Qwen3VLConfig):
+    return family, config_class(
         text_config=dict(
             vocab_size=151936,
             rms_norm_eps=1e-6,
@@ -104,6 +104,22 @@ def qwen3_vl(text, vision, tie):
         **VISION_TOKEN_IDS,
         tie_word_embeddings=tie,
     )
+
+
+def qwen3_vl_moe(text, vision, tie):
+    return qwen3_vl(text, vision, tie, "qwen3_vl_moe", transformers.Qwen3VLMoeConfig)
+
+
+QWEN3_VL_30B_A3B_TEXT = dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=48, num_attention_heads=32,
+                             num_key_value_heads=4, moe_intermediate_size=768, num_experts=128,
+                             num_experts_per_tok=8, decoder_sparse_step=1, mlp_only_layers=[],
+                             tie_word_embeddings=False)
+QWEN3_VL_30B_A3B_VISION = dict(depth=27, hidden_size=1152, num_heads=16, intermediate_size=4304, out_hidden_size=2048,
+                               deepstack_visual_indexes=[8, 16, 24])
+QWEN3_VL_4B_TEXT = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                        num_key_value_heads=8)
+QWEN3_VL_4B_VISION = dict(depth=24, hidden_size=1024, num_heads=16, intermediate_size=4096, out_hidden_size=2560,
+                          deepstack_visual_indexes=[5, 11, 17])
 
 
 def qwen3_5(text, vision, tie):
@@ -154,11 +170,14 @@ CONFIGS = {
              num_key_value_heads=8),
         dict(depth=24, hidden_size=1024, num_heads=16, intermediate_size=4096, out_hidden_size=2048,
              deepstack_visual_indexes=[5, 11, 17]), True),
-    "qwen3_vl_4b": lambda: qwen3_vl(
-        dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-             num_key_value_heads=8),
-        dict(depth=24, hidden_size=1024, num_heads=16, intermediate_size=4096, out_hidden_size=2560,
-             deepstack_visual_indexes=[5, 11, 17]), True),
+    "qwen3_vl_4b": lambda: qwen3_vl(QWEN3_VL_4B_TEXT, QWEN3_VL_4B_VISION, True),
+    "qwen3_vl_30b_a3b": lambda: qwen3_vl_moe(QWEN3_VL_30B_A3B_TEXT, QWEN3_VL_30B_A3B_VISION, False),
+    # Depth-reduced to 4 decoder layers (real widths, vocabulary, vision tower
+    # and, for the mixture of experts, 128 experts of which 8 per token), to
+    # compare decoding speed where the full 60 GB of random weights do not fit.
+    "qwen3_vl_4b_4layers": lambda: qwen3_vl(QWEN3_VL_4B_TEXT | dict(num_hidden_layers=4), QWEN3_VL_4B_VISION, True),
+    "qwen3_vl_30b_a3b_4layers": lambda: qwen3_vl_moe(
+        QWEN3_VL_30B_A3B_TEXT | dict(num_hidden_layers=4), QWEN3_VL_30B_A3B_VISION, False),
     "qwen3_5_0_8b": lambda: qwen3_5(
         dict(hidden_size=1024, intermediate_size=3584, num_hidden_layers=24, num_attention_heads=8,
              num_key_value_heads=2, linear_num_value_heads=16),
@@ -187,6 +206,7 @@ MODEL_CLASSES = {
     "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
     "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
     "qwen3_5": transformers.Qwen3_5ForConditionalGeneration,
+    "qwen3_vl_moe": transformers.Qwen3VLMoeForConditionalGeneration,
 }
 
 # The 0.8B and 2B checkpoints ship the Qwen3.5 template with its generation
@@ -198,7 +218,7 @@ THINKS_WHEN_ASKED = ("{%- if enable_thinking is defined and enable_thinking is t
 
 
 def chat_template(config: str, family: str) -> str:
-    name = {"qwen3_vl": "qwen3_vl.jinja", "qwen3_5": "qwen3_5.jinja"}.get(family, "qwen2_vl.jinja")
+    name = {"qwen3_vl": "qwen3_vl.jinja", "qwen3_vl_moe": "qwen3_vl.jinja", "qwen3_5": "qwen3_5.jinja"}.get(family, "qwen2_vl.jinja")
     template = (TEMPLATES / name).read_text()
     if config == "qwen3_5_0_8b":
         assert THINKS_BY_DEFAULT in template, "the Qwen3.5 template's generation block was not found"
@@ -228,6 +248,20 @@ def tokenizer_config(tokenizer: Path) -> dict:
     }
 
 
+def fuse_experts_as_released(out: Path) -> None:
+    """save_pretrained writes a freshly built model's fused experts as
+    transformers holds them, [experts, out, in]; the released Qwen3-VL-MoE
+    checkpoints store [experts, in, out] (see tests/fixtures/generate.py)."""
+    from safetensors.torch import load_file, save_file
+
+    for shard in sorted(out.glob("*.safetensors")):
+        tensors = load_file(str(shard))
+        for name in tensors:
+            if name.endswith(("mlp.experts.gate_up_proj", "mlp.experts.down_proj")):
+                tensors[name] = tensors[name].transpose(1, 2).contiguous()
+        save_file(tensors, str(shard), metadata={"format": "pt"})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=sorted(CONFIGS), required=True)
@@ -246,12 +280,14 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out, safe_serialization=True, max_shard_size="4GB")
     del model
+    if family == "qwen3_vl_moe":
+        fuse_experts_as_released(args.out)
 
     shutil.copy(args.tokenizer, args.out / "tokenizer.json")
     (args.out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(args.tokenizer), indent=2))
     template = chat_template(args.config, family)
     (args.out / "chat_template.json").write_text(json.dumps({"chat_template": template}, indent=2))
-    if family in ("qwen3_vl", "qwen3_5"):
+    if family in ("qwen3_vl", "qwen3_vl_moe", "qwen3_5"):
         pre = {"size": {"shortest_edge": 65536, "longest_edge": 16777216}, "patch_size": 16,
                "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
                "image_processor_type": "Qwen2VLImageProcessorFast", "processor_class": "Qwen3VLProcessor"}

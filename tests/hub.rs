@@ -378,9 +378,12 @@ fn models_lists_cards_and_what_the_cache_holds() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["default_model"], "Qwen/Qwen3-VL-4B-Instruct");
     let models = v["models"].as_array().unwrap();
-    assert_eq!(models.len(), 11);
+    assert_eq!(models.len(), 14);
     let by_id = |id: &str| models.iter().find(|m| m["id"] == id).unwrap().clone();
     assert_eq!(by_id("Qwen/Qwen3.5-4B")["family"], "qwen3_5");
+    let moe = by_id("Qwen/Qwen3-VL-30B-A3B-Instruct");
+    assert_eq!(moe["family"], "qwen3_vl_moe");
+    assert!(moe["active_parameters"].as_u64().unwrap() * 7 < moe["parameters"].as_u64().unwrap());
     let two_b = by_id("Qwen/Qwen2-VL-2B-Instruct");
     assert_eq!(two_b["cache"]["complete"], true);
     let on_disk = hf_cache::bytes_on_disk(&hf_cache::repo_dir(

@@ -1,5 +1,5 @@
 //! Parity with Hugging Face transformers on tiny random-weight models of all
-//! three families. The reference outputs were recorded by
+//! families. The reference outputs were recorded by
 //! `tests/fixtures/generate.py` (transformers 5.17, f32, eager attention) and
 //! are committed, so these tests need no Python.
 
@@ -11,7 +11,7 @@ use glimpse::engine::{
     DeviceChoice, DtypeChoice, Engine, EngineOptions, Event, FinishReason, SamplingOverrides,
 };
 use glimpse::model::config::MropeLayout;
-use glimpse::model::Ablations;
+use glimpse::model::{Ablations, MoeAblations, VlModel};
 use glimpse::processor::image::AlphaMode;
 
 /// Logits within this relative error of the reference (max-abs / max-abs).
@@ -39,8 +39,11 @@ fn first_logits(p: &Prepared, positions: &[[i64; 3]], images: bool) -> Vec<f32> 
 #[test]
 fn every_family_and_conversation_has_a_reference() {
     let refs = Reference::all();
-    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
-        let n = refs.iter().filter(|r| r.json["family"] == family).count();
+    for family in fixture_families() {
+        let n = refs
+            .iter()
+            .filter(|r| r.json["family"] == family.as_str())
+            .count();
         assert!(n >= 5, "{family}: only {n} reference cases");
     }
 }
@@ -241,7 +244,7 @@ fn greedy_tokens_match_transformers_through_the_engine() {
 fn a_second_turn_reuses_the_cache_and_still_matches() {
     // Ask the first turn of the two-turn conversation, then the whole
     // conversation on the same engine: the prefix is reused from the cache.
-    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
+    for family in fixture_families() {
         let r = Reference::by_name(&format!("{family}__two_turns"));
         let engine = engine_for(&r);
         let full = r.conversation();
@@ -288,7 +291,7 @@ fn moved(r: &Reference, got: &[f32]) -> f32 {
 
 #[test]
 fn one_dimensional_positions_would_be_caught() {
-    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
+    for family in fixture_families() {
         let r = Reference::by_name(&format!("{family}__single_image"));
         let p = prepare(&r);
         let flat: Vec<[i64; 3]> = (0..p.ids.len() as i64).map(|i| [i, i, i]).collect();
@@ -302,7 +305,7 @@ fn one_dimensional_positions_would_be_caught() {
 
 #[test]
 fn a_dropped_image_would_be_caught() {
-    for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
+    for family in fixture_families() {
         let r = Reference::by_name(&format!("{family}__two_images"));
         let p = prepare(&r);
         let px = p.pixel_values().unwrap();
@@ -416,7 +419,11 @@ fn logits_in_pieces(p: &Prepared, tail: usize) -> Vec<f32> {
 
 #[test]
 fn qwen3_5_states_carry_across_pieces_of_a_prompt() {
-    for name in ["qwen3_5__two_turns", "qwen3_5__text_only"] {
+    for name in [
+        "qwen3_5__two_turns",
+        "qwen3_5__text_only",
+        "qwen3_5_moe__two_turns",
+    ] {
         let r = Reference::by_name(name);
         let p = prepare(&r);
         let err = moved(&r, &logits_in_pieces(&p, 6));
@@ -487,6 +494,110 @@ fn norm_weights_without_one_plus_would_be_caught() {
     );
 }
 
+// Mixture of experts: the prompt's tokens go to their experts in groups and
+// each decoding step through its own top-k, so feeding a prompt in pieces
+// must give the logits of the whole; routing, the shared expert's gate, the
+// fused experts' layout and the dense layers each move the logits far when
+// got wrong.
+
+#[test]
+fn experts_chosen_per_piece_give_the_logits_of_the_whole_prompt() {
+    for name in ["qwen3_vl_moe__two_images", "qwen3_vl_moe__text_only"] {
+        let r = Reference::by_name(name);
+        let p = prepare(&r);
+        let err = moved(&r, &logits_in_pieces(&p, 6));
+        assert!(err < LOGITS_TOL, "{name}: pieces rel err {err:e}");
+    }
+}
+
+fn moe_ablation_moves(name: &str, ablations: Ablations) -> f32 {
+    let r = Reference::by_name(name);
+    let model = VlModel::load_ablated(&r.model_dir(), &Device::Cpu, DType::F32, ablations).unwrap();
+    let p = Prepared {
+        model,
+        ..prepare(&r)
+    };
+    moved(&r, &first_logits(&p, &p.positions().positions, true))
+}
+
+fn moe(a: MoeAblations) -> Ablations {
+    Ablations {
+        text: glimpse::model::TextAblations {
+            moe: a,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn routing_without_renormalisation_would_be_caught() {
+    for name in ["qwen3_vl_moe__single_image", "qwen3_5_moe__two_turns"] {
+        let a = moe(MoeAblations {
+            unnormalised_routing: true,
+            ..Default::default()
+        });
+        let err = moe_ablation_moves(name, a);
+        assert!(
+            err > 100.0 * LOGITS_TOL,
+            "{name}: unnormalised routing only moved logits by {err:e}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_shared_expert_gate_would_be_caught() {
+    let a = moe(MoeAblations {
+        ungated_shared_expert: true,
+        ..Default::default()
+    });
+    let err = moe_ablation_moves("qwen3_5_moe__two_turns", a);
+    assert!(
+        err > 100.0 * LOGITS_TOL,
+        "an ungated shared expert only moved logits by {err:e}"
+    );
+}
+
+#[test]
+fn fused_experts_read_without_their_transpose_would_be_caught() {
+    let a = moe(MoeAblations {
+        fused_experts_untransposed: true,
+        ..Default::default()
+    });
+    let err = moe_ablation_moves("qwen3_vl_moe__single_image", a);
+    assert!(
+        err > 100.0 * LOGITS_TOL,
+        "untransposed fused experts only moved logits by {err:e}"
+    );
+}
+
+#[test]
+fn a_dense_layer_treated_as_sparse_would_be_caught() {
+    // The fixture keeps layer 1 dense through mlp_only_layers; a reader that
+    // ignores it looks for experts the checkpoint does not have.
+    let r = Reference::by_name("qwen3_vl_moe__single_image");
+    let dir = std::env::temp_dir().join(format!("glimpse-moe-dense-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(r.model_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["text_config"]["mlp_only_layers"],
+        serde_json::json!([1])
+    );
+    config["text_config"]["mlp_only_layers"] = serde_json::json!([]);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let err = VlModel::load(&dir, &Device::Cpu, DType::F32)
+        .err()
+        .map(|e| e.to_string());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = err.expect("a dense layer loaded as a sparse one");
+    assert!(err.contains("layers.1.mlp") && !err.contains('\n'), "{err}");
+}
+
 /// Cached prompt tokens, whether the vision tower ran, and the answer.
 fn ask_and_watch(
     engine: &Engine,
@@ -514,7 +625,11 @@ fn ask_and_watch(
 
 #[test]
 fn qwen3_5_follow_ups_and_regenerations_reuse_the_recurrent_states() {
-    for name in ["qwen3_5__two_turns", "qwen3_5__two_turns__thinking"] {
+    for name in [
+        "qwen3_5__two_turns",
+        "qwen3_5__two_turns__thinking",
+        "qwen3_5_moe__two_turns",
+    ] {
         let r = Reference::by_name(name);
         let engine = engine_for(&r);
         let full = r.conversation();

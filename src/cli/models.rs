@@ -97,15 +97,16 @@ impl Listing<'_> {
     fn write_table(&self, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(
             out,
-            "{:<30} {:>7} {:>9} {:>9} {:>9} {:>10}  {:<14}  IN CACHE",
-            "MODEL", "PARAMS", "BF16", "Q8_0", "Q4K", "MEMORY", "THINKING"
+            "{:<30} {:>7} {:>7} {:>9} {:>9} {:>9} {:>10}  {:<14}  IN CACHE",
+            "MODEL", "PARAMS", "ACTIVE", "BF16", "Q8_0", "Q4K", "MEMORY", "THINKING"
         )?;
         for c in &self.cards {
             writeln!(
                 out,
-                "{:<30} {:>7} {:>9} {:>9} {:>9} {:>10}  {:<14}  {}",
+                "{:<30} {:>7} {:>7} {:>9} {:>9} {:>9} {:>10}  {:<14}  {}",
                 c.id,
                 format!("{:.2}B", c.parameters as f64 / 1e9),
+                format!("{:.2}B", c.active_parameters as f64 / 1e9),
                 format!("{:.1} GiB", c.bf16_gib),
                 gib(weights_bytes(c, Quant::Q8_0)),
                 gib(weights_bytes(c, Quant::Q4K)),
@@ -139,7 +140,7 @@ impl Listing<'_> {
         }
         writeln!(
             out,
-            "\nQ8_0, Q4K: the weights with --quant (the language model's linear layers quantised, the rest bf16).\nMEMORY: bf16 weights + KV cache for {ESTIMATE_CONTEXT_TOKENS} tokens + {ESTIMATE_OVERHEAD_GIB} GiB; f32 on a CPU doubles the weights.\nTHINKING: what the checkpoint's template does; --thinking, /think and Alt+K switch the ones that can."
+            "\nACTIVE: parameters one token goes through (a mixture of experts uses a few of its experts).\nQ8_0, Q4K: the weights with --quant (the language model's linear layers quantised, the rest bf16).\nMEMORY: bf16 weights (every expert) + KV cache for {ESTIMATE_CONTEXT_TOKENS} tokens + {ESTIMATE_OVERHEAD_GIB} GiB; f32 on a CPU doubles the weights.\nTHINKING: what the checkpoint's template does; --thinking, /think and Alt+K switch the ones that can."
         )?;
         writeln!(
             out,
@@ -179,6 +180,7 @@ fn card_json(c: &ModelCard) -> Value {
         "id": c.id,
         "family": c.family.model_type(),
         "parameters": c.parameters,
+        "active_parameters": c.active_parameters,
         "bf16_gib": c.bf16_gib,
         "weights_bytes": Quant::ALL.iter().map(|&q| {
             let name = if q == Quant::None { "bf16" } else { q.name() };

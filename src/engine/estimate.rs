@@ -132,7 +132,7 @@ pub fn estimate(i: &EstimateInputs) -> MemoryEstimate {
     let dequantised = match i.quant {
         Quant::None => 0,
         _ if !i.cuda => 0,
-        _ => (t.hidden_size * t.intermediate_size) as u64 * b,
+        _ => (t.hidden_size * mlp_widths(t).0) as u64 * b,
     };
     let prefill_bytes = prefill_peak(i.config, i.context_tokens as u64, b) + dequantised;
     let runtime_bytes = if i.cuda { CUDA_RUNTIME_BYTES } else { 0 };
@@ -189,9 +189,10 @@ pub fn stored_weights_bytes(elements: u64, b: u64, linear: LinearWeights, quant:
     float - replaced * b + quantised
 }
 
-/// Weights of the decoder's quantisable linear layers (every MLP, the
-/// full-attention layers' projections) and of its output head. Gated DeltaNet
-/// layers keep their projections in the float dtype.
+/// Weights of the decoder's quantisable linear layers (every MLP and every
+/// expert, the full-attention layers' projections) and of its output head.
+/// Gated DeltaNet layers keep their projections in the float dtype, sparse
+/// blocks their router and shared-expert gate.
 pub fn linear_weights(t: &TextConfig) -> LinearWeights {
     let h = t.hidden_size as u64;
     let q = (t.num_attention_heads * t.head_dim) as u64;
@@ -199,9 +200,20 @@ pub fn linear_weights(t: &TextConfig) -> LinearWeights {
     // With an output gate, q_proj yields the gate too.
     let q_proj = if t.attention_output_gate { 2 * q } else { q };
     let attention = h * q_proj + h * q + h * kv * 2;
-    let mlp = 3 * h * t.intermediate_size as u64;
+    let dense = 3 * h * t.intermediate_size as u64;
+    let mlps = match &t.moe {
+        None => t.num_hidden_layers as u64 * dense,
+        Some(m) => {
+            let sparse = 3
+                * h
+                * (m.num_experts * m.expert_intermediate_size
+                    + m.shared_expert_intermediate_size.unwrap_or(0)) as u64;
+            let sparse_layers = m.sparse_layer_count() as u64;
+            sparse_layers * sparse + (t.num_hidden_layers as u64 - sparse_layers) * dense
+        }
+    };
     LinearWeights {
-        layers: t.full_attention_layers() as u64 * attention + t.num_hidden_layers as u64 * mlp,
+        layers: t.full_attention_layers() as u64 * attention + mlps,
         head: t.vocab_size as u64 * h,
         tied: t.tie_word_embeddings,
     }
@@ -223,7 +235,7 @@ fn vision_linear_weights(cfg: &ModelConfig, quant: Quant) -> u64 {
     let block = matrix(d, 3 * d) + matrix(d, d) + mlp;
     let merger = matrix(group, group) + matrix(group, v.out_hidden_size);
     let deepstack = match cfg.family {
-        Family::Qwen3Vl => v.deepstack_visual_indexes.len() as u64,
+        Family::Qwen3Vl | Family::Qwen3VlMoe => v.deepstack_visual_indexes.len() as u64,
         _ => 0,
     };
     v.depth as u64 * block + (1 + deepstack) * merger
@@ -279,8 +291,27 @@ fn prefill_peak(cfg: &ModelConfig, n: u64, b: u64) -> u64 {
     let qkv = 2 * n * (heads + 2 * kv_heads) * hd * b;
     let cat = 2 * n * kv_heads * hd * b;
     let attention = qkv + cat + score_block_bytes(heads, n, n, b) + 2 * n * heads * hd * b;
-    let mlp = 3 * n * t.intermediate_size as u64 * b;
+    let mlp = 3 * n * mlp_widths(t).1 as u64 * b;
     resident + attention.max(mlp)
+}
+
+/// Inner widths of the widest MLP: of one matrix, and of one token's
+/// activations (a sparse block's chosen experts and shared expert together).
+fn mlp_widths(t: &TextConfig) -> (usize, usize) {
+    let sparse_layers = t.moe.as_ref().map_or(0, |m| m.sparse_layer_count());
+    let dense = if sparse_layers < t.num_hidden_layers {
+        t.intermediate_size
+    } else {
+        0
+    };
+    let (matrix, token) = t.moe.as_ref().map_or((0, 0), |m| {
+        let shared = m.shared_expert_intermediate_size.unwrap_or(0);
+        (
+            m.expert_intermediate_size.max(shared),
+            m.experts_per_token * m.expert_intermediate_size + shared,
+        )
+    });
+    (dense.max(matrix), dense.max(token))
 }
 
 /// Number of values in all tensors of a model directory's safetensors files,
@@ -561,6 +592,45 @@ mod tests {
             q4.weights_bytes - q4v.weights_bytes,
             vision * 2 - vision / 256 * 144
         );
+    }
+
+    #[test]
+    fn a_mixture_of_experts_counts_every_expert_at_its_quantised_size() {
+        let cfg = released_config("qwen3_vl_30b_a3b_instruct.json");
+        let params = cfg.parameter_count().total();
+        let inputs = EstimateInputs {
+            config: &cfg,
+            weight_elements: params,
+            dtype: DType::BF16,
+            quant: Quant::Q4K,
+            quant_vision: false,
+            context_tokens: 8192,
+            kv_format: KvFormat::Model,
+            image: LargestImage::allowed(
+                &VisionPreprocessConfig::qwen3_vl_defaults(),
+                Some(LongEdgeCap::default()),
+            ),
+            cuda: true,
+        };
+        let e = estimate(&inputs);
+        // 48 layers of attention (q and o 2048 × 4096, k and v 2048 × 512)
+        // and 128 experts of three 2048 × 768 matrices, and the untied head,
+        // at 144 bytes per 256 weights; routers, embedding, norms and the
+        // vision tower stay bf16.
+        let layers = 48 * (2048 * 4096 * 2 + 2048 * 512 * 2 + 128 * 3 * 2048 * 768);
+        let head = 151_936 * 2048;
+        assert_eq!(
+            e.weights_bytes,
+            (params - layers - head) * 2 + (layers + head) / 256 * 144
+        );
+        // A prefill runs each token through its 8 experts of 768, wider than
+        // the unused dense width, and dequantises one expert matrix at a time.
+        let bf16 = estimate(&EstimateInputs {
+            quant: Quant::None,
+            ..inputs
+        });
+        assert_eq!(bf16.weights_bytes, params * 2);
+        assert_eq!(e.prefill_bytes, bf16.prefill_bytes + 2048 * 768 * 2);
     }
 
     #[test]

@@ -132,6 +132,7 @@ impl Worker {
             quant: options.quant,
             quant_vision: options.quant_vision,
             cache_root: options.weight_cache.clone(),
+            ..LoadOptions::default()
         };
         let model = VlModel::load_with(dir, &device, placement.dtype, &load, &progress)?;
         let cache = KvCache::with_format(model.config.text.num_hidden_layers, kv_format)
@@ -546,7 +547,9 @@ fn observed_gpus(options: &EngineOptions) -> GpuState {
 /// defaults for whatever `preprocessor_config.json` leaves out.
 fn preprocess_config(dir: &Path, family: Family) -> anyhow::Result<VisionPreprocessConfig> {
     let defaults = match family {
-        Family::Qwen3Vl | Family::Qwen35 => VisionPreprocessConfig::qwen3_vl_defaults(),
+        Family::Qwen3Vl | Family::Qwen35 | Family::Qwen3VlMoe | Family::Qwen35Moe => {
+            VisionPreprocessConfig::qwen3_vl_defaults()
+        }
         Family::Qwen2Vl | Family::Qwen25Vl => VisionPreprocessConfig::qwen2_vl_defaults(),
     };
     Ok(VisionPreprocessConfig::from_model_dir(dir, defaults)?)
@@ -595,9 +598,8 @@ mod tests {
 
     #[test]
     fn warming_up_runs_every_family_and_leaves_the_cache_alone() {
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
-        for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
-            let mut options = EngineOptions::new(fixtures.join(family));
+        for family in crate::model::test_util::FIXTURE_FAMILIES {
+            let mut options = EngineOptions::new(crate::model::test_util::fixture_model(family));
             options.device = super::super::DeviceChoice::Cpu;
             let kv = Arc::new(AtomicU8::new(0));
             let worker = Worker::load(&options, kv).unwrap();

@@ -19,14 +19,10 @@ pub enum Family {
     /// Qwen3.5 (dense): a hybrid decoder of Gated DeltaNet and gated full
     /// attention layers over the Qwen3-VL vision tower without DeepStack.
     Qwen35,
-}
-
-/// Mixture-of-experts checkpoints of the supported generations, refused by name.
-const UNSUPPORTED_MOE: [&str; 2] = ["qwen3_vl_moe", "qwen3_5_moe"];
-
-/// Whether `model_type` names a mixture-of-experts checkpoint glimpse cannot run yet.
-pub fn is_unsupported_moe(model_type: &str) -> bool {
-    UNSUPPORTED_MOE.contains(&model_type)
+    /// Qwen3-VL whose decoder MLPs are sparse mixture-of-experts blocks.
+    Qwen3VlMoe,
+    /// Qwen3.5 whose MLPs are sparse mixture-of-experts blocks with a shared expert.
+    Qwen35Moe,
 }
 
 impl Family {
@@ -36,6 +32,8 @@ impl Family {
             "qwen2_5_vl" => Some(Family::Qwen25Vl),
             "qwen3_vl" => Some(Family::Qwen3Vl),
             "qwen3_5" => Some(Family::Qwen35),
+            "qwen3_vl_moe" => Some(Family::Qwen3VlMoe),
+            "qwen3_5_moe" => Some(Family::Qwen35Moe),
             _ => None,
         }
     }
@@ -46,6 +44,8 @@ impl Family {
             Family::Qwen25Vl => "qwen2_5_vl",
             Family::Qwen3Vl => "qwen3_vl",
             Family::Qwen35 => "qwen3_5",
+            Family::Qwen3VlMoe => "qwen3_vl_moe",
+            Family::Qwen35Moe => "qwen3_5_moe",
         }
     }
 
@@ -55,12 +55,29 @@ impl Family {
             Family::Qwen25Vl => "Qwen2.5-VL",
             Family::Qwen3Vl => "Qwen3-VL",
             Family::Qwen35 => "Qwen3.5",
+            Family::Qwen3VlMoe => "Qwen3-VL-MoE",
+            Family::Qwen35Moe => "Qwen3.5-MoE",
         }
+    }
+
+    /// The dense family with the same attention, vision tower and
+    /// preprocessing: a mixture-of-experts family differs from it only in
+    /// its MLPs.
+    pub fn dense(self) -> Family {
+        match self {
+            Family::Qwen3VlMoe => Family::Qwen3Vl,
+            Family::Qwen35Moe => Family::Qwen35,
+            other => other,
+        }
+    }
+
+    pub fn is_moe(self) -> bool {
+        self.dense() != self
     }
 
     /// The family whose vision tower this family's checkpoints carry.
     pub fn vision_design(self) -> Family {
-        match self {
+        match self.dense() {
             Family::Qwen35 => Family::Qwen3Vl,
             other => other,
         }
@@ -130,6 +147,29 @@ pub struct TextConfig {
     pub attention_output_gate: bool,
     /// Qwen3.5: RMSNorm weights are stored centred on zero and applied as `1 + weight`.
     pub zero_centred_norms: bool,
+    /// Present for mixture-of-experts decoders.
+    pub moe: Option<MoeConfig>,
+}
+
+/// The sparse MLP blocks of a mixture-of-experts decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeConfig {
+    pub num_experts: usize,
+    /// Experts each token is routed to.
+    pub experts_per_token: usize,
+    /// Width of each routed expert's gated MLP.
+    pub expert_intermediate_size: usize,
+    /// Qwen3.5-MoE: width of the expert every token also goes through.
+    pub shared_expert_intermediate_size: Option<usize>,
+    /// One entry per layer: whether its MLP is the sparse block (the others
+    /// are dense MLPs of `intermediate_size`).
+    pub sparse_layers: Vec<bool>,
+}
+
+impl MoeConfig {
+    pub fn sparse_layer_count(&self) -> usize {
+        self.sparse_layers.iter().filter(|s| **s).count()
+    }
 }
 
 impl TextConfig {
@@ -303,6 +343,31 @@ fn text_defaults(family: Family) -> TextDefaults {
             mrope_section: [24, 20, 20],
             max_position_embeddings: 262144,
         },
+        // Qwen3-VL-30B-A3B-Instruct
+        Family::Qwen3VlMoe => TextDefaults {
+            vocab_size: 151936,
+            hidden_size: 2048,
+            intermediate_size: 6144,
+            num_hidden_layers: 48,
+            num_attention_heads: 32,
+            num_key_value_heads: 4,
+            rope_theta: 5e6,
+            mrope_section: [24, 20, 20],
+            max_position_embeddings: 262144,
+        },
+        // Qwen3.5-35B-A3B (transformers' own defaults describe it; every
+        // layer is sparse, so the dense width is never used)
+        Family::Qwen35Moe => TextDefaults {
+            vocab_size: 248320,
+            hidden_size: 2048,
+            intermediate_size: 5632,
+            num_hidden_layers: 40,
+            num_attention_heads: 16,
+            num_key_value_heads: 2,
+            rope_theta: 1e7,
+            mrope_section: [11, 11, 10],
+            max_position_embeddings: 262144,
+        },
         // Qwen3.5-9B (transformers' own defaults describe it)
         Family::Qwen35 => TextDefaults {
             vocab_size: 248320,
@@ -334,10 +399,6 @@ impl ModelConfig {
                 path: path.clone(),
                 model_type: t,
             },
-            ConfigProblem::UnsupportedMoe(t) => ModelError::UnsupportedMoe {
-                path: path.clone(),
-                model_type: t,
-            },
             ConfigProblem::Field(what) => ModelError::BadConfig {
                 path: path.clone(),
                 what,
@@ -351,9 +412,6 @@ impl ModelConfig {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        if is_unsupported_moe(&model_type) {
-            return Err(ConfigProblem::UnsupportedMoe(model_type));
-        }
         let family = Family::from_model_type(&model_type)
             .ok_or(ConfigProblem::UnknownModelType(model_type))?;
         let text_value = cfg.get("text_config").filter(|v| v.is_object());
@@ -402,7 +460,6 @@ impl ModelConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConfigProblem {
     UnknownModelType(String),
-    UnsupportedMoe(String),
     Field(String),
 }
 
@@ -413,6 +470,8 @@ fn parse_text(family: Family, f: &Fields) -> Result<TextConfig, String> {
     let rotary_dim = rotary_dim(family, f, heads.head_dim)?;
     let (rope_theta, mrope_section) = parse_rope(f, &d, rotary_dim)?;
     let num_hidden_layers = f.usize("num_hidden_layers")?.unwrap_or(d.num_hidden_layers);
+    let moe = parse_moe(family, f, num_hidden_layers)?;
+    let family = family.dense();
     let hybrid = family == Family::Qwen35;
     let layer_kinds = if hybrid {
         parse_layer_kinds(f, num_hidden_layers)?
@@ -452,13 +511,60 @@ fn parse_text(family: Family, f: &Fields) -> Result<TextConfig, String> {
         linear,
         attention_output_gate: hybrid,
         zero_centred_norms: hybrid,
+        moe,
     })
+}
+
+/// The sparse blocks of the mixture-of-experts families. Qwen3-VL-MoE keeps
+/// the layers in `mlp_only_layers`, and those off the `decoder_sparse_step`
+/// beat, dense; every Qwen3.5-MoE layer is sparse. Both always renormalise
+/// the chosen experts' weights (transformers reads no `norm_topk_prob` for
+/// them).
+fn parse_moe(family: Family, f: &Fields, layers: usize) -> Result<Option<MoeConfig>, String> {
+    // (experts, per token, expert width) of Qwen3-VL-30B-A3B and Qwen3.5-35B-A3B.
+    let (experts, per_token, width) = match family {
+        Family::Qwen3VlMoe => (128, 8, 768),
+        Family::Qwen35Moe => (256, 8, 512),
+        _ => return Ok(None),
+    };
+    let num_experts = match f.usize("num_experts")? {
+        Some(n) => n,
+        None => f.usize("num_local_experts")?.unwrap_or(experts),
+    };
+    let experts_per_token = f.usize("num_experts_per_tok")?.unwrap_or(per_token);
+    if experts_per_token == 0 || experts_per_token > num_experts {
+        return Err(format!(
+            "\"num_experts_per_tok\" ({experts_per_token}) must be between 1 and \"num_experts\" ({num_experts})"
+        ));
+    }
+    let sparse_layers = if family == Family::Qwen35Moe {
+        vec![true; layers]
+    } else {
+        let step = f.usize("decoder_sparse_step")?.unwrap_or(1);
+        if step == 0 {
+            return Err("\"decoder_sparse_step\" must be positive".into());
+        }
+        let dense = f.usize_list("mlp_only_layers")?.unwrap_or_default();
+        (0..layers)
+            .map(|i| !dense.contains(&i) && (i + 1) % step == 0)
+            .collect()
+    };
+    Ok(Some(MoeConfig {
+        num_experts,
+        experts_per_token,
+        expert_intermediate_size: f.usize("moe_intermediate_size")?.unwrap_or(width),
+        shared_expert_intermediate_size: match family {
+            Family::Qwen35Moe => Some(f.usize("shared_expert_intermediate_size")?.unwrap_or(512)),
+            _ => None,
+        },
+        sparse_layers,
+    }))
 }
 
 /// `head_dim × partial_rotary_factor` (Qwen3.5: a quarter by default); the
 /// factor sits in `rope_parameters` (transformers 5) or beside it.
 fn rotary_dim(family: Family, f: &Fields, head_dim: usize) -> Result<usize, String> {
-    if family != Family::Qwen35 {
+    if family.dense() != Family::Qwen35 {
         return Ok(head_dim);
     }
     let in_rope = f
@@ -565,7 +671,7 @@ fn parse_heads(
         ));
     }
     // Qwen2 decoders derive head_dim; Qwen3 states it (4B: 32 × 128 ≠ 2560).
-    let head_dim = match family {
+    let head_dim = match family.dense() {
         Family::Qwen3Vl => f.usize("head_dim")?.unwrap_or(128),
         Family::Qwen35 => f.usize("head_dim")?.unwrap_or(256),
         _ => f.usize("head_dim")?.unwrap_or(hidden_size / attention),
@@ -682,7 +788,7 @@ fn vision_defaults(family: Family) -> VisionDefaults {
             hidden_act: "gelu_pytorch_tanh",
             patch_size: 16,
         },
-        Family::Qwen35 => VisionDefaults {
+        Family::Qwen35 | Family::Qwen35Moe | Family::Qwen3VlMoe => VisionDefaults {
             depth: 27,
             hidden_size: 1152,
             intermediate_size: 4304,
@@ -694,6 +800,11 @@ fn vision_defaults(family: Family) -> VisionDefaults {
 
 fn parse_vision(family: Family, f: &Fields, text_hidden: usize) -> Result<VisionConfig, String> {
     let d = vision_defaults(family);
+    // Qwen3-VL-30B-A3B's tower is the 8B's, tapped at other blocks than the 4B's.
+    let deepstack_default = match family {
+        Family::Qwen3VlMoe => vec![8, 16, 24],
+        _ => vec![5, 11, 17],
+    };
     let (hidden_size, intermediate_size, out_hidden_size) =
         vision_widths(family, f, &d, text_hidden)?;
     let in_channels = match f.usize("in_channels")? {
@@ -728,15 +839,15 @@ fn parse_vision(family: Family, f: &Fields, text_hidden: usize) -> Result<Vision
                 .usize_list("fullatt_block_indexes")?
                 .unwrap_or_else(|| vec![7, 15, 23, 31]);
         }
-        Family::Qwen3Vl => {
+        Family::Qwen3Vl | Family::Qwen3VlMoe => {
             cfg.num_position_embeddings = f.usize("num_position_embeddings")?.unwrap_or(2304);
             cfg.deepstack_visual_indexes = f
                 .usize_list("deepstack_visual_indexes")?
-                .unwrap_or_else(|| vec![5, 11, 17]);
+                .unwrap_or(deepstack_default);
         }
         // The Qwen3-VL tower without DeepStack: its checkpoints have no
         // deepstack mergers, whatever a config might list.
-        Family::Qwen35 => {
+        Family::Qwen35 | Family::Qwen35Moe => {
             cfg.num_position_embeddings = f.usize("num_position_embeddings")?.unwrap_or(2304);
         }
     }
@@ -760,7 +871,7 @@ fn vision_widths(
             let out = f.usize("hidden_size")?.unwrap_or(text_hidden);
             (width, (width as f64 * ratio) as usize, out)
         }
-        Family::Qwen25Vl | Family::Qwen3Vl | Family::Qwen35 => (
+        _ => (
             f.usize("hidden_size")?.unwrap_or(d.hidden_size),
             f.usize("intermediate_size")?.unwrap_or(d.intermediate_size),
             f.usize("out_hidden_size")?.unwrap_or(text_hidden),
@@ -894,23 +1005,59 @@ mod tests {
     }
 
     #[test]
-    fn mixture_of_experts_checkpoints_are_refused_by_name() {
-        for t in ["qwen3_5_moe", "qwen3_vl_moe"] {
-            let cfg = json!({"model_type": t});
-            assert_eq!(
-                ModelConfig::from_json(&cfg).unwrap_err(),
-                ConfigProblem::UnsupportedMoe(t.into())
-            );
-        }
-        let dir = std::env::temp_dir().join(format!("glimpse-moe-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("config.json"), r#"{"model_type": "qwen3_5_moe"}"#).unwrap();
-        let e = ModelConfig::from_model_dir(&dir).unwrap_err().to_string();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(
-            e.contains("qwen3_5_moe") && e.contains("not supported yet") && !e.contains('\n'),
-            "{e}"
+    fn qwen3_vl_moe_keeps_mlp_only_and_off_step_layers_dense() {
+        let cfg = json!({
+            "model_type": "qwen3_vl_moe",
+            "text_config": {"num_hidden_layers": 6, "num_experts": 16, "num_experts_per_tok": 4,
+                "moe_intermediate_size": 96, "decoder_sparse_step": 2, "mlp_only_layers": [3]},
+            "vision_config": {"out_hidden_size": 2048}
+        });
+        let c = ModelConfig::from_json(&cfg).unwrap();
+        assert_eq!(c.family, Family::Qwen3VlMoe);
+        assert_eq!(c.family.vision_design(), Family::Qwen3Vl);
+        assert_eq!(c.text.mrope_layout, MropeLayout::Interleaved);
+        assert!(c.text.qk_norm && !c.text.attention_output_gate);
+        let moe = c.text.moe.unwrap();
+        assert_eq!(
+            moe.sparse_layers,
+            vec![false, true, false, false, false, true]
         );
+        assert_eq!((moe.num_experts, moe.experts_per_token), (16, 4));
+        assert_eq!(moe.expert_intermediate_size, 96);
+        assert_eq!(moe.shared_expert_intermediate_size, None);
+        assert_eq!(c.vision.deepstack_visual_indexes, vec![8, 16, 24]);
+    }
+
+    #[test]
+    fn qwen3_5_moe_is_sparse_everywhere_with_a_shared_expert() {
+        let cfg = json!({
+            "model_type": "qwen3_5_moe",
+            "text_config": {"num_hidden_layers": 4, "mlp_only_layers": [0],
+                "shared_expert_intermediate_size": 128},
+        });
+        let c = ModelConfig::from_json(&cfg).unwrap();
+        assert_eq!(c.family, Family::Qwen35Moe);
+        assert!(c.text.zero_centred_norms && c.text.attention_output_gate);
+        assert_eq!(c.text.full_attention_layers(), 1);
+        let moe = c.text.moe.unwrap();
+        assert_eq!(moe.sparse_layers, vec![true; 4]);
+        assert_eq!((moe.num_experts, moe.experts_per_token), (256, 8));
+        assert_eq!(moe.shared_expert_intermediate_size, Some(128));
+        assert!(ModelConfig::from_json(&json!({"model_type": "qwen3_5"}))
+            .unwrap()
+            .text
+            .moe
+            .is_none());
+    }
+
+    #[test]
+    fn more_experts_per_token_than_experts_is_refused() {
+        let cfg = json!({"model_type": "qwen3_vl_moe",
+            "text_config": {"num_experts": 4, "num_experts_per_tok": 8}});
+        let ConfigProblem::Field(msg) = ModelConfig::from_json(&cfg).unwrap_err() else {
+            panic!("expected a field problem")
+        };
+        assert!(msg.contains("num_experts_per_tok"), "{msg}");
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod delta_net;
 pub mod few_rows;
 pub mod kv_cache;
 pub mod linear;
+pub mod mlp;
+pub mod moe;
 pub mod params;
 pub mod quant;
 pub mod recurrent_state;
@@ -17,7 +19,7 @@ pub mod rope_index;
 pub mod softmax;
 mod tensor_reader;
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 pub mod text;
 pub mod vision;
 pub mod weight_cache;
@@ -36,6 +38,7 @@ pub use vision::VisionOutput;
 pub use weight_cache::CacheUse;
 
 use linear::Quantiser;
+pub use moe::MoeAblations;
 use rope::{inv_freq, mrope_axes, mrope_tables};
 pub use text::TextAblations;
 use text::{DeepstackInjection, TextModel};
@@ -47,10 +50,8 @@ pub enum ModelError {
     MissingFile { path: PathBuf, what: String },
     #[error("{}: {what}", path.display())]
     BadConfig { path: PathBuf, what: String },
-    #[error("{}: model_type {model_type:?} is not supported; glimpse runs qwen2_vl, qwen2_5_vl, qwen3_vl and qwen3_5 checkpoints", path.display())]
+    #[error("{}: model_type {model_type:?} is not supported; glimpse runs qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe, qwen3_5 and qwen3_5_moe checkpoints", path.display())]
     UnknownModelType { path: PathBuf, model_type: String },
-    #[error("{}: model_type {model_type:?} is a mixture-of-experts checkpoint, not supported yet; pick a dense model of the same generation (e.g. Qwen/Qwen3.5-9B or Qwen/Qwen3-VL-8B-Instruct)", path.display())]
-    UnsupportedMoe { path: PathBuf, model_type: String },
     #[error("{}: {what}", path.display())]
     BadWeights { path: PathBuf, what: String },
     #[error("{0}")]
@@ -76,7 +77,7 @@ pub struct Ablations {
     pub rope_layout: Option<config::MropeLayout>,
     /// Qwen2.5-VL: attend over whole images in every vision block.
     pub full_vision_attention: bool,
-    /// Qwen3.5 decoder departures.
+    /// Decoder departures (Qwen3.5, mixture of experts).
     pub text: TextAblations,
 }
 
@@ -89,6 +90,8 @@ pub struct LoadOptions {
     pub quant_vision: bool,
     /// Folder of the quantised-weights cache; none keeps nothing.
     pub cache_root: Option<PathBuf>,
+    /// Departures that act while expert weights are read (tests only).
+    pub moe_ablations: MoeAblations,
 }
 
 /// A loaded model: vision tower and decoder on one device.
@@ -110,6 +113,23 @@ pub struct VlModel {
 impl VlModel {
     pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self, ModelError> {
         Self::load_quantized(dir, device, dtype, Quant::None, &|_, _| {})
+    }
+
+    /// Loads in the float dtype with `ablations` in place, including those
+    /// that act while the weights are read.
+    pub fn load_ablated(
+        dir: &Path,
+        device: &Device,
+        dtype: DType,
+        ablations: Ablations,
+    ) -> Result<Self, ModelError> {
+        let options = LoadOptions {
+            moe_ablations: ablations.text.moe,
+            ..LoadOptions::default()
+        };
+        let mut model = Self::load_with(dir, device, dtype, &options, &|_, _| {})?;
+        model.ablate(ablations);
+        Ok(model)
     }
 
     /// Loads with the decoder's linear layers and head stored as `quant`,
@@ -193,6 +213,7 @@ impl VlModel {
             ckpt.vb.pp(ckpt.layout.text),
             lm_head,
             &q,
+            options.moe_ablations,
             progress,
         )
         .map_err(bad)?;

@@ -11,19 +11,33 @@ use super::config::{
 pub struct ParameterCount {
     pub text: u64,
     pub vision: u64,
+    /// Of `text`: the routed experts' weights one token does not use (zero
+    /// for dense decoders).
+    pub idle_experts: u64,
 }
 
 impl ParameterCount {
     pub fn total(&self) -> u64 {
         self.text + self.vision
     }
+
+    /// Parameters one token goes through: all but the experts it is not
+    /// routed to.
+    pub fn active(&self) -> u64 {
+        self.total() - self.idle_experts
+    }
 }
 
 impl ModelConfig {
     pub fn parameter_count(&self) -> ParameterCount {
+        let idle_experts = self.text.moe.as_ref().map_or(0, |m| {
+            let expert = 3 * linear(self.text.hidden_size, m.expert_intermediate_size, false);
+            (m.sparse_layer_count() * (m.num_experts - m.experts_per_token)) as u64 * expert
+        });
         ParameterCount {
             text: text_parameters(&self.text),
             vision: vision_parameters(self.family.vision_design(), &self.vision),
+            idle_experts,
         }
     }
 
@@ -62,7 +76,6 @@ fn text_parameters(t: &TextConfig) -> u64 {
         + linear(q_width, h, false)
         + if t.qk_norm { 2 * t.head_dim as u64 } else { 0 };
     let delta_net = t.linear.as_ref().map_or(0, |l| delta_net_parameters(h, l));
-    let mlp = 3 * linear(h, t.intermediate_size, false);
     let norms = 2 * h as u64;
     let embedding = (t.vocab_size * h) as u64;
     let head = if t.tie_word_embeddings { 0 } else { embedding };
@@ -74,7 +87,25 @@ fn text_parameters(t: &TextConfig) -> u64 {
             LayerKind::LinearAttention => delta_net,
         })
         .sum();
-    embedding + layers + t.num_hidden_layers as u64 * (mlp + norms) + h as u64 + head
+    embedding + layers + mlp_parameters(t) + t.num_hidden_layers as u64 * norms + h as u64 + head
+}
+
+/// The MLPs of all layers: dense ones, or a sparse block's router, routed
+/// experts and shared expert with its one-output gate.
+fn mlp_parameters(t: &TextConfig) -> u64 {
+    let h = t.hidden_size;
+    let dense = 3 * linear(h, t.intermediate_size, false);
+    let Some(m) = &t.moe else {
+        return t.num_hidden_layers as u64 * dense;
+    };
+    let shared = m
+        .shared_expert_intermediate_size
+        .map_or(0, |i| 3 * linear(h, i, false) + linear(h, 1, false));
+    let sparse = linear(h, m.num_experts, false)
+        + m.num_experts as u64 * 3 * linear(h, m.expert_intermediate_size, false)
+        + shared;
+    let sparse_layers = m.sparse_layer_count() as u64;
+    sparse_layers * sparse + (t.num_hidden_layers as u64 - sparse_layers) * dense
 }
 
 /// Projections in (q, k, v; z; b; a), the convolution, the per-head decay
@@ -96,7 +127,7 @@ fn vision_parameters(family: Family, v: &VisionConfig) -> u64 {
     // Qwen2.5-VL normalises with RMSNorm (weight only), the others with LayerNorm.
     let norm = |width: usize| match family {
         Family::Qwen25Vl => width as u64,
-        Family::Qwen2Vl | Family::Qwen3Vl | Family::Qwen35 => 2 * width as u64,
+        _ => 2 * width as u64,
     };
     let patch_embed = linear(
         v.patch_dim(),
@@ -104,23 +135,21 @@ fn vision_parameters(family: Family, v: &VisionConfig) -> u64 {
         family != Family::Qwen2Vl && family != Family::Qwen25Vl,
     );
     let position_table = match family {
-        Family::Qwen3Vl | Family::Qwen35 => (v.num_position_embeddings * d) as u64,
         Family::Qwen2Vl | Family::Qwen25Vl => 0,
+        _ => (v.num_position_embeddings * d) as u64,
     };
     let mlp = match family {
         Family::Qwen25Vl => {
             2 * linear(d, v.intermediate_size, true) + linear(v.intermediate_size, d, true)
         }
-        Family::Qwen2Vl | Family::Qwen3Vl | Family::Qwen35 => {
-            linear(d, v.intermediate_size, true) + linear(v.intermediate_size, d, true)
-        }
+        _ => linear(d, v.intermediate_size, true) + linear(v.intermediate_size, d, true),
     };
     let block = 2 * norm(d) + linear(d, 3 * d, true) + linear(d, d, true) + mlp;
     let merger_body = linear(merged, merged, true) + linear(merged, v.out_hidden_size, true);
     let merger = norm(d) + merger_body;
     let deepstack = match family {
         Family::Qwen3Vl => v.deepstack_visual_indexes.len() as u64 * (norm(merged) + merger_body),
-        Family::Qwen2Vl | Family::Qwen25Vl | Family::Qwen35 => 0,
+        _ => 0,
     };
     patch_embed + position_table + v.depth as u64 * block + merger + deepstack
 }
@@ -150,10 +179,8 @@ mod tests {
 
     #[test]
     fn count_matches_the_tensors_of_every_fixture_checkpoint() {
-        for family in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/models")
-                .join(family);
+        for family in crate::model::test_util::FIXTURE_FAMILIES {
+            let dir = crate::model::test_util::fixture_model(family);
             let cfg = ModelConfig::from_model_dir(&dir).unwrap();
             let (text, vision) = tensors_in_checkpoint(&dir);
             let count = cfg.parameter_count();

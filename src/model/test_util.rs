@@ -1,6 +1,25 @@
-//! Helpers the model's unit tests share.
+//! Helpers the unit tests share.
+
+use std::path::PathBuf;
 
 use candle_core::Tensor;
+
+/// Every family with a tiny checkpoint in `tests/fixtures/models`.
+pub const FIXTURE_FAMILIES: [&str; 6] = [
+    "qwen2_vl",
+    "qwen2_5_vl",
+    "qwen3_vl",
+    "qwen3_5",
+    "qwen3_vl_moe",
+    "qwen3_5_moe",
+];
+
+/// The fixture checkpoint of `family`.
+pub fn fixture_model(family: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(family)
+}
 
 /// The largest absolute value of `t`.
 pub fn max_abs(t: &Tensor) -> f32 {

@@ -12,6 +12,8 @@ use super::config::{LayerKind, TextConfig};
 use super::delta_net::{DeltaNetAblations, GatedDeltaNet};
 use super::kv_cache::KvCache;
 use super::linear::{Linear, Quantiser};
+use super::mlp::Mlp;
+use super::moe::{MoeAblations, SparseMoe};
 use super::rope::RopeTables;
 
 /// An RMSNorm whose checkpoint weight may be stored centred on zero
@@ -156,25 +158,25 @@ impl Attention {
     }
 }
 
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+/// What a layer's MLP is.
+enum Ffn {
+    Dense(Mlp),
+    Sparse(SparseMoe),
 }
 
-impl Mlp {
-    fn load(cfg: &TextConfig, vb: VarBuilder, q: &Quantiser) -> Result<Self> {
-        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-        Ok(Mlp {
-            gate_proj: Linear::load(h, i, false, vb.pp("gate_proj"), q)?,
-            up_proj: Linear::load(h, i, false, vb.pp("up_proj"), q)?,
-            down_proj: Linear::load(i, h, false, vb.pp("down_proj"), q)?,
-        })
+impl Ffn {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Ffn::Dense(m) => m.forward(x),
+            Ffn::Sparse(m) => m.forward(x),
+        }
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?.silu()?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    fn weight_bytes(&self) -> usize {
+        match self {
+            Ffn::Dense(m) => m.weight_bytes(),
+            Ffn::Sparse(m) => m.weight_bytes(),
+        }
     }
 }
 
@@ -188,12 +190,29 @@ struct DecoderLayer {
     input_layernorm: Norm,
     mixer: Mixer,
     post_attention_layernorm: Norm,
-    mlp: Mlp,
+    mlp: Ffn,
 }
 
 impl DecoderLayer {
-    fn load(cfg: &TextConfig, kind: LayerKind, vb: VarBuilder, q: &Quantiser) -> Result<Self> {
-        let mixer = match (kind, &cfg.linear) {
+    fn load(
+        cfg: &TextConfig,
+        index: usize,
+        vb: VarBuilder,
+        q: &Quantiser,
+        moe_ablations: MoeAblations,
+    ) -> Result<Self> {
+        let mlp = match &cfg.moe {
+            Some(moe) if moe.sparse_layers[index] => {
+                Ffn::Sparse(SparseMoe::load(cfg, moe, vb.pp("mlp"), q, moe_ablations)?)
+            }
+            _ => Ffn::Dense(Mlp::load(
+                cfg.hidden_size,
+                cfg.intermediate_size,
+                vb.pp("mlp"),
+                q,
+            )?),
+        };
+        let mixer = match (cfg.layer_kinds[index], &cfg.linear) {
             (LayerKind::LinearAttention, Some(linear)) => {
                 Mixer::DeltaNet(GatedDeltaNet::load(cfg, linear, vb.pp("linear_attn"))?)
             }
@@ -207,7 +226,7 @@ impl DecoderLayer {
                 cfg,
                 vb.pp("post_attention_layernorm"),
             )?,
-            mlp: Mlp::load(cfg, vb.pp("mlp"), q)?,
+            mlp,
         })
     }
 
@@ -239,6 +258,8 @@ pub struct TextAblations {
     pub no_output_gate: bool,
     /// Norm weights applied as stored instead of as `1 + weight`.
     pub stored_norm_weights: bool,
+    /// Mixture-of-experts departures.
+    pub moe: MoeAblations,
 }
 
 /// Extra vision features added to the hidden states of image tokens after the
@@ -264,12 +285,14 @@ pub struct TextModel {
 impl TextModel {
     /// Loads the decoder, its linear layers and output head stored as `q`
     /// says; `progress` hears of each layer done (layers load in parallel,
-    /// since quantising them is the slow part).
+    /// since quantising them is the slow part). `moe_ablations` reach the
+    /// sparse blocks at load, where the expert layout is read.
     pub fn load(
         cfg: &TextConfig,
         vb: VarBuilder,
         lm_head_vb: Option<VarBuilder>,
         q: &Quantiser,
+        moe_ablations: MoeAblations,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
         let embed_tokens =
@@ -286,8 +309,9 @@ impl TextModel {
             .layer_kinds
             .par_iter()
             .enumerate()
-            .map(|(i, &kind)| {
-                let layer = DecoderLayer::load(cfg, kind, vb.pp(format!("layers.{i}")), q);
+            .map(|(i, _)| {
+                let layer =
+                    DecoderLayer::load(cfg, i, vb.pp(format!("layers.{i}")), q, moe_ablations);
                 tick();
                 layer
             })
@@ -319,6 +343,9 @@ impl TextModel {
                 }
                 Mixer::DeltaNet(d) => d.ablations = a.delta_net,
             }
+            if let Ffn::Sparse(moe) = &mut layer.mlp {
+                moe.ablations = a.moe;
+            }
             if a.stored_norm_weights {
                 layer.input_layernorm.use_stored_weight();
                 layer.post_attention_layernorm.use_stored_weight();
@@ -329,17 +356,19 @@ impl TextModel {
         }
     }
 
-    /// Bytes of the weights that go through [`Linear`] (projections and
-    /// head); Gated DeltaNet layers keep their own projections in the float
-    /// dtype, so only their MLPs count.
+    /// Bytes of the weights that go through [`Linear`] (projections, MLPs
+    /// and experts, head); Gated DeltaNet layers keep their own projections
+    /// in the float dtype, so only their MLPs count.
     pub fn linear_bytes(&self) -> usize {
         let layer = |l: &DecoderLayer| {
-            let m = &l.mlp;
-            let mut parts = vec![&m.gate_proj, &m.up_proj, &m.down_proj];
-            if let Mixer::Attention(a) = &l.mixer {
-                parts.extend([&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj]);
-            }
-            parts.iter().map(|p| p.weight_bytes()).sum::<usize>()
+            let attention = match &l.mixer {
+                Mixer::Attention(a) => [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj]
+                    .iter()
+                    .map(|p| p.weight_bytes())
+                    .sum(),
+                Mixer::DeltaNet(_) => 0,
+            };
+            attention + l.mlp.weight_bytes()
         };
         self.layers.iter().map(layer).sum::<usize>() + self.lm_head.weight_bytes()
     }

@@ -83,11 +83,13 @@ impl Mlp {
                 down: Linear::load(i, d, true, vb.pp("down_proj"), q)?,
                 act: cfg.hidden_act,
             },
-            Family::Qwen3Vl | Family::Qwen35 => Mlp::Plain {
-                fc1: Linear::load(d, i, true, vb.pp("linear_fc1"), q)?,
-                fc2: Linear::load(i, d, true, vb.pp("linear_fc2"), q)?,
-                act: cfg.hidden_act,
-            },
+            Family::Qwen3Vl | Family::Qwen35 | Family::Qwen3VlMoe | Family::Qwen35Moe => {
+                Mlp::Plain {
+                    fc1: Linear::load(d, i, true, vb.pp("linear_fc1"), q)?,
+                    fc2: Linear::load(i, d, true, vb.pp("linear_fc2"), q)?,
+                    act: cfg.hidden_act,
+                }
+            }
         })
     }
 

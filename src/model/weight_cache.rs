@@ -390,6 +390,7 @@ mod tests {
             quant,
             quant_vision: vision,
             cache_root: Some(root.to_path_buf()),
+            ..LoadOptions::default()
         };
         VlModel::load_with(dir, &Device::Cpu, DType::F32, &options, &|_, _| {}).unwrap()
     }

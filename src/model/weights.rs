@@ -209,21 +209,16 @@ pub fn header_elements(path: &Path) -> Result<u64, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/models")
-            .join(name)
-    }
+    use crate::model::test_util::{fixture_model, FIXTURE_FAMILIES};
 
     #[test]
     fn header_element_counts_account_for_every_f32_byte_of_the_fixtures() {
         // The fixture checkpoints are float32: the data after each header is
         // exactly 4 bytes per value the header lists.
-        for model in ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] {
+        for model in FIXTURE_FAMILIES {
             let mut elements = 0;
             let mut data_bytes = 0;
-            for file in safetensors_files(&fixture(model)).unwrap() {
+            for file in safetensors_files(&fixture_model(model)).unwrap() {
                 let bytes = std::fs::read(&file).unwrap();
                 let header = u64::from_le_bytes(bytes[..8].try_into().unwrap());
                 data_bytes += bytes.len() as u64 - 8 - header;

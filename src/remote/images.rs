@@ -33,7 +33,10 @@ pub fn family_from_name(name: &str) -> Option<&'static str> {
 pub fn family_preprocess(model_type: &str) -> Option<VisionPreprocessConfig> {
     match model_type {
         "qwen2_vl" | "qwen2_5_vl" => Some(VisionPreprocessConfig::qwen2_vl_defaults()),
-        "qwen3_vl" => Some(VisionPreprocessConfig::qwen3_vl_defaults()),
+        // Qwen3.5 and the mixture-of-experts families keep Qwen3-VL's processor.
+        "qwen3_vl" | "qwen3_vl_moe" | "qwen3_5" | "qwen3_5_moe" => {
+            Some(VisionPreprocessConfig::qwen3_vl_defaults())
+        }
         _ => None,
     }
 }

@@ -63,6 +63,18 @@ const CARD_FILES: &[(&str, &str)] = &[
         "qwen3.5-27b.toml",
         include_str!("../../models/qwen3.5-27b.toml"),
     ),
+    (
+        "qwen3-vl-30b-a3b-instruct.toml",
+        include_str!("../../models/qwen3-vl-30b-a3b-instruct.toml"),
+    ),
+    (
+        "qwen3-vl-30b-a3b-thinking.toml",
+        include_str!("../../models/qwen3-vl-30b-a3b-thinking.toml"),
+    ),
+    (
+        "qwen3.5-35b-a3b.toml",
+        include_str!("../../models/qwen3.5-35b-a3b.toml"),
+    ),
 ];
 
 /// Tokens of context the memory estimate reserves KV cache for.
@@ -76,6 +88,9 @@ pub struct ModelCard {
     pub id: String,
     pub family: Family,
     pub parameters: u64,
+    /// Parameters one token goes through (fewer than `parameters` for a
+    /// mixture of experts).
+    pub active_parameters: u64,
     /// Size of the weights in bf16 (as downloaded).
     pub bf16_gib: f64,
     /// GPU memory to expect in bf16 for a typical conversation.
@@ -100,6 +115,8 @@ struct RawCard {
     id: String,
     family: String,
     parameters: u64,
+    #[serde(default)]
+    active_parameters: Option<u64>,
     bf16_gib: f64,
     memory_gib: f64,
     context: u64,
@@ -114,7 +131,7 @@ fn parse_card(file: &str, text: &str) -> Result<ModelCard, String> {
     let raw: RawCard = toml::from_str(text).map_err(|e| format!("models/{file}: {e}"))?;
     let family = Family::from_model_type(&raw.family).ok_or_else(|| {
         format!(
-            "models/{file}: unknown family {:?}; use qwen2_vl, qwen2_5_vl, qwen3_vl or qwen3_5",
+            "models/{file}: unknown family {:?}; use qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe, qwen3_5 or qwen3_5_moe",
             raw.family
         )
     })?;
@@ -132,6 +149,7 @@ fn parse_card(file: &str, text: &str) -> Result<ModelCard, String> {
         id: raw.id,
         family,
         parameters: raw.parameters,
+        active_parameters: raw.active_parameters.unwrap_or(raw.parameters),
         bf16_gib: raw.bf16_gib,
         memory_gib: raw.memory_gib,
         context: raw.context,
@@ -177,7 +195,9 @@ pub fn cards() -> Vec<ModelCard> {
         Family::Qwen2Vl => 0,
         Family::Qwen25Vl => 1,
         Family::Qwen3Vl => 2,
-        Family::Qwen35 => 3,
+        Family::Qwen3VlMoe => 3,
+        Family::Qwen35 => 4,
+        Family::Qwen35Moe => 5,
     };
     cards.sort_by_key(|c| (family_order(c.family), c.parameters));
     cards
@@ -202,6 +222,12 @@ mod tests {
     /// A config.json with the values of qwen-vl-family §2.2 (text) and §2.3
     /// (vision) for one released checkpoint.
     fn released_config(id: &str) -> ModelConfig {
+        if id.starts_with("Qwen/Qwen3.5-35B-A3B") {
+            return qwen3_5_35b_a3b_config();
+        }
+        if id.starts_with("Qwen/Qwen3-VL-30B-A3B-") {
+            return qwen3_vl_30b_a3b_config();
+        }
         if id.starts_with("Qwen/Qwen3.5-") {
             return qwen3_5_config(id);
         }
@@ -308,15 +334,55 @@ mod tests {
         .unwrap()
     }
 
+    /// Qwen3-VL-30B-A3B-Instruct and -Thinking share this config.json.
+    fn qwen3_vl_30b_a3b_config() -> ModelConfig {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/configs/qwen3_vl_30b_a3b_instruct.json");
+        let text = std::fs::read_to_string(path).unwrap();
+        ModelConfig::from_json(&serde_json::from_str(&text).unwrap()).unwrap()
+    }
+
+    fn qwen3_5_35b_a3b_config() -> ModelConfig {
+        ModelConfig::from_json(&json!({
+            "model_type": "qwen3_5_moe", "tie_word_embeddings": false,
+            "text_config": {
+                "vocab_size": 248320, "hidden_size": 2048, "num_hidden_layers": 40,
+                "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
+                "full_attention_interval": 4, "linear_num_key_heads": 16,
+                "linear_num_value_heads": 32, "linear_key_head_dim": 128,
+                "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4,
+                "num_experts": 256, "num_experts_per_tok": 8, "moe_intermediate_size": 512,
+                "shared_expert_intermediate_size": 512, "max_position_embeddings": 262144,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000000,
+                    "mrope_section": [11, 11, 10], "mrope_interleaved": true,
+                    "partial_rotary_factor": 0.25},
+            },
+            "vision_config": {
+                "depth": 27, "hidden_size": 1152, "num_heads": 16, "intermediate_size": 4304,
+                "out_hidden_size": 2048, "patch_size": 16, "spatial_merge_size": 2,
+                "temporal_patch_size": 2, "in_channels": 3, "num_position_embeddings": 2304,
+                "hidden_act": "gelu_pytorch_tanh",
+            },
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn card_numbers_follow_from_the_released_configs() {
         let cards = cards();
-        assert_eq!(cards.len(), 11);
+        assert_eq!(cards.len(), 14);
         for card in &cards {
             let cfg = released_config(&card.id);
             assert_eq!(cfg.family, card.family, "{}", card.id);
-            let params = cfg.parameter_count().total();
+            let count = cfg.parameter_count();
+            let params = count.total();
             assert_eq!(card.parameters, params, "{}: parameters", card.id);
+            assert_eq!(
+                card.active_parameters,
+                count.active(),
+                "{}: active parameters",
+                card.id
+            );
             let weights = params as f64 * 2.0 / GIB;
             assert_eq!(
                 card.bf16_gib,
@@ -387,13 +453,16 @@ mod tests {
         let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
         let source = match card.family {
             Family::Qwen2Vl | Family::Qwen25Vl => read("qwen2_vl.jinja"),
-            Family::Qwen3Vl => read("qwen3_vl.jinja"),
+            Family::Qwen3Vl | Family::Qwen3VlMoe if card.id.ends_with("-Thinking") => {
+                read("qwen3_vl_thinking.jinja")
+            }
+            Family::Qwen3Vl | Family::Qwen3VlMoe => read("qwen3_vl.jinja"),
             Family::Qwen35
                 if ["Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-2B"].contains(&card.id.as_str()) =>
             {
                 small_qwen3_5_template(&read("qwen3_5.jinja"))
             }
-            Family::Qwen35 => read("qwen3_5.jinja"),
+            Family::Qwen35 | Family::Qwen35Moe => read("qwen3_5.jinja"),
         };
         ChatTemplate::from_source(&source).unwrap()
     }
@@ -441,6 +510,23 @@ mod tests {
         assert_eq!(text + vision, 4_437_815_808);
         let count = released_config("Qwen/Qwen3-VL-4B-Instruct").parameter_count();
         assert_eq!((count.text, count.vision), (text, vision));
+    }
+
+    /// The 30B mixture of experts, its experts written out: 48 sparse
+    /// layers of 128 experts, 8 per token, each a gated MLP 2048 → 768 → 2048.
+    #[test]
+    fn qwen3_vl_30b_a3b_by_hand() {
+        let attention = 2048 * 4096 + 2 * 2048 * 512 + 4096 * 2048 + 2 * 128;
+        let expert = 3 * 2048 * 768;
+        let sparse = 2048 * 128 + 128 * expert; // router, experts
+        let layer = attention + sparse + 2 * 2048;
+        let text: u64 = 2 * 151936 * 2048 + 48 * layer + 2048; // untied head
+        let count = qwen3_vl_30b_a3b_config().parameter_count();
+        assert_eq!(count.text, text);
+        assert_eq!(count.idle_experts, 48 * 120 * expert);
+        // Published as 31.07B in total; about 3.3B of the decoder per token.
+        assert_eq!(count.total() / 10_000_000, 3107);
+        assert_eq!((count.text - count.idle_experts) / 100_000_000, 33);
     }
 
     #[test]

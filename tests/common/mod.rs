@@ -74,6 +74,16 @@ pub fn toml_fixtures(folder: &str, kind: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Every family with a tiny checkpoint in `tests/fixtures/models`, sorted.
+pub fn fixture_families() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixtures().join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -192,7 +202,7 @@ pub struct Prepared {
 }
 
 pub fn preprocess_config(model: &VlModel) -> VisionPreprocessConfig {
-    let defaults = match model.family() {
+    let defaults = match model.family().dense() {
         Family::Qwen3Vl | Family::Qwen35 => VisionPreprocessConfig::qwen3_vl_defaults(),
         _ => VisionPreprocessConfig::qwen2_vl_defaults(),
     };

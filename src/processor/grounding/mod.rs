@@ -48,8 +48,9 @@ impl GroundingFamily {
         match model_type {
             "qwen2_vl" => Some(Self::Qwen2Vl),
             "qwen2_5_vl" => Some(Self::Qwen25Vl),
-            // Qwen3.5 answers on Qwen3-VL's 0–1000 grid.
-            "qwen3_vl" | "qwen3_5" => Some(Self::Qwen3Vl),
+            // Qwen3.5 and the mixture-of-experts checkpoints answer on
+            // Qwen3-VL's 0–1000 grid.
+            "qwen3_vl" | "qwen3_5" | "qwen3_vl_moe" | "qwen3_5_moe" => Some(Self::Qwen3Vl),
             _ => None,
         }
     }

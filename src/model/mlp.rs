@@ -1,0 +1,52 @@
+//! The SiLU-gated MLP of every decoder layer, routed expert and shared
+//! expert: `down(silu(gate(x)) · up(x))`.
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::linear::{Linear, Quantiser};
+
+pub struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    /// Loads `gate_proj`, `up_proj` and `down_proj` under `vb`.
+    pub fn load(hidden: usize, inner: usize, vb: VarBuilder, q: &Quantiser) -> Result<Self> {
+        Ok(Mlp {
+            gate_proj: Linear::load(hidden, inner, false, vb.pp("gate_proj"), q)?,
+            up_proj: Linear::load(hidden, inner, false, vb.pp("up_proj"), q)?,
+            down_proj: Linear::load(inner, hidden, false, vb.pp("down_proj"), q)?,
+        })
+    }
+
+    /// From weights already in `[out, in]` form, cached under
+    /// `{prefix}.gate_proj.weight` and so on, as if stored one by one.
+    pub fn from_weights(
+        prefix: &str,
+        [gate, up, down]: [Tensor; 3],
+        q: &Quantiser,
+    ) -> Result<Self> {
+        let linear =
+            |name: &str, w: &Tensor| Linear::tied(&format!("{prefix}.{name}.weight"), w, q);
+        Ok(Mlp {
+            gate_proj: linear("gate_proj", &gate)?,
+            up_proj: linear("up_proj", &up)?,
+            down_proj: linear("down_proj", &down)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x)?.silu()?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+
+    pub fn weight_bytes(&self) -> usize {
+        [&self.gate_proj, &self.up_proj, &self.down_proj]
+            .iter()
+            .map(|p| p.weight_bytes())
+            .sum()
+    }
+}
