@@ -422,7 +422,7 @@ fn matches_transformers_references() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 22);
+    assert_eq!(files.len(), 32);
     for file in files {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         let reference: serde_json::Value =

@@ -220,6 +220,7 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     use super::*;
+    use crate::model::test_util::max_abs_diff;
 
     /// Deterministic values in [-1, 1) (the CPU device takes no seed).
     fn random(shape: (usize, usize), seed: u64) -> Tensor {
@@ -239,19 +240,6 @@ mod tests {
         t.abs()
             .unwrap()
             .mean_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()

@@ -237,6 +237,7 @@ fn parse_entry(info: &Value, file: usize, data_start: u64) -> std::result::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::max_abs_diff;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -254,17 +255,7 @@ mod tests {
         for (name, expected) in &mapped {
             let got = reader.read(name).unwrap();
             assert_eq!(got.dims(), expected.dims(), "{name}");
-            let diff = (got - expected)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert_eq!(diff, 0.0, "{name}");
+            assert_eq!(max_abs_diff(&got, expected), 0.0, "{name}");
         }
     }
 
