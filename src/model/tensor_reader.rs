@@ -41,7 +41,7 @@ impl TensorReader {
                 .metadata()
                 .map_err(|e| bad(path, format!("cannot read its size: {e}")))?
                 .len();
-            read_header(path, &file, size, index, &mut entries)?;
+            add_entries(path, &file, size, index, &mut entries)?;
             files.push((path.clone(), file));
         }
         Ok(TensorReader { files, entries })
@@ -133,23 +133,22 @@ fn bad(path: &Path, what: String) -> ModelError {
     }
 }
 
-/// The header is an 8-byte little-endian length, then that much JSON naming
-/// each tensor's dtype, shape and byte range after the header.
-fn read_header(
-    path: &Path,
-    file: &File,
-    size: u64,
-    index: usize,
-    entries: &mut HashMap<String, Entry>,
-) -> std::result::Result<(), ModelError> {
-    let truncated = || {
+/// A safetensors file's header: an 8-byte little-endian length, then that
+/// much JSON naming each tensor's dtype, shape and byte range after it.
+pub(super) struct Header {
+    pub tensors: serde_json::Map<String, Value>,
+    /// Where the tensor data begins in the file.
+    pub data_start: u64,
+}
+
+pub(super) fn read_header(path: &Path, file: &File) -> std::result::Result<Header, ModelError> {
+    let mut len = [0u8; 8];
+    file.read_exact_at(&mut len, 0).map_err(|_| {
         bad(
             path,
-            "too short for its safetensors header; the download may be truncated".into(),
+            "too short for a safetensors header; the download may be truncated".into(),
         )
-    };
-    let mut len = [0u8; 8];
-    file.read_exact_at(&mut len, 0).map_err(|_| truncated())?;
+    })?;
     let len = u64::from_le_bytes(len);
     // The format caps headers at 100 MB; anything bigger is not safetensors.
     if len > 100_000_000 {
@@ -159,19 +158,39 @@ fn read_header(
         ));
     }
     let mut header = vec![0u8; len as usize];
-    file.read_exact_at(&mut header, 8)
-        .map_err(|_| truncated())?;
-    let value: Value = serde_json::from_slice(&header)
-        .map_err(|e| bad(path, format!("the header is not valid JSON: {e}")))?;
-    let tensors = value
-        .as_object()
-        .ok_or_else(|| bad(path, "the header is not a JSON object".into()))?;
-    let data_start = 8 + len;
+    file.read_exact_at(&mut header, 8).map_err(|_| {
+        bad(
+            path,
+            "the header is cut short; the download may be truncated".into(),
+        )
+    })?;
+    match serde_json::from_slice(&header) {
+        Ok(Value::Object(tensors)) => Ok(Header {
+            tensors,
+            data_start: 8 + len,
+        }),
+        Ok(_) => Err(bad(path, "the header is not a JSON object".into())),
+        Err(e) => Err(bad(path, format!("the header is not valid JSON: {e}"))),
+    }
+}
+
+/// Records where each tensor of the file lies, checking that it lies within.
+fn add_entries(
+    path: &Path,
+    file: &File,
+    size: u64,
+    index: usize,
+    entries: &mut HashMap<String, Entry>,
+) -> std::result::Result<(), ModelError> {
+    let Header {
+        tensors,
+        data_start,
+    } = read_header(path, file)?;
     for (name, info) in tensors {
         if name == "__metadata__" {
             continue;
         }
-        let entry = parse_entry(info, index, data_start)
+        let entry = parse_entry(&info, index, data_start)
             .map_err(|what| bad(path, format!("tensor {name}: {what}")))?;
         let end = entry.offset
             + entry.shape.iter().product::<usize>() as u64 * entry.dtype.size_in_bytes() as u64;
@@ -181,7 +200,7 @@ fn read_header(
                 format!("tensor {name} runs past the end of the file; the download is truncated — fetch the model again"),
             ));
         }
-        entries.insert(name.clone(), entry);
+        entries.insert(name, entry);
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use serde_json::Value;
 
-use super::tensor_reader::TensorReader;
+use super::tensor_reader::{read_header, TensorReader};
 use super::ModelError;
 
 /// Where the decoder, the vision tower and the output head live in the tensor names.
@@ -161,33 +161,14 @@ pub(super) fn release_pages(_: &[u8]) {}
 /// Number of values in all tensors of one safetensors file, from its header
 /// alone (an 8-byte little-endian length, then that much JSON).
 pub fn header_elements(path: &Path) -> Result<u64, ModelError> {
-    use std::io::Read;
     let bad = |what: String| ModelError::BadWeights {
         path: path.to_path_buf(),
         what,
     };
-    let mut file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|_| {
-        bad("too short for a safetensors header; the download may be truncated".into())
-    })?;
-    let len = u64::from_le_bytes(len);
-    // The format caps headers at 100 MB; anything bigger is not safetensors.
-    if len > 100_000_000 {
-        return Err(bad(format!(
-            "claims a {len}-byte header; not a safetensors file"
-        )));
-    }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header)
-        .map_err(|_| bad("the header is cut short; the download may be truncated".into()))?;
-    let value: Value = serde_json::from_slice(&header)
-        .map_err(|e| bad(format!("the header is not valid JSON: {e}")))?;
-    let tensors = value
-        .as_object()
-        .ok_or_else(|| bad("the header is not a JSON object".into()))?;
+    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
+    let tensors = read_header(path, &file)?.tensors;
     let mut total = 0u64;
-    for (name, info) in tensors {
+    for (name, info) in &tensors {
         if name == "__metadata__" {
             continue;
         }
