@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
 
 const HANG: Duration = Duration::from_secs(120);
+/// How glimpse ends each frame: the end of a synchronized update.
+const FRAME_END: &[u8] = b"\x1b[?2026l";
 
 struct Screen {
     parser: vt100::Parser,
@@ -35,15 +37,16 @@ impl Screen {
     }
 
     fn take(&mut self, chunk: Vec<u8>) {
-        self.parser.process(&chunk);
-        self.raw.extend_from_slice(&chunk);
-        let text = self.text();
-        if text
-            .lines()
-            .any(|l| l.contains(" tokens · Esc stops") && !l.contains(" 0 tokens"))
-        {
-            self.saw_streaming = true;
+        // A loaded machine hands over several frames at once; each whole
+        // frame (glimpse ends every one with a synchronized-update end) is
+        // looked at, so an answer streamed is seen even if it also finished.
+        for frame in split_after(&chunk, FRAME_END) {
+            self.parser.process(frame);
+            if streaming(&self.text()) {
+                self.saw_streaming = true;
+            }
         }
+        self.raw.extend_from_slice(&chunk);
         // Answer the image-protocol query the way a plain terminal does:
         // device attributes without sixel, then the status report.
         if !self.answered_query && contains(&self.raw, b"\x1b[5n") {
@@ -82,6 +85,33 @@ impl Screen {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// An answer is on screen while its tokens arrive.
+fn streaming(screen: &str) -> bool {
+    screen
+        .lines()
+        .any(|l| l.contains(" tokens · Esc stops") && !l.contains(" 0 tokens"))
+}
+
+/// `bytes` cut right after each `mark`; the last piece may lack one.
+fn split_after<'a>(bytes: &'a [u8], mark: &[u8]) -> Vec<&'a [u8]> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + mark.len() <= bytes.len() {
+        if &bytes[i..i + mark.len()] == mark {
+            i += mark.len();
+            pieces.push(&bytes[start..i]);
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    if start < bytes.len() {
+        pieces.push(&bytes[start..]);
+    }
+    pieces
 }
 
 #[test]
@@ -129,6 +159,10 @@ fn chat_in_a_pseudo_terminal_from_start_to_quit() {
     // The screen comes up and the model loads behind it.
     s.wait_text("is ready on cpu");
     assert!(s.parser.screen().alternate_screen());
+    assert!(
+        contains(&s.raw, FRAME_END),
+        "frames are drawn as synchronized updates"
+    );
     // The GPU pane (here: the CPU's facts) closes with the KV-cache format;
     // Alt+G hides it and shows it again.
     s.wait_text("KV cache f32");
@@ -417,8 +451,8 @@ fn closing_the_terminal_mid_answer_saves_it_and_ends_glimpse() {
     let mut chat = Chat::start("", Some("[presets.diagnostic]\nmax_tokens = 30000\n"));
     chat.screen.wait_text("is ready on cpu");
     chat.screen.send("a\r");
-    chat.screen
-        .wait_for("an answer being written", |t| t.contains("Esc stops"));
+    // Some of the answer is written, so there is a partial answer to keep.
+    chat.screen.wait_for("an answer being written", streaming);
     let (mut child, data) = chat.hang_up();
     let start = Instant::now();
     let status = loop {

@@ -4,18 +4,34 @@
 //! ratatui writes neighbouring cells without moving the cursor, so one
 //! disagreement would shift the rest of the row and leave stale characters
 //! behind. Models write such characters, so every row must stay aligned.
+//!
+//! Each frame is also wrapped in a synchronized update (DEC mode 2026), so a
+//! terminal that knows it shows whole frames only: no half-drawn status line
+//! or answer over a slow SSH link. Terminals that do not know it ignore it.
+
+use std::io::{self, Write};
 
 use ratatui::backend::{Backend, ClearType, WindowSize};
 use ratatui::buffer::Cell;
 use ratatui::layout::{Position, Size};
 
+/// Starts a synchronized update: the terminal holds what follows back.
+pub const FRAME_BEGIN: &[u8] = b"\x1b[?2026h";
+/// Ends a synchronized update: the terminal shows the whole frame at once.
+pub const FRAME_END: &[u8] = b"\x1b[?2026l";
+
 pub struct ResyncBackend<B> {
     inner: B,
+    /// A frame's cells were written and its end is still to be sent.
+    in_frame: bool,
 }
 
 impl<B> ResyncBackend<B> {
     pub fn new(inner: B) -> Self {
-        ResyncBackend { inner }
+        ResyncBackend {
+            inner,
+            in_frame: false,
+        }
     }
 
     pub fn inner(&self) -> &B {
@@ -23,13 +39,18 @@ impl<B> ResyncBackend<B> {
     }
 }
 
-impl<B: Backend> Backend for ResyncBackend<B> {
-    type Error = B::Error;
+impl<B: Backend<Error = io::Error> + Write> Backend for ResyncBackend<B> {
+    type Error = io::Error;
 
     fn draw<'a, I>(&mut self, content: I) -> Result<(), Self::Error>
     where
         I: Iterator<Item = (u16, u16, &'a Cell)>,
     {
+        // ratatui writes a frame's cells, places the cursor, then flushes.
+        if !self.in_frame {
+            self.inner.write_all(FRAME_BEGIN)?;
+            self.in_frame = true;
+        }
         // Each call of the inner draw starts with an explicit cursor move,
         // so a run is cut right after any cell that is not plain ASCII.
         let mut run: Vec<(u16, u16, &'a Cell)> = Vec::new();
@@ -83,7 +104,11 @@ impl<B: Backend> Backend for ResyncBackend<B> {
     }
 
     fn flush(&mut self) -> Result<(), Self::Error> {
-        self.inner.flush()
+        if self.in_frame {
+            self.in_frame = false;
+            self.inner.write_all(FRAME_END)?;
+        }
+        Backend::flush(&mut self.inner)
     }
 }
 
@@ -115,5 +140,36 @@ mod tests {
         assert!(!written(&cells, false).contains("\x1b[1;3H"));
         // ASCII runs stay one run.
         assert!(!written(&[(0, "a"), (1, "b"), (2, "c")], true).contains("\x1b[1;2H"));
+    }
+
+    #[test]
+    fn a_frame_is_one_synchronized_update() {
+        let owned: Vec<(u16, Cell)> = [(0, "a"), (1, "\u{530}"), (2, "b")]
+            .iter()
+            .map(|(x, s)| (*x, Cell::new(s)))
+            .collect();
+        let mut out = Vec::new();
+        {
+            let mut b = ResyncBackend::new(CrosstermBackend::new(&mut out));
+            // As ratatui draws a frame: cells (here cut into runs), cursor, flush.
+            for _ in 0..2 {
+                b.draw(owned.iter().map(|(x, c)| (*x, 0u16, c))).unwrap();
+                b.hide_cursor().unwrap();
+                Backend::flush(&mut b).unwrap();
+            }
+            // A flush with nothing drawn sends no empty frame.
+            Backend::flush(&mut b).unwrap();
+        }
+        let begin = std::str::from_utf8(FRAME_BEGIN).unwrap();
+        let end = std::str::from_utf8(FRAME_END).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let frames: Vec<&str> = out.split_inclusive(end).collect();
+        assert_eq!(frames.len(), 2, "{out:?}");
+        for frame in frames {
+            assert!(frame.starts_with(begin), "{frame:?}");
+            assert_eq!(frame.matches(begin).count(), 1, "{frame:?}");
+            assert!(frame.ends_with(end), "{frame:?}");
+            assert!(frame.contains('a') && frame.contains('b'), "{frame:?}");
+        }
     }
 }

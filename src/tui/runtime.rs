@@ -165,8 +165,15 @@ pub fn run(options: ChatOptions) -> anyhow::Result<i32> {
     terminal::restore();
     drop(effects);
     let _ = session_thread.join();
-    // The input thread looks at its flag at least every INPUT_WAIT.
-    let _ = input.join();
+    // The input thread looks at its flag at least every INPUT_WAIT, unless
+    // the terminal hung up while crossterm was reading it: crossterm then
+    // retries the failing read for ever. Such a thread is left to end with
+    // the process instead of being waited for.
+    if gone {
+        drop(input);
+    } else {
+        let _ = input.join();
+    }
     // Dropping the engine waits for its thread; any answer was told to stop.
     drop(engine.lock().map(|mut e| e.take()));
     sampler.stop();
