@@ -174,12 +174,12 @@ fn unquantised_loading_through_the_same_path_is_exact() {
 
 #[test]
 fn q8_0_stays_close_to_the_float_model() {
-    check(Quant::Q8_0, false, 12, 0.3, 0.2);
+    check(Quant::Q8_0, false, 12, 0.2, 0.2);
 }
 
 #[test]
 fn q6k_stays_close_to_the_float_model() {
-    check(Quant::Q6K, false, 12, 0.3, 0.2);
+    check(Quant::Q6K, false, 12, 0.2, 0.2);
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn q4k_stays_close_to_the_float_model() {
 
 #[test]
 fn q8_0_with_the_vision_tower_stays_close_to_the_float_model() {
-    check(Quant::Q8_0, true, 12, 0.25, 0.7);
+    check(Quant::Q8_0, true, 12, 0.18, 0.7);
 }
 
 #[test]
@@ -241,10 +241,12 @@ fn experts_are_quantised_with_the_rest() {
     }
     assert_eq!(cases, 10, "every mixture-of-experts reference");
     assert!(worst <= 0.35, "q8_0 experts: worst logit error {worst:.4}");
-    // Measured 0.106 (prompts run through the quantised kernels, which
-    // quantise the activations too), worst case 0.300.
+    // Measured 0.175 (prompts run through the quantised kernels, which
+    // quantise the activations too; Qwen3.5-MoE's Gated DeltaNet
+    // projections are quantised as well, and its recurrent state carries
+    // their error along the sequence), worst case 0.300.
     assert!(
-        sum / cases as f32 <= 0.13,
+        sum / cases as f32 <= 0.2,
         "q8_0 experts: mean logit error {:.4}",
         sum / cases as f32
     );

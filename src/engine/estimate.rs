@@ -212,8 +212,14 @@ pub fn linear_weights(t: &TextConfig) -> LinearWeights {
             sparse_layers * sparse + (t.num_hidden_layers as u64 - sparse_layers) * dense
         }
     };
+    // Gated DeltaNet layers: q, k, v and z, the b and a gates, the output.
+    let delta_net = t.linear.as_ref().map_or(0, |c| {
+        let value = (c.num_value_heads * c.value_head_dim) as u64;
+        h * c.conv_dim() as u64 + h * value + 2 * h * c.num_value_heads as u64 + value * h
+    });
+    let linear_layers = (t.num_hidden_layers - t.full_attention_layers()) as u64;
     LinearWeights {
-        layers: t.full_attention_layers() as u64 * attention + mlps,
+        layers: t.full_attention_layers() as u64 * attention + linear_layers * delta_net + mlps,
         head: t.vocab_size as u64 * h,
         tied: t.tie_word_embeddings,
     }

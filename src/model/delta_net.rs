@@ -8,10 +8,11 @@
 //! compute the same state. Everything is tensor ops on the model's device, in
 //! f32 like the reference.
 
-use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{linear_no_bias, Linear, VarBuilder};
+use candle_core::{DType, Result, Tensor, D};
+use candle_nn::VarBuilder;
 
 use super::config::{LinearAttentionConfig, TextConfig};
+use super::linear::{Linear, Quantiser};
 use super::recurrent_state::LinearState;
 
 /// Positions per chunk of the prompt form of the delta rule.
@@ -44,7 +45,12 @@ pub struct GatedDeltaNet {
 }
 
 impl GatedDeltaNet {
-    pub fn load(text: &TextConfig, cfg: &LinearAttentionConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn load(
+        text: &TextConfig,
+        cfg: &LinearAttentionConfig,
+        vb: VarBuilder,
+        q: &Quantiser,
+    ) -> Result<Self> {
         let h = text.hidden_size;
         let key_dim = cfg.num_key_heads * cfg.key_head_dim;
         let value_dim = cfg.num_value_heads * cfg.value_head_dim;
@@ -52,22 +58,37 @@ impl GatedDeltaNet {
         let conv = vb.get((conv_dim, 1, cfg.conv_kernel), "conv1d.weight")?;
         let conv_taps = conv.squeeze(1)?.t()?.contiguous()?;
         let a_log = vb.get(cfg.num_value_heads, "A_log")?.to_dtype(DType::F32)?;
+        let float = Quantiser::new(super::quant::Quant::None);
         Ok(GatedDeltaNet {
-            in_proj_qkv: linear_no_bias(h, 2 * key_dim + value_dim, vb.pp("in_proj_qkv"))?,
-            in_proj_z: linear_no_bias(h, value_dim, vb.pp("in_proj_z"))?,
-            in_proj_b: linear_no_bias(h, cfg.num_value_heads, vb.pp("in_proj_b"))?,
-            in_proj_a: linear_no_bias(h, cfg.num_value_heads, vb.pp("in_proj_a"))?,
+            in_proj_qkv: Linear::load(h, 2 * key_dim + value_dim, false, vb.pp("in_proj_qkv"), q)?,
+            in_proj_z: Linear::load(h, value_dim, false, vb.pp("in_proj_z"), q)?,
+            in_proj_b: Linear::load(h, cfg.num_value_heads, false, vb.pp("in_proj_b"), &float)?,
+            in_proj_a: Linear::load(h, cfg.num_value_heads, false, vb.pp("in_proj_a"), &float)?,
             conv_taps,
             neg_a: a_log.exp()?.neg()?,
             dt_bias: vb
                 .get(cfg.num_value_heads, "dt_bias")?
                 .to_dtype(DType::F32)?,
             norm_weight: vb.get(cfg.value_head_dim, "norm.weight")?,
-            out_proj: linear_no_bias(value_dim, h, vb.pp("out_proj"))?,
+            out_proj: Linear::load(value_dim, h, false, vb.pp("out_proj"), q)?,
             cfg: cfg.clone(),
             eps: text.rms_norm_eps,
             ablations: DeltaNetAblations::default(),
         })
+    }
+
+    /// Bytes of the projection matrices.
+    pub fn weight_bytes(&self) -> usize {
+        [
+            &self.in_proj_qkv,
+            &self.in_proj_z,
+            &self.in_proj_b,
+            &self.in_proj_a,
+            &self.out_proj,
+        ]
+        .iter()
+        .map(|p| p.weight_bytes())
+        .sum()
     }
 
     /// Runs `x` `(b, L, hidden)` on from `state` (none: the start of the
@@ -86,7 +107,18 @@ impl GatedDeltaNet {
             ),
             None => (None, None),
         };
-        let (mixed, conv) = self.causal_conv(&self.in_proj_qkv.forward(x)?, conv_prev)?;
+        let [qkv, z, b_proj, a]: [Tensor; 4] = Linear::forward_shared(
+            &[
+                &self.in_proj_qkv,
+                &self.in_proj_z,
+                &self.in_proj_b,
+                &self.in_proj_a,
+            ],
+            x,
+        )?
+        .try_into()
+        .expect("four layers, four outputs");
+        let (mixed, conv) = self.causal_conv(&qkv, conv_prev)?;
         let key_dim = c.num_key_heads * c.key_head_dim;
         let q = mixed
             .narrow(2, 0, key_dim)?
@@ -98,8 +130,8 @@ impl GatedDeltaNet {
         let v = mixed
             .narrow(2, 2 * key_dim, c.num_value_heads * c.value_head_dim)?
             .reshape((b, l, c.num_value_heads, c.value_head_dim))?;
-        let beta = candle_nn::ops::sigmoid(&self.in_proj_b.forward(x)?)?;
-        let a = self.in_proj_a.forward(x)?.to_dtype(DType::F32)?;
+        let beta = candle_nn::ops::sigmoid(&b_proj)?;
+        let a = a.to_dtype(DType::F32)?;
         let g = softplus(&a.broadcast_add(&self.dt_bias)?)?.broadcast_mul(&self.neg_a)?;
         let (q, k) = (self.repeat_heads(&q)?, self.repeat_heads(&k)?);
 
@@ -116,10 +148,7 @@ impl GatedDeltaNet {
         };
         // Back to (b, L, heads, value_head_dim) for the gated norm.
         let core = core.transpose(1, 2)?.to_dtype(x.dtype())?;
-        let z = self
-            .in_proj_z
-            .forward(x)?
-            .reshape((b, l, c.num_value_heads, c.value_head_dim))?;
+        let z = z.reshape((b, l, c.num_value_heads, c.value_head_dim))?;
         let normed = self.gated_norm(&core, &z)?;
         let out = self.out_proj.forward(&normed.reshape((
             b,

@@ -11,6 +11,18 @@
 //!   device; many rows (prefill): the matrix is widened back to the
 //!   activation dtype for that one product;
 //! - everything else: candle's matmul.
+//!
+//! Several layers over the same input (q, k and v; gate and up; the experts a
+//! token is routed to) go through [`Linear::forward_shared`]: for one row of
+//! quantised weights on the CPU that is one call of candle's fused kernel,
+//! which quantises the input once and starts its threads once for all of
+//! them, with the same results as one call each.
+//!
+//! candle's x86 kernels repack a quantised matrix into tiles the first time
+//! it is used and keep the tiles. [`Quantiser::prepare`] does that for every
+//! matrix right after loading, so the first answer does not pay for it, and
+//! a mixture-of-experts model does not pay again each time a token reaches
+//! an expert that has not run before.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -50,6 +62,8 @@ pub struct Quantiser {
 struct Store {
     cached: Mutex<HashMap<String, QTensor>>,
     made: Mutex<Vec<(String, Arc<QTensor>)>>,
+    /// Every quantised matrix handed out, from the cache or made, by name.
+    handed: Mutex<Vec<(String, Arc<QTensor>)>>,
 }
 
 impl Quantiser {
@@ -78,9 +92,46 @@ impl Quantiser {
     /// The matrices quantised from the checkpoint so far, by name (layers
     /// load in parallel; the cache file should not depend on their order).
     pub fn made(&self) -> Vec<(String, Arc<QTensor>)> {
-        let mut made = lock(&self.store.made).clone();
-        made.sort_by(|a, b| a.0.cmp(&b.0));
-        made
+        sorted(lock(&self.store.made).clone())
+    }
+
+    /// Every quantised matrix of the load, from the cache or made, by name.
+    pub fn all(&self) -> Vec<(String, Arc<QTensor>)> {
+        sorted(lock(&self.store.handed).clone())
+    }
+
+    /// Runs one row through every quantised matrix handed out, on `threads`
+    /// threads, so that candle's CPU kernels build their tiles now rather
+    /// than in the middle of an answer. Nothing to do off the CPU.
+    pub fn prepare(&self, threads: usize) -> Result<()> {
+        let all: Vec<Arc<QTensor>> = lock(&self.store.handed)
+            .iter()
+            .map(|(_, q)| q.clone())
+            .collect();
+        if all.first().is_none_or(|q| !q.device().is_cpu()) {
+            return Ok(());
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.max(1))
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(q) = all.get(i) else {
+                                return Ok(());
+                            };
+                            let inputs = q.shape().dims2()?.1;
+                            Tensor::zeros((1, inputs), DType::F32, &Device::Cpu)?
+                                .apply_op1_no_bwd(q.as_ref())?;
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })
     }
 
     /// `[outputs, inputs]` weight `name`: from the cache, else `read` and
@@ -98,7 +149,9 @@ impl Quantiser {
                     q.shape().dims()
                 );
             }
-            return Ok(Weight::Quantized(Arc::new(q)));
+            let q = Arc::new(q);
+            lock(&self.store.handed).push((name.to_string(), q.clone()));
+            return Ok(Weight::Quantized(q));
         }
         let weight = read()?;
         let Some(format) = self.quant.format_for(inputs) else {
@@ -106,8 +159,14 @@ impl Quantiser {
         };
         let q = Arc::new(QTensor::quantize(&weight, format)?);
         lock(&self.store.made).push((name.to_string(), q.clone()));
+        lock(&self.store.handed).push((name.to_string(), q.clone()));
         Ok(Weight::Quantized(q))
     }
+}
+
+fn sorted(mut named: Vec<(String, Arc<QTensor>)>) -> Vec<(String, Arc<QTensor>)> {
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
 }
 
 /// A poisoned lock only means another layer's load panicked; the map is intact.
@@ -183,6 +242,56 @@ impl Linear {
             None => Ok(y),
         }
     }
+}
+
+impl Linear {
+    /// Each layer's output for the same input `x`, in order.
+    pub fn forward_shared(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+        if let Some(ys) = fused_one_row(layers, x)? {
+            return Ok(ys);
+        }
+        layers.iter().map(|l| l.forward(x)).collect()
+    }
+}
+
+/// One row through several quantised matrices of one format on the CPU, in
+/// one call of candle's fused kernel; `None` where it does not apply (other
+/// weights, more rows, a CPU or format the kernel does not cover).
+fn fused_one_row(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+    let dims = x.dims();
+    let k = *dims.last().unwrap_or(&0);
+    if layers.len() < 2 || !x.device().is_cpu() || x.dtype() != DType::F32 || x.elem_count() != k {
+        return Ok(None);
+    }
+    let Some(qs) = layers
+        .iter()
+        .map(|l| match &l.weight {
+            Weight::Quantized(q) => Some(q.as_ref()),
+            Weight::Float(_) => None,
+        })
+        .collect::<Option<Vec<&QTensor>>>()
+    else {
+        return Ok(None);
+    };
+    if qs.iter().any(|q| q.dtype() != qs[0].dtype()) {
+        return Ok(None);
+    }
+    let Some(ys) = QTensor::gemv_fused_shared_lhs(&qs, &x.contiguous()?.reshape((1, k))?)? else {
+        return Ok(None);
+    };
+    let mut out_dims = dims.to_vec();
+    ys.into_iter()
+        .zip(layers)
+        .map(|(y, l)| {
+            *out_dims.last_mut().expect("x has a last dimension") = y.dim(1)?;
+            let y = y.reshape(out_dims.as_slice())?;
+            match &l.bias {
+                Some(b) => y.broadcast_add(b),
+                None => Ok(y),
+            }
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// `x · wᵀ` for float weights: the streaming kernel where it applies,
@@ -306,5 +415,50 @@ mod tests {
         let q4 = Linear::new(w, None, Quant::Q4K).unwrap();
         assert_eq!(float.weight_bytes(), 64 * 1024 * 4);
         assert_eq!(q4.weight_bytes(), 64 * 1024 / 256 * 144);
+    }
+
+    #[test]
+    fn layers_sharing_an_input_give_what_each_gives_alone() {
+        // 512 inputs and multiples of 16 outputs: the shapes candle's fused
+        // kernel takes, where the CPU has it.
+        let x = random((1, 512), 7).unsqueeze(0).unwrap();
+        for quant in [Quant::None, Quant::Q8_0, Quant::Q4K, Quant::Q6K] {
+            let q = Quantiser::new(quant);
+            let layers: Vec<Linear> = [(32, 8), (64, 9), (16, 10)]
+                .iter()
+                .map(|&(n, seed)| {
+                    let mut l = Linear::tied("", &random((n, 512), seed), &q).unwrap();
+                    l.bias = Some(random((1, n), seed + 10).squeeze(0).unwrap());
+                    l
+                })
+                .collect();
+            // Tiles built beforehand change nothing either.
+            q.prepare(2).unwrap();
+            let refs: Vec<&Linear> = layers.iter().collect();
+            #[cfg(target_arch = "x86_64")]
+            if matches!(quant, Quant::Q8_0 | Quant::Q4K)
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                assert!(
+                    fused_one_row(&refs, &x).unwrap().is_some(),
+                    "{quant:?} takes the fused kernel on this CPU"
+                );
+            }
+            let shared = Linear::forward_shared(&refs, &x).unwrap();
+            assert_eq!(shared.len(), 3);
+            for (l, got) in layers.iter().zip(&shared) {
+                let alone = l.forward(&x).unwrap();
+                assert_eq!(got.dims(), alone.dims(), "{quant:?}");
+                assert_eq!(max_abs_diff(got, &alone), 0.0, "{quant:?}");
+            }
+        }
+        // More than one row: each layer on its own, as before.
+        let rows = random((3, 512), 11);
+        let q = Quantiser::new(Quant::Q8_0);
+        let a = Linear::tied("", &random((32, 512), 12), &q).unwrap();
+        let b = Linear::tied("", &random((48, 512), 13), &q).unwrap();
+        let both = Linear::forward_shared(&[&a, &b], &rows).unwrap();
+        assert_eq!(max_abs_diff(&both[0], &a.forward(&rows).unwrap()), 0.0);
+        assert_eq!(max_abs_diff(&both[1], &b.forward(&rows).unwrap()), 0.0);
     }
 }

@@ -39,8 +39,26 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?.silu()?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let [gate, up] = self.gate_and_up(x)?;
+        self.down(&gate, &up)
+    }
+
+    /// The gate and up projections of `x`.
+    pub fn gate_and_up(&self, x: &Tensor) -> Result<[Tensor; 2]> {
+        let [gate, up]: [Tensor; 2] = Linear::forward_shared(&self.gate_and_up_layers(), x)?
+            .try_into()
+            .expect("two layers, two outputs");
+        Ok([gate, up])
+    }
+
+    /// The gate and up layers, for running beside others over the same input.
+    pub fn gate_and_up_layers(&self) -> [&Linear; 2] {
+        [&self.gate_proj, &self.up_proj]
+    }
+
+    /// The block's output from its gate and up projections.
+    pub fn down(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        self.down_proj.forward(&(gate.silu()? * up)?)
     }
 
     pub fn weight_bytes(&self) -> usize {

@@ -217,15 +217,35 @@ impl VlModel {
             progress,
         )
         .map_err(bad)?;
+        // A cache that lacked matrices this version quantises (made by an
+        // earlier build of the same version) is completed.
+        let before = match before {
+            CacheUse::Hit if !q.made().is_empty() => CacheUse::Rebuilt(format!(
+                "lacked {} of the {} quantised matrices",
+                q.made().len(),
+                q.all().len()
+            )),
+            before => before,
+        };
         let used = match (&cache, before) {
             (Some(c), before @ (CacheUse::Written | CacheUse::Rebuilt(_))) => {
-                match c.write(&q.made()) {
+                match c.write(&q.all()) {
                     Ok(()) => before,
                     Err(why) => CacheUse::NotWritten(why),
                 }
             }
             (_, before) => before,
         };
+        // Tiles for the CPU's quantised kernels, built now rather than
+        // during the first answer.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        q.prepare(threads).map_err(|e| ModelError::BadWeights {
+            path: dir.to_path_buf(),
+            what: format!(
+                "preparing the quantised weights for this CPU failed: {}",
+                without_backtrace(&e)
+            ),
+        })?;
         let t = &config.text;
         Ok(VlModel {
             inv_freq: inv_freq(t.rope_theta, t.rotary_dim),

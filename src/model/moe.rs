@@ -98,6 +98,9 @@ impl SparseMoe {
         let rows = x.elem_count() / hidden.max(1);
         let x = x.reshape((rows, hidden))?;
         let logits: Vec<Vec<f32>> = self.router.forward(&x)?.to_dtype(DType::F32)?.to_vec2()?;
+        if let [row] = logits.as_slice() {
+            return self.one_token(&x, row)?.reshape(dims);
+        }
         let mut by_expert: Vec<(Vec<u32>, Vec<f32>)> = vec![(vec![], vec![]); self.experts.len()];
         for (token, row) in logits.iter().enumerate() {
             for (expert, weight) in route(row, self.top_k, !self.ablations.unnormalised_routing) {
@@ -126,14 +129,54 @@ impl SparseMoe {
             out = out.index_add(&targets, &Tensor::cat(&outputs, 0)?, 0)?;
         }
         if let Some(shared) = &self.shared {
-            let mut y = shared.mlp.forward(&x)?;
-            if !self.ablations.ungated_shared_expert {
-                let gate = candle_nn::ops::sigmoid(&shared.gate.forward(&x)?)?;
-                y = y.broadcast_mul(&gate)?;
-            }
-            out = (out + y)?;
+            let [gate, up] = shared.mlp.gate_and_up(&x)?;
+            out = (out + self.shared_output(shared, &x, &gate, &up)?)?;
         }
         out.reshape(dims)
+    }
+
+    /// One token (decoding): no gather or scatter, and the gate and up
+    /// projections of every chosen expert and of the shared expert in one
+    /// call. The outputs add up in expert order from zero, as in the
+    /// general path, so the sums are the same to the bit.
+    fn one_token(&self, x: &Tensor, logits: &[f32]) -> Result<Tensor> {
+        let mut chosen = route(logits, self.top_k, !self.ablations.unnormalised_routing);
+        chosen.sort_by_key(|&(expert, _)| expert);
+        let mut layers: Vec<&Linear> = chosen
+            .iter()
+            .flat_map(|&(e, _)| self.experts[e].gate_and_up_layers())
+            .collect();
+        if let Some(shared) = &self.shared {
+            layers.extend(shared.mlp.gate_and_up_layers());
+        }
+        let projected = Linear::forward_shared(&layers, x)?;
+        let mut out = x.zeros_like()?;
+        for (i, &(e, weight)) in chosen.iter().enumerate() {
+            let y = self.experts[e].down(&projected[2 * i], &projected[2 * i + 1])?;
+            let w = Tensor::new(&[weight], x.device())?.to_dtype(x.dtype())?;
+            out = (out + y.broadcast_mul(&w)?)?;
+        }
+        if let Some(shared) = &self.shared {
+            let n = 2 * chosen.len();
+            out = (out + self.shared_output(shared, x, &projected[n], &projected[n + 1])?)?;
+        }
+        Ok(out)
+    }
+
+    /// The shared expert's output from its gate and up projections, scaled
+    /// by its sigmoid gate.
+    fn shared_output(
+        &self,
+        shared: &SharedExpert,
+        x: &Tensor,
+        gate: &Tensor,
+        up: &Tensor,
+    ) -> Result<Tensor> {
+        let y = shared.mlp.down(gate, up)?;
+        if self.ablations.ungated_shared_expert {
+            return Ok(y);
+        }
+        y.broadcast_mul(&candle_nn::ops::sigmoid(&shared.gate.forward(x)?)?)
     }
 }
 

@@ -111,18 +111,19 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
         let split = |t: Tensor, heads: usize| t.reshape((b, l, heads, self.head_dim));
+        let [q, k, v]: [Tensor; 3] =
+            Linear::forward_shared(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?
+                .try_into()
+                .expect("three layers, three outputs");
         let (mut q, gate) = if self.output_gate {
-            let both =
-                self.q_proj
-                    .forward(x)?
-                    .reshape((b, l, self.num_heads, 2 * self.head_dim))?;
+            let both = q.reshape((b, l, self.num_heads, 2 * self.head_dim))?;
             let gate = both.narrow(3, self.head_dim, self.head_dim)?;
             (both.narrow(3, 0, self.head_dim)?, Some(gate))
         } else {
-            (split(self.q_proj.forward(x)?, self.num_heads)?, None)
+            (split(q, self.num_heads)?, None)
         };
-        let mut k = split(self.k_proj.forward(x)?, self.num_kv_heads)?;
-        let v = split(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let mut k = split(k, self.num_kv_heads)?;
+        let v = split(v, self.num_kv_heads)?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;
@@ -214,7 +215,7 @@ impl DecoderLayer {
         };
         let mixer = match (cfg.layer_kinds[index], &cfg.linear) {
             (LayerKind::LinearAttention, Some(linear)) => {
-                Mixer::DeltaNet(GatedDeltaNet::load(cfg, linear, vb.pp("linear_attn"))?)
+                Mixer::DeltaNet(GatedDeltaNet::load(cfg, linear, vb.pp("linear_attn"), q)?)
             }
             _ => Mixer::Attention(Attention::load(cfg, vb.pp("self_attn"), q)?),
         };
@@ -357,8 +358,7 @@ impl TextModel {
     }
 
     /// Bytes of the weights that go through [`Linear`] (projections, MLPs
-    /// and experts, head); Gated DeltaNet layers keep their own projections
-    /// in the float dtype, so only their MLPs count.
+    /// and experts, head).
     pub fn linear_bytes(&self) -> usize {
         let layer = |l: &DecoderLayer| {
             let attention = match &l.mixer {
@@ -366,7 +366,7 @@ impl TextModel {
                     .iter()
                     .map(|p| p.weight_bytes())
                     .sum(),
-                Mixer::DeltaNet(_) => 0,
+                Mixer::DeltaNet(d) => d.weight_bytes(),
             };
             attention + l.mlp.weight_bytes()
         };
