@@ -4,7 +4,8 @@
 //! total = weights + KV cache + max(vision, prefill) + runtime, where
 //! - weights: every checkpoint tensor in the target dtype, the decoder's
 //!   linear layers and output head in their quantised format when quantised
-//!   (a tied head adds a quantised copy beside the float embedding);
+//!   (a tied head adds a quantised copy beside the float embedding), and on
+//!   an x86 CPU the tiles candle's quantised kernels repack them into;
 //! - KV cache: layers × 2 × kv_heads × head_dim × context × bytes (INT8: one
 //!   byte per value plus a 4-byte scale per token and head);
 //! - vision: the tower's peak activations for the largest image allowed;
@@ -161,7 +162,43 @@ fn weights_bytes(i: &EstimateInputs, b: u64) -> u64 {
     if i.quant_vision {
         linear.layers += vision_linear_weights(i.config, i.quant);
     }
-    stored_weights_bytes(i.weight_elements, b, linear, i.quant)
+    let tiles = if i.cuda {
+        0
+    } else {
+        ((linear.layers + linear.head) as f64 * cpu_tile_bytes_per_weight(i.quant)).ceil() as u64
+    };
+    stored_weights_bytes(i.weight_elements, b, linear, i.quant) + tiles
+}
+
+/// What candle's x86 quantised kernels keep per weight beside the blocks:
+/// the tiles they repack a matrix into (q4k: 16-row tiles of unpacked
+/// scales, 3 072 bytes per 4 096 weights, plus 5 120 for the AMX kernel of
+/// long prompts where the CPU has AMX; q6k: 5 120 for prompts; q8_0: 544
+/// per 512 where the CPU has VNNI). Other CPUs and formats keep none.
+fn cpu_tile_bytes_per_weight(quant: Quant) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma")) {
+            return 0.0;
+        }
+        let vnni = has!("avx512vnni") || has!("avxvnni");
+        // CPUID leaf 7 (every CPU with AVX2 has it): AMX-INT8 (bit 25) and
+        // AMX-TILE (bit 24) in EDX.
+        let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+        let amx = has!("avx512vnni") && edx & (1 << 25) != 0 && edx & (1 << 24) != 0;
+        match quant {
+            Quant::Q4K => (3072.0 + if amx { 5120.0 } else { 0.0 }) / 4096.0,
+            Quant::Q6K => 5120.0 / 4096.0,
+            Quant::Q8_0 if vnni => 544.0 / 512.0,
+            _ => 0.0,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = quant;
+        0.0
+    }
 }
 
 /// The weights that quantising stores in a block format.
@@ -190,8 +227,8 @@ pub fn stored_weights_bytes(elements: u64, b: u64, linear: LinearWeights, quant:
 }
 
 /// Weights of the decoder's quantisable linear layers (every MLP and every
-/// expert, the full-attention layers' projections) and of its output head.
-/// Gated DeltaNet layers keep their projections in the float dtype, sparse
+/// expert, the attention layers' projections) and of its output head.
+/// Gated DeltaNet layers keep their b and a gates in the float dtype, sparse
 /// blocks their router and shared-expert gate.
 pub fn linear_weights(t: &TextConfig) -> LinearWeights {
     let h = t.hidden_size as u64;
@@ -212,10 +249,11 @@ pub fn linear_weights(t: &TextConfig) -> LinearWeights {
             sparse_layers * sparse + (t.num_hidden_layers as u64 - sparse_layers) * dense
         }
     };
-    // Gated DeltaNet layers: q, k, v and z, the b and a gates, the output.
+    // Gated DeltaNet layers: q, k and v, z, the output (the small b and a
+    // gates stay float).
     let delta_net = t.linear.as_ref().map_or(0, |c| {
         let value = (c.num_value_heads * c.value_head_dim) as u64;
-        h * c.conv_dim() as u64 + h * value + 2 * h * c.num_value_heads as u64 + value * h
+        h * c.conv_dim() as u64 + 2 * h * value
     });
     let linear_layers = (t.num_hidden_layers - t.full_attention_layers()) as u64;
     LinearWeights {
