@@ -13,6 +13,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Waits are bounded only to turn a hang into a failure; nothing is timed.
+const HANG: Duration = Duration::from_secs(120);
+
 use common::app::AppHarness;
 use common::{as_u32s, fixtures, Reference};
 use glimpse::engine::{DropCause, EngineOptions, Event, FinishReason};
@@ -91,6 +94,20 @@ impl Server {
 
     fn log_has(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// Whether a log line with `needle` arrives within `limit`: the log is
+    /// read on a thread of its own, so a line can trail the answer it
+    /// reports.
+    fn log_arrives(&self, needle: &str, limit: Duration) -> bool {
+        let started = Instant::now();
+        while !self.log_has(needle) {
+            if started.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
     }
 }
 
@@ -189,7 +206,11 @@ fn ask_over_http_answers_as_the_local_engine_does() {
     assert_eq!(remote["images"][0]["original_size"], json!([333, 211]));
     assert_eq!(remote["model"]["server"], server.url);
     assert!(remote["timings"]["ttft_s"].as_f64().unwrap() > 0.0);
-    assert!(server.log_has("200 POST /v1/chat/completions prompt="));
+    assert!(
+        server.log_arrives("200 POST /v1/chat/completions prompt=", HANG),
+        "{:?}",
+        server.log.lock().unwrap()
+    );
 }
 
 #[test]
@@ -302,15 +323,11 @@ fn a_client_that_leaves_cancels_its_answer() {
     let server = Server::start(Path::new(&model("qwen2_vl")), &[], &[]);
     let s = start_long_answer(&server);
     drop(s);
-    let started = Instant::now();
-    while !server.log_has("cancelled") {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no cancel in {:?}",
-            server.log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        server.log_arrives("cancelled", HANG),
+        "no cancel in {:?}",
+        server.log.lock().unwrap()
+    );
     let short = json!({"max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]});
     assert_eq!(
         server
@@ -571,7 +588,11 @@ fn the_chat_answers_stops_and_resumes_a_local_session_over_http() {
     assert_eq!(asked.messages.len(), 3, "the saved turns go to the server");
     let answer = chat.answer_with(&remote, |_, _| {});
     assert_ne!(last_finish(&answer), FinishReason::Cancelled);
-    assert!(server.log_has("200 POST /v1/chat/completions prompt="));
+    assert!(
+        server.log_arrives("200 POST /v1/chat/completions prompt=", HANG),
+        "{:?}",
+        server.log.lock().unwrap()
+    );
     let text = |events: &[Event]| match events.last() {
         Some(Event::Done { text, .. }) => text.clone(),
         _ => String::new(),
