@@ -165,22 +165,25 @@ fn weights_bytes(i: &EstimateInputs, b: u64) -> u64 {
     let tiles = if i.cuda {
         0
     } else {
-        ((linear.layers + linear.head) as f64 * cpu_tile_bytes_per_weight(i.quant)).ceil() as u64
+        // The head only ever sees one row: no prompt tiles.
+        let (few, prompt) = cpu_tile_bytes_per_weight(i.quant);
+        ((linear.layers + linear.head) as f64 * few + linear.layers as f64 * prompt).ceil() as u64
     };
     stored_weights_bytes(i.weight_elements, b, linear, i.quant) + tiles
 }
 
-/// What candle's x86 quantised kernels keep per weight beside the blocks:
-/// the tiles they repack a matrix into (q4k: 16-row tiles of unpacked
-/// scales, 3 072 bytes per 4 096 weights, plus 5 120 for the AMX kernel of
-/// long prompts where the CPU has AMX; q6k: 5 120 for prompts; q8_0: 544
-/// per 512 where the CPU has VNNI). Other CPUs and formats keep none.
-fn cpu_tile_bytes_per_weight(quant: Quant) -> f64 {
+/// What candle's x86 quantised kernels keep per weight beside the blocks,
+/// for products of a few rows and for prompts: the tiles they repack a
+/// matrix into (q4k: 16-row tiles of unpacked scales, 3 072 bytes per 4 096
+/// weights, and 5 120 more for the AMX kernel of prompts where the CPU has
+/// AMX; q6k: 5 120 for prompts; q8_0: 544 per 512, for both, where the CPU
+/// has VNNI). Other CPUs and formats keep none.
+fn cpu_tile_bytes_per_weight(quant: Quant) -> (f64, f64) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
         if !(has!("avx2") && has!("fma")) {
-            return 0.0;
+            return (0.0, 0.0);
         }
         let vnni = has!("avx512vnni") || has!("avxvnni");
         // CPUID leaf 7 (every CPU with AVX2 has it): AMX-INT8 (bit 25) and
@@ -188,16 +191,16 @@ fn cpu_tile_bytes_per_weight(quant: Quant) -> f64 {
         let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
         let amx = has!("avx512vnni") && edx & (1 << 25) != 0 && edx & (1 << 24) != 0;
         match quant {
-            Quant::Q4K => (3072.0 + if amx { 5120.0 } else { 0.0 }) / 4096.0,
-            Quant::Q6K => 5120.0 / 4096.0,
-            Quant::Q8_0 if vnni => 544.0 / 512.0,
-            _ => 0.0,
+            Quant::Q4K => (3072.0 / 4096.0, if amx { 5120.0 / 4096.0 } else { 0.0 }),
+            Quant::Q6K => (0.0, 5120.0 / 4096.0),
+            Quant::Q8_0 if vnni => (544.0 / 512.0, 0.0),
+            _ => (0.0, 0.0),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = quant;
-        0.0
+        (0.0, 0.0)
     }
 }
 

@@ -19,10 +19,12 @@
 //! them, with the same results as one call each.
 //!
 //! candle's x86 kernels repack a quantised matrix into tiles the first time
-//! it is used and keep the tiles. [`Quantiser::prepare`] does that for every
-//! matrix right after loading, so the first answer does not pay for it, and
-//! a mixture-of-experts model does not pay again each time a token reaches
-//! an expert that has not run before.
+//! it is used and keep the tiles (one kind for a few rows, another for a
+//! prompt's many rows on CPUs with AMX). [`Quantiser::prepare`] does that
+//! right after loading, so the first answer does not pay for it, and a
+//! mixture-of-experts model does not pay again each time a token reaches an
+//! expert that has not run before. The output head and the routed experts,
+//! which mostly see one row at a time, get the few-row tiles only.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -56,7 +58,14 @@ enum Weight {
 pub struct Quantiser {
     quant: Quant,
     store: Arc<Store>,
+    /// Its matrices mostly see one row at a time (the output head, routed
+    /// experts), so [`Quantiser::prepare`] builds no prompt tiles for them.
+    single_rows: bool,
 }
+
+/// Rows of the product that builds a matrix's tiles for prompts (candle's
+/// AMX kernel takes over from 32 rows).
+const PROMPT_ROWS: usize = 32;
 
 #[derive(Default)]
 struct Store {
@@ -64,6 +73,8 @@ struct Store {
     made: Mutex<Vec<(String, Arc<QTensor>)>>,
     /// Every quantised matrix handed out, from the cache or made, by name.
     handed: Mutex<Vec<(String, Arc<QTensor>)>>,
+    /// Those of them that prompts run through whole.
+    prompted: Mutex<Vec<Arc<QTensor>>>,
 }
 
 impl Quantiser {
@@ -71,6 +82,7 @@ impl Quantiser {
         Quantiser {
             quant,
             store: Arc::default(),
+            single_rows: false,
         }
     }
 
@@ -85,7 +97,15 @@ impl Quantiser {
     pub fn storing(&self, quant: Quant) -> Quantiser {
         Quantiser {
             quant,
-            store: self.store.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// The same source for matrices that mostly see one row at a time.
+    pub fn for_single_rows(&self) -> Quantiser {
+        Quantiser {
+            single_rows: true,
+            ..self.clone()
         }
     }
 
@@ -100,17 +120,23 @@ impl Quantiser {
         sorted(lock(&self.store.handed).clone())
     }
 
-    /// Runs one row through every quantised matrix handed out, on `threads`
+    /// Runs one row through every quantised matrix handed out, and a
+    /// prompt's worth of rows through those that prompts use, on `threads`
     /// threads, so that candle's CPU kernels build their tiles now rather
     /// than in the middle of an answer. Nothing to do off the CPU.
     pub fn prepare(&self, threads: usize) -> Result<()> {
-        let all: Vec<Arc<QTensor>> = lock(&self.store.handed)
+        let mut work: Vec<(Arc<QTensor>, usize)> = lock(&self.store.handed)
             .iter()
-            .map(|(_, q)| q.clone())
+            .map(|(_, q)| (q.clone(), 1))
             .collect();
-        if all.first().is_none_or(|q| !q.device().is_cpu()) {
+        if work.first().is_none_or(|(q, _)| !q.device().is_cpu()) {
             return Ok(());
         }
+        work.extend(
+            lock(&self.store.prompted)
+                .iter()
+                .map(|q| (q.clone(), PROMPT_ROWS)),
+        );
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads.max(1))
@@ -118,11 +144,11 @@ impl Quantiser {
                     scope.spawn(|| -> Result<()> {
                         loop {
                             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(q) = all.get(i) else {
+                            let Some((q, rows)) = work.get(i) else {
                                 return Ok(());
                             };
                             let inputs = q.shape().dims2()?.1;
-                            Tensor::zeros((1, inputs), DType::F32, &Device::Cpu)?
+                            Tensor::zeros((*rows, inputs), DType::F32, &Device::Cpu)?
                                 .apply_op1_no_bwd(q.as_ref())?;
                         }
                     })
@@ -132,6 +158,13 @@ impl Quantiser {
                 .into_iter()
                 .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
         })
+    }
+
+    fn hand_out(&self, name: &str, q: &Arc<QTensor>) {
+        lock(&self.store.handed).push((name.to_string(), q.clone()));
+        if !self.single_rows {
+            lock(&self.store.prompted).push(q.clone());
+        }
     }
 
     /// `[outputs, inputs]` weight `name`: from the cache, else `read` and
@@ -150,7 +183,7 @@ impl Quantiser {
                 );
             }
             let q = Arc::new(q);
-            lock(&self.store.handed).push((name.to_string(), q.clone()));
+            self.hand_out(name, &q);
             return Ok(Weight::Quantized(q));
         }
         let weight = read()?;
@@ -159,7 +192,7 @@ impl Quantiser {
         };
         let q = Arc::new(QTensor::quantize(&weight, format)?);
         lock(&self.store.made).push((name.to_string(), q.clone()));
-        lock(&self.store.handed).push((name.to_string(), q.clone()));
+        self.hand_out(name, &q);
         Ok(Weight::Quantized(q))
     }
 }

@@ -62,7 +62,7 @@ impl SparseMoe {
         let h = cfg.hidden_size;
         let float = Quantiser::new(Quant::None);
         let router = Linear::load(h, moe.num_experts, false, vb.pp("gate"), &float)?;
-        let experts = load_experts(moe, h, vb.pp("experts"), q, ablations)?;
+        let experts = load_experts(moe, h, vb.pp("experts"), &q.for_single_rows(), ablations)?;
         let shared = match moe.shared_expert_intermediate_size {
             Some(inner) => Some(SharedExpert {
                 mlp: Mlp::load(h, inner, vb.pp("shared_expert"), q)?,

@@ -319,8 +319,14 @@ impl TextModel {
             .collect::<Result<Vec<_>>>()?;
         let norm = Norm::load(cfg.hidden_size, cfg, vb.pp("norm"))?;
         let lm_head = match lm_head_vb {
-            Some(vb) => Linear::load(cfg.hidden_size, cfg.vocab_size, false, vb, q)?,
-            None => Linear::tied(TIED_HEAD, embed_tokens.embeddings(), q)?,
+            Some(vb) => Linear::load(
+                cfg.hidden_size,
+                cfg.vocab_size,
+                false,
+                vb,
+                &q.for_single_rows(),
+            )?,
+            None => Linear::tied(TIED_HEAD, embed_tokens.embeddings(), &q.for_single_rows())?,
         };
         tick();
         Ok(TextModel {
