@@ -243,6 +243,14 @@ impl Linear {
         Ok(Linear { weight, bias: None })
     }
 
+    /// The matrix, when it is stored quantised.
+    pub fn quantised(&self) -> Option<Arc<QTensor>> {
+        match &self.weight {
+            Weight::Quantized(q) => Some(q.clone()),
+            Weight::Float(_) => None,
+        }
+    }
+
     /// Bytes the weight matrix occupies.
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {

@@ -275,8 +275,30 @@ pub struct DeepstackInjection<'a> {
 /// The cache's name for an output head that shares the embedding's weights.
 const TIED_HEAD: &str = "tied output head";
 
+/// The token embedding: the checkpoint's matrix, or, when a tied output
+/// head is quantised, that head's blocks, whose looked-up rows are
+/// dequantised; the float matrix is then not kept beside its quantised copy.
+enum TokenEmbedding {
+    Float(Embedding),
+    FromQuantisedHead {
+        head: std::sync::Arc<candle_core::quantized::QTensor>,
+        dtype: DType,
+    },
+}
+
+impl TokenEmbedding {
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            TokenEmbedding::Float(e) => e.forward(ids),
+            TokenEmbedding::FromQuantisedHead { head, dtype } => {
+                head.embedding(ids)?.to_dtype(*dtype)
+            }
+        }
+    }
+}
+
 pub struct TextModel {
-    embed_tokens: Embedding,
+    embed_tokens: TokenEmbedding,
     layers: Vec<DecoderLayer>,
     norm: Norm,
     lm_head: Linear,
@@ -318,6 +340,7 @@ impl TextModel {
             })
             .collect::<Result<Vec<_>>>()?;
         let norm = Norm::load(cfg.hidden_size, cfg, vb.pp("norm"))?;
+        let tied = lm_head_vb.is_none();
         let lm_head = match lm_head_vb {
             Some(vb) => Linear::load(
                 cfg.hidden_size,
@@ -327,6 +350,13 @@ impl TextModel {
                 &q.for_single_rows(),
             )?,
             None => Linear::tied(TIED_HEAD, embed_tokens.embeddings(), &q.for_single_rows())?,
+        };
+        let embed_tokens = match lm_head.quantised().filter(|_| tied) {
+            Some(head) => TokenEmbedding::FromQuantisedHead {
+                head,
+                dtype: embed_tokens.embeddings().dtype(),
+            },
+            None => TokenEmbedding::Float(embed_tokens),
         };
         tick();
         Ok(TextModel {
