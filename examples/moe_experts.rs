@@ -11,7 +11,6 @@
 
 use std::time::Instant;
 
-use candle_core::quantized::k_quants::{self, BlockQ4K};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
@@ -64,39 +63,6 @@ fn fused(experts: &[Expert], picked: &[usize], x: &Tensor) -> candle_core::Resul
     for (i, &e) in picked.iter().enumerate() {
         let act = (outs[2 * i].silu()? * &outs[2 * i + 1])?;
         out = (out + act.apply_op1_no_bwd(&experts[e].down)?)?;
-    }
-    Ok(out)
-}
-
-/// `x · wᵀ` with candle's portable quantised dot products on the blocks as
-/// stored, without the tiles the x86 kernels repack them into.
-fn unpacked(w: &QTensor, x: &[f32]) -> candle_core::Result<Tensor> {
-    let (n, k) = w.shape().dims2()?;
-    let bytes = w.data()?;
-    let blocks: &[BlockQ4K] = unsafe {
-        std::slice::from_raw_parts(
-            bytes.as_ptr() as *const BlockQ4K,
-            bytes.len() / std::mem::size_of::<BlockQ4K>(),
-        )
-    };
-    let mut y = vec![0f32; n];
-    k_quants::matmul((1, k, n), x, blocks, &mut y)?;
-    Tensor::from_vec(y, (1, n), &Device::Cpu)
-}
-
-fn one_by_one_unpacked(
-    experts: &[Expert],
-    picked: &[usize],
-    x: &Tensor,
-) -> candle_core::Result<Tensor> {
-    let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let mut out = x.zeros_like()?;
-    for &e in picked {
-        let ex = &experts[e];
-        let g = unpacked(&ex.gate, &xs)?.silu()?;
-        let u = unpacked(&ex.up, &xs)?;
-        let act: Vec<f32> = (g * u)?.flatten_all()?.to_vec1()?;
-        out = (out + unpacked(&ex.down, &act)?)?;
     }
     Ok(out)
 }
@@ -160,15 +126,6 @@ fn main() -> candle_core::Result<()> {
         one_by_one(&cold, p, &x)
     })?;
     let c = time_steps("gate and up fused", &steps, |p| fused(&cold, p, &x))?;
-    if dtype == GgmlDType::Q4K {
-        let fresh = build()?;
-        let d = time_steps("unpacked blocks", &steps, |p| {
-            one_by_one_unpacked(&fresh, p, &x)
-        })?;
-        println!("unpacked against one by one: {:.2e}", {
-            (&a - &d)?.abs()?.max_all()?.to_scalar::<f32>()?
-        });
-    }
     let diff = |u: &Tensor, v: &Tensor| -> candle_core::Result<f32> {
         (u - v)?.abs()?.max_all()?.to_scalar::<f32>()
     };
