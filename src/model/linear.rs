@@ -70,11 +70,17 @@ const PROMPT_ROWS: usize = 32;
 #[derive(Default)]
 struct Store {
     cached: Mutex<HashMap<String, QTensor>>,
-    made: Mutex<Vec<(String, Arc<QTensor>)>>,
-    /// Every quantised matrix handed out, from the cache or made, by name.
-    handed: Mutex<Vec<(String, Arc<QTensor>)>>,
-    /// Those of them that prompts run through whole.
-    prompted: Mutex<Vec<Arc<QTensor>>>,
+    /// Every quantised matrix handed out, from the cache or made.
+    handed: Mutex<Vec<Handed>>,
+}
+
+struct Handed {
+    name: String,
+    matrix: Arc<QTensor>,
+    /// Quantised from the checkpoint, not taken from the cache.
+    made: bool,
+    /// Prompts run through it whole (it gets prompt tiles).
+    prompted: bool,
 }
 
 impl Quantiser {
@@ -109,15 +115,21 @@ impl Quantiser {
         }
     }
 
-    /// The matrices quantised from the checkpoint so far, by name (layers
-    /// load in parallel; the cache file should not depend on their order).
-    pub fn made(&self) -> Vec<(String, Arc<QTensor>)> {
-        sorted(lock(&self.store.made).clone())
+    /// How many matrices were quantised from the checkpoint so far.
+    pub fn made_count(&self) -> usize {
+        lock(&self.store.handed).iter().filter(|h| h.made).count()
     }
 
-    /// Every quantised matrix of the load, from the cache or made, by name.
+    /// Every quantised matrix of the load, from the cache or made, by name
+    /// (layers load in parallel; the cache file should not depend on their
+    /// order).
     pub fn all(&self) -> Vec<(String, Arc<QTensor>)> {
-        sorted(lock(&self.store.handed).clone())
+        let mut named: Vec<_> = lock(&self.store.handed)
+            .iter()
+            .map(|h| (h.name.clone(), h.matrix.clone()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
     }
 
     /// Runs one row through every quantised matrix handed out, and a
@@ -125,18 +137,17 @@ impl Quantiser {
     /// threads, so that candle's CPU kernels build their tiles now rather
     /// than in the middle of an answer. Nothing to do off the CPU.
     pub fn prepare(&self, threads: usize) -> Result<()> {
-        let mut work: Vec<(Arc<QTensor>, usize)> = lock(&self.store.handed)
-            .iter()
-            .map(|(_, q)| (q.clone(), 1))
-            .collect();
-        if work.first().is_none_or(|(q, _)| !q.device().is_cpu()) {
+        let handed = lock(&self.store.handed);
+        if handed.first().is_none_or(|h| !h.matrix.device().is_cpu()) {
             return Ok(());
         }
-        work.extend(
-            lock(&self.store.prompted)
-                .iter()
-                .map(|q| (q.clone(), PROMPT_ROWS)),
-        );
+        let few = handed.iter().map(|h| (h.matrix.clone(), 1));
+        let prompts = handed
+            .iter()
+            .filter(|h| h.prompted)
+            .map(|h| (h.matrix.clone(), PROMPT_ROWS));
+        let work: Vec<(Arc<QTensor>, usize)> = few.chain(prompts).collect();
+        drop(handed);
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads.max(1))
@@ -160,11 +171,13 @@ impl Quantiser {
         })
     }
 
-    fn hand_out(&self, name: &str, q: &Arc<QTensor>) {
-        lock(&self.store.handed).push((name.to_string(), q.clone()));
-        if !self.single_rows {
-            lock(&self.store.prompted).push(q.clone());
-        }
+    fn hand_out(&self, name: &str, matrix: &Arc<QTensor>, made: bool) {
+        lock(&self.store.handed).push(Handed {
+            name: name.to_string(),
+            matrix: matrix.clone(),
+            made,
+            prompted: !self.single_rows,
+        });
     }
 
     /// `[outputs, inputs]` weight `name`: from the cache, else `read` and
@@ -183,7 +196,7 @@ impl Quantiser {
                 );
             }
             let q = Arc::new(q);
-            self.hand_out(name, &q);
+            self.hand_out(name, &q, false);
             return Ok(Weight::Quantized(q));
         }
         let weight = read()?;
@@ -191,15 +204,9 @@ impl Quantiser {
             return Ok(Weight::Float(weight));
         };
         let q = Arc::new(QTensor::quantize(&weight, format)?);
-        lock(&self.store.made).push((name.to_string(), q.clone()));
-        self.hand_out(name, &q);
+        self.hand_out(name, &q, true);
         Ok(Weight::Quantized(q))
     }
-}
-
-fn sorted(mut named: Vec<(String, Arc<QTensor>)>) -> Vec<(String, Arc<QTensor>)> {
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
 }
 
 /// A poisoned lock only means another layer's load panicked; the map is intact.
@@ -274,18 +281,21 @@ impl Linear {
                 x2.matmul(&w.t()?)?
             }
         };
-        let mut out_dims = dims;
-        out_dims.pop();
-        out_dims.push(y.dim(1)?);
+        self.finish(y, &dims)
+    }
+
+    /// The product `y` `(rows, outputs)` of an input shaped `dims`, given
+    /// the input's shape with its last size the outputs', plus the bias.
+    fn finish(&self, y: Tensor, dims: &[usize]) -> Result<Tensor> {
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("an input has a last dimension") = y.dim(1)?;
         let y = y.reshape(out_dims)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
     }
-}
 
-impl Linear {
     /// Each layer's output for the same input `x`, in order.
     pub fn forward_shared(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
         if let Some(ys) = fused_one_row(layers, x)? {
@@ -320,17 +330,9 @@ fn fused_one_row(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> 
     let Some(ys) = QTensor::gemv_fused_shared_lhs(&qs, &x.contiguous()?.reshape((1, k))?)? else {
         return Ok(None);
     };
-    let mut out_dims = dims.to_vec();
     ys.into_iter()
         .zip(layers)
-        .map(|(y, l)| {
-            *out_dims.last_mut().expect("x has a last dimension") = y.dim(1)?;
-            let y = y.reshape(out_dims.as_slice())?;
-            match &l.bias {
-                Some(b) => y.broadcast_add(b),
-                None => Ok(y),
-            }
-        })
+        .map(|(y, l)| l.finish(y, dims))
         .collect::<Result<Vec<_>>>()
         .map(Some)
 }

@@ -45,10 +45,9 @@ impl Mlp {
 
     /// The gate and up projections of `x`.
     pub fn gate_and_up(&self, x: &Tensor) -> Result<[Tensor; 2]> {
-        let [gate, up]: [Tensor; 2] = Linear::forward_shared(&self.gate_and_up_layers(), x)?
+        Ok(Linear::forward_shared(&self.gate_and_up_layers(), x)?
             .try_into()
-            .expect("two layers, two outputs");
-        Ok([gate, up])
+            .expect("two layers, two outputs"))
     }
 
     /// The gate and up layers, for running beside others over the same input.

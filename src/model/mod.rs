@@ -219,21 +219,19 @@ impl VlModel {
         .map_err(bad)?;
         // A cache that lacked matrices this version quantises (made by an
         // earlier build of the same version) is completed.
-        let before = match before {
-            CacheUse::Hit if !q.made().is_empty() => CacheUse::Rebuilt(format!(
-                "lacked {} of the {} quantised matrices",
-                q.made().len(),
-                q.all().len()
+        let all = q.all();
+        let before = match (before, q.made_count()) {
+            (CacheUse::Hit, made) if made > 0 => CacheUse::Rebuilt(format!(
+                "lacked {made} of the {} quantised matrices",
+                all.len()
             )),
-            before => before,
+            (before, _) => before,
         };
         let used = match (&cache, before) {
-            (Some(c), before @ (CacheUse::Written | CacheUse::Rebuilt(_))) => {
-                match c.write(&q.all()) {
-                    Ok(()) => before,
-                    Err(why) => CacheUse::NotWritten(why),
-                }
-            }
+            (Some(c), before @ (CacheUse::Written | CacheUse::Rebuilt(_))) => match c.write(&all) {
+                Ok(()) => before,
+                Err(why) => CacheUse::NotWritten(why),
+            },
             (_, before) => before,
         };
         // Tiles for the CPU's quantised kernels, built now rather than
