@@ -1,8 +1,8 @@
 //! Times the ways a projection can run, at the shapes of a real-size decoder,
 //! for the row counts of decoding and of prompts: candle's matmul (gemm), the
 //! few-row streaming kernel, and quantised weights through candle's quantised
-//! kernels or dequantised for a float matmul. The thresholds in
-//! `src/model/linear.rs` come from this table.
+//! kernels or through glimpse's packed ones (where the CPU has AVX-512
+//! VNNI). The choices in `src/model/linear.rs` come from this table.
 //!
 //!     cargo run --release --example matmul_shapes [-- HIDDEN INTERMEDIATE VOCAB]
 //!
@@ -14,6 +14,7 @@ use std::time::Instant;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use glimpse::model::few_rows;
+use glimpse::model::packed::PackedMatrix;
 
 fn best_ms(mut f: impl FnMut()) -> f64 {
     f();
@@ -37,7 +38,7 @@ fn main() -> candle_core::Result<()> {
         _ => (1536, 8960, 151_936),
     };
     let dev = Device::Cpu;
-    println!("shape (in→out)   rows   gemm   few-row   q8_0 kernel   q8_0 dequant   q4k kernel   q4k dequant  (ms)");
+    println!("shape (in→out)   rows   gemm   few-row   q8_0 candle   q8_0 packed   q4k candle   q4k packed  (ms)");
     for (k, n) in [(h, h), (h, i), (i, h), (h, v)] {
         let w = Tensor::randn(0f32, 0.02, (n, k), &dev)?;
         let wt = w.t()?;
@@ -67,10 +68,15 @@ fn main() -> candle_core::Result<()> {
                     x.apply_op1_no_bwd(q).unwrap();
                 })
             };
-            let dequant = |q: &QTensor| {
-                best_ms(|| {
-                    x.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
-                })
+            let packed = |q: &QTensor| match PackedMatrix::from_ggml(
+                q.dtype(),
+                (n, k),
+                &q.data().unwrap(),
+            ) {
+                Some(p) if PackedMatrix::cpu_has_kernels() => best_ms(|| {
+                    PackedMatrix::matmul_many(&[&p], &xs, rows);
+                }),
+                _ => f64::NAN,
             };
             println!(
                 "{:>6}→{:<7} {:>6} {:7.2} {few} {:13.2} {:14.2} {:12.2} {:13.2}",
@@ -79,9 +85,9 @@ fn main() -> candle_core::Result<()> {
                 rows,
                 gemm,
                 kernel(&q8),
-                dequant(&q8),
+                packed(&q8),
                 kernel(&q4),
-                dequant(&q4)
+                packed(&q4)
             );
         }
     }

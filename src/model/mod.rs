@@ -11,6 +11,7 @@ pub mod kv_cache;
 pub mod linear;
 pub mod mlp;
 pub mod moe;
+pub mod packed;
 pub mod params;
 pub mod quant;
 pub mod recurrent_state;

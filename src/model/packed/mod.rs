@@ -1,0 +1,213 @@
+//! Quantised matrices in a layout of glimpse's own for CPUs with AVX-512
+//! VNNI, multiplied by kernels of its own, so that only one copy of each
+//! matrix is kept.
+//!
+//! candle's x86 kernels keep the ggml blocks and, beside them, tiles they
+//! repack the blocks into (for q4k 0.75 bytes a weight for a few rows and
+//! 1.25 more for AMX prompts, against the blocks' 0.56): the tiles made a
+//! quantised model hardly smaller than the float one. Here the blocks are
+//! repacked once, at load, into tiles of 16 output rows that hold exactly
+//! what the blocks held (q4k keeps its 6-bit scales as bytes: 0.58 bytes a
+//! weight; q8_0 the same 1.06 as its blocks), and the blocks are dropped.
+//! The repacking is exactly reversible ([`PackedMatrix::to_ggml_bytes`]),
+//! so the weights cache keeps ggml blocks.
+//!
+//! Inputs are quantised to 8 bits per 256 values ([`activations`]); one
+//! `vpdpbusd` then multiplies 4 input values into 16 outputs at once, for a
+//! few rows while decoding and for a prompt's many rows alike.
+
+mod activations;
+mod layout;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use candle_core::quantized::GgmlDType;
+
+pub use activations::Activations;
+use layout::{TileQ4K, TileQ8_0, TILE_ROWS};
+
+/// A quantised `[outputs, inputs]` matrix in 16-row tiles, one strip of
+/// tiles per 16 outputs, each strip running along the inputs.
+pub struct PackedMatrix {
+    outputs: usize,
+    inputs: usize,
+    tiles: Tiles,
+}
+
+enum Tiles {
+    Q4K(Vec<TileQ4K>),
+    Q8_0(Vec<TileQ8_0>),
+}
+
+impl PackedMatrix {
+    /// Whether this CPU runs the kernels.
+    pub fn cpu_has_kernels() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            x86::available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Whether a matrix of this format and shape can be packed: whole tiles
+    /// of outputs, and inputs in whole 256-value blocks (the inputs'
+    /// quantisation unit).
+    pub fn fits(format: GgmlDType, (outputs, inputs): (usize, usize)) -> bool {
+        matches!(format, GgmlDType::Q4K | GgmlDType::Q8_0)
+            && outputs > 0
+            && outputs.is_multiple_of(TILE_ROWS)
+            && inputs > 0
+            && inputs.is_multiple_of(layout::SUPER)
+    }
+
+    /// Repacks ggml blocks (row after row, as candle stores them); `None`
+    /// where [`PackedMatrix::fits`] says no.
+    pub fn from_ggml(
+        format: GgmlDType,
+        (outputs, inputs): (usize, usize),
+        blocks: &[u8],
+    ) -> Option<Self> {
+        if !Self::fits(format, (outputs, inputs)) {
+            return None;
+        }
+        let tiles = match format {
+            GgmlDType::Q4K => Tiles::Q4K(layout::pack_q4k(blocks, outputs, inputs)),
+            GgmlDType::Q8_0 => Tiles::Q8_0(layout::pack_q8_0(blocks, outputs, inputs)),
+            _ => return None,
+        };
+        Some(PackedMatrix {
+            outputs,
+            inputs,
+            tiles,
+        })
+    }
+
+    /// The ggml blocks it was packed from, byte for byte.
+    pub fn to_ggml_bytes(&self) -> Vec<u8> {
+        match &self.tiles {
+            Tiles::Q4K(t) => layout::unpack_q4k(t, self.outputs, self.inputs),
+            Tiles::Q8_0(t) => layout::unpack_q8_0(t, self.outputs, self.inputs),
+        }
+    }
+
+    pub fn format(&self) -> GgmlDType {
+        match self.tiles {
+            Tiles::Q4K(_) => GgmlDType::Q4K,
+            Tiles::Q8_0(_) => GgmlDType::Q8_0,
+        }
+    }
+
+    /// `(outputs, inputs)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.outputs, self.inputs)
+    }
+
+    pub fn size_in_bytes(&self) -> usize {
+        match &self.tiles {
+            Tiles::Q4K(t) => std::mem::size_of_val(t.as_slice()),
+            Tiles::Q8_0(t) => std::mem::size_of_val(t.as_slice()),
+        }
+    }
+
+    /// Output rows `ids` widened to f32, one after another (an embedding
+    /// tied to this matrix).
+    pub fn rows(&self, ids: &[u32]) -> candle_core::Result<Vec<f32>> {
+        let k = self.inputs;
+        let mut out = vec![0f32; ids.len() * k];
+        for (dst, &id) in out.chunks_mut(k).zip(ids) {
+            let row = id as usize;
+            if row >= self.outputs {
+                candle_core::bail!("row {row} is out of range for {} rows", self.outputs);
+            }
+            match &self.tiles {
+                Tiles::Q4K(t) => layout::row_q4k(t, k, row, dst),
+                Tiles::Q8_0(t) => layout::row_q8_0(t, k, row, dst),
+            }
+        }
+        Ok(out)
+    }
+
+    fn strip_tiles(&self) -> usize {
+        self.outputs / TILE_ROWS
+    }
+
+    /// `x · Wᵀ` for `rows` rows of `x` (`rows × inputs`), through every
+    /// matrix in `mats` (all with the same inputs), one result each, `rows
+    /// × outputs`. The input is quantised once for all of them, and one
+    /// parallel pass covers them all.
+    pub fn matmul_many(mats: &[&PackedMatrix], x: &[f32], rows: usize) -> Vec<Vec<f32>> {
+        let Some(first) = mats.first() else {
+            return Vec::new();
+        };
+        let k = first.inputs;
+        assert!(mats.iter().all(|m| m.inputs == k), "one input size");
+        assert_eq!(x.len(), rows * k, "x is rows × inputs");
+        let acts = Activations::quantise(x, rows, k);
+        let mut outs: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; rows * m.outputs]).collect();
+        // Strips of all the matrices, one after another, shared out by
+        // candle's CPU thread pool (the one its own kernels use: its threads
+        // wait spinning between the products of a decoding step, and the
+        // calling thread works too), a run of strips at a time.
+        let mut starts = Vec::with_capacity(mats.len());
+        let mut total = 0;
+        for m in mats {
+            starts.push(total);
+            total += m.strip_tiles();
+        }
+        let targets: Vec<Output> = outs.iter_mut().map(|o| Output(o.as_mut_ptr())).collect();
+        candle_core::utils::barrier_pool().execute_chunked(total, |range| {
+            let mut at = range.start;
+            while at < range.end {
+                let which = starts.partition_point(|&s| s <= at) - 1;
+                let end = range.end.min(starts[which] + mats[which].strip_tiles());
+                let local = at - starts[which]..end - starts[which];
+                // SAFETY: runs of strips cover disjoint output columns, and
+                // each output buffer outlives this pass.
+                unsafe { mats[which].strips(&acts, local, targets[which].0) };
+                at = end;
+            }
+        });
+        outs
+    }
+
+    /// Writes output columns of strips `range` for every row of `acts` into
+    /// `y` (`rows × outputs`).
+    ///
+    /// # Safety
+    /// `y` points at `rows × outputs` floats that nothing else writes in
+    /// these columns meanwhile.
+    unsafe fn strips(&self, acts: &Activations, range: std::ops::Range<usize>, y: *mut f32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let per_strip = match &self.tiles {
+                Tiles::Q4K(_) => self.inputs / layout::SUPER,
+                Tiles::Q8_0(_) => self.inputs / layout::Q8_0_BLOCK,
+            };
+            for s in range {
+                let tiles = s * per_strip..(s + 1) * per_strip;
+                let kernel = match &self.tiles {
+                    Tiles::Q4K(t) => x86::Strip::Q4K(&t[tiles]),
+                    Tiles::Q8_0(t) => x86::Strip::Q8_0(&t[tiles]),
+                };
+                x86::strip(kernel, acts, y.add(s * TILE_ROWS), self.outputs);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (acts, range, y);
+            unreachable!("packed matrices are only made where the kernels run")
+        }
+    }
+}
+
+/// An output buffer shared by the runs of strips of one pass.
+struct Output(*mut f32);
+// SAFETY: the runs of strips write disjoint columns (see `matmul_many`).
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+#[cfg(test)]
+mod tests;
