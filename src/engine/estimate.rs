@@ -172,13 +172,24 @@ fn weights_bytes(i: &EstimateInputs, b: u64) -> u64 {
     stored_weights_bytes(i.weight_elements, b, linear, i.quant) + tiles
 }
 
-/// What candle's x86 quantised kernels keep per weight beside the blocks,
-/// for products of a few rows and for prompts: the tiles they repack a
-/// matrix into (q4k: 16-row tiles of unpacked scales, 3 072 bytes per 4 096
-/// weights, and 5 120 more for the AMX kernel of prompts where the CPU has
-/// AMX; q6k: 5 120 for prompts; q8_0: 544 per 512, for both, where the CPU
-/// has VNNI). Other CPUs and formats keep none.
+/// What the CPU's quantised kernels keep per weight beside the blocks, for
+/// products of a few rows and for prompts. Where glimpse's packed kernels
+/// run (AVX-512 VNNI), q4k and q8_0 matrices are kept once, as tiles in
+/// place of the blocks (q4k's tiles hold 2 368 bytes per 4 096 weights where
+/// its blocks held 2 304; q8_0's the same bytes). Elsewhere candle's kernels
+/// repack a matrix into tiles beside its blocks (q4k: 16-row tiles of
+/// unpacked scales, 3 072 bytes per 4 096 weights, and 5 120 more for the
+/// AMX kernel of prompts where the CPU has AMX; q6k: 5 120 for prompts;
+/// q8_0: 544 per 512, for both, where the CPU has VNNI). Other CPUs and
+/// formats keep none.
 fn cpu_tile_bytes_per_weight(quant: Quant) -> (f64, f64) {
+    if crate::model::packed::PackedMatrix::cpu_has_kernels() {
+        match quant {
+            Quant::Q4K => return (64.0 / 4096.0, 0.0),
+            Quant::Q8_0 => return (0.0, 0.0),
+            _ => {}
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
@@ -621,11 +632,22 @@ mod tests {
             8_875_631_616 - (layers + head) * 2 + (layers + head) / 256 * 144
         );
         assert_eq!(q4.weights_bytes, 3_093_615_616);
-        // On an x86 CPU, the tiles of candle's kernels come on top.
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            assert!(q4_cpu.weights_bytes >= q4.weights_bytes + (layers + head) * 3 / 4);
+        // On a CPU with glimpse's packed kernels, their tiles replace the
+        // blocks and keep the scales as bytes (2 368 bytes per 4 096 weights
+        // where the blocks take 2 304); on another x86 CPU the tiles of
+        // candle's kernels come on top of the blocks.
+        if crate::model::packed::PackedMatrix::cpu_has_kernels() {
+            assert_eq!(
+                q4_cpu.weights_bytes,
+                q4.weights_bytes + (layers + head) / 64
+            );
+        } else {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                assert!(q4_cpu.weights_bytes >= q4.weights_bytes + (layers + head) * 3 / 4);
+            }
         }
         assert_eq!(q4.prefill_bytes, e.prefill_bytes + 2560 * 9728 * 2);
         assert_eq!(q4.quant, "q4k");

@@ -4,37 +4,43 @@
 //!
 //! - float weights, a few rows on the CPU (decoding): [`few_rows`], which
 //!   streams the weights once instead of packing them;
-//! - quantised weights on the CPU: candle's quantised kernels at every row
-//!   count; they tile prompt rows so each weight block is read once per tile,
-//!   and beat the float matmul even at 512 rows (`examples/matmul_shapes.rs`);
+//! - quantised q4k and q8_0 weights on a CPU with AVX-512 VNNI: glimpse's
+//!   own kernels over its own tiles ([`super::packed`]), at every row count;
+//!   the tiles replace the blocks, so the matrix is kept once;
+//! - other quantised weights on the CPU: candle's quantised kernels at every
+//!   row count; they tile prompt rows so each weight block is read once per
+//!   tile, and beat the float matmul even at 512 rows
+//!   (`examples/matmul_shapes.rs`);
 //! - quantised weights elsewhere, a few rows: the quantised kernels of the
 //!   device; many rows (prefill): the matrix is widened back to the
 //!   activation dtype for that one product;
 //! - everything else: candle's matmul.
 //!
 //! Several layers over the same input (q, k and v; gate and up; the experts a
-//! token is routed to) go through [`Linear::forward_shared`]: for one row of
-//! quantised weights on the CPU that is one call of candle's fused kernel,
-//! which quantises the input once and starts its threads once for all of
-//! them, with the same results as one call each.
+//! token is routed to) go through [`Linear::forward_shared`]: for packed
+//! matrices, and for one row of candle's quantised matrices on the CPU, that
+//! is one call of a fused kernel, which quantises the input once and starts
+//! its threads once for all of them, with the same results as one call each.
 //!
-//! candle's x86 kernels repack a quantised matrix into tiles the first time
-//! it is used and keep the tiles (one kind for a few rows, another for a
+//! candle's x86 kernels (where the packed ones do not apply) repack a
+//! quantised matrix into tiles the first time it is used and keep the tiles (one kind for a few rows, another for a
 //! prompt's many rows on CPUs with AMX). [`Quantiser::prepare`] does that
 //! right after loading, so the first answer does not pay for it, and a
 //! mixture-of-experts model does not pay again each time a token reaches an
 //! expert that has not run before. The output head and the routed experts,
 //! which mostly see one row at a time, get the few-row tiles only.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use candle_core::quantized::QTensor;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Result, Storage, Tensor};
 use candle_nn::VarBuilder;
 use half::{bf16, f16};
 
 use super::few_rows::{self, WeightElement};
+use super::packed::PackedMatrix;
 use super::quant::Quant;
 
 /// Rows up to which quantised weights use the quantised kernels off the CPU;
@@ -48,7 +54,78 @@ pub struct Linear {
 
 enum Weight {
     Float(Tensor),
-    Quantized(Arc<QTensor>),
+    Quantized(QuantisedMatrix),
+}
+
+/// A quantised matrix, as candle keeps it (ggml blocks, plus the tiles its
+/// x86 kernels add) or packed for glimpse's CPU kernels.
+#[derive(Clone)]
+pub enum QuantisedMatrix {
+    Candle(Arc<QTensor>),
+    Packed(Arc<PackedMatrix>),
+}
+
+impl QuantisedMatrix {
+    /// `q` packed where this CPU has the kernels and its format and shape
+    /// fit them, else as it is.
+    fn for_device(q: QTensor) -> Result<Self> {
+        if q.device().is_cpu() && PackedMatrix::cpu_has_kernels() {
+            if let Ok(dims) = q.shape().dims2() {
+                if PackedMatrix::fits(q.dtype(), dims) {
+                    let packed = PackedMatrix::from_ggml(q.dtype(), dims, &q.data()?);
+                    if let Some(p) = packed {
+                        return Ok(QuantisedMatrix::Packed(Arc::new(p)));
+                    }
+                }
+            }
+        }
+        Ok(QuantisedMatrix::Candle(Arc::new(q)))
+    }
+
+    /// `(outputs, inputs)`.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            QuantisedMatrix::Candle(q) => q.shape().dims2(),
+            QuantisedMatrix::Packed(p) => Ok(p.dims()),
+        }
+    }
+
+    pub fn format(&self) -> GgmlDType {
+        match self {
+            QuantisedMatrix::Candle(q) => q.dtype(),
+            QuantisedMatrix::Packed(p) => p.format(),
+        }
+    }
+
+    /// The ggml blocks, as the weights cache stores them.
+    pub fn ggml_bytes(&self) -> Result<Cow<'_, [u8]>> {
+        match self {
+            QuantisedMatrix::Candle(q) => q.data(),
+            QuantisedMatrix::Packed(p) => Ok(Cow::Owned(p.to_ggml_bytes())),
+        }
+    }
+
+    /// Bytes the matrix occupies (not counting candle's tiles).
+    pub fn size_in_bytes(&self) -> usize {
+        match self {
+            QuantisedMatrix::Candle(q) => q.storage_size_in_bytes(),
+            QuantisedMatrix::Packed(p) => p.size_in_bytes(),
+        }
+    }
+
+    /// Output rows `ids` widened to f32, shaped as `ids` plus the inputs (an
+    /// embedding tied to this matrix).
+    pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            QuantisedMatrix::Candle(q) => q.embedding(ids),
+            QuantisedMatrix::Packed(p) => {
+                let flat = ids.flatten_all()?.to_vec1::<u32>()?;
+                let mut dims = ids.dims().to_vec();
+                dims.push(p.dims().1);
+                Tensor::from_vec(p.rows(&flat)?, dims, ids.device())
+            }
+        }
+    }
 }
 
 /// Where the quantised matrices of one load come from: the weights cache
@@ -76,7 +153,7 @@ struct Store {
 
 struct Handed {
     name: String,
-    matrix: Arc<QTensor>,
+    matrix: QuantisedMatrix,
     /// Quantised from the checkpoint, not taken from the cache.
     made: bool,
     /// Prompts run through it whole (it gets prompt tiles).
@@ -123,7 +200,7 @@ impl Quantiser {
     /// Every quantised matrix of the load, from the cache or made, by name
     /// (layers load in parallel; the cache file should not depend on their
     /// order).
-    pub fn all(&self) -> Vec<(String, Arc<QTensor>)> {
+    pub fn all(&self) -> Vec<(String, QuantisedMatrix)> {
         let mut named: Vec<_> = lock(&self.store.handed)
             .iter()
             .map(|h| (h.name.clone(), h.matrix.clone()))
@@ -132,22 +209,27 @@ impl Quantiser {
         named
     }
 
-    /// Runs one row through every quantised matrix handed out, and a
-    /// prompt's worth of rows through those that prompts use, on `threads`
-    /// threads, so that candle's CPU kernels build their tiles now rather
-    /// than in the middle of an answer. Nothing to do off the CPU.
+    /// Runs one row through every matrix handed out that candle's kernels
+    /// multiply, and a prompt's worth of rows through those that prompts
+    /// use, on `threads` threads, so that candle's CPU kernels build their
+    /// tiles now rather than in the middle of an answer. Nothing to do off
+    /// the CPU, nor for packed matrices.
     pub fn prepare(&self, threads: usize) -> Result<()> {
         let handed = lock(&self.store.handed);
-        if handed.first().is_none_or(|h| !h.matrix.device().is_cpu()) {
-            return Ok(());
-        }
-        let few = handed.iter().map(|h| (h.matrix.clone(), 1));
-        let prompts = handed
+        let candle: Vec<(Arc<QTensor>, bool)> = handed
             .iter()
-            .filter(|h| h.prompted)
-            .map(|h| (h.matrix.clone(), PROMPT_ROWS));
-        let work: Vec<(Arc<QTensor>, usize)> = few.chain(prompts).collect();
+            .filter_map(|h| match &h.matrix {
+                QuantisedMatrix::Candle(q) if q.device().is_cpu() => Some((q.clone(), h.prompted)),
+                _ => None,
+            })
+            .collect();
         drop(handed);
+        let few = candle.iter().map(|(q, _)| (q.clone(), 1));
+        let prompts = candle
+            .iter()
+            .filter(|(_, prompted)| *prompted)
+            .map(|(q, _)| (q.clone(), PROMPT_ROWS));
+        let work: Vec<(Arc<QTensor>, usize)> = few.chain(prompts).collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads.max(1))
@@ -171,7 +253,7 @@ impl Quantiser {
         })
     }
 
-    fn hand_out(&self, name: &str, matrix: &Arc<QTensor>, made: bool) {
+    fn hand_out(&self, name: &str, matrix: &QuantisedMatrix, made: bool) {
         lock(&self.store.handed).push(Handed {
             name: name.to_string(),
             matrix: matrix.clone(),
@@ -195,7 +277,7 @@ impl Quantiser {
                     q.shape().dims()
                 );
             }
-            let q = Arc::new(q);
+            let q = QuantisedMatrix::for_device(q)?;
             self.hand_out(name, &q, false);
             return Ok(Weight::Quantized(q));
         }
@@ -203,7 +285,8 @@ impl Quantiser {
         let Some(format) = self.quant.format_for(inputs) else {
             return Ok(Weight::Float(weight));
         };
-        let q = Arc::new(QTensor::quantize(&weight, format)?);
+        let q = QuantisedMatrix::for_device(QTensor::quantize(&weight, format)?)?;
+        drop(weight);
         self.hand_out(name, &q, true);
         Ok(Weight::Quantized(q))
     }
@@ -251,7 +334,7 @@ impl Linear {
     }
 
     /// The matrix, when it is stored quantised.
-    pub fn quantised(&self) -> Option<Arc<QTensor>> {
+    pub fn quantised(&self) -> Option<QuantisedMatrix> {
         match &self.weight {
             Weight::Quantized(q) => Some(q.clone()),
             Weight::Float(_) => None,
@@ -262,7 +345,7 @@ impl Linear {
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {
             Weight::Float(w) => w.elem_count() * w.dtype().size_in_bytes(),
-            Weight::Quantized(q) => q.storage_size_in_bytes(),
+            Weight::Quantized(q) => q.size_in_bytes(),
         }
     }
 
@@ -273,10 +356,13 @@ impl Linear {
         let x2 = x.contiguous()?.reshape((rows, k))?;
         let y = match &self.weight {
             Weight::Float(w) => float_product(&x2, w, rows)?,
-            Weight::Quantized(q) if rows <= QUANTISED_KERNEL_ROWS || x.device().is_cpu() => {
+            Weight::Quantized(QuantisedMatrix::Packed(p)) => packed_products(&[p], &x2)?.remove(0),
+            Weight::Quantized(QuantisedMatrix::Candle(q))
+                if rows <= QUANTISED_KERNEL_ROWS || x.device().is_cpu() =>
+            {
                 x2.apply_op1_no_bwd(q.as_ref())?
             }
-            Weight::Quantized(q) => {
+            Weight::Quantized(QuantisedMatrix::Candle(q)) => {
                 let w = q.dequantize(x.device())?.to_dtype(x.dtype())?;
                 x2.matmul(&w.t()?)?
             }
@@ -298,11 +384,54 @@ impl Linear {
 
     /// Each layer's output for the same input `x`, in order.
     pub fn forward_shared(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+        if let Some(ys) = fused_packed(layers, x)? {
+            return Ok(ys);
+        }
         if let Some(ys) = fused_one_row(layers, x)? {
             return Ok(ys);
         }
         layers.iter().map(|l| l.forward(x)).collect()
     }
+}
+
+/// Any rows through several packed matrices in one pass; `None` unless
+/// every layer is packed.
+fn fused_packed(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+    if layers.len() < 2 {
+        return Ok(None);
+    }
+    let Some(packed) = layers
+        .iter()
+        .map(|l| match &l.weight {
+            Weight::Quantized(QuantisedMatrix::Packed(p)) => Some(p),
+            _ => None,
+        })
+        .collect::<Option<Vec<&Arc<PackedMatrix>>>>()
+    else {
+        return Ok(None);
+    };
+    let dims = x.dims();
+    let k = *dims.last().unwrap_or(&0);
+    let rows = x.elem_count() / k.max(1);
+    let x2 = x.contiguous()?.reshape((rows, k))?;
+    packed_products(&packed, &x2)?
+        .into_iter()
+        .zip(layers)
+        .map(|(y, l)| l.finish(y, dims))
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// `x · Wᵀ` of `x` `(rows, inputs)` for each packed `W`, in `x`'s dtype.
+fn packed_products(mats: &[&Arc<PackedMatrix>], x: &Tensor) -> Result<Vec<Tensor>> {
+    let (rows, _) = x.dims2()?;
+    let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mats: Vec<&PackedMatrix> = mats.iter().map(|p| p.as_ref()).collect();
+    PackedMatrix::matmul_many(&mats, &xs, rows)
+        .into_iter()
+        .zip(&mats)
+        .map(|(y, m)| Tensor::from_vec(y, (rows, m.dims().0), x.device())?.to_dtype(x.dtype()))
+        .collect()
 }
 
 /// One row through several quantised matrices of one format on the CPU, in
@@ -317,8 +446,8 @@ fn fused_one_row(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> 
     let Some(qs) = layers
         .iter()
         .map(|l| match &l.weight {
-            Weight::Quantized(q) => Some(q.as_ref()),
-            Weight::Float(_) => None,
+            Weight::Quantized(QuantisedMatrix::Candle(q)) => Some(q.as_ref()),
+            _ => None,
         })
         .collect::<Option<Vec<&QTensor>>>()
     else {
@@ -457,13 +586,21 @@ mod tests {
         let float = Linear::new(w.clone(), None, Quant::None).unwrap();
         let q4 = Linear::new(w, None, Quant::Q4K).unwrap();
         assert_eq!(float.weight_bytes(), 64 * 1024 * 4);
-        assert_eq!(q4.weight_bytes(), 64 * 1024 / 256 * 144);
+        // Packed for this CPU's kernels, the tiles keep the 6-bit scales as
+        // bytes: 2 368 bytes per 16 rows of 256 weights against the blocks'
+        // 2 304.
+        let bytes = if PackedMatrix::cpu_has_kernels() {
+            64 / 16 * 1024 / 256 * 2368
+        } else {
+            64 * 1024 / 256 * 144
+        };
+        assert_eq!(q4.weight_bytes(), bytes);
     }
 
     #[test]
     fn layers_sharing_an_input_give_what_each_gives_alone() {
-        // 512 inputs and multiples of 16 outputs: the shapes candle's fused
-        // kernel takes, where the CPU has it.
+        // 512 inputs and multiples of 16 outputs: the shapes the packed and
+        // candle's fused kernels take, where the CPU has them.
         let x = random((1, 512), 7).unsqueeze(0).unwrap();
         for quant in [Quant::None, Quant::Q8_0, Quant::Q4K, Quant::Q6K] {
             let q = Quantiser::new(quant);
@@ -478,13 +615,10 @@ mod tests {
             // Tiles built beforehand change nothing either.
             q.prepare(2).unwrap();
             let refs: Vec<&Linear> = layers.iter().collect();
-            #[cfg(target_arch = "x86_64")]
-            if matches!(quant, Quant::Q8_0 | Quant::Q4K)
-                && std::arch::is_x86_feature_detected!("avx512vnni")
-            {
+            if matches!(quant, Quant::Q8_0 | Quant::Q4K) && PackedMatrix::cpu_has_kernels() {
                 assert!(
-                    fused_one_row(&refs, &x).unwrap().is_some(),
-                    "{quant:?} takes the fused kernel on this CPU"
+                    fused_packed(&refs, &x).unwrap().is_some(),
+                    "{quant:?} takes the packed kernels on this CPU"
                 );
             }
             let shared = Linear::forward_shared(&refs, &x).unwrap();

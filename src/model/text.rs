@@ -281,7 +281,7 @@ const TIED_HEAD: &str = "tied output head";
 enum TokenEmbedding {
     Float(Embedding),
     FromQuantisedHead {
-        head: std::sync::Arc<candle_core::quantized::QTensor>,
+        head: super::linear::QuantisedMatrix,
         dtype: DType,
     },
 }

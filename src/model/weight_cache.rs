@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::{DType, Device};
@@ -23,6 +22,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::linear::QuantisedMatrix;
 use super::quant::Quant;
 use crate::human::hex;
 
@@ -190,28 +190,30 @@ impl WeightCache {
     }
 
     /// Writes `matrices` to a temporary file beside the entry, then renames
-    /// it over the entry, so a reader never sees half a file.
-    pub fn write(&self, matrices: &[(String, Arc<QTensor>)]) -> Result<(), String> {
-        let blocks = matrices
+    /// it over the entry, so a reader never sees half a file. A packed
+    /// matrix gives back its blocks one at a time, twice (to checksum, then
+    /// to write), so the model's blocks are never all held twice.
+    pub fn write(&self, matrices: &[(String, QuantisedMatrix)]) -> Result<(), String> {
+        let sums = matrices
             .par_iter()
             .map(|(_, q)| {
-                let data = q.data().map_err(|e| super::without_backtrace(&e))?;
-                let digest = hex(&Sha256::digest(&data));
-                Ok((data, digest))
+                let data = blocks_of(q)?;
+                let dims = q.dims().map_err(|e| super::without_backtrace(&e))?;
+                Ok((data.len() as u64, hex(&Sha256::digest(&data)), dims))
             })
             .collect::<Result<Vec<_>, String>>()?;
         let mut entries = Vec::with_capacity(matrices.len());
         let mut offset = 0u64;
-        for ((name, q), (data, digest)) in matrices.iter().zip(&blocks) {
+        for ((name, q), (bytes, digest, (outputs, inputs))) in matrices.iter().zip(sums) {
             entries.push(Entry {
                 name: name.clone(),
-                format: format!("{:?}", q.dtype()),
-                shape: q.shape().dims().to_vec(),
+                format: format!("{:?}", q.format()),
+                shape: vec![outputs, inputs],
                 offset,
-                bytes: data.len() as u64,
-                sha256: digest.clone(),
+                bytes,
+                sha256: digest,
             });
-            offset = (offset + data.len() as u64).next_multiple_of(ALIGN);
+            offset = (offset + bytes).next_multiple_of(ALIGN);
         }
         let mut header = Header {
             identity: self.identity.clone(),
@@ -224,7 +226,7 @@ impl WeightCache {
             let json = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
             let data_start = (PREAMBLE + json.len() as u64).next_multiple_of(ALIGN);
             if data_start == start {
-                return self.write_file(&json, &header, &blocks);
+                return self.write_file(&json, &header, matrices);
             }
             for m in &mut header.matrices {
                 m.offset = m.offset - start + data_start;
@@ -237,7 +239,7 @@ impl WeightCache {
         &self,
         json: &[u8],
         header: &Header,
-        blocks: &[(std::borrow::Cow<'_, [u8]>, String)],
+        matrices: &[(String, QuantisedMatrix)],
     ) -> Result<(), String> {
         let dir = self.path.parent().ok_or("the cache path has no folder")?;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -250,10 +252,14 @@ impl WeightCache {
         out.write_all(&Sha256::digest(json)).map_err(io)?;
         out.write_all(json).map_err(io)?;
         let mut at = PREAMBLE + json.len() as u64;
-        for (m, (data, _)) in header.matrices.iter().zip(blocks) {
+        for (m, (_, q)) in header.matrices.iter().zip(matrices) {
+            let data = blocks_of(q)?;
+            if data.len() as u64 != m.bytes {
+                return Err(format!("{} changed while being written", m.name));
+            }
             let pad = m.offset.checked_sub(at).ok_or("overlapping offsets")?;
             out.write_all(&vec![0u8; pad as usize]).map_err(io)?;
-            out.write_all(data).map_err(io)?;
+            out.write_all(&data).map_err(io)?;
             at = m.offset + data.len() as u64;
         }
         let tmp = out.into_inner().map_err(|e| e.error().to_string())?;
@@ -261,6 +267,10 @@ impl WeightCache {
         tmp.persist(&self.path).map_err(|e| e.error.to_string())?;
         Ok(())
     }
+}
+
+fn blocks_of(q: &QuantisedMatrix) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    q.ggml_bytes().map_err(|e| super::without_backtrace(&e))
 }
 
 /// One matrix from the mapped file: checked, copied into its tensor, and
