@@ -29,7 +29,14 @@ impl Activations {
             .zip(scales.iter_mut())
             .zip(sums.chunks_exact_mut(SUPER / 32))
         {
-            let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            // `f32::max` would pass over a NaN; keep it, to be seen below.
+            let amax = x.iter().fold(0f32, |m, v| {
+                if v.is_nan() || v.abs() > m {
+                    v.abs()
+                } else {
+                    m
+                }
+            });
             if amax == 0.0 || !amax.is_finite() {
                 // Zeros stay zero; a non-finite input makes a non-finite
                 // output, as the float product would.

@@ -157,8 +157,10 @@ fn zero_inputs_give_zero_and_a_non_finite_input_is_not_hidden() {
     let packed = PackedMatrix::from_ggml(GgmlDType::Q4K, (n, k), &q.data().unwrap()).unwrap();
     let zeros = PackedMatrix::matmul_many(&[&packed], &vec![0.0; k], 1);
     assert!(zeros[0].iter().all(|&v| v == 0.0));
-    let mut x = vec![0.5; k];
-    x[7] = f32::INFINITY;
-    let out = PackedMatrix::matmul_many(&[&packed], &x, 1);
-    assert!(out[0].iter().all(|v| !v.is_finite()));
+    for bad in [f32::INFINITY, f32::NAN] {
+        let mut x = vec![0.5; k];
+        x[7] = bad;
+        let out = PackedMatrix::matmul_many(&[&packed], &x, 1);
+        assert!(out[0].iter().all(|v| !v.is_finite()), "{bad}");
+    }
 }
