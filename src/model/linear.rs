@@ -333,6 +333,18 @@ impl Linear {
         Ok(Linear { weight, bias: None })
     }
 
+    /// A layer without bias whose `[outputs, inputs]` weight `read` gives,
+    /// called only when the cache does not hold it, cached under `name`.
+    pub fn load_lazily(
+        name: &str,
+        dims: (usize, usize),
+        read: impl FnOnce() -> Result<Tensor>,
+        q: &Quantiser,
+    ) -> Result<Self> {
+        let weight = q.weight(name, dims, read)?;
+        Ok(Linear { weight, bias: None })
+    }
+
     /// The matrix, when it is stored quantised.
     pub fn quantised(&self) -> Option<QuantisedMatrix> {
         match &self.weight {

@@ -24,17 +24,22 @@ impl Mlp {
 
     /// From weights already in `[out, in]` form, cached under
     /// `{prefix}.gate_proj.weight` and so on, as if stored one by one.
-    pub fn from_weights(
+    /// The MLP of matrices `[gate, up, down]`, shaped `[outputs, inputs]` as
+    /// `dims` says, that `read(i)` gives for matrix `i`; it is called only
+    /// for matrices the quantiser's cache does not hold.
+    pub fn from_parts(
         prefix: &str,
-        [gate, up, down]: [Tensor; 3],
+        dims: [(usize, usize); 3],
+        read: impl Fn(usize) -> Result<Tensor>,
         q: &Quantiser,
     ) -> Result<Self> {
-        let linear =
-            |name: &str, w: &Tensor| Linear::tied(&format!("{prefix}.{name}.weight"), w, q);
+        let linear = |i: usize, name: &str| {
+            Linear::load_lazily(&format!("{prefix}.{name}.weight"), dims[i], || read(i), q)
+        };
         Ok(Mlp {
-            gate_proj: linear("gate_proj", &gate)?,
-            up_proj: linear("up_proj", &up)?,
-            down_proj: linear("down_proj", &down)?,
+            gate_proj: linear(0, "gate_proj")?,
+            up_proj: linear(1, "up_proj")?,
+            down_proj: linear(2, "down_proj")?,
         })
     }
 

@@ -15,6 +15,8 @@
 //! `models/qwen3_vl_moe/modeling_qwen3_vl_moe.py`) and
 //! `Qwen3_5MoeSparseMoeBlock` (`models/qwen3_5_moe/modeling_qwen3_5_moe.py`).
 
+use std::cell::OnceCell;
+
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -212,24 +214,35 @@ fn load_experts(
             .map(|e| Mlp::load(hidden, inner, vb.pp(e), q))
             .collect();
     }
-    let gate_up = vb.get((n, hidden, 2 * inner), "gate_up_proj")?;
-    let down = vb.get((n, inner, hidden), "down_proj")?;
+    // The layer's fused tensors are read once, and only if some expert's
+    // matrix is not in the weights cache: a cached load reads none of them
+    // (they are the bulk of the checkpoint, and read whole they doubled the
+    // memory peak of a load).
+    let fused: OnceCell<(Tensor, Tensor)> = OnceCell::new();
+    let tensors = || -> Result<&(Tensor, Tensor)> {
+        if fused.get().is_none() {
+            let gate_up = vb.get((n, hidden, 2 * inner), "gate_up_proj")?;
+            let down = vb.get((n, inner, hidden), "down_proj")?;
+            let _ = fused.set((gate_up, down));
+        }
+        Ok(fused.get().expect("set above"))
+    };
     let untransposed = ablations.fused_experts_untransposed;
+    let dims = [(inner, hidden), (inner, hidden), (hidden, inner)];
     (0..n)
         .map(|e| {
-            let gate_up = out_in(&gate_up.get(e)?, 2 * inner, hidden, untransposed)?;
-            // The first half of the outputs is the gate, the second the up
-            // projection; each gets storage of its own, since quantising reads
-            // a tensor's whole storage.
-            Mlp::from_weights(
-                &format!("{}.{e}", vb.prefix()),
-                [
-                    gate_up.narrow(0, 0, inner)?.force_contiguous()?,
-                    gate_up.narrow(0, inner, inner)?.force_contiguous()?,
-                    out_in(&down.get(e)?, hidden, inner, untransposed)?,
-                ],
-                q,
-            )
+            let read = |part: usize| -> Result<Tensor> {
+                let (gate_up, down) = tensors()?;
+                if part == 2 {
+                    return out_in(&down.get(e)?, hidden, inner, untransposed);
+                }
+                // The first half of the outputs is the gate, the second the
+                // up projection; each gets storage of its own, since
+                // quantising reads a tensor's whole storage.
+                let gate_up = out_in(&gate_up.get(e)?, 2 * inner, hidden, untransposed)?;
+                gate_up.narrow(0, part * inner, inner)?.force_contiguous()
+            };
+            Mlp::from_parts(&format!("{}.{e}", vb.prefix()), dims, read, q)
         })
         .collect()
 }

@@ -436,27 +436,27 @@ mod tests {
         m.weight_cache.1.clone().expect("a cache entry")
     }
 
+    /// For a dense model and both mixture-of-experts layouts (fused experts
+    /// are read lazily: a cached load must still find every expert).
     #[test]
     fn the_second_load_comes_from_the_cache_with_identical_logits() {
-        let root = tempfile::tempdir().unwrap();
-        let first = load(&fixture(), root.path(), Quant::Q8_0, false);
-        assert_eq!(first.weight_cache.0, CacheUse::Written);
-        assert!(cache_file(&first).is_file());
-        let second = load(&fixture(), root.path(), Quant::Q8_0, false);
-        assert_eq!(second.weight_cache.0, CacheUse::Hit);
-        assert_eq!(logits(&first), logits(&second));
-        assert_eq!(first.linear_bytes(), second.linear_bytes());
-        // And both match quantising without a cache.
-        let plain = VlModel::load_quantized(
-            &fixture(),
-            &Device::Cpu,
-            DType::F32,
-            Quant::Q8_0,
-            &|_, _| {},
-        )
-        .unwrap();
-        assert_eq!(plain.weight_cache.0, CacheUse::Off);
-        assert_eq!(logits(&plain), logits(&second));
+        for family in ["qwen2_vl", "qwen3_vl_moe", "qwen3_5_moe"] {
+            let dir = fixture().with_file_name(family);
+            let root = tempfile::tempdir().unwrap();
+            let first = load(&dir, root.path(), Quant::Q8_0, false);
+            assert_eq!(first.weight_cache.0, CacheUse::Written, "{family}");
+            assert!(cache_file(&first).is_file());
+            let second = load(&dir, root.path(), Quant::Q8_0, false);
+            assert_eq!(second.weight_cache.0, CacheUse::Hit, "{family}");
+            assert_eq!(logits(&first), logits(&second), "{family}");
+            assert_eq!(first.linear_bytes(), second.linear_bytes());
+            // And both match quantising without a cache.
+            let plain =
+                VlModel::load_quantized(&dir, &Device::Cpu, DType::F32, Quant::Q8_0, &|_, _| {})
+                    .unwrap();
+            assert_eq!(plain.weight_cache.0, CacheUse::Off);
+            assert_eq!(logits(&plain), logits(&second), "{family}");
+        }
     }
 
     #[test]
