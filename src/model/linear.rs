@@ -23,8 +23,9 @@
 //! its threads once for all of them, with the same results as one call each.
 //!
 //! candle's x86 kernels (where the packed ones do not apply) repack a
-//! quantised matrix into tiles the first time it is used and keep the tiles (one kind for a few rows, another for a
-//! prompt's many rows on CPUs with AMX). [`Quantiser::prepare`] does that
+//! quantised matrix into tiles the first time it is used and keep the tiles
+//! (one kind for a few rows, another for a prompt's many rows on CPUs with
+//! AMX). [`Quantiser::prepare`] does that
 //! right after loading, so the first answer does not pay for it, and a
 //! mixture-of-experts model does not pay again each time a token reaches an
 //! expert that has not run before. The output head and the routed experts,
@@ -69,17 +70,15 @@ impl QuantisedMatrix {
     /// `q` packed where this CPU has the kernels and its format and shape
     /// fit them, else as it is.
     fn for_device(q: QTensor) -> Result<Self> {
-        if q.device().is_cpu() && PackedMatrix::cpu_has_kernels() {
-            if let Ok(dims) = q.shape().dims2() {
-                if PackedMatrix::fits(q.dtype(), dims) {
-                    let packed = PackedMatrix::from_ggml(q.dtype(), dims, &q.data()?);
-                    if let Some(p) = packed {
-                        return Ok(QuantisedMatrix::Packed(Arc::new(p)));
-                    }
-                }
+        let packable = q.device().is_cpu() && PackedMatrix::cpu_has_kernels();
+        match q.shape().dims2() {
+            Ok(dims) if packable && PackedMatrix::fits(q.dtype(), dims) => {
+                let p = PackedMatrix::from_ggml(q.dtype(), dims, &q.data()?)
+                    .expect("a matrix that fits packs");
+                Ok(QuantisedMatrix::Packed(Arc::new(p)))
             }
+            _ => Ok(QuantisedMatrix::Candle(Arc::new(q))),
         }
-        Ok(QuantisedMatrix::Candle(Arc::new(q)))
     }
 
     /// `(outputs, inputs)`.
@@ -362,10 +361,7 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let k = *dims.last().unwrap_or(&0);
-        let rows = x.elem_count() / k.max(1);
-        let x2 = x.contiguous()?.reshape((rows, k))?;
+        let (x2, rows) = as_rows(x)?;
         let y = match &self.weight {
             Weight::Float(w) => float_product(&x2, w, rows)?,
             Weight::Quantized(QuantisedMatrix::Packed(p)) => packed_products(&[p], &x2)?.remove(0),
@@ -379,7 +375,7 @@ impl Linear {
                 x2.matmul(&w.t()?)?
             }
         };
-        self.finish(y, &dims)
+        self.finish(y, x.dims())
     }
 
     /// The product `y` `(rows, outputs)` of an input shaped `dims`, given
@@ -406,6 +402,13 @@ impl Linear {
     }
 }
 
+/// `x` as a matrix of its last dimension's rows, and how many rows.
+fn as_rows(x: &Tensor) -> Result<(Tensor, usize)> {
+    let k = *x.dims().last().unwrap_or(&0);
+    let rows = x.elem_count() / k.max(1);
+    Ok((x.contiguous()?.reshape((rows, k))?, rows))
+}
+
 /// Any rows through several packed matrices in one pass; `None` unless
 /// every layer is packed.
 fn fused_packed(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
@@ -422,14 +425,11 @@ fn fused_packed(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
     else {
         return Ok(None);
     };
-    let dims = x.dims();
-    let k = *dims.last().unwrap_or(&0);
-    let rows = x.elem_count() / k.max(1);
-    let x2 = x.contiguous()?.reshape((rows, k))?;
+    let (x2, _) = as_rows(x)?;
     packed_products(&packed, &x2)?
         .into_iter()
         .zip(layers)
-        .map(|(y, l)| l.finish(y, dims))
+        .map(|(y, l)| l.finish(y, x.dims()))
         .collect::<Result<Vec<_>>>()
         .map(Some)
 }

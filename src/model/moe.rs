@@ -237,10 +237,19 @@ fn load_experts(
                     return out_in(&down.get(e)?, hidden, inner, untransposed);
                 }
                 // The first half of the outputs is the gate, the second the
-                // up projection; each gets storage of its own, since
-                // quantising reads a tensor's whole storage.
-                let gate_up = out_in(&gate_up.get(e)?, 2 * inner, hidden, untransposed)?;
-                gate_up.narrow(0, part * inner, inner)?.force_contiguous()
+                // up projection: each half is taken before it is laid out
+                // `[out, in]`, with storage of its own, since quantising
+                // reads a tensor's whole storage.
+                let gate_up = gate_up.get(e)?;
+                let half = if untransposed {
+                    gate_up
+                        .force_contiguous()?
+                        .reshape((2 * inner, hidden))?
+                        .narrow(0, part * inner, inner)?
+                } else {
+                    gate_up.narrow(1, part * inner, inner)?.t()?
+                };
+                half.force_contiguous()
             };
             Mlp::from_parts(&format!("{}.{e}", vb.prefix()), dims, read, q)
         })

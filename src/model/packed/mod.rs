@@ -130,7 +130,8 @@ impl PackedMatrix {
         Ok(out)
     }
 
-    fn strip_tiles(&self) -> usize {
+    /// How many strips of 16 outputs it has.
+    fn strip_count(&self) -> usize {
         self.outputs / TILE_ROWS
     }
 
@@ -155,14 +156,14 @@ impl PackedMatrix {
         let mut total = 0;
         for m in mats {
             starts.push(total);
-            total += m.strip_tiles();
+            total += m.strip_count();
         }
         let targets: Vec<Output> = outs.iter_mut().map(|o| Output(o.as_mut_ptr())).collect();
         candle_core::utils::barrier_pool().execute_chunked(total, |range| {
             let mut at = range.start;
             while at < range.end {
                 let which = starts.partition_point(|&s| s <= at) - 1;
-                let end = range.end.min(starts[which] + mats[which].strip_tiles());
+                let end = range.end.min(starts[which] + mats[which].strip_count());
                 let local = at - starts[which]..end - starts[which];
                 // SAFETY: runs of strips cover disjoint output columns, and
                 // each output buffer outlives this pass.
@@ -182,15 +183,12 @@ impl PackedMatrix {
     unsafe fn strips(&self, acts: &Activations, range: std::ops::Range<usize>, y: *mut f32) {
         #[cfg(target_arch = "x86_64")]
         {
-            let per_strip = match &self.tiles {
-                Tiles::Q4K(_) => self.inputs / layout::SUPER,
-                Tiles::Q8_0(_) => self.inputs / layout::Q8_0_BLOCK,
-            };
             for s in range {
-                let tiles = s * per_strip..(s + 1) * per_strip;
                 let kernel = match &self.tiles {
-                    Tiles::Q4K(t) => x86::Strip::Q4K(&t[tiles]),
-                    Tiles::Q8_0(t) => x86::Strip::Q8_0(&t[tiles]),
+                    Tiles::Q4K(t) => x86::Strip::Q4K(strip_of(t, s, self.inputs / layout::SUPER)),
+                    Tiles::Q8_0(t) => {
+                        x86::Strip::Q8_0(strip_of(t, s, self.inputs / layout::Q8_0_BLOCK))
+                    }
                 };
                 x86::strip(kernel, acts, y.add(s * TILE_ROWS), self.outputs);
             }
@@ -201,6 +199,12 @@ impl PackedMatrix {
             unreachable!("packed matrices are only made where the kernels run")
         }
     }
+}
+
+/// Strip `s` of `tiles`, `per_strip` tiles long.
+#[cfg(target_arch = "x86_64")]
+fn strip_of<T>(tiles: &[T], s: usize, per_strip: usize) -> &[T] {
+    &tiles[s * per_strip..(s + 1) * per_strip]
 }
 
 /// An output buffer shared by the runs of strips of one pass.
