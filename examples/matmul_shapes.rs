@@ -1,6 +1,6 @@
 //! Times the ways a projection can run, at the shapes of a real-size decoder,
 //! for the row counts of decoding and of prompts: candle's matmul (gemm), the
-//! few-row streaming kernel, and quantised weights through candle's quantised
+//! few-row streaming kernel, the many-row AVX-512 kernel, and quantised weights through candle's quantised
 //! kernels or through glimpse's packed ones (where the CPU has AVX-512
 //! VNNI). The choices in `src/model/linear.rs` come from this table.
 //!
@@ -14,6 +14,7 @@ use std::time::Instant;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use glimpse::model::few_rows;
+use glimpse::model::many_rows::{self, Matrix, Threads};
 use glimpse::model::packed::PackedMatrix;
 
 fn best_ms(mut f: impl FnMut()) -> f64 {
@@ -38,14 +39,14 @@ fn main() -> candle_core::Result<()> {
         _ => (1536, 8960, 151_936),
     };
     let dev = Device::Cpu;
-    println!("shape (in→out)   rows   gemm   few-row   q8_0 candle   q8_0 packed   q4k candle   q4k packed  (ms)");
+    println!("shape (in→out)   rows   gemm   few-row  many-row   q8_0 candle   q8_0 packed   q4k candle   q4k packed  (ms)");
     for (k, n) in [(h, h), (h, i), (i, h), (h, v)] {
         let w = Tensor::randn(0f32, 0.02, (n, k), &dev)?;
         let wt = w.t()?;
         let q8 = QTensor::quantize(&w, GgmlDType::Q8_0)?;
         let q4 = QTensor::quantize(&w, GgmlDType::Q4K)?;
         let ws: Vec<f32> = w.flatten_all()?.to_vec1()?;
-        for rows in [1, 2, 4, 8, 16, 64, 219, 512] {
+        for rows in [1, 2, 4, 8, 16, 64, 219, 512, 768] {
             if n == v && rows > 8 {
                 continue; // the head only ever sees the last row
             }
@@ -59,6 +60,24 @@ fn main() -> candle_core::Result<()> {
                 format!(
                     "{:9.2}",
                     best_ms(|| few_rows::matmul_t(&xs, rows, &ws, n, &mut y))
+                )
+            } else {
+                format!("{:>9}", "-")
+            };
+            let many = if rows > few_rows::MAX_ROWS && many_rows::available() {
+                let mut y = vec![0f32; rows * n];
+                format!(
+                    "{:9.2}",
+                    best_ms(|| {
+                        many_rows::product(
+                            Matrix::Rows(&xs),
+                            rows,
+                            Matrix::Rows(&ws),
+                            n,
+                            &mut y,
+                            Threads::Pool,
+                        )
+                    })
                 )
             } else {
                 format!("{:>9}", "-")
@@ -79,7 +98,7 @@ fn main() -> candle_core::Result<()> {
                 _ => f64::NAN,
             };
             println!(
-                "{:>6}→{:<7} {:>6} {:7.2} {few} {:13.2} {:14.2} {:12.2} {:13.2}",
+                "{:>6}→{:<7} {:>6} {:7.2} {few} {many} {:13.2} {:14.2} {:12.2} {:13.2}",
                 k,
                 n,
                 rows,

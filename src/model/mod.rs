@@ -9,6 +9,7 @@ pub mod delta_net;
 pub mod few_rows;
 pub mod kv_cache;
 pub mod linear;
+pub mod many_rows;
 pub mod mlp;
 pub mod moe;
 pub mod packed;

@@ -39,36 +39,56 @@ impl CustomOp1 for CpuSoftmax {
 }
 
 fn softmax_row(src: &[f32], dst: &mut [f32]) {
+    dst.copy_from_slice(src);
+    softmax_in_place(dst);
+}
+
+/// The softmax of `row`, written over it.
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has just been seen to support it.
+        unsafe { softmax_in_place_avx512(row) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has just been seen to support both features.
-        unsafe { softmax_row_avx2(src, dst) };
+        unsafe { softmax_in_place_avx2(row) };
         return;
     }
-    softmax_row_portable(src, dst);
+    softmax_in_place_portable(row);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_row_avx2(src: &[f32], dst: &mut [f32]) {
-    softmax_row_portable(src, dst)
+unsafe fn softmax_in_place_avx2(row: &mut [f32]) {
+    softmax_in_place_portable(row)
+}
+
+/// The same loops in 16 lanes: the same operations on each element, so the
+/// same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn softmax_in_place_avx512(row: &mut [f32]) {
+    softmax_in_place_portable(row)
 }
 
 /// Written so the compiler vectorises each loop (no calls, no branches).
 #[inline(always)]
-fn softmax_row_portable(src: &[f32], dst: &mut [f32]) {
-    let max = src.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+fn softmax_in_place_portable(row: &mut [f32]) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     if max == f32::NEG_INFINITY {
         // Nothing visible: torch gives NaN, and so does this.
-        dst.fill(f32::NAN);
+        row.fill(f32::NAN);
         return;
     }
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = exp_non_positive(s - max);
+    for d in row.iter_mut() {
+        *d = exp_non_positive(*d - max);
     }
-    let sum = sum_in_lanes(dst);
+    let sum = sum_in_lanes(row);
     let inv = 1.0 / sum;
-    for d in dst.iter_mut() {
+    for d in row.iter_mut() {
         *d *= inv;
     }
 }

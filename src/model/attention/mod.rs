@@ -3,6 +3,8 @@
 //! image stays within a fixed budget. Rows of a softmax are independent, so
 //! the blocks compute exactly what one pass over all rows would.
 
+mod by_heads;
+
 use candle_core::{DType, Device, Result, Tensor};
 
 /// Most score elements (batch × heads × query rows × keys) held at once, in the
@@ -41,6 +43,22 @@ pub fn rows_per_block(max_scores: usize, heads: usize, keys: usize) -> usize {
 /// heads); the softmax runs in f32 and the result, `(b, heads, L, d)`, is in
 /// `v`'s dtype. The inputs may be narrowed views (the vision tower's segments).
 pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: Scaling,
+    visibility: Visibility,
+    max_scores: usize,
+) -> Result<Tensor> {
+    match by_heads::attention(q, k, v, scale, visibility)? {
+        Some(out) => Ok(out),
+        None => in_row_blocks(q, k, v, scale, visibility, max_scores),
+    }
+}
+
+/// [`attention`] for every device and dtype: all heads at once, in blocks
+/// of query rows within `max_scores`.
+fn in_row_blocks(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,

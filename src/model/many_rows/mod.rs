@@ -1,0 +1,330 @@
+//! `y = x · Wᵀ` (or `x · W`) in f32 for many rows, on CPUs with AVX-512,
+//! runnable on the calling thread alone: attention multiplies one head at a
+//! time on each thread with it ([`super::attention`]).
+//!
+//! Both operands are copied into panels read strictly in order: `W` in
+//! panels of 32 outputs (transposed 16×16 in registers where it is stored
+//! `[outputs, inputs]`), `x` in panels of 12 rows. A 12×32 tile of `y` then
+//! stays in 24 registers while it runs over a block of inputs. The copies
+//! are kept from call to call, so they cost no page faults.
+//!
+//! For the projections themselves candle's matmul (the `gemm` crate) stays
+//! faster at real sizes on two cores (`examples/matmul_shapes.rs`), so
+//! [`super::linear`] does not use this.
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+/// Rows of `x` in a tile.
+const MR: usize = 12;
+/// Outputs in a tile: two 16-lane registers.
+const NR: usize = 32;
+/// Inputs a tile runs over before its sums go back to `y`: a 32-output
+/// panel of `W` over these (32 KB) stays in L1 beside a 12-row panel of `x`.
+const KC: usize = 256;
+/// Row panels and output panels in a block of `y` that one task computes.
+const BLOCK_ROW_PANELS: usize = 64;
+const BLOCK_OUTPUT_PANELS: usize = 8;
+/// At most this many weights are copied at once, so the copy of a wide
+/// matrix stays a few tens of megabytes.
+const MAX_COPIED_WEIGHTS: usize = 1 << 23;
+
+/// An operand, `x` (rows × inputs) or `W` (outputs × inputs), and how it
+/// is stored.
+#[derive(Clone, Copy)]
+pub enum Matrix<'a> {
+    /// Each row (or output) runs along the inputs: `x` as activations
+    /// come, `W` as checkpoints keep projections and as keys are laid out
+    /// for `q · kᵀ`.
+    Rows(&'a [f32]),
+    /// Transposed: each input runs along the rows (or outputs).
+    Columns(&'a [f32]),
+}
+
+impl Matrix<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Matrix::Rows(m) | Matrix::Columns(m) => m.len(),
+        }
+    }
+}
+
+/// Who computes a product.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// candle's CPU thread pool.
+    Pool,
+    /// The calling thread alone (one inside a pool task already).
+    Caller,
+}
+
+/// Whether this CPU runs the kernel.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Writes `y` (`rows × outputs`, row-major) `= x · Wᵀ` for `x` `rows ×
+/// inputs`. Only call where [`available`].
+pub fn product(
+    x: Matrix<'_>,
+    rows: usize,
+    w: Matrix<'_>,
+    outputs: usize,
+    y: &mut [f32],
+    threads: Threads,
+) {
+    product_copying_at_most(x, rows, w, outputs, y, threads, MAX_COPIED_WEIGHTS)
+}
+
+fn product_copying_at_most(
+    x: Matrix<'_>,
+    rows: usize,
+    w: Matrix<'_>,
+    outputs: usize,
+    y: &mut [f32],
+    threads: Threads,
+    max_copied: usize,
+) {
+    assert!(available(), "the CPU has AVX-512");
+    let inputs = x.len().checked_div(rows).unwrap_or(0);
+    assert_eq!(x.len(), rows * inputs, "x holds rows × inputs");
+    assert_eq!(w.len(), outputs * inputs, "w holds outputs × inputs");
+    assert_eq!(y.len(), rows * outputs, "y is rows × outputs");
+    if rows == 0 || outputs == 0 {
+        return;
+    }
+    if inputs == 0 {
+        y.fill(0.0);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let shape = Shape {
+            rows,
+            inputs,
+            outputs,
+        };
+        let xs = Panels::of_rows(x, shape, threads);
+        let per_part =
+            (max_copied / inputs / (NR * BLOCK_OUTPUT_PANELS)).max(1) * (NR * BLOCK_OUTPUT_PANELS);
+        let y = Output(y.as_mut_ptr());
+        for first in (0..outputs).step_by(per_part) {
+            let count = per_part.min(outputs - first);
+            let ws = Panels::of_outputs(w, shape, first..first + count, threads);
+            multiply(&xs, &ws, shape, first, &y, threads);
+            ws.keep(Operand::W);
+        }
+        xs.keep(Operand::X);
+    }
+}
+
+/// Runs `f` over `0..n` in pieces, on the pool or here.
+fn share(threads: Threads, n: usize, f: impl Fn(Range<usize>) + Sync) {
+    match threads {
+        Threads::Pool => candle_core::utils::barrier_pool().execute_chunked(n, f),
+        Threads::Caller if n > 0 => f(0..n),
+        Threads::Caller => {}
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Shape {
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
+}
+
+/// An operand copied into panels of `width` lanes, each running along all
+/// the inputs (`[panel][input][lane]`), zero where a lane has no row.
+struct Panels {
+    data: Vec<Line>,
+    count: usize,
+    width: usize,
+    inputs: usize,
+}
+
+/// 64 bytes, so that panels start on a cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+thread_local! {
+    /// The copies of `x` and of `W`, kept from call to call: a fresh
+    /// allocation of megabytes costs a page fault every 4 KB.
+    static SPARE_COPIES: RefCell<[Vec<Line>; 2]> = Default::default();
+}
+
+/// Which of the kept copies a [`Panels`] uses.
+#[derive(Clone, Copy)]
+enum Operand {
+    X = 0,
+    W = 1,
+}
+
+impl Panels {
+    /// Room for `count` panels, in the kept copy of `operand`; the packing
+    /// writes every float of them, padding included.
+    fn reusing(operand: Operand, count: usize, width: usize, inputs: usize) -> Panels {
+        let mut data = SPARE_COPIES.with(|s| std::mem::take(&mut s.borrow_mut()[operand as usize]));
+        let lines = (count * width * inputs).div_ceil(16);
+        if data.len() < lines {
+            data = Vec::new();
+            data.resize(lines, Line([0.0; 16]));
+        }
+        Panels {
+            data,
+            count,
+            width,
+            inputs,
+        }
+    }
+
+    /// Hands the buffer back for the next call.
+    fn keep(self, operand: Operand) {
+        SPARE_COPIES.with(|s| s.borrow_mut()[operand as usize] = self.data);
+    }
+
+    fn panel(&self, p: usize) -> *const f32 {
+        debug_assert!(p < self.count);
+        // SAFETY: in bounds for p < count.
+        unsafe { (self.data.as_ptr() as *const f32).add(p * self.width * self.inputs) }
+    }
+
+    fn start(&mut self) -> Output {
+        Output(self.data.as_mut_ptr() as *mut f32)
+    }
+
+    /// `x`'s rows in panels of [`MR`].
+    fn of_rows(x: Matrix<'_>, shape: Shape, threads: Threads) -> Panels {
+        let Shape { rows, inputs, .. } = shape;
+        let mut panels = Panels::reusing(Operand::X, rows.div_ceil(MR), MR, inputs);
+        let out = panels.start();
+        share(threads, panels.count, |range| {
+            for p in range {
+                let dst = out.at(p * MR * inputs);
+                let first = p * MR;
+                let filled = MR.min(rows - first);
+                match x {
+                    Matrix::Rows(x) => {
+                        for lane in 0..MR {
+                            let row =
+                                (lane < filled).then(|| &x[(first + lane) * inputs..][..inputs]);
+                            for k in 0..inputs {
+                                // SAFETY: each panel is written by one task.
+                                unsafe { *dst.add(k * MR + lane) = row.map_or(0.0, |r| r[k]) };
+                            }
+                        }
+                    }
+                    Matrix::Columns(x) => {
+                        for k in 0..inputs {
+                            // SAFETY: as above; a step is `MR` lanes.
+                            let step =
+                                unsafe { std::slice::from_raw_parts_mut(dst.add(k * MR), MR) };
+                            step[..filled].copy_from_slice(&x[k * rows + first..][..filled]);
+                            step[filled..].fill(0.0);
+                        }
+                    }
+                }
+            }
+        });
+        panels
+    }
+
+    /// Outputs `range` of `w` in panels of [`NR`].
+    #[cfg(target_arch = "x86_64")]
+    fn of_outputs(w: Matrix<'_>, shape: Shape, range: Range<usize>, threads: Threads) -> Panels {
+        let Shape {
+            inputs, outputs, ..
+        } = shape;
+        let mut panels = Panels::reusing(Operand::W, range.len().div_ceil(NR), NR, inputs);
+        let out = panels.start();
+        share(threads, panels.count, |ps| {
+            for p in ps {
+                let start = range.start + p * NR;
+                let lanes = NR.min(range.end - start);
+                let dst = out.at(p * NR * inputs);
+                match w {
+                    // SAFETY: each panel is written by one task; `w` holds
+                    // `lanes` rows of `inputs` from `start`.
+                    Matrix::Rows(w) => unsafe {
+                        x86::transpose_into_panel(w[start * inputs..].as_ptr(), lanes, inputs, dst)
+                    },
+                    Matrix::Columns(w) => {
+                        for k in 0..inputs {
+                            // SAFETY: as above; a step is `NR` lanes.
+                            let step =
+                                unsafe { std::slice::from_raw_parts_mut(dst.add(k * NR), NR) };
+                            step[..lanes].copy_from_slice(&w[k * outputs + start..][..lanes]);
+                            step[lanes..].fill(0.0);
+                        }
+                    }
+                }
+            }
+        });
+        panels
+    }
+}
+
+/// `y`'s columns `first..` from `xs` and the panels `ws` of those outputs.
+#[cfg(target_arch = "x86_64")]
+fn multiply(xs: &Panels, ws: &Panels, shape: Shape, first: usize, y: &Output, threads: Threads) {
+    let row_blocks = xs.count.div_ceil(BLOCK_ROW_PANELS);
+    let output_blocks = ws.count.div_ceil(BLOCK_OUTPUT_PANELS);
+    share(threads, row_blocks * output_blocks, |range| {
+        for block in range {
+            let rp = (block / output_blocks) * BLOCK_ROW_PANELS;
+            let op = (block % output_blocks) * BLOCK_OUTPUT_PANELS;
+            let row_panels = rp..(rp + BLOCK_ROW_PANELS).min(xs.count);
+            let output_panels = op..(op + BLOCK_OUTPUT_PANELS).min(ws.count);
+            for k0 in (0..shape.inputs).step_by(KC) {
+                let kc = KC.min(shape.inputs - k0);
+                for r in row_panels.clone() {
+                    let row = r * MR;
+                    for o in output_panels.clone() {
+                        let col = first + o * NR;
+                        // SAFETY: panels hold `inputs` steps of their
+                        // width; blocks of `y` are disjoint between tasks.
+                        unsafe {
+                            x86::tile(
+                                xs.panel(r).add(k0 * MR),
+                                ws.panel(o).add(k0 * NR),
+                                kc,
+                                y.at(row * shape.outputs + col),
+                                shape.outputs,
+                                MR.min(shape.rows - row),
+                                NR.min(shape.outputs - col),
+                                k0 > 0,
+                            )
+                        };
+                    }
+                }
+            }
+        }
+    });
+}
+
+struct Output(*mut f32);
+// SAFETY: tasks write disjoint parts (panels, or blocks of `y`).
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+impl Output {
+    /// The float `offset` places on; a method, so that closures capture the
+    /// whole `Output` rather than its pointer.
+    fn at(&self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+#[cfg(test)]
+mod tests;

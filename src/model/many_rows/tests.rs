@@ -1,0 +1,120 @@
+use super::*;
+
+/// Deterministic values in [-1, 1).
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The product in f64, and each output's sum of absolute terms (what an
+/// f32 sum's rounding scales with).
+fn reference(x: &[f32], rows: usize, w: &[f32], outputs: usize) -> (Vec<f64>, Vec<f64>) {
+    let inputs = x.len() / rows;
+    let mut y = vec![0f64; rows * outputs];
+    let mut size = vec![0f64; rows * outputs];
+    for r in 0..rows {
+        for o in 0..outputs {
+            for k in 0..inputs {
+                let t = x[r * inputs + k] as f64 * w[o * inputs + k] as f64;
+                y[r * outputs + o] += t;
+                size[r * outputs + o] += t.abs();
+            }
+        }
+    }
+    (y, size)
+}
+
+/// A `rows × inputs` matrix transposed.
+fn columns(m: &[f32], rows: usize) -> Vec<f32> {
+    let inputs = m.len() / rows;
+    (0..inputs * rows)
+        .map(|i| m[(i % rows) * inputs + i / rows])
+        .collect()
+}
+
+fn check(rows: usize, inputs: usize, outputs: usize, max_copied: usize) {
+    let x = random(rows * inputs, (rows * 31 + inputs) as u64);
+    let w = random(outputs * inputs, (outputs * 7 + inputs) as u64);
+    let (xt, wt) = (columns(&x, rows), columns(&w, outputs));
+    let (want, size) = reference(&x, rows, &w, outputs);
+    for (x, w, threads) in [
+        (Matrix::Rows(&x), Matrix::Rows(&w), Threads::Pool),
+        (Matrix::Columns(&xt), Matrix::Columns(&wt), Threads::Caller),
+        (Matrix::Rows(&x), Matrix::Columns(&wt), Threads::Pool),
+    ] {
+        let mut y = vec![f32::NAN; rows * outputs];
+        product_copying_at_most(x, rows, w, outputs, &mut y, threads, max_copied);
+        compare(&y, &want, &size, (rows, inputs, outputs));
+    }
+}
+
+fn compare(y: &[f32], want: &[f64], size: &[f64], (rows, inputs, outputs): (usize, usize, usize)) {
+    for (i, ((got, want), size)) in y.iter().zip(want).zip(size).enumerate() {
+        let err = (*got as f64 - want).abs();
+        assert!(
+            err <= 1e-5 * size + 1e-30,
+            "{rows}×{inputs}→{outputs}: y[{}][{}] = {got}, want {want}",
+            i / outputs,
+            i % outputs
+        );
+    }
+}
+
+#[test]
+fn products_of_every_edge_shape_match_a_plain_sum() {
+    if !available() {
+        return;
+    }
+    // Rows around the 12-row panel, outputs around the 32-output panel and
+    // its 16-lane halves, inputs around the 16-wide transpose and the
+    // 256-input block, blocks of y (96 × 256) whole and partial.
+    for rows in [1, 5, 12, 13, 97, 200] {
+        for inputs in [1, 7, 16, 33, 256, 300, 513] {
+            for outputs in [1, 15, 16, 17, 32, 45, 64, 257, 300] {
+                check(rows, inputs, outputs, MAX_COPIED_WEIGHTS);
+            }
+        }
+    }
+}
+
+#[test]
+fn wide_matrices_are_copied_a_part_at_a_time() {
+    if !available() {
+        return;
+    }
+    // A cap of a few thousand weights: each part is one block of outputs,
+    // and the last part is short.
+    check(30, 40, 600, 4000);
+    check(7, 300, 1000, 1);
+}
+
+#[test]
+fn a_nan_in_the_input_reaches_its_row_only() {
+    if !available() {
+        return;
+    }
+    let (rows, inputs, outputs) = (20, 64, 40);
+    let mut x = random(rows * inputs, 3);
+    x[5 * inputs + 9] = f32::NAN;
+    let w = random(outputs * inputs, 4);
+    let mut y = vec![0f32; rows * outputs];
+    product(
+        Matrix::Rows(&x),
+        rows,
+        Matrix::Rows(&w),
+        outputs,
+        &mut y,
+        Threads::Pool,
+    );
+    for (r, row) in y.chunks(outputs).enumerate() {
+        assert_eq!(row.iter().all(|v| v.is_nan()), r == 5, "row {r}");
+        assert!(r == 5 || row.iter().all(|v| v.is_finite()), "row {r}");
+    }
+}
