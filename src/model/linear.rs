@@ -40,6 +40,7 @@ use candle_core::{DType, Device, Result, Storage, Tensor};
 use candle_nn::VarBuilder;
 use half::{bf16, f16};
 
+use super::disjoint::DisjointWrites;
 use super::few_rows::{self, WeightElement};
 use super::packed::PackedMatrix;
 use super::quant::Quant;
@@ -530,7 +531,8 @@ fn outputs_per_thread(x: &Tensor, w: &Tensor, rows: usize) -> Result<Tensor> {
     let xs = &xc.as_slice::<f32>()?[x0..x1];
     let ws = &wc.as_slice::<f32>()?[wl.start_offset()..][..n * k];
     let mut y = vec![0f32; rows * n];
-    let target = SharedOutput(y.as_mut_ptr());
+    // Each thread writes its own columns.
+    let target = DisjointWrites::new(y.as_mut_ptr());
     let pool = candle_core::utils::barrier_pool();
     let threads = pool.n_workers() + 1;
     // Shares in whole 16-output strips, the kernel's register width.
@@ -571,18 +573,6 @@ fn outputs_per_thread(x: &Tensor, w: &Tensor, rows: usize) -> Result<Tensor> {
     });
     drop((xg, wg));
     Tensor::from_vec(y, (rows, n), &Device::Cpu)
-}
-
-struct SharedOutput(*mut f32);
-// SAFETY: the threads write disjoint columns.
-unsafe impl Send for SharedOutput {}
-unsafe impl Sync for SharedOutput {}
-
-impl SharedOutput {
-    /// A method, so that closures capture the whole `SharedOutput`.
-    fn at(&self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
 }
 
 fn stream<W: WeightElement>(x: &[f32], rows: usize, w: &[W], n: usize, y: &mut [f32]) {

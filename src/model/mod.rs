@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod config;
 pub mod delta_net;
+mod disjoint;
 pub mod few_rows;
 pub mod kv_cache;
 pub mod linear;

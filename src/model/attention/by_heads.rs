@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use candle_core::{DType, Device, Result, Storage, Tensor};
 
 use super::{Scaling, Visibility};
+use crate::model::disjoint::DisjointWrites;
 use crate::model::many_rows::{self, Matrix, Threads};
 use crate::model::softmax::softmax_in_place;
 
@@ -73,7 +74,8 @@ pub fn attention(
     let blocks = l.div_ceil(rows_per_block);
     let group = heads / kv_heads;
     let mut out = vec![0f32; b * heads * l * d];
-    let target = Target(out.as_mut_ptr());
+    // Each (head, block) writes its own rows.
+    let target = DisjointWrites::new(out.as_mut_ptr());
     candle_core::utils::barrier_pool().execute_chunked(b * heads * blocks, |items| {
         for item in items {
             let (head, block) = (item / blocks, item % blocks);
@@ -130,35 +132,15 @@ pub fn attention(
     Tensor::from_vec(out, (b, heads, l, d), &Device::Cpu).map(Some)
 }
 
-struct Target(*mut f32);
-// SAFETY: the tasks write disjoint rows.
-unsafe impl Send for Target {}
-unsafe impl Sync for Target {}
-
-impl Target {
-    fn at(&self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::attention::in_row_blocks;
-    use crate::model::test_util::max_abs_diff;
+    use crate::model::test_util::{max_abs_diff, uniform};
 
+    /// Values in [-2, 2), so that some scores are large.
     fn random(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
-        let n = shape.0 * shape.1 * shape.2 * shape.3;
-        let mut x = seed;
-        let data: Vec<f32> = (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((x >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 2.0
-            })
-            .collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+        (uniform(shape, seed) * 2.0).unwrap()
     }
 
     fn agree(q: &Tensor, k: &Tensor, v: &Tensor, scale: Scaling, vis: Visibility) {

@@ -156,22 +156,7 @@ fn causal_mask(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_util::max_abs_diff;
-
-    fn random(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
-        // A small deterministic generator: the values only need to be varied.
-        let n = shape.0 * shape.1 * shape.2 * shape.3;
-        let mut x = seed;
-        let data: Vec<f32> = (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((x >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-    }
+    use crate::model::test_util::{max_abs_diff, uniform as random};
 
     #[test]
     fn large_images_attend_in_row_blocks() {

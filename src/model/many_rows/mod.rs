@@ -18,6 +18,8 @@ mod x86;
 use std::cell::RefCell;
 use std::ops::Range;
 
+use super::disjoint::DisjointWrites;
+
 /// Rows of `x` in a tile.
 const MR: usize = 12;
 /// Outputs in a tile: two 16-lane registers.
@@ -117,7 +119,8 @@ fn product_copying_at_most(
         let xs = Panels::of_rows(x, shape, threads);
         let per_part =
             (max_copied / inputs / (NR * BLOCK_OUTPUT_PANELS)).max(1) * (NR * BLOCK_OUTPUT_PANELS);
-        let y = Output(y.as_mut_ptr());
+        // Tasks write disjoint blocks of `y`.
+        let y = DisjointWrites::new(y.as_mut_ptr());
         for first in (0..outputs).step_by(per_part) {
             let count = per_part.min(outputs - first);
             let ws = Panels::of_outputs(w, shape, first..first + count, threads);
@@ -200,8 +203,8 @@ impl Panels {
         unsafe { (self.data.as_ptr() as *const f32).add(p * self.width * self.inputs) }
     }
 
-    fn start(&mut self) -> Output {
-        Output(self.data.as_mut_ptr() as *mut f32)
+    fn start(&mut self) -> DisjointWrites {
+        DisjointWrites::new(self.data.as_mut_ptr() as *mut f32)
     }
 
     /// `x`'s rows in panels of [`MR`].
@@ -225,15 +228,10 @@ impl Panels {
                             }
                         }
                     }
-                    Matrix::Columns(x) => {
-                        for k in 0..inputs {
-                            // SAFETY: as above; a step is `MR` lanes.
-                            let step =
-                                unsafe { std::slice::from_raw_parts_mut(dst.add(k * MR), MR) };
-                            step[..filled].copy_from_slice(&x[k * rows + first..][..filled]);
-                            step[filled..].fill(0.0);
-                        }
-                    }
+                    // SAFETY: as above.
+                    Matrix::Columns(x) => unsafe {
+                        copy_steps(x, rows, first..first + filled, MR, dst)
+                    },
                 }
             }
         });
@@ -259,15 +257,10 @@ impl Panels {
                     Matrix::Rows(w) => unsafe {
                         x86::transpose_into_panel(w[start * inputs..].as_ptr(), lanes, inputs, dst)
                     },
-                    Matrix::Columns(w) => {
-                        for k in 0..inputs {
-                            // SAFETY: as above; a step is `NR` lanes.
-                            let step =
-                                unsafe { std::slice::from_raw_parts_mut(dst.add(k * NR), NR) };
-                            step[..lanes].copy_from_slice(&w[k * outputs + start..][..lanes]);
-                            step[lanes..].fill(0.0);
-                        }
-                    }
+                    // SAFETY: as above.
+                    Matrix::Columns(w) => unsafe {
+                        copy_steps(w, outputs, start..start + lanes, NR, dst)
+                    },
                 }
             }
         });
@@ -275,9 +268,31 @@ impl Panels {
     }
 }
 
+/// Lays out `lanes` of a transposed operand `m` (each input a run of
+/// `stride` floats) as a panel of `width` lanes a step at `dst`, with zeros
+/// in the lanes past them.
+///
+/// # Safety
+/// `dst` has room for `width` floats per input of `m` and nothing else
+/// writes there meanwhile.
+unsafe fn copy_steps(m: &[f32], stride: usize, lanes: Range<usize>, width: usize, dst: *mut f32) {
+    for (k, input) in m.chunks_exact(stride).enumerate() {
+        let step = std::slice::from_raw_parts_mut(dst.add(k * width), width);
+        step[..lanes.len()].copy_from_slice(&input[lanes.clone()]);
+        step[lanes.len()..].fill(0.0);
+    }
+}
+
 /// `y`'s columns `first..` from `xs` and the panels `ws` of those outputs.
 #[cfg(target_arch = "x86_64")]
-fn multiply(xs: &Panels, ws: &Panels, shape: Shape, first: usize, y: &Output, threads: Threads) {
+fn multiply(
+    xs: &Panels,
+    ws: &Panels,
+    shape: Shape,
+    first: usize,
+    y: &DisjointWrites,
+    threads: Threads,
+) {
     let row_blocks = xs.count.div_ceil(BLOCK_ROW_PANELS);
     let output_blocks = ws.count.div_ceil(BLOCK_OUTPUT_PANELS);
     share(threads, row_blocks * output_blocks, |range| {
@@ -311,19 +326,6 @@ fn multiply(xs: &Panels, ws: &Panels, shape: Shape, first: usize, y: &Output, th
             }
         }
     });
-}
-
-struct Output(*mut f32);
-// SAFETY: tasks write disjoint parts (panels, or blocks of `y`).
-unsafe impl Send for Output {}
-unsafe impl Sync for Output {}
-
-impl Output {
-    /// The float `offset` places on; a method, so that closures capture the
-    /// whole `Output` rather than its pointer.
-    fn at(&self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ mod x86;
 
 use candle_core::quantized::GgmlDType;
 
+use super::disjoint::DisjointWrites;
+
 pub use activations::Activations;
 use layout::{TileQ4K, TileQ8_0, TILE_ROWS};
 
@@ -158,7 +160,11 @@ impl PackedMatrix {
             starts.push(total);
             total += m.strip_count();
         }
-        let targets: Vec<Output> = outs.iter_mut().map(|o| Output(o.as_mut_ptr())).collect();
+        // Runs of strips write disjoint columns.
+        let targets: Vec<DisjointWrites> = outs
+            .iter_mut()
+            .map(|o| DisjointWrites::new(o.as_mut_ptr()))
+            .collect();
         candle_core::utils::barrier_pool().execute_chunked(total, |range| {
             let mut at = range.start;
             while at < range.end {
@@ -167,7 +173,7 @@ impl PackedMatrix {
                 let local = at - starts[which]..end - starts[which];
                 // SAFETY: runs of strips cover disjoint output columns, and
                 // each output buffer outlives this pass.
-                unsafe { mats[which].strips(&acts, local, targets[which].0) };
+                unsafe { mats[which].strips(&acts, local, targets[which].at(0)) };
                 at = end;
             }
         });
@@ -206,12 +212,6 @@ impl PackedMatrix {
 fn strip_of<T>(tiles: &[T], s: usize, per_strip: usize) -> &[T] {
     &tiles[s * per_strip..(s + 1) * per_strip]
 }
-
-/// An output buffer shared by the runs of strips of one pass.
-struct Output(*mut f32);
-// SAFETY: the runs of strips write disjoint columns (see `matmul_many`).
-unsafe impl Send for Output {}
-unsafe impl Sync for Output {}
 
 #[cfg(test)]
 mod tests;
