@@ -19,6 +19,7 @@ pub mod quant;
 pub mod recurrent_state;
 pub mod rope;
 pub mod rope_index;
+mod sigmoid_gelu;
 pub mod softmax;
 mod tensor_reader;
 #[cfg(test)]

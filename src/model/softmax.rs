@@ -109,7 +109,7 @@ fn sum_in_lanes(x: &[f32]) -> f32 {
 /// `exp(x)` for `x <= 0` (differences from a row's maximum). Below
 /// ln(f32::MIN_POSITIVE) it returns 0, where the exact value is subnormal.
 #[inline(always)]
-fn exp_non_positive(x: f32) -> f32 {
+pub(crate) fn exp_non_positive(x: f32) -> f32 {
     const LOWEST: f32 = -87.336_55;
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two, so that n·ln2 is subtracted without rounding error.

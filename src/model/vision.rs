@@ -10,6 +10,7 @@ use super::config::{Family, VisionAct, VisionConfig};
 use super::linear::{Linear, Quantiser};
 use super::rope::{vision_tables, RopeTables};
 use super::rope_index::Grid;
+use super::sigmoid_gelu::{gelu, Gelu};
 use super::window::{window_partition, WindowPartition};
 
 const VISION_NORM_EPS: f64 = 1e-6;
@@ -45,9 +46,9 @@ impl Norm {
 
 fn activate(x: &Tensor, act: VisionAct) -> Result<Tensor> {
     match act {
-        VisionAct::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+        VisionAct::QuickGelu => gelu(x, Gelu::Quick),
         VisionAct::Silu => x.silu(),
-        VisionAct::GeluTanh => x.gelu(),
+        VisionAct::GeluTanh => gelu(x, Gelu::Tanh),
         VisionAct::GeluErf => x.gelu_erf(),
     }
 }
