@@ -8,9 +8,8 @@
 //! `tanh` per element.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
-use super::softmax::exp_non_positive;
+use super::softmax::{exp_non_positive, map_in_parallel};
 
 /// Which approximation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,18 +44,8 @@ impl CustomOp1 for CpuGelu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(all) = storage else {
-            candle_core::bail!("the CPU GELU takes f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("the CPU GELU needs a contiguous input");
-        };
-        let src = &all[start..end];
-        let mut dst = vec![0f32; src.len()];
-        dst.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(d, s)| apply(s, d, self.0));
-        Ok((CpuStorage::F32(dst), layout.shape().clone()))
+        let kind = self.0;
+        map_in_parallel(storage, layout, "GELU", CHUNK, |s, d| apply(s, d, kind))
     }
 }
 

@@ -22,20 +22,33 @@ impl CustomOp1 for CpuSoftmax {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(all) = storage else {
-            candle_core::bail!("the CPU softmax takes f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("the CPU softmax needs a contiguous input");
-        };
-        let src = &all[start..end];
         let row = layout.dims().last().copied().unwrap_or(1).max(1);
-        let mut dst = vec![0f32; src.len()];
-        dst.par_chunks_mut(row)
-            .zip(src.par_chunks(row))
-            .for_each(|(d, s)| softmax_row(s, d));
-        Ok((CpuStorage::F32(dst), layout.shape().clone()))
+        map_in_parallel(storage, layout, "softmax", row, softmax_row)
     }
+}
+
+/// `f` over a contiguous f32 CPU tensor, `chunk` elements at a time in
+/// parallel, into a new tensor of the same shape; `what` names the op in
+/// its errors.
+pub(crate) fn map_in_parallel(
+    storage: &CpuStorage,
+    layout: &Layout,
+    what: &str,
+    chunk: usize,
+    f: impl Fn(&[f32], &mut [f32]) + Sync + Send,
+) -> Result<(CpuStorage, Shape)> {
+    let CpuStorage::F32(all) = storage else {
+        candle_core::bail!("the CPU {what} takes f32 only");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("the CPU {what} needs a contiguous input");
+    };
+    let src = &all[start..end];
+    let mut dst = vec![0f32; src.len()];
+    dst.par_chunks_mut(chunk)
+        .zip(src.par_chunks(chunk))
+        .for_each(|(d, s)| f(s, d));
+    Ok((CpuStorage::F32(dst), layout.shape().clone()))
 }
 
 fn softmax_row(src: &[f32], dst: &mut [f32]) {
