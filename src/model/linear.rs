@@ -510,9 +510,9 @@ fn float_product(x: &Tensor, w: &Tensor, rows: usize) -> Result<Tensor> {
 
 /// Many rows through an f32 matrix on the CPU: candle's own matmul kernel
 /// (the `gemm` crate), run on one contiguous share of the outputs per
-/// thread of candle's pool. Left to split the product itself, on two cores
-/// it ran 5–20 % slower at the prompt and vision tower widths
-/// (`examples/matmul_shapes.rs`); the sums are the same.
+/// thread of candle's pool. On two cores that was 3–20 % faster at the
+/// prompt and vision tower widths than letting the crate split the product
+/// itself (`bench/RESULTS.md`); the sums are the same.
 fn outputs_per_thread(x: &Tensor, w: &Tensor, rows: usize) -> Result<Tensor> {
     if w.dtype() != DType::F32 || x.dtype() != DType::F32 {
         return x.matmul(&w.t()?);
@@ -520,11 +520,9 @@ fn outputs_per_thread(x: &Tensor, w: &Tensor, rows: usize) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
     let (xg, xl) = x.storage_and_layout();
     let (wg, wl) = w.storage_and_layout();
-    let (Storage::Cpu(xc), Storage::Cpu(wc)) = (&*xg, &*wg) else {
-        drop((xg, wg));
-        return x.matmul(&w.t()?);
-    };
-    let Some((x0, x1)) = xl.contiguous_offsets() else {
+    let (Storage::Cpu(xc), Storage::Cpu(wc), Some((x0, x1))) =
+        (&*xg, &*wg, xl.contiguous_offsets())
+    else {
         drop((xg, wg));
         return x.matmul(&w.t()?);
     };
