@@ -1,17 +1,24 @@
-//! `y = x · Wᵀ` (or `x · W`) in f32 for many rows, on CPUs with AVX-512,
-//! runnable on the calling thread alone: attention multiplies one head at a
-//! time on each thread with it ([`super::attention`]).
+//! `y = x · Wᵀ` (or `x · W`) in f32 on CPUs with AVX-512, for any number of
+//! rows: the decoder's float projections ([`WeightPanels`], through
+//! [`super::linear`]) and attention, one head at a time on each thread
+//! ([`super::attention`]).
 //!
-//! Both operands are copied into panels read strictly in order: `W` in
-//! panels of 32 outputs (transposed 16×16 in registers where it is stored
-//! `[outputs, inputs]`), `x` in panels of 12 rows. A 12×32 tile of `y` then
-//! stays in 24 registers while it runs over a block of inputs. The copies
-//! are kept from call to call, so they cost no page faults.
+//! Both operands are read from panels, strictly in order: `W` in panels of
+//! 32 outputs (transposed 16×16 in registers where it is stored `[outputs,
+//! inputs]`), `x` in panels of 12 rows. A tile of `y` of up to 12×32 then
+//! stays in 24 registers while it runs over a block of inputs, and the
+//! first tile over each panel of `W` fetches the next one into L2. A
+//! projection's `W` is laid out in panels once, at load; attention's
+//! operands and every `x` are copied into panels kept from call to call, so
+//! they cost no page faults.
 //!
-//! For the projections themselves candle's matmul (the `gemm` crate) stays
-//! faster at real sizes on two cores (`examples/matmul_shapes.rs`), so
-//! [`super::linear`] does not use this.
+//! On two cores this beats candle's matmul (the `gemm` crate, which copies
+//! `W` on every call) by 20–30 % at a prompt's 219 rows and by 2–5× at 2–64
+//! rows, and is within 10 % of the few-row streaming kernel at one row; at
+//! 512 rows the two are even, and at 768 it falls up to 10 % behind
+//! (`examples/matmul_shapes.rs`), which is why vision towers keep candle's.
 
+mod weights;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -20,15 +27,21 @@ use std::ops::Range;
 
 use super::disjoint::DisjointWrites;
 
+pub use weights::WeightPanels;
+
 /// Rows of `x` in a tile.
 const MR: usize = 12;
 /// Outputs in a tile: two 16-lane registers.
 const NR: usize = 32;
 /// Inputs a tile runs over before its sums go back to `y`: a 32-output
-/// panel of `W` over these (32 KB) stays in L1 beside a 12-row panel of `x`.
+/// panel of `W` over these (32 KB) stays in L1 while the block's row panels
+/// pass by.
 const KC: usize = 256;
-/// Row panels and output panels in a block of `y` that one task computes.
-const BLOCK_ROW_PANELS: usize = 64;
+/// Row panels and output panels in a block of `y` that one task computes:
+/// its rows' inputs in a `KC` block (192 KB), its panels of `W` (256 KB)
+/// and its part of `y` (192 KB) stay in L2. The sizes were the best on two
+/// cores at the projections' shapes (`examples/matmul_shapes.rs`).
+const BLOCK_ROW_PANELS: usize = 16;
 const BLOCK_OUTPUT_PANELS: usize = 8;
 /// At most this many weights are copied at once, so the copy of a wide
 /// matrix stays a few tens of megabytes.
@@ -123,7 +136,8 @@ fn product_copying_at_most(
         let y = DisjointWrites::new(y.as_mut_ptr());
         for first in (0..outputs).step_by(per_part) {
             let count = per_part.min(outputs - first);
-            let ws = Panels::of_outputs(w, shape, first..first + count, threads);
+            let mut ws = Panels::reusing(Operand::W, count.div_ceil(NR), NR, inputs);
+            ws.fill_outputs(w, shape, first..first + count, threads);
             multiply(&xs, &ws, shape, first, &y, threads);
             ws.keep(Operand::W);
         }
@@ -131,12 +145,21 @@ fn product_copying_at_most(
     }
 }
 
+/// How many threads run a task shared out over `threads`.
+fn workers(threads: Threads) -> usize {
+    match threads {
+        Threads::Pool => candle_core::utils::barrier_pool().n_workers() + 1,
+        Threads::Caller => 1,
+    }
+}
+
 /// Runs `f` over `0..n` in pieces, on the pool or here.
 fn share(threads: Threads, n: usize, f: impl Fn(Range<usize>) + Sync) {
     match threads {
-        Threads::Pool => candle_core::utils::barrier_pool().execute_chunked(n, f),
-        Threads::Caller if n > 0 => f(0..n),
-        Threads::Caller => {}
+        // One piece is not worth waking the pool for.
+        Threads::Pool if n > 1 => candle_core::utils::barrier_pool().execute_chunked(n, f),
+        _ if n > 0 => f(0..n),
+        _ => {}
     }
 }
 
@@ -192,6 +215,29 @@ impl Panels {
         }
     }
 
+    /// Room for `count` panels of their own, not yet written: a matrix laid
+    /// out at load is written once, not cleared first. Call
+    /// [`Panels::written`] once every float is.
+    fn unwritten(count: usize, width: usize, inputs: usize) -> Panels {
+        let lines = (count * width * inputs).div_ceil(16);
+        let data = Vec::with_capacity(lines);
+        Panels {
+            data,
+            count,
+            width,
+            inputs,
+        }
+    }
+
+    /// Marks the panels of [`Panels::unwritten`] as written.
+    ///
+    /// # Safety
+    /// Every float of every panel has been written through [`Panels::start`].
+    unsafe fn written(&mut self) {
+        self.data
+            .set_len((self.count * self.width * self.inputs).div_ceil(16));
+    }
+
     /// Hands the buffer back for the next call.
     fn keep(self, operand: Operand) {
         SPARE_COPIES.with(|s| s.borrow_mut()[operand as usize] = self.data);
@@ -238,15 +284,15 @@ impl Panels {
         panels
     }
 
-    /// Outputs `range` of `w` in panels of [`NR`].
+    /// Lays out outputs `range` of `w` in these panels of [`NR`].
     #[cfg(target_arch = "x86_64")]
-    fn of_outputs(w: Matrix<'_>, shape: Shape, range: Range<usize>, threads: Threads) -> Panels {
+    fn fill_outputs(&mut self, w: Matrix<'_>, shape: Shape, range: Range<usize>, threads: Threads) {
         let Shape {
             inputs, outputs, ..
         } = shape;
-        let mut panels = Panels::reusing(Operand::W, range.len().div_ceil(NR), NR, inputs);
-        let out = panels.start();
-        share(threads, panels.count, |ps| {
+        debug_assert_eq!(self.count, range.len().div_ceil(NR));
+        let out = self.start();
+        share(threads, self.count, |ps| {
             for p in ps {
                 let start = range.start + p * NR;
                 let lanes = NR.min(range.end - start);
@@ -264,7 +310,6 @@ impl Panels {
                 }
             }
         });
-        panels
     }
 }
 
@@ -283,6 +328,14 @@ unsafe fn copy_steps(m: &[f32], stride: usize, lanes: Range<usize>, width: usize
     }
 }
 
+/// `n` panels in blocks of at most `most`, as even as can be, and at least
+/// `least` blocks where there are panels enough: `(blocks, panels each)`.
+fn blocks(n: usize, most: usize, least: usize) -> (usize, usize) {
+    let count = n.div_ceil(most).max(least.min(n)).max(1);
+    let each = n.div_ceil(count).max(1);
+    (n.div_ceil(each), each)
+}
+
 /// `y`'s columns `first..` from `xs` and the panels `ws` of those outputs.
 #[cfg(target_arch = "x86_64")]
 fn multiply(
@@ -293,23 +346,59 @@ fn multiply(
     y: &DisjointWrites,
     threads: Threads,
 ) {
-    let row_blocks = xs.count.div_ceil(BLOCK_ROW_PANELS);
-    let output_blocks = ws.count.div_ceil(BLOCK_OUTPUT_PANELS);
+    use x86::Ahead;
+    let (row_blocks, rb) = blocks(xs.count, BLOCK_ROW_PANELS, 1);
+    // Two blocks a thread at least, so that a few rows keep every thread busy.
+    let (output_blocks, ob) = blocks(
+        ws.count,
+        BLOCK_OUTPUT_PANELS,
+        (2 * workers(threads)).div_ceil(row_blocks),
+    );
+    // One panel of rows: `W` is read once from its first input to its last
+    // (a decoding step), with nothing of `y` to read back.
+    let depth = if xs.count == 1 { shape.inputs } else { KC };
     share(threads, row_blocks * output_blocks, |range| {
         for block in range {
-            let rp = (block / output_blocks) * BLOCK_ROW_PANELS;
-            let op = (block % output_blocks) * BLOCK_OUTPUT_PANELS;
-            let row_panels = rp..(rp + BLOCK_ROW_PANELS).min(xs.count);
-            let output_panels = op..(op + BLOCK_OUTPUT_PANELS).min(ws.count);
-            for k0 in (0..shape.inputs).step_by(KC) {
-                let kc = KC.min(shape.inputs - k0);
-                for r in row_panels.clone() {
-                    let row = r * MR;
-                    for o in output_panels.clone() {
-                        let col = first + o * NR;
+            // Neighbouring blocks share outputs, and a thread takes a few
+            // at a time: its next block finds its panels of `W` in cache.
+            let rp = (block % row_blocks) * rb;
+            let op = (block / row_blocks) * ob;
+            let row_panels = rp..(rp + rb).min(xs.count);
+            let output_panels = op..(op + ob).min(ws.count);
+            for k0 in (0..shape.inputs).step_by(depth) {
+                let kc = depth.min(shape.inputs - k0);
+                let more = k0 + kc < shape.inputs;
+                for o in output_panels.clone() {
+                    let col = first + o * NR;
+                    let last_panel = o + 1 == output_panels.end;
+                    for r in row_panels.clone() {
+                        let row = r * MR;
                         // SAFETY: panels hold `inputs` steps of their
                         // width; blocks of `y` are disjoint between tasks.
                         unsafe {
+                            // The first tile over a panel of `W` fetches
+                            // the panel after it; the tiles over the last
+                            // panel fetch their rows' next inputs.
+                            let ahead = if depth == shape.inputs {
+                                Ahead::NOTHING
+                            } else if r == row_panels.start && !last_panel {
+                                Ahead {
+                                    at: ws.panel(o + 1).add(k0 * NR),
+                                    step: NR,
+                                }
+                            } else if r == row_panels.start && more {
+                                Ahead {
+                                    at: ws.panel(output_panels.start).add((k0 + kc) * NR),
+                                    step: NR,
+                                }
+                            } else if last_panel && more {
+                                Ahead {
+                                    at: xs.panel(r).add((k0 + kc) * MR),
+                                    step: MR,
+                                }
+                            } else {
+                                Ahead::NOTHING
+                            };
                             x86::tile(
                                 xs.panel(r).add(k0 * MR),
                                 ws.panel(o).add(k0 * NR),
@@ -319,6 +408,7 @@ fn multiply(
                                 MR.min(shape.rows - row),
                                 NR.min(shape.outputs - col),
                                 k0 > 0,
+                                ahead,
                             )
                         };
                     }

@@ -118,3 +118,63 @@ fn a_nan_in_the_input_reaches_its_row_only() {
         assert!(r == 5 || row.iter().all(|v| v.is_finite()), "row {r}");
     }
 }
+
+fn check_panels(rows: usize, inputs: usize, outputs: usize) {
+    let x = random(rows * inputs, (rows * 13 + inputs) as u64);
+    let w = random(outputs * inputs, (outputs * 5 + inputs) as u64);
+    let (want, size) = reference(&x, rows, &w, outputs);
+    let panels = WeightPanels::new(&w, outputs, inputs);
+    assert_eq!(panels.to_rows(), w, "the panels hold the matrix");
+    let y = WeightPanels::products(&[&panels], &x, rows).remove(0);
+    compare(&y, &want, &size, (rows, inputs, outputs));
+}
+
+#[test]
+fn weights_in_panels_give_the_plain_sum_at_every_edge_shape() {
+    if !available() {
+        return;
+    }
+    // Rows of every tile height (1 and 2 sum runs of inputs apart), and
+    // past one block of 16 panels; inputs around the 256-input block and
+    // runs that do not split evenly; outputs around the 32-output panel and
+    // past one block of 8 panels.
+    for rows in [1, 2, 3, 11, 12, 13, 25, 200] {
+        for inputs in [1, 3, 16, 255, 257, 513] {
+            for outputs in [1, 17, 32, 45, 300] {
+                check_panels(rows, inputs, outputs);
+            }
+        }
+    }
+}
+
+#[test]
+fn several_matrices_over_one_input_give_what_each_gives_alone() {
+    if !available() {
+        return;
+    }
+    let (rows, inputs) = (40, 300);
+    let x = random(rows * inputs, 9);
+    let mats: Vec<WeightPanels> = [64, 17, 300]
+        .iter()
+        .enumerate()
+        .map(|(i, &outputs)| {
+            WeightPanels::new(&random(outputs * inputs, i as u64), outputs, inputs)
+        })
+        .collect();
+    let refs: Vec<&WeightPanels> = mats.iter().collect();
+    let together = WeightPanels::products(&refs, &x, rows);
+    for (m, y) in mats.iter().zip(&together) {
+        assert_eq!(&WeightPanels::products(&[m], &x, rows)[0], y);
+    }
+}
+
+#[test]
+fn no_rows_or_no_inputs_give_an_empty_or_zero_product() {
+    if !available() {
+        return;
+    }
+    let panels = WeightPanels::new(&random(40 * 8, 1), 40, 8);
+    assert!(WeightPanels::products(&[&panels], &[], 0)[0].is_empty());
+    let empty = WeightPanels::new(&[], 40, 0);
+    assert_eq!(WeightPanels::products(&[&empty], &[], 3)[0], vec![0.0; 120]);
+}

@@ -1,4 +1,4 @@
-//! The AVX-512 parts: the 12×32 tile and the 16×16 transposes that lay `W`
+//! The AVX-512 parts: the tile of up to 12×32 and the 16×16 transposes that lay `W`
 //! out in panels.
 
 use std::arch::x86_64::*;
@@ -18,14 +18,33 @@ fn lanes(n: usize) -> __mmask16 {
     }
 }
 
+/// What a tile fetches into L2 while it runs, one step of `step` floats
+/// (two cache lines) for each of its inputs: the panel the next tile will
+/// read from memory. Without it the first tile over each panel of `W`
+/// waited on memory for a sixth of its time.
+#[derive(Clone, Copy)]
+pub struct Ahead {
+    pub at: *const f32,
+    pub step: usize,
+}
+
+impl Ahead {
+    pub const NOTHING: Ahead = Ahead {
+        at: std::ptr::null(),
+        step: 0,
+    };
+}
+
 /// Adds (or, unless `accumulate`, writes) to `c` (`rows` × `cols` of a
 /// matrix `ldc` floats wide) the product of an `MR`-row panel `a` and an
-/// `NR`-output panel `b` over `kc` inputs.
+/// `NR`-output panel `b` over `kc` inputs. Only the panel's first `rows`
+/// rows are multiplied, so a short last panel (or one row while decoding)
+/// costs what its rows need.
 ///
 /// # Safety
-/// [`available`] holds; `a` holds `kc × MR` floats, `b` `kc × NR`, and `c`
-/// has `rows ≤ MR` rows of `cols ≤ NR` floats.
-#[target_feature(enable = "avx512f")]
+/// [`available`] holds; `a` holds `kc × MR` floats, `b` `kc × NR`, `c`
+/// has `1 ≤ rows ≤ MR` rows of `cols ≤ NR` floats. `ahead` may run past
+/// what it points into: a prefetch never faults.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn tile(
     a: *const f32,
@@ -36,32 +55,113 @@ pub unsafe fn tile(
     rows: usize,
     cols: usize,
     accumulate: bool,
+    ahead: Ahead,
 ) {
-    let mut lo = [_mm512_setzero_ps(); MR];
-    let mut hi = [_mm512_setzero_ps(); MR];
-    for p in 0..kc {
-        let b0 = _mm512_loadu_ps(b.add(p * NR));
-        let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
-        let ap = a.add(p * MR);
-        for i in 0..MR {
-            let ai = _mm512_set1_ps(*ap.add(i));
-            lo[i] = _mm512_fmadd_ps(ai, b0, lo[i]);
-            hi[i] = _mm512_fmadd_ps(ai, b1, hi[i]);
+    macro_rules! rows {
+        ($($m:literal)*) => {
+            match rows {
+                1 => tile_of::<1, 8>(a, b, kc, c, ldc, cols, accumulate, ahead),
+                2 => tile_of::<2, 4>(a, b, kc, c, ldc, cols, accumulate, ahead),
+                $($m => tile_of::<$m, 1>(a, b, kc, c, ldc, cols, accumulate, ahead),)*
+                _ => unreachable!("a tile has 1 to {MR} rows"),
+            }
+        };
+    }
+    rows!(3 4 5 6 7 8 9 10 11 12)
+}
+
+/// `S` sets of sums, each over its own run of the inputs: one or two rows
+/// (decoding) would otherwise leave the FMAs waiting on each other (4
+/// cycles a sum) and read `W` from memory as one stream, which one core
+/// cannot pull at the speed of several.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_of<const M: usize, const S: usize>(
+    a: *const f32,
+    b: *const f32,
+    kc: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+    ahead: Ahead,
+) {
+    let mut lo_sets = [[_mm512_setzero_ps(); M]; S];
+    let mut hi_sets = [[_mm512_setzero_ps(); M]; S];
+    // Set `s` sums its own run of inputs: `S` streams read from memory at
+    // once, as well as `S` chains of sums.
+    let part = kc / S;
+    // Two loops rather than a test in one: the plain one is the most run.
+    if ahead.at.is_null() {
+        for p in 0..part {
+            for s in 0..S {
+                let q = s * part + p;
+                step::<M>(
+                    a.add(q * MR),
+                    b.add(q * NR),
+                    &mut lo_sets[s],
+                    &mut hi_sets[s],
+                );
+            }
+        }
+    } else {
+        for p in 0..part {
+            for s in 0..S {
+                let q = s * part + p;
+                let next = ahead.at.wrapping_add(q * ahead.step) as *const i8;
+                _mm_prefetch::<_MM_HINT_T1>(next);
+                _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(64));
+                step::<M>(
+                    a.add(q * MR),
+                    b.add(q * NR),
+                    &mut lo_sets[s],
+                    &mut hi_sets[s],
+                );
+            }
+        }
+    }
+    for q in S * part..kc {
+        step::<M>(
+            a.add(q * MR),
+            b.add(q * NR),
+            &mut lo_sets[S - 1],
+            &mut hi_sets[S - 1],
+        );
+    }
+    let (mut lo, mut hi) = (lo_sets[0], hi_sets[0]);
+    for s in 1..S {
+        for i in 0..M {
+            lo[i] = _mm512_add_ps(lo[i], lo_sets[s][i]);
+            hi[i] = _mm512_add_ps(hi[i], hi_sets[s][i]);
         }
     }
     let (m0, m1) = (lanes(cols), lanes(cols.saturating_sub(16)));
-    // Constant indices keep the sums in registers; `rows` only guards.
-    for i in 0..MR {
-        if i < rows {
-            let ci = c.add(i * ldc);
-            let (mut v0, mut v1) = (lo[i], hi[i]);
-            if accumulate {
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci.add(16)));
-            }
-            _mm512_mask_storeu_ps(ci, m0, v0);
-            _mm512_mask_storeu_ps(ci.add(16), m1, v1);
+    for i in 0..M {
+        let ci = c.add(i * ldc);
+        let (mut v0, mut v1) = (lo[i], hi[i]);
+        if accumulate {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci.add(16)));
         }
+        _mm512_mask_storeu_ps(ci, m0, v0);
+        _mm512_mask_storeu_ps(ci.add(16), m1, v1);
+    }
+}
+
+/// One input of a tile: `M` rows of `a` times the 32 outputs of `b`.
+#[inline(always)]
+unsafe fn step<const M: usize>(
+    a: *const f32,
+    b: *const f32,
+    lo: &mut [__m512; M],
+    hi: &mut [__m512; M],
+) {
+    let b0 = _mm512_loadu_ps(b);
+    let b1 = _mm512_loadu_ps(b.add(16));
+    for i in 0..M {
+        let ai = _mm512_set1_ps(*a.add(i));
+        lo[i] = _mm512_fmadd_ps(ai, b0, lo[i]);
+        hi[i] = _mm512_fmadd_ps(ai, b1, hi[i]);
     }
 }
 

@@ -1,0 +1,115 @@
+//! A float projection's `W`, laid out in the kernel's panels once, at load.
+//!
+//! Copying `W` into panels on every call cost more than the product itself
+//! for a few rows, and a sixth of it for a prompt; candle's matmul pays the
+//! same copy inside the `gemm` crate. The panels replace the checkpoint's
+//! layout, so the matrix is still kept once.
+
+use super::super::disjoint::DisjointWrites;
+use super::{multiply, Matrix, Operand, Panels, Shape, Threads, NR};
+
+/// An f32 `[outputs, inputs]` matrix in panels of 32 outputs, each running
+/// along all the inputs.
+pub struct WeightPanels {
+    panels: Panels,
+    outputs: usize,
+    inputs: usize,
+}
+
+impl WeightPanels {
+    /// Lays out `w`, `outputs × inputs` row-major. Only call where
+    /// [`super::available`].
+    pub fn new(w: &[f32], outputs: usize, inputs: usize) -> WeightPanels {
+        assert!(super::available(), "the CPU has AVX-512");
+        assert_eq!(w.len(), outputs * inputs, "w holds outputs × inputs");
+        // Layers that load in parallel (on rayon's threads) lay out their
+        // own matrices: on the pool they would wait for each other.
+        let threads = match rayon::current_thread_index() {
+            Some(_) => Threads::Caller,
+            None => Threads::Pool,
+        };
+        let mut panels = Panels::unwritten(outputs.div_ceil(NR), NR, inputs);
+        let shape = Shape {
+            rows: 0,
+            inputs,
+            outputs,
+        };
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the layout writes every float of every panel, the lanes
+        // past the last output included.
+        unsafe {
+            panels.fill_outputs(Matrix::Rows(w), shape, 0..outputs, threads);
+            panels.written();
+        }
+        WeightPanels {
+            panels,
+            outputs,
+            inputs,
+        }
+    }
+
+    /// `(outputs, inputs)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.outputs, self.inputs)
+    }
+
+    /// Bytes the panels occupy (the last one padded to 32 outputs).
+    pub fn size_in_bytes(&self) -> usize {
+        std::mem::size_of_val(self.panels.data.as_slice())
+    }
+
+    /// `W` back in its `[outputs, inputs]` layout.
+    pub fn to_rows(&self) -> Vec<f32> {
+        let mut w = vec![0f32; self.outputs * self.inputs];
+        for (o, row) in w.chunks_exact_mut(self.inputs.max(1)).enumerate() {
+            let panel = self.panels.panel(o / NR);
+            for (k, v) in row.iter_mut().enumerate() {
+                // SAFETY: panel `o / NR` holds `inputs` steps of `NR` lanes.
+                *v = unsafe { *panel.add(k * NR + o % NR) };
+            }
+        }
+        w
+    }
+
+    /// `x · Wᵀ` of `x` (`rows × inputs`, row-major) for each of `mats`, all
+    /// of the same inputs, on candle's thread pool; `x` is laid out in
+    /// panels once for all of them.
+    pub fn products(mats: &[&WeightPanels], x: &[f32], rows: usize) -> Vec<Vec<f32>> {
+        let Some(inputs) = mats.first().map(|m| m.inputs) else {
+            return Vec::new();
+        };
+        assert!(mats.iter().all(|m| m.inputs == inputs), "one input width");
+        assert_eq!(x.len(), rows * inputs, "x holds rows × inputs");
+        let mut ys: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; rows * m.outputs]).collect();
+        if rows == 0 || inputs == 0 {
+            return ys;
+        }
+        let xs = Panels::of_rows(
+            Matrix::Rows(x),
+            Shape {
+                rows,
+                inputs,
+                outputs: 0,
+            },
+            Threads::Pool,
+        );
+        #[cfg(target_arch = "x86_64")]
+        for (m, y) in mats.iter().zip(&mut ys) {
+            let shape = Shape {
+                rows,
+                inputs,
+                outputs: m.outputs,
+            };
+            multiply(
+                &xs,
+                &m.panels,
+                shape,
+                0,
+                &DisjointWrites::new(y.as_mut_ptr()),
+                Threads::Pool,
+            );
+        }
+        xs.keep(Operand::X);
+        ys
+    }
+}
