@@ -1,6 +1,7 @@
 //! Times the ways a projection can run, at the shapes of a real-size decoder,
 //! for the row counts of decoding and of prompts: candle's matmul (gemm), the
-//! few-row streaming kernel, the many-row AVX-512 kernel, and quantised weights through candle's quantised
+//! few-row streaming kernel, f32 weights in panels laid out at load (where
+//! the CPU has AVX-512), and quantised weights through candle's quantised
 //! kernels or through glimpse's packed ones (where the CPU has AVX-512
 //! VNNI). The choices in `src/model/linear.rs` come from this table.
 //!
@@ -14,7 +15,7 @@ use std::time::Instant;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use glimpse::model::few_rows;
-use glimpse::model::many_rows::{self, Matrix, Threads};
+use glimpse::model::many_rows::{self, WeightPanels};
 use glimpse::model::packed::PackedMatrix;
 
 fn best_ms(mut f: impl FnMut()) -> f64 {
@@ -39,13 +40,14 @@ fn main() -> candle_core::Result<()> {
         _ => (1536, 8960, 151_936),
     };
     let dev = Device::Cpu;
-    println!("shape (in→out)   rows   gemm   few-row  many-row   q8_0 candle   q8_0 packed   q4k candle   q4k packed  (ms)");
+    println!("shape (in→out)   rows   gemm   few-row    panels   q8_0 candle   q8_0 packed   q4k candle   q4k packed  (ms)");
     for (k, n) in [(h, h), (h, i), (i, h), (h, v)] {
         let w = Tensor::randn(0f32, 0.02, (n, k), &dev)?;
         let wt = w.t()?;
         let q8 = QTensor::quantize(&w, GgmlDType::Q8_0)?;
         let q4 = QTensor::quantize(&w, GgmlDType::Q4K)?;
         let ws: Vec<f32> = w.flatten_all()?.to_vec1()?;
+        let panels = many_rows::available().then(|| WeightPanels::new(&ws, n, k));
         for rows in [1, 2, 4, 8, 16, 64, 219, 512, 768] {
             if n == v && rows > 8 {
                 continue; // the head only ever sees the last row
@@ -64,23 +66,14 @@ fn main() -> candle_core::Result<()> {
             } else {
                 format!("{:>9}", "-")
             };
-            let many = if rows > few_rows::MAX_ROWS && many_rows::available() {
-                let mut y = vec![0f32; rows * n];
-                format!(
+            let many = match &panels {
+                Some(p) => format!(
                     "{:9.2}",
                     best_ms(|| {
-                        many_rows::product(
-                            Matrix::Rows(&xs),
-                            rows,
-                            Matrix::Rows(&ws),
-                            n,
-                            &mut y,
-                            Threads::Pool,
-                        )
+                        WeightPanels::products(&[p], &xs, rows);
                     })
-                )
-            } else {
-                format!("{:>9}", "-")
+                ),
+                None => format!("{:>9}", "-"),
             };
             let kernel = |q: &QTensor| {
                 best_ms(|| {

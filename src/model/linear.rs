@@ -1,9 +1,17 @@
-//! Every projection of the decoder and its output head goes through
-//! [`Linear`], float or quantised, so how a matmul runs is decided in one
-//! place, per shape:
+//! Every projection of the decoder, its output head and the vision tower
+//! goes through [`Linear`], float or quantised, so how a matmul runs is
+//! decided in one place, per shape:
 //!
-//! - float weights, a few rows on the CPU (decoding): [`few_rows`], which
-//!   streams the weights once instead of packing them;
+//! - the decoder's f32 weights on a CPU with AVX-512: laid out at load in
+//!   the panels of glimpse's own kernel ([`super::many_rows::WeightPanels`]),
+//!   which multiplies them at every row count without copying them again;
+//!   the panels replace the checkpoint's layout. An output head tied to the
+//!   embedding keeps the embedding's layout, which it shares; a vision
+//!   tower's matrices, which see hundreds of rows or more, keep theirs
+//!   ([`Quantiser::for_many_rows`]), since candle's matmul is as fast there;
+//! - other float weights, a few rows on the CPU (decoding): [`few_rows`],
+//!   which streams the weights once instead of packing them; many rows of
+//!   f32: candle's own kernel, one share of the outputs per thread;
 //! - quantised q4k and q8_0 weights on a CPU with AVX-512 VNNI: glimpse's
 //!   own kernels over its own tiles ([`super::packed`]), at every row count;
 //!   the tiles replace the blocks, so the matrix is kept once;
@@ -20,7 +28,8 @@
 //! token is routed to) go through [`Linear::forward_shared`]: for packed
 //! matrices, and for one row of candle's quantised matrices on the CPU, that
 //! is one call of a fused kernel, which quantises the input once and starts
-//! its threads once for all of them, with the same results as one call each.
+//! its threads once for all of them, with the same results as one call each;
+//! matrices in panels share one layout of the input.
 //!
 //! candle's x86 kernels (where the packed ones do not apply) repack a
 //! quantised matrix into tiles the first time it is used and keep the tiles
@@ -42,6 +51,7 @@ use half::{bf16, f16};
 
 use super::disjoint::DisjointWrites;
 use super::few_rows::{self, WeightElement};
+use super::many_rows::{self, WeightPanels};
 use super::packed::PackedMatrix;
 use super::quant::Quant;
 
@@ -56,7 +66,36 @@ pub struct Linear {
 
 enum Weight {
     Float(Tensor),
+    Panels(WeightPanels),
     Quantized(QuantisedMatrix),
+}
+
+impl Weight {
+    /// f32 weights on a CPU the panel kernel runs on, in its panels, where
+    /// `q` lays them out so; every other weight as it is.
+    fn in_panels(self, q: &Quantiser) -> Result<Weight> {
+        match self {
+            Weight::Float(w)
+                if q.panels
+                    && w.device().is_cpu()
+                    && w.dtype() == DType::F32
+                    && many_rows::available() =>
+            {
+                let (outputs, inputs) = w.dims2()?;
+                let (storage, layout) = w.storage_and_layout();
+                let (Storage::Cpu(cpu), Some((start, end))) =
+                    (&*storage, layout.contiguous_offsets())
+                else {
+                    drop(storage);
+                    return Ok(Weight::Float(w));
+                };
+                let panels =
+                    WeightPanels::new(&cpu.as_slice::<f32>()?[start..end], outputs, inputs);
+                Ok(Weight::Panels(panels))
+            }
+            other => Ok(other),
+        }
+    }
 }
 
 /// A quantised matrix, as candle keeps it (ggml blocks, plus the tiles its
@@ -138,6 +177,9 @@ pub struct Quantiser {
     /// Its matrices mostly see one row at a time (the output head, routed
     /// experts), so [`Quantiser::prepare`] builds no prompt tiles for them.
     single_rows: bool,
+    /// f32 matrices go into the panels of glimpse's kernel (false: they keep
+    /// the checkpoint's layout, for candle's matmul).
+    panels: bool,
 }
 
 /// Rows of the product that builds a matrix's tiles for prompts (candle's
@@ -166,6 +208,7 @@ impl Quantiser {
             quant,
             store: Arc::default(),
             single_rows: false,
+            panels: true,
         }
     }
 
@@ -180,6 +223,16 @@ impl Quantiser {
     pub fn storing(&self, quant: Quant) -> Quantiser {
         Quantiser {
             quant,
+            ..self.clone()
+        }
+    }
+
+    /// The same source for matrices that see hundreds of rows or more at a
+    /// time (a vision tower's): f32 ones keep the checkpoint's layout, since
+    /// candle's matmul is as fast there (`examples/matmul_shapes.rs`).
+    pub fn for_many_rows(&self) -> Quantiser {
+        Quantiser {
+            panels: false,
             ..self.clone()
         }
     }
@@ -300,9 +353,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Linear {
     /// `weight` is `[out, in]`; quantised as `quant` says where the rows allow.
     pub fn new(weight: Tensor, bias: Option<Tensor>, quant: Quant) -> Result<Self> {
-        let mut layer = Linear::tied("", &weight, &Quantiser::new(quant))?;
-        layer.bias = bias;
-        Ok(layer)
+        let dims = weight.dims2()?;
+        let q = Quantiser::new(quant);
+        let weight = q.weight("", dims, || Ok(weight))?.in_panels(&q)?;
+        Ok(Linear { weight, bias })
     }
 
     /// The layer at `vb` (`weight`, and `bias` if asked), its matrix stored
@@ -315,9 +369,11 @@ impl Linear {
         q: &Quantiser,
     ) -> Result<Self> {
         let name = format!("{}.weight", vb.prefix());
-        let weight = q.weight(&name, (outputs, inputs), || {
-            vb.get((outputs, inputs), "weight")
-        })?;
+        let weight = q
+            .weight(&name, (outputs, inputs), || {
+                vb.get((outputs, inputs), "weight")
+            })?
+            .in_panels(q)?;
         let bias = if bias {
             Some(vb.get(outputs, "bias")?)
         } else {
@@ -327,7 +383,8 @@ impl Linear {
     }
 
     /// A layer without bias whose weight is a tensor already loaded (an
-    /// output head tied to the embedding), cached under `name`.
+    /// output head tied to the embedding), cached under `name`. A float
+    /// weight keeps the tensor's layout, whose storage it shares.
     pub fn tied(name: &str, weight: &Tensor, q: &Quantiser) -> Result<Self> {
         let weight = q.weight(name, weight.dims2()?, || Ok(weight.clone()))?;
         Ok(Linear { weight, bias: None })
@@ -341,7 +398,7 @@ impl Linear {
         read: impl FnOnce() -> Result<Tensor>,
         q: &Quantiser,
     ) -> Result<Self> {
-        let weight = q.weight(name, dims, read)?;
+        let weight = q.weight(name, dims, read)?.in_panels(q)?;
         Ok(Linear { weight, bias: None })
     }
 
@@ -349,7 +406,7 @@ impl Linear {
     pub fn quantised(&self) -> Option<QuantisedMatrix> {
         match &self.weight {
             Weight::Quantized(q) => Some(q.clone()),
-            Weight::Float(_) => None,
+            Weight::Float(_) | Weight::Panels(_) => None,
         }
     }
 
@@ -357,6 +414,7 @@ impl Linear {
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {
             Weight::Float(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            Weight::Panels(p) => p.size_in_bytes(),
             Weight::Quantized(q) => q.size_in_bytes(),
         }
     }
@@ -365,6 +423,7 @@ impl Linear {
         let (x2, rows) = as_rows(x)?;
         let y = match &self.weight {
             Weight::Float(w) => float_product(&x2, w, rows)?,
+            Weight::Panels(p) => panel_products(&[p], &x2)?.remove(0),
             Weight::Quantized(QuantisedMatrix::Packed(p)) => packed_products(&[p], &x2)?.remove(0),
             Weight::Quantized(QuantisedMatrix::Candle(q))
                 if rows <= QUANTISED_KERNEL_ROWS || x.device().is_cpu() =>
@@ -396,6 +455,9 @@ impl Linear {
         if let Some(ys) = fused_packed(layers, x)? {
             return Ok(ys);
         }
+        if let Some(ys) = fused_panels(layers, x)? {
+            return Ok(ys);
+        }
         if let Some(ys) = fused_one_row(layers, x)? {
             return Ok(ys);
         }
@@ -413,26 +475,63 @@ fn as_rows(x: &Tensor) -> Result<(Tensor, usize)> {
 /// Any rows through several packed matrices in one pass; `None` unless
 /// every layer is packed.
 fn fused_packed(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+    fused(layers, x, packed_products, |w| match w {
+        Weight::Quantized(QuantisedMatrix::Packed(p)) => Some(p),
+        _ => None,
+    })
+}
+
+/// Any rows through several matrices in panels, `x` laid out once for all;
+/// `None` unless every layer is in panels.
+fn fused_panels(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+    fused(layers, x, panel_products, |w| match w {
+        Weight::Panels(p) => Some(p),
+        _ => None,
+    })
+}
+
+/// Several layers' outputs from one call of `products`, over the matrices
+/// `matrix` finds in every layer; `None` for a single layer, or where a
+/// layer has none.
+fn fused<'a, M>(
+    layers: &[&'a Linear],
+    x: &Tensor,
+    products: fn(&[&'a M], &Tensor) -> Result<Vec<Tensor>>,
+    matrix: fn(&'a Weight) -> Option<&'a M>,
+) -> Result<Option<Vec<Tensor>>> {
     if layers.len() < 2 {
         return Ok(None);
     }
-    let Some(packed) = layers
+    let Some(mats) = layers
         .iter()
-        .map(|l| match &l.weight {
-            Weight::Quantized(QuantisedMatrix::Packed(p)) => Some(p),
-            _ => None,
-        })
-        .collect::<Option<Vec<&Arc<PackedMatrix>>>>()
+        .map(|l| matrix(&l.weight))
+        .collect::<Option<Vec<&M>>>()
     else {
         return Ok(None);
     };
     let (x2, _) = as_rows(x)?;
-    packed_products(&packed, &x2)?
+    products(&mats, &x2)?
         .into_iter()
         .zip(layers)
         .map(|(y, l)| l.finish(y, x.dims()))
         .collect::<Result<Vec<_>>>()
         .map(Some)
+}
+
+/// `x · Wᵀ` of `x` `(rows, inputs)` for each `W` in panels, in `x`'s dtype.
+fn panel_products(mats: &[&WeightPanels], x: &Tensor) -> Result<Vec<Tensor>> {
+    let (rows, _) = x.dims2()?;
+    let x32 = x.to_dtype(DType::F32)?;
+    let (storage, layout) = x32.storage_and_layout();
+    let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
+        candle_core::bail!("a layer in panels takes a contiguous input on the CPU");
+    };
+    let ys = WeightPanels::products(mats, &cpu.as_slice::<f32>()?[start..end], rows);
+    drop(storage);
+    ys.into_iter()
+        .zip(mats)
+        .map(|(y, m)| Tensor::from_vec(y, (rows, m.dims().0), x.device())?.to_dtype(x.dtype()))
+        .collect()
 }
 
 /// `x · Wᵀ` of `x` `(rows, inputs)` for each packed `W`, in `x`'s dtype.
@@ -618,10 +717,19 @@ mod tests {
                 .unwrap()
                 .broadcast_add(&b)
                 .unwrap();
-            let float = Linear::new(w.clone(), Some(b.clone()), Quant::None).unwrap();
-            let got = float.forward(&x).unwrap();
-            assert_eq!(got.dims(), &[1, rows, 96]);
-            assert!(max_abs_diff(&got, &want) < 1e-3, "float, {rows} rows");
+            // In the panels of glimpse's kernel (where the CPU runs it) and
+            // in the checkpoint's layout.
+            let none = Quantiser::new(Quant::None);
+            for q in [none.clone(), none.for_many_rows()] {
+                let mut float = Linear::load_lazily("w", (96, 512), || Ok(w.clone()), &q).unwrap();
+                let in_panels = matches!(float.weight, Weight::Panels(_));
+                assert_eq!(in_panels, q.panels && many_rows::available());
+                float.bias = Some(b.clone());
+                let got = float.forward(&x).unwrap();
+                assert_eq!(got.dims(), &[1, rows, 96]);
+                let err = max_abs_diff(&got, &want);
+                assert!(err < 1e-3, "float, panels {in_panels}, {rows} rows");
+            }
 
             // Quantised: the kernel route and the dequantise route give the
             // same product up to rounding of the activations, and both stay
