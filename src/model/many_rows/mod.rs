@@ -34,8 +34,8 @@ const MR: usize = 12;
 /// Outputs in a tile: two 16-lane registers.
 const NR: usize = 32;
 /// Inputs a tile runs over before its sums go back to `y`: a 32-output
-/// panel of `W` over these (32 KB) stays in L1 while the block's row panels
-/// pass by.
+/// panel of `W` over these (32 KB) is read by each of the block's row
+/// panels in turn, from L1 or L2.
 const KC: usize = 256;
 /// Row panels and output panels in a block of `y` that one task computes:
 /// its rows' inputs in a `KC` block (192 KB), its panels of `W` (256 KB)
@@ -354,8 +354,8 @@ fn multiply(
         BLOCK_OUTPUT_PANELS,
         (2 * workers(threads)).div_ceil(row_blocks),
     );
-    // One panel of rows: `W` is read once from its first input to its last
-    // (a decoding step), with nothing of `y` to read back.
+    // One panel of rows (a decoding step): `W` is read once from its first
+    // input to its last, with nothing of `y` to read back.
     let depth = if xs.count == 1 { shape.inputs } else { KC };
     share(threads, row_blocks * output_blocks, |range| {
         for block in range {
@@ -368,37 +368,38 @@ fn multiply(
             for k0 in (0..shape.inputs).step_by(depth) {
                 let kc = depth.min(shape.inputs - k0);
                 let more = k0 + kc < shape.inputs;
+                // What a tile fetches while it runs: the first tile over a
+                // panel of `W` the panel after it (over the block's last
+                // panel, the first one's next inputs); the other tiles over
+                // the last panel their rows' next inputs. One row of `x`
+                // fetches nothing: it reads `W` in four runs at once, which
+                // the hardware prefetcher follows, and a whole panel of
+                // thousands of inputs fetched ahead would not fit L2.
+                let ahead = |o: usize, r: usize| -> Ahead {
+                    let last_panel = o + 1 == output_panels.end;
+                    let (at, step) = if depth == shape.inputs {
+                        return Ahead::NOTHING;
+                    } else if r == row_panels.start && !last_panel {
+                        (ws.panel(o + 1).wrapping_add(k0 * NR), NR)
+                    } else if r == row_panels.start && more {
+                        (
+                            ws.panel(output_panels.start).wrapping_add((k0 + kc) * NR),
+                            NR,
+                        )
+                    } else if last_panel && more {
+                        (xs.panel(r).wrapping_add((k0 + kc) * MR), MR)
+                    } else {
+                        return Ahead::NOTHING;
+                    };
+                    Ahead { at, step }
+                };
                 for o in output_panels.clone() {
                     let col = first + o * NR;
-                    let last_panel = o + 1 == output_panels.end;
                     for r in row_panels.clone() {
                         let row = r * MR;
                         // SAFETY: panels hold `inputs` steps of their
                         // width; blocks of `y` are disjoint between tasks.
                         unsafe {
-                            // The first tile over a panel of `W` fetches
-                            // the panel after it; the tiles over the last
-                            // panel fetch their rows' next inputs.
-                            let ahead = if depth == shape.inputs {
-                                Ahead::NOTHING
-                            } else if r == row_panels.start && !last_panel {
-                                Ahead {
-                                    at: ws.panel(o + 1).add(k0 * NR),
-                                    step: NR,
-                                }
-                            } else if r == row_panels.start && more {
-                                Ahead {
-                                    at: ws.panel(output_panels.start).add((k0 + kc) * NR),
-                                    step: NR,
-                                }
-                            } else if last_panel && more {
-                                Ahead {
-                                    at: xs.panel(r).add((k0 + kc) * MR),
-                                    step: MR,
-                                }
-                            } else {
-                                Ahead::NOTHING
-                            };
                             x86::tile(
                                 xs.panel(r).add(k0 * MR),
                                 ws.panel(o).add(k0 * NR),
@@ -408,7 +409,7 @@ fn multiply(
                                 MR.min(shape.rows - row),
                                 NR.min(shape.outputs - col),
                                 k0 > 0,
-                                ahead,
+                                ahead(o, r),
                             )
                         };
                     }
