@@ -254,6 +254,7 @@ impl Panels {
     }
 
     /// `x`'s rows in panels of [`MR`].
+    #[cfg(target_arch = "x86_64")]
     fn of_rows(x: Matrix<'_>, shape: Shape, threads: Threads) -> Panels {
         let Shape { rows, inputs, .. } = shape;
         let mut panels = Panels::reusing(Operand::X, rows.div_ceil(MR), MR, inputs);
@@ -264,16 +265,17 @@ impl Panels {
                 let first = p * MR;
                 let filled = MR.min(rows - first);
                 match x {
-                    Matrix::Rows(x) => {
-                        for lane in 0..MR {
-                            let row =
-                                (lane < filled).then(|| &x[(first + lane) * inputs..][..inputs]);
-                            for k in 0..inputs {
-                                // SAFETY: each panel is written by one task.
-                                unsafe { *dst.add(k * MR + lane) = row.map_or(0.0, |r| r[k]) };
-                            }
-                        }
-                    }
+                    // SAFETY: each panel is written by one task; `x` holds
+                    // `filled` rows of `inputs` from row `first`.
+                    Matrix::Rows(x) => unsafe {
+                        x86::transpose_into_panel(
+                            x[first * inputs..].as_ptr(),
+                            filled,
+                            inputs,
+                            MR,
+                            dst,
+                        )
+                    },
                     // SAFETY: as above.
                     Matrix::Columns(x) => unsafe {
                         copy_steps(x, rows, first..first + filled, MR, dst)
@@ -301,7 +303,13 @@ impl Panels {
                     // SAFETY: each panel is written by one task; `w` holds
                     // `lanes` rows of `inputs` from `start`.
                     Matrix::Rows(w) => unsafe {
-                        x86::transpose_into_panel(w[start * inputs..].as_ptr(), lanes, inputs, dst)
+                        x86::transpose_into_panel(
+                            w[start * inputs..].as_ptr(),
+                            lanes,
+                            inputs,
+                            NR,
+                            dst,
+                        )
                     },
                     // SAFETY: as above.
                     Matrix::Columns(w) => unsafe {

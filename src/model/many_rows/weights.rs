@@ -84,32 +84,24 @@ impl WeightPanels {
         if rows == 0 || inputs == 0 {
             return ys;
         }
-        let xs = Panels::of_rows(
-            Matrix::Rows(x),
-            Shape {
-                rows,
-                inputs,
-                outputs: 0,
-            },
-            Threads::Pool,
-        );
         #[cfg(target_arch = "x86_64")]
-        for (m, y) in mats.iter().zip(&mut ys) {
+        {
             let shape = Shape {
                 rows,
                 inputs,
-                outputs: m.outputs,
+                outputs: 0,
             };
-            multiply(
-                &xs,
-                &m.panels,
-                shape,
-                0,
-                &DisjointWrites::new(y.as_mut_ptr()),
-                Threads::Pool,
-            );
+            let xs = Panels::of_rows(Matrix::Rows(x), shape, Threads::Pool);
+            for (m, y) in mats.iter().zip(&mut ys) {
+                let shape = Shape {
+                    outputs: m.outputs,
+                    ..shape
+                };
+                let y = DisjointWrites::new(y.as_mut_ptr());
+                multiply(&xs, &m.panels, shape, 0, &y, Threads::Pool);
+            }
+            xs.keep(Operand::X);
         }
-        xs.keep(Operand::X);
         ys
     }
 }

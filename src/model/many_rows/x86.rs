@@ -1,5 +1,5 @@
 //! The AVX-512 parts: the tile of up to 12×32 and the 16×16 transposes that lay `W`
-//! out in panels.
+//! and `x` out in panels.
 
 use std::arch::x86_64::*;
 
@@ -165,29 +165,36 @@ unsafe fn step<const M: usize>(
     }
 }
 
-/// Lays out `lanes` (at most `NR`) rows of `inputs` floats from `w` as a
-/// panel `[input][NR]` at `dst`, with zeros in the lanes past them.
+/// Lays out `lanes` (at most `width`) rows of `inputs` floats from `m` as a
+/// panel `[input][width]` at `dst`, with zeros in the lanes past them: a
+/// panel of `W`'s outputs ([`NR`] wide) or of `x`'s rows ([`MR`] wide).
 ///
 /// # Safety
-/// [`available`] holds; `w` holds `lanes × inputs` floats, `dst` has room
-/// for `inputs × NR`.
+/// [`available`] holds; `m` holds `lanes × inputs` floats, `dst` has room
+/// for `inputs × width`, and nothing else writes there meanwhile.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn transpose_into_panel(w: *const f32, lanes_: usize, inputs: usize, dst: *mut f32) {
-    for half in 0..NR / 16 {
-        let first = half * 16;
+pub unsafe fn transpose_into_panel(
+    m: *const f32,
+    lanes_: usize,
+    inputs: usize,
+    width: usize,
+    dst: *mut f32,
+) {
+    for first in (0..width).step_by(16) {
         let rows = lanes_.saturating_sub(first).min(16);
+        let store = lanes(width - first);
         for k0 in (0..inputs).step_by(16) {
             let kv = (inputs - k0).min(16);
             let mask = lanes(kv);
             let mut r = [_mm512_setzero_ps(); 16];
             for (i, ri) in r.iter_mut().enumerate() {
                 if i < rows {
-                    *ri = _mm512_maskz_loadu_ps(mask, w.add((first + i) * inputs + k0));
+                    *ri = _mm512_maskz_loadu_ps(mask, m.add((first + i) * inputs + k0));
                 }
             }
             let t = transpose16(r);
             for (q, tq) in t.iter().enumerate().take(kv) {
-                _mm512_storeu_ps(dst.add((k0 + q) * NR + first), *tq);
+                _mm512_mask_storeu_ps(dst.add((k0 + q) * width + first), store, *tq);
             }
         }
     }
