@@ -137,7 +137,7 @@ fn product_copying_at_most(
         for first in (0..outputs).step_by(per_part) {
             let count = per_part.min(outputs - first);
             let mut ws = Panels::reusing(Operand::W, count.div_ceil(NR), NR, inputs);
-            ws.fill_outputs(w, shape, first..first + count, threads);
+            ws.fill(w, outputs, first..first + count, threads);
             multiply(&xs, &ws, shape, first, &y, threads);
             ws.keep(Operand::W);
         }
@@ -258,62 +258,38 @@ impl Panels {
     fn of_rows(x: Matrix<'_>, shape: Shape, threads: Threads) -> Panels {
         let Shape { rows, inputs, .. } = shape;
         let mut panels = Panels::reusing(Operand::X, rows.div_ceil(MR), MR, inputs);
-        let out = panels.start();
-        share(threads, panels.count, |range| {
-            for p in range {
-                let dst = out.at(p * MR * inputs);
-                let first = p * MR;
-                let filled = MR.min(rows - first);
-                match x {
-                    // SAFETY: each panel is written by one task; `x` holds
-                    // `filled` rows of `inputs` from row `first`.
-                    Matrix::Rows(x) => unsafe {
-                        x86::transpose_into_panel(
-                            x[first * inputs..].as_ptr(),
-                            filled,
-                            inputs,
-                            MR,
-                            dst,
-                        )
-                    },
-                    // SAFETY: as above.
-                    Matrix::Columns(x) => unsafe {
-                        copy_steps(x, rows, first..first + filled, MR, dst)
-                    },
-                }
-            }
-        });
+        panels.fill(x, rows, 0..rows, threads);
         panels
     }
 
-    /// Lays out outputs `range` of `w` in these panels of [`NR`].
+    /// Lays out lines `range` of `m` (rows of `x` or outputs of `W`, `total`
+    /// of them, each running along the inputs) in these panels, one panel's
+    /// width of lines in each.
     #[cfg(target_arch = "x86_64")]
-    fn fill_outputs(&mut self, w: Matrix<'_>, shape: Shape, range: Range<usize>, threads: Threads) {
-        let Shape {
-            inputs, outputs, ..
-        } = shape;
-        debug_assert_eq!(self.count, range.len().div_ceil(NR));
+    fn fill(&mut self, m: Matrix<'_>, total: usize, range: Range<usize>, threads: Threads) {
+        let (width, inputs) = (self.width, self.inputs);
+        debug_assert_eq!(self.count, range.len().div_ceil(width));
         let out = self.start();
         share(threads, self.count, |ps| {
             for p in ps {
-                let start = range.start + p * NR;
-                let lanes = NR.min(range.end - start);
-                let dst = out.at(p * NR * inputs);
-                match w {
-                    // SAFETY: each panel is written by one task; `w` holds
-                    // `lanes` rows of `inputs` from `start`.
-                    Matrix::Rows(w) => unsafe {
+                let start = range.start + p * width;
+                let lanes = width.min(range.end - start);
+                let dst = out.at(p * width * inputs);
+                match m {
+                    // SAFETY: each panel is written by one task; `m` holds
+                    // `lanes` lines of `inputs` from `start`.
+                    Matrix::Rows(m) => unsafe {
                         x86::transpose_into_panel(
-                            w[start * inputs..].as_ptr(),
+                            m[start * inputs..].as_ptr(),
                             lanes,
                             inputs,
-                            NR,
+                            width,
                             dst,
                         )
                     },
                     // SAFETY: as above.
-                    Matrix::Columns(w) => unsafe {
-                        copy_steps(w, outputs, start..start + lanes, NR, dst)
+                    Matrix::Columns(m) => unsafe {
+                        copy_steps(m, total, start..start + lanes, width, dst)
                     },
                 }
             }

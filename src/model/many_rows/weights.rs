@@ -29,16 +29,11 @@ impl WeightPanels {
             None => Threads::Pool,
         };
         let mut panels = Panels::unwritten(outputs.div_ceil(NR), NR, inputs);
-        let shape = Shape {
-            rows: 0,
-            inputs,
-            outputs,
-        };
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the layout writes every float of every panel, the lanes
         // past the last output included.
         unsafe {
-            panels.fill_outputs(Matrix::Rows(w), shape, 0..outputs, threads);
+            panels.fill(Matrix::Rows(w), outputs, 0..outputs, threads);
             panels.written();
         }
         WeightPanels {
