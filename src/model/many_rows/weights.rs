@@ -5,8 +5,11 @@
 //! same copy inside the `gemm` crate. The panels replace the checkpoint's
 //! layout, so the matrix is still kept once.
 
+#[cfg(target_arch = "x86_64")]
 use super::super::disjoint::DisjointWrites;
-use super::{multiply, Matrix, Operand, Panels, Shape, Threads, NR};
+#[cfg(target_arch = "x86_64")]
+use super::{multiply, Matrix, Operand, Shape};
+use super::{Panels, Threads, NR};
 
 /// An f32 `[outputs, inputs]` matrix in panels of 32 outputs, each running
 /// along all the inputs.
