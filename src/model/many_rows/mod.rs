@@ -356,7 +356,7 @@ fn multiply(
                 // panel of `W` the panel after it (over the block's last
                 // panel, the first one's next inputs); the other tiles over
                 // the last panel their rows' next inputs. One row of `x`
-                // fetches nothing: it reads `W` in four runs at once, which
+                // fetches nothing: it reads `W` in eight runs at once, which
                 // the hardware prefetcher follows, and a whole panel of
                 // thousands of inputs fetched ahead would not fit L2.
                 let ahead = |o: usize, r: usize| -> Ahead {

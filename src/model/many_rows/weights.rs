@@ -57,7 +57,8 @@ impl WeightPanels {
     }
 
     /// `W` back in its `[outputs, inputs]` layout.
-    pub fn to_rows(&self) -> Vec<f32> {
+    #[cfg(test)]
+    pub(super) fn to_rows(&self) -> Vec<f32> {
         let mut w = vec![0f32; self.outputs * self.inputs];
         for (o, row) in w.chunks_exact_mut(self.inputs.max(1)).enumerate() {
             let panel = self.panels.panel(o / NR);
