@@ -2,13 +2,13 @@
 //! goes through [`Linear`], float or quantised, so how a matmul runs is
 //! decided in one place, per shape:
 //!
-//! - the decoder's f32 weights on a CPU with AVX-512: laid out at load in
-//!   the panels of glimpse's own kernel ([`super::many_rows::WeightPanels`]),
-//!   which multiplies them at every row count without copying them again;
-//!   the panels replace the checkpoint's layout. An output head tied to the
-//!   embedding keeps the embedding's layout, which it shares; a vision
-//!   tower's matrices, which see hundreds of rows or more, keep theirs
-//!   ([`Quantiser::for_many_rows`]), since candle's matmul is as fast there;
+//! - f32 weights on a CPU with AVX-512, the decoder's and the vision
+//!   tower's: laid out at load in the panels of glimpse's own kernel
+//!   ([`super::many_rows::WeightPanels`]), which multiplies them at every
+//!   row count without copying them again and starts each product from the
+//!   layer's bias; the panels replace the checkpoint's layout. An output
+//!   head tied to the embedding keeps the embedding's layout, which it
+//!   shares;
 //! - other float weights, a few rows on the CPU (decoding): [`few_rows`],
 //!   which streams the weights once instead of packing them; many rows of
 //!   f32: candle's own kernel, one share of the outputs per thread;
@@ -227,10 +227,10 @@ impl Quantiser {
         }
     }
 
-    /// The same source for matrices that see hundreds of rows or more at a
-    /// time (a vision tower's): f32 ones keep the checkpoint's layout, since
-    /// candle's matmul is as fast there (`examples/matmul_shapes.rs`).
-    pub fn for_many_rows(&self) -> Quantiser {
+    /// The same source keeping f32 matrices in the checkpoint's layout, for
+    /// candle's matmul: what other CPUs get, tried on this one.
+    #[cfg(test)]
+    fn in_checkpoint_layout(&self) -> Quantiser {
         Quantiser {
             panels: false,
             ..self.clone()
@@ -356,7 +356,22 @@ impl Linear {
         let dims = weight.dims2()?;
         let q = Quantiser::new(quant);
         let weight = q.weight("", dims, || Ok(weight))?.in_panels(&q)?;
-        Ok(Linear { weight, bias })
+        Linear::assemble(weight, bias)
+    }
+
+    /// A layer of `weight` and `bias`; a matrix in panels takes the bias
+    /// into its products.
+    fn assemble(weight: Weight, bias: Option<Tensor>) -> Result<Self> {
+        match (weight, bias) {
+            (Weight::Panels(p), Some(b)) => {
+                let b = b.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                Ok(Linear {
+                    weight: Weight::Panels(p.with_bias(b)),
+                    bias: None,
+                })
+            }
+            (weight, bias) => Ok(Linear { weight, bias }),
+        }
     }
 
     /// The layer at `vb` (`weight`, and `bias` if asked), its matrix stored
@@ -379,7 +394,7 @@ impl Linear {
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Linear::assemble(weight, bias)
     }
 
     /// A layer without bias whose weight is a tensor already loaded (an
@@ -720,11 +735,11 @@ mod tests {
             // In the panels of glimpse's kernel (where the CPU runs it) and
             // in the checkpoint's layout.
             let none = Quantiser::new(Quant::None);
-            for q in [none.clone(), none.for_many_rows()] {
-                let mut float = Linear::load_lazily("w", (96, 512), || Ok(w.clone()), &q).unwrap();
+            for q in [none.clone(), none.in_checkpoint_layout()] {
+                let float = Linear::load_lazily("w", (96, 512), || Ok(w.clone()), &q).unwrap();
                 let in_panels = matches!(float.weight, Weight::Panels(_));
                 assert_eq!(in_panels, q.panels && many_rows::available());
-                float.bias = Some(b.clone());
+                let float = Linear::assemble(float.weight, Some(b.clone())).unwrap();
                 let got = float.forward(&x).unwrap();
                 assert_eq!(got.dims(), &[1, rows, 96]);
                 let err = max_abs_diff(&got, &want);
@@ -796,9 +811,9 @@ mod tests {
             let layers: Vec<Linear> = [(32, 8), (64, 9), (16, 10)]
                 .iter()
                 .map(|&(n, seed)| {
-                    let mut l = Linear::tied("", &random((n, 512), seed), &q).unwrap();
-                    l.bias = Some(random((1, n), seed + 10).squeeze(0).unwrap());
-                    l
+                    let l = Linear::tied("", &random((n, 512), seed), &q).unwrap();
+                    let b = random((1, n), seed + 10).squeeze(0).unwrap();
+                    Linear::assemble(l.weight, Some(b)).unwrap()
                 })
                 .collect();
             // Tiles built beforehand change nothing either.

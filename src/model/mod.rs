@@ -199,13 +199,11 @@ impl VlModel {
                 without_backtrace(&e)
             ),
         };
-        let vision_q = q
-            .storing(if options.quant_vision {
-                quant
-            } else {
-                Quant::None
-            })
-            .for_many_rows();
+        let vision_q = q.storing(if options.quant_vision {
+            quant
+        } else {
+            Quant::None
+        });
         let vision = VisionTower::load(
             config.family.vision_design(),
             &config.vision,

@@ -160,6 +160,8 @@ impl Attention {
 }
 
 /// What a layer's MLP is.
+// One per layer, never moved after load: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Ffn {
     Dense(Mlp),
     Sparse(SparseMoe),

@@ -1,7 +1,7 @@
 //! `y = x · Wᵀ` (or `x · W`) in f32 on CPUs with AVX-512, for any number of
-//! rows: the decoder's float projections ([`WeightPanels`], through
-//! [`super::linear`]) and attention, one head at a time on each thread
-//! ([`super::attention`]).
+//! rows: the float projections of the decoder and of the vision tower
+//! ([`WeightPanels`], through [`super::linear`]) and attention, one head at
+//! a time on each thread ([`super::attention`]).
 //!
 //! Both operands are read from panels, strictly in order: `W` in panels of
 //! 32 outputs (transposed 16×16 in registers where it is stored `[outputs,
@@ -15,8 +15,8 @@
 //! On two cores this beats candle's matmul (the `gemm` crate, which copies
 //! `W` on every call) by 20–30 % at a prompt's 219 rows and by 2–5× at 2–64
 //! rows, and is within 10 % of the few-row streaming kernel at one row; at
-//! 512 rows the two are even, and at 768 it falls up to 10 % behind
-//! (`examples/matmul_shapes.rs`), which is why vision towers keep candle's.
+//! a vision tower's 560–768 rows it is 3–25 % ahead
+//! (`examples/matmul_shapes.rs`).
 
 mod weights;
 #[cfg(target_arch = "x86_64")]
@@ -24,6 +24,7 @@ mod x86;
 
 use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::disjoint::DisjointWrites;
 
@@ -138,7 +139,7 @@ fn product_copying_at_most(
             let count = per_part.min(outputs - first);
             let mut ws = Panels::reusing(Operand::W, count.div_ceil(NR), NR, inputs);
             ws.fill(w, outputs, first..first + count, threads);
-            multiply(&xs, &ws, shape, first, &y, threads);
+            multiply(&xs, &ws, shape, (first, None), &y, threads);
             ws.keep(Operand::W);
         }
         xs.keep(Operand::X);
@@ -150,6 +151,26 @@ fn workers(threads: Threads) -> usize {
     match threads {
         Threads::Pool => candle_core::utils::barrier_pool().n_workers() + 1,
         Threads::Caller => 1,
+    }
+}
+
+/// Runs `f` on each of `0..n`, on the pool or here, each thread taking
+/// the next item as it finishes one. The pool's own sharing hands out a
+/// few items at a time, which left one thread idle for a few blocks at
+/// the end of a product (up to a tenth of it at 60 blocks on two cores).
+fn share_one_at_a_time(threads: Threads, n: usize, f: impl Fn(usize) + Sync) {
+    match threads {
+        Threads::Pool if n > 1 => {
+            let next = AtomicUsize::new(0);
+            candle_core::utils::barrier_pool().execute(|_| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                f(i);
+            })
+        }
+        _ => (0..n).for_each(f),
     }
 }
 
@@ -320,17 +341,24 @@ fn blocks(n: usize, most: usize, least: usize) -> (usize, usize) {
     (n.div_ceil(each), each)
 }
 
-/// `y`'s columns `first..` from `xs` and the panels `ws` of those outputs.
+/// `y`'s columns `first..` from `xs` and the panels `ws` of those outputs,
+/// every one of them written; each output starts from its `bias` (one per
+/// output of `y`) where there is one.
 #[cfg(target_arch = "x86_64")]
 fn multiply(
     xs: &Panels,
     ws: &Panels,
     shape: Shape,
-    first: usize,
+    (first, bias): (usize, Option<&[f32]>),
     y: &DisjointWrites,
     threads: Threads,
 ) {
-    use x86::Ahead;
+    use x86::{Ahead, Start};
+    debug_assert!(bias.is_none_or(|b| b.len() == shape.outputs));
+    let start = |col: usize| match bias {
+        Some(b) => Start::Bias(b[col..].as_ptr()),
+        None => Start::Zero,
+    };
     let (row_blocks, rb) = blocks(xs.count, BLOCK_ROW_PANELS, 1);
     // Two blocks a thread at least, so that a few rows keep every thread busy.
     let (output_blocks, ob) = blocks(
@@ -341,10 +369,10 @@ fn multiply(
     // One panel of rows (a decoding step): `W` is read once from its first
     // input to its last, with nothing of `y` to read back.
     let depth = if xs.count == 1 { shape.inputs } else { KC };
-    share(threads, row_blocks * output_blocks, |range| {
-        for block in range {
-            // Neighbouring blocks share outputs, and a thread takes a few
-            // at a time: its next block finds its panels of `W` in cache.
+    share_one_at_a_time(threads, row_blocks * output_blocks, |block| {
+        {
+            // Neighbouring blocks share outputs: a thread's next block
+            // often finds its panels of `W` in cache.
             let rp = (block % row_blocks) * rb;
             let op = (block / row_blocks) * ob;
             let row_panels = rp..(rp + rb).min(xs.count);
@@ -392,7 +420,7 @@ fn multiply(
                                 shape.outputs,
                                 MR.min(shape.rows - row),
                                 NR.min(shape.outputs - col),
-                                k0 > 0,
+                                if k0 > 0 { Start::Sums } else { start(col) },
                                 ahead(o, r),
                             )
                         };

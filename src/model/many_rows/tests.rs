@@ -127,6 +127,17 @@ fn check_panels(rows: usize, inputs: usize, outputs: usize) {
     assert_eq!(panels.to_rows(), w, "the panels hold the matrix");
     let y = WeightPanels::products(&[&panels], &x, rows).remove(0);
     compare(&y, &want, &size, (rows, inputs, outputs));
+
+    // With a bias, which every row's sums start from.
+    let bias = random(outputs, outputs as u64 + 3);
+    let panels = panels.with_bias(bias.clone());
+    let y = WeightPanels::products(&[&panels], &x, rows).remove(0);
+    let biased = |v: &[f64], f: fn(f64) -> f64| -> Vec<f64> {
+        let b = bias.iter().cycle().map(|&b| f(b as f64));
+        v.iter().zip(b).map(|(v, b)| v + b).collect()
+    };
+    let (want, size) = (biased(&want, |b| b), biased(&size, f64::abs));
+    compare(&y, &want, &size, (rows, inputs, outputs));
 }
 
 #[test]
@@ -169,7 +180,7 @@ fn several_matrices_over_one_input_give_what_each_gives_alone() {
 }
 
 #[test]
-fn no_rows_or_no_inputs_give_an_empty_or_zero_product() {
+fn no_rows_or_no_inputs_give_an_empty_product_or_the_bias() {
     if !available() {
         return;
     }
@@ -177,4 +188,7 @@ fn no_rows_or_no_inputs_give_an_empty_or_zero_product() {
     assert!(WeightPanels::products(&[&panels], &[], 0)[0].is_empty());
     let empty = WeightPanels::new(&[], 40, 0);
     assert_eq!(WeightPanels::products(&[&empty], &[], 3)[0], vec![0.0; 120]);
+    let bias = random(40, 2);
+    let empty = empty.with_bias(bias.clone());
+    assert_eq!(WeightPanels::products(&[&empty], &[], 3)[0], bias.repeat(3));
 }

@@ -12,9 +12,10 @@ use super::{multiply, Matrix, Operand, Shape};
 use super::{Panels, Threads, NR};
 
 /// An f32 `[outputs, inputs]` matrix in panels of 32 outputs, each running
-/// along all the inputs.
+/// along all the inputs, and the bias its products start from.
 pub struct WeightPanels {
     panels: Panels,
+    bias: Option<Vec<f32>>,
     outputs: usize,
     inputs: usize,
 }
@@ -41,8 +42,19 @@ impl WeightPanels {
         }
         WeightPanels {
             panels,
+            bias: None,
             outputs,
             inputs,
+        }
+    }
+
+    /// These panels with a bias, one per output, added to every product
+    /// as its sums are written rather than in a pass of its own.
+    pub fn with_bias(self, bias: Vec<f32>) -> WeightPanels {
+        assert_eq!(bias.len(), self.outputs, "one bias per output");
+        WeightPanels {
+            bias: Some(bias),
+            ..self
         }
     }
 
@@ -70,18 +82,17 @@ impl WeightPanels {
         w
     }
 
-    /// `x · Wᵀ` of `x` (`rows × inputs`, row-major) for each of `mats`, all
-    /// of the same inputs, on candle's thread pool; `x` is laid out in
-    /// panels once for all of them.
+    /// `x · Wᵀ + bias` of `x` (`rows × inputs`, row-major) for each of
+    /// `mats`, all of the same inputs, on candle's thread pool; `x` is laid
+    /// out in panels once for all of them.
     pub fn products(mats: &[&WeightPanels], x: &[f32], rows: usize) -> Vec<Vec<f32>> {
         let Some(inputs) = mats.first().map(|m| m.inputs) else {
             return Vec::new();
         };
         assert!(mats.iter().all(|m| m.inputs == inputs), "one input width");
         assert_eq!(x.len(), rows * inputs, "x holds rows × inputs");
-        let mut ys: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; rows * m.outputs]).collect();
         if rows == 0 || inputs == 0 {
-            return ys;
+            return mats.iter().map(|m| m.without_inputs(rows)).collect();
         }
         #[cfg(target_arch = "x86_64")]
         {
@@ -91,16 +102,36 @@ impl WeightPanels {
                 outputs: 0,
             };
             let xs = Panels::of_rows(Matrix::Rows(x), shape, Threads::Pool);
-            for (m, y) in mats.iter().zip(&mut ys) {
-                let shape = Shape {
-                    outputs: m.outputs,
-                    ..shape
-                };
-                let y = DisjointWrites::new(y.as_mut_ptr());
-                multiply(&xs, &m.panels, shape, 0, &y, Threads::Pool);
-            }
+            let ys = mats
+                .iter()
+                .map(|m| {
+                    let shape = Shape {
+                        outputs: m.outputs,
+                        ..shape
+                    };
+                    let len = rows * m.outputs;
+                    // Not cleared first: the product writes every float.
+                    let mut y = Vec::with_capacity(len);
+                    let target = DisjointWrites::new(y.as_mut_ptr());
+                    let start = (0, m.bias.as_deref());
+                    multiply(&xs, &m.panels, shape, start, &target, Threads::Pool);
+                    // SAFETY: `multiply` wrote all `rows × outputs` floats.
+                    unsafe { y.set_len(len) };
+                    y
+                })
+                .collect();
             xs.keep(Operand::X);
+            ys
         }
-        ys
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("panels are only made where the kernel runs")
+    }
+
+    /// The product of `rows` rows of no inputs: the bias alone.
+    fn without_inputs(&self, rows: usize) -> Vec<f32> {
+        match &self.bias {
+            Some(b) => b.repeat(rows),
+            None => vec![0.0; rows * self.outputs],
+        }
     }
 }

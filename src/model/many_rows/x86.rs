@@ -35,16 +35,28 @@ impl Ahead {
     };
 }
 
-/// Adds (or, unless `accumulate`, writes) to `c` (`rows` × `cols` of a
-/// matrix `ldc` floats wide) the product of an `MR`-row panel `a` and an
-/// `NR`-output panel `b` over `kc` inputs. Only the panel's first `rows`
+/// What a tile's sums start from.
+#[derive(Clone, Copy)]
+pub enum Start {
+    /// Zero: the tile writes `c`.
+    Zero,
+    /// What `c` holds (the sums of earlier inputs): the tile adds to it.
+    Sums,
+    /// A bias for each of the tile's columns, from this one on: the tile
+    /// writes `c`.
+    Bias(*const f32),
+}
+
+/// Writes to `c` (`rows` × `cols` of a matrix `ldc` floats wide) `start`
+/// plus the product of an `MR`-row panel `a` and an `NR`-output panel `b`
+/// over `kc` inputs. Only the panel's first `rows`
 /// rows are multiplied, so a short last panel (or one row while decoding)
 /// costs what its rows need.
 ///
 /// # Safety
 /// [`available`] holds; `a` holds `kc × MR` floats, `b` `kc × NR`, `c`
-/// has `1 ≤ rows ≤ MR` rows of `cols ≤ NR` floats. `ahead` may run past
-/// what it points into: a prefetch never faults.
+/// has `1 ≤ rows ≤ MR` rows of `cols ≤ NR` floats, and a bias `cols`.
+/// `ahead` may run past what it points into: a prefetch never faults.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn tile(
     a: *const f32,
@@ -54,15 +66,15 @@ pub unsafe fn tile(
     ldc: usize,
     rows: usize,
     cols: usize,
-    accumulate: bool,
+    start: Start,
     ahead: Ahead,
 ) {
     macro_rules! rows {
         ($($m:literal)*) => {
             match rows {
-                1 => tile_of::<1, 8>(a, b, kc, c, ldc, cols, accumulate, ahead),
-                2 => tile_of::<2, 4>(a, b, kc, c, ldc, cols, accumulate, ahead),
-                $($m => tile_of::<$m, 1>(a, b, kc, c, ldc, cols, accumulate, ahead),)*
+                1 => tile_of::<1, 8>(a, b, kc, c, ldc, cols, start, ahead),
+                2 => tile_of::<2, 4>(a, b, kc, c, ldc, cols, start, ahead),
+                $($m => tile_of::<$m, 1>(a, b, kc, c, ldc, cols, start, ahead),)*
                 _ => unreachable!("a tile has 1 to {MR} rows"),
             }
         };
@@ -83,7 +95,7 @@ unsafe fn tile_of<const M: usize, const S: usize>(
     c: *mut f32,
     ldc: usize,
     cols: usize,
-    accumulate: bool,
+    start: Start,
     ahead: Ahead,
 ) {
     let mut lo_sets = [[_mm512_setzero_ps(); M]; S];
@@ -136,12 +148,22 @@ unsafe fn tile_of<const M: usize, const S: usize>(
         }
     }
     let (m0, m1) = (lanes(cols), lanes(cols.saturating_sub(16)));
+    let bias = match start {
+        Start::Bias(b) => Some((
+            _mm512_maskz_loadu_ps(m0, b),
+            _mm512_maskz_loadu_ps(m1, b.wrapping_add(16)),
+        )),
+        Start::Zero | Start::Sums => None,
+    };
     for i in 0..M {
         let ci = c.add(i * ldc);
         let (mut v0, mut v1) = (lo[i], hi[i]);
-        if accumulate {
+        if let Start::Sums = start {
             v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
             v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci.add(16)));
+        } else if let Some((b0, b1)) = bias {
+            v0 = _mm512_add_ps(v0, b0);
+            v1 = _mm512_add_ps(v1, b1);
         }
         _mm512_mask_storeu_ps(ci, m0, v0);
         _mm512_mask_storeu_ps(ci.add(16), m1, v1);
