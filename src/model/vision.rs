@@ -157,21 +157,8 @@ impl Block {
         max_scores: usize,
     ) -> Result<Tensor> {
         let (n, d) = x.dims2()?;
-        let dtype = x.dtype();
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((n, 3, self.num_heads, self.head_dim))?
-            .permute((1, 2, 0, 3))?; // (3, heads, N, head_dim)
-        let take = |i: usize| -> Result<Tensor> { qkv.get(i)?.unsqueeze(0)?.contiguous() };
-        // The rotation runs in f32 whatever the model dtype, as in the reference.
-        let rotate = |t: Tensor| -> Result<Tensor> {
-            candle_nn::rotary_emb::rope(&t.to_dtype(DType::F32)?, &rope.cos, &rope.sin)?
-                .to_dtype(dtype)
-        };
-        let q = rotate(take(0)?)?;
-        let k = rotate(take(1)?)?;
-        let v = take(2)?;
+        let qkv = self.qkv.forward(x)?;
+        let [q, k, v] = heads_rotated(&qkv, self.num_heads, self.head_dim, rope)?;
         let scale = Scaling::Queries(1.0 / (self.head_dim as f64).sqrt());
         let outs = segments
             .iter()
@@ -191,6 +178,93 @@ impl Block {
         let out = out.squeeze(0)?.transpose(0, 1)?.reshape((n, d))?;
         self.proj.forward(&out)
     }
+}
+
+/// q, k and v of a fused projection `qkv` `(N, 3 · heads · head_dim)`,
+/// each `(1, heads, N, head_dim)`, q and k turned by `rope`. The rotation
+/// runs in f32 whatever the model dtype, as in the reference.
+fn heads_rotated(
+    qkv: &Tensor,
+    heads: usize,
+    head_dim: usize,
+    rope: &RopeTables,
+) -> Result<[Tensor; 3]> {
+    if let Some(parts) = heads_rotated_in_one_pass(qkv, heads, head_dim, rope)? {
+        return Ok(parts);
+    }
+    let n = qkv.dim(0)?;
+    let dtype = qkv.dtype();
+    let qkv = qkv
+        .reshape((n, 3, heads, head_dim))?
+        .permute((1, 2, 0, 3))?; // (3, heads, N, head_dim)
+    let take = |i: usize| -> Result<Tensor> { qkv.get(i)?.unsqueeze(0)?.contiguous() };
+    let rotate = |t: Tensor| -> Result<Tensor> {
+        candle_nn::rotary_emb::rope(&t.to_dtype(DType::F32)?, &rope.cos, &rope.sin)?.to_dtype(dtype)
+    };
+    Ok([rotate(take(0)?)?, rotate(take(1)?)?, take(2)?])
+}
+
+/// [`heads_rotated`] for f32 on the CPU: one pass from the projection's
+/// rows to the three parts, rotating on the way, with candle's rotation
+/// arithmetic. The general route copied each part out of the projection,
+/// then rotated q and k into fresh tensors: five passes, which took as long
+/// as the attention's output projection. `None` elsewhere.
+fn heads_rotated_in_one_pass(
+    qkv: &Tensor,
+    heads: usize,
+    head_dim: usize,
+    rope: &RopeTables,
+) -> Result<Option<[Tensor; 3]>> {
+    use candle_core::Storage;
+    use rayon::prelude::*;
+
+    let all_f32 = [qkv, &rope.cos, &rope.sin]
+        .iter()
+        .all(|t| t.dtype() == DType::F32 && t.device().is_cpu());
+    if !all_f32 || !head_dim.is_multiple_of(2) {
+        return Ok(None);
+    }
+    let (n, width) = qkv.dims2()?;
+    let half = head_dim / 2;
+    if width != 3 * heads * head_dim || rope.cos.dims() != [n, half] {
+        candle_core::bail!("qkv is {n}×{width}, rope {:?}", rope.cos.dims());
+    }
+    let (qkv, cos, sin) = (
+        qkv.contiguous()?,
+        rope.cos.contiguous()?,
+        rope.sin.contiguous()?,
+    );
+    let slice = |t: &Tensor| -> Result<Vec<f32>> { t.flatten_all()?.to_vec1::<f32>() };
+    let (cos, sin) = (slice(&cos)?, slice(&sin)?);
+    let (storage, layout) = qkv.storage_and_layout();
+    let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
+        return Ok(None);
+    };
+    let src = &cpu.as_slice::<f32>()?[start..end];
+    let mut out = vec![0f32; 3 * heads * n * head_dim];
+    // One task per part and head: its rows are contiguous in the output.
+    out.par_chunks_mut(n * head_dim)
+        .enumerate()
+        .for_each(|(part_head, dst)| {
+            let rotated = part_head < 2 * heads;
+            for (t, o) in dst.chunks_exact_mut(head_dim).enumerate() {
+                let s = &src[t * width + part_head * head_dim..][..head_dim];
+                if !rotated {
+                    o.copy_from_slice(s);
+                    continue;
+                }
+                let (c, si) = (&cos[t * half..][..half], &sin[t * half..][..half]);
+                let (s1, s2) = s.split_at(half);
+                let (o1, o2) = o.split_at_mut(half);
+                for i in 0..half {
+                    o1[i] = s1[i] * c[i] - s2[i] * si[i];
+                    o2[i] = s1[i] * si[i] + s2[i] * c[i];
+                }
+            }
+        });
+    drop(storage);
+    let parts = Tensor::from_vec(out, (3, 1, heads, n, head_dim), &candle_core::Device::Cpu)?;
+    Ok(Some([parts.get(0)?, parts.get(1)?, parts.get(2)?]))
 }
 
 struct Merger {
@@ -475,6 +549,40 @@ fn permute_units(x: &Tensor, order: &[u32], unit: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heads_split_and_turned_in_one_pass_equal_candles_route() {
+        use crate::model::test_util::{max_abs_diff, uniform};
+        let (n, heads, head_dim) = (7, 3, 8);
+        let qkv = uniform((1, 1, n, 3 * heads * head_dim), 1)
+            .reshape((n, 3 * heads * head_dim))
+            .unwrap();
+        let coords: Vec<(usize, usize)> = (0..n).map(|i| (i / 3, i % 3)).collect();
+        let rope = vision_tables(&coords, head_dim, &candle_core::Device::Cpu).unwrap();
+        let fast = heads_rotated_in_one_pass(&qkv, heads, head_dim, &rope)
+            .unwrap()
+            .expect("f32 on the CPU");
+        // candle's permute and rope, the general route: the same
+        // arithmetic, so the same floats.
+        let qkv4 = qkv.reshape((n, 3, heads, head_dim)).unwrap();
+        let qkv4 = qkv4.permute((1, 2, 0, 3)).unwrap();
+        for (i, got) in fast.iter().enumerate() {
+            assert_eq!(got.dims(), [1, heads, n, head_dim]);
+            let part = qkv4
+                .get(i)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap()
+                .contiguous()
+                .unwrap();
+            let want = if i < 2 {
+                candle_nn::rotary_emb::rope(&part, &rope.cos, &rope.sin).unwrap()
+            } else {
+                part
+            };
+            assert_eq!(max_abs_diff(got, &want), 0.0, "part {i}");
+        }
+    }
 
     #[test]
     fn bilinear_axis_matches_the_reference_example() {
