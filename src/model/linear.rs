@@ -51,7 +51,7 @@ use half::{bf16, f16};
 
 use super::disjoint::DisjointWrites;
 use super::few_rows::{self, WeightElement};
-use super::many_rows::{self, WeightPanels};
+use super::many_rows::{self, Then, WeightPanels};
 use super::packed::PackedMatrix;
 use super::quant::Quant;
 
@@ -438,7 +438,7 @@ impl Linear {
         let (x2, rows) = as_rows(x)?;
         let y = match &self.weight {
             Weight::Float(w) => float_product(&x2, w, rows)?,
-            Weight::Panels(p) => panel_products(&[p], &x2)?.remove(0),
+            Weight::Panels(p) => panel_products(&[p], &x2, None)?.remove(0),
             Weight::Quantized(QuantisedMatrix::Packed(p)) => packed_products(&[p], &x2)?.remove(0),
             Weight::Quantized(QuantisedMatrix::Candle(q))
                 if rows <= QUANTISED_KERNEL_ROWS || x.device().is_cpu() =>
@@ -451,6 +451,18 @@ impl Linear {
             }
         };
         self.finish(y, x.dims())
+    }
+
+    /// [`Linear::forward`] put through `then`, an elementwise activation,
+    /// as the product is made; `None` where the weight is not in panels
+    /// (the caller activates the plain product).
+    pub fn forward_then(&self, x: &Tensor, then: Then) -> Result<Option<Tensor>> {
+        let Weight::Panels(p) = &self.weight else {
+            return Ok(None);
+        };
+        let (x2, _) = as_rows(x)?;
+        let y = panel_products(&[p], &x2, Some(then))?.remove(0);
+        self.finish(y, x.dims()).map(Some)
     }
 
     /// The product `y` `(rows, outputs)` of an input shaped `dims`, given
@@ -499,10 +511,15 @@ fn fused_packed(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
 /// Any rows through several matrices in panels, `x` laid out once for all;
 /// `None` unless every layer is in panels.
 fn fused_panels(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
-    fused(layers, x, panel_products, |w| match w {
-        Weight::Panels(p) => Some(p),
-        _ => None,
-    })
+    fused(
+        layers,
+        x,
+        |m, x| panel_products(m, x, None),
+        |w| match w {
+            Weight::Panels(p) => Some(p),
+            _ => None,
+        },
+    )
 }
 
 /// Several layers' outputs from one call of `products`, over the matrices
@@ -533,15 +550,16 @@ fn fused<'a, M>(
         .map(Some)
 }
 
-/// `x · Wᵀ` of `x` `(rows, inputs)` for each `W` in panels, in `x`'s dtype.
-fn panel_products(mats: &[&WeightPanels], x: &Tensor) -> Result<Vec<Tensor>> {
+/// `x · Wᵀ` of `x` `(rows, inputs)` for each `W` in panels, in `x`'s dtype,
+/// each through `then` where there is one.
+fn panel_products(mats: &[&WeightPanels], x: &Tensor, then: Option<Then>) -> Result<Vec<Tensor>> {
     let (rows, _) = x.dims2()?;
     let x32 = x.to_dtype(DType::F32)?;
     let (storage, layout) = x32.storage_and_layout();
     let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
         candle_core::bail!("a layer in panels takes a contiguous input on the CPU");
     };
-    let ys = WeightPanels::products(mats, &cpu.as_slice::<f32>()?[start..end], rows);
+    let ys = WeightPanels::products_then(mats, &cpu.as_slice::<f32>()?[start..end], rows, then);
     drop(storage);
     ys.into_iter()
         .zip(mats)
@@ -757,6 +775,25 @@ mod tests {
                 err < 0.05,
                 "q8_0, {rows} rows: error {err} of the mean size"
             );
+        }
+    }
+
+    #[test]
+    fn an_activation_applied_as_the_product_is_made_gives_the_same_floats() {
+        let (outputs, inputs, rows) = (300, 70, 200);
+        let w = random((outputs, inputs), 21);
+        let b = random((1, outputs), 22).squeeze(0).unwrap();
+        let q = Quantiser::new(Quant::None);
+        let l = Linear::load_lazily("w", (outputs, inputs), || Ok(w.clone()), &q).unwrap();
+        let l = Linear::assemble(l.weight, Some(b)).unwrap();
+        let x = random((rows, inputs), 23);
+        let then = |part: &mut [f32]| part.iter_mut().for_each(|v| *v = *v * 2.0 + 1.0);
+        match l.forward_then(&x, &then).unwrap() {
+            Some(y) => {
+                let want = l.forward(&x).unwrap().affine(2.0, 1.0).unwrap();
+                assert_eq!(max_abs_diff(&y, &want), 0.0);
+            }
+            None => assert!(!many_rows::available(), "f32 weights go into panels"),
         }
     }
 

@@ -49,6 +49,18 @@ impl CustomOp1 for CpuGelu {
     }
 }
 
+/// The activation of each float of `xs`, written over it: the same floats
+/// [`gelu`] gives.
+pub fn gelu_in_place(xs: &mut [f32], kind: Gelu) {
+    // Through a copy of a few hundred floats at a time, which stays in L1.
+    let mut copy = [0f32; 256];
+    for part in xs.chunks_mut(copy.len()) {
+        let src = &mut copy[..part.len()];
+        src.copy_from_slice(part);
+        apply(src, part, kind);
+    }
+}
+
 fn apply(src: &[f32], dst: &mut [f32], kind: Gelu) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
@@ -123,6 +135,9 @@ mod tests {
             (Gelu::Tanh, 4.0 * f32::EPSILON, 1e-7),
         ] {
             let got: Vec<f32> = gelu(&t, kind).unwrap().to_vec1().unwrap();
+            let mut in_place = xs.clone();
+            gelu_in_place(&mut in_place, kind);
+            assert_eq!(in_place, got, "{kind:?} in place");
             let want: Vec<f32> = general(&t, kind).unwrap().to_vec1().unwrap();
             for ((x, g), w) in xs.iter().zip(&got).zip(&want) {
                 let tolerance = relative * w.abs() + of_x * x.abs() + 1e-37;

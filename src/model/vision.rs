@@ -10,7 +10,7 @@ use super::config::{Family, VisionAct, VisionConfig};
 use super::linear::{Linear, Quantiser};
 use super::rope::{vision_tables, RopeTables};
 use super::rope_index::Grid;
-use super::sigmoid_gelu::{gelu, Gelu};
+use super::sigmoid_gelu::{gelu, gelu_in_place, Gelu};
 use super::window::{window_partition, WindowPartition};
 
 const VISION_NORM_EPS: f64 = 1e-6;
@@ -51,6 +51,23 @@ fn activate(x: &Tensor, act: VisionAct) -> Result<Tensor> {
         VisionAct::GeluTanh => gelu(x, Gelu::Tanh),
         VisionAct::GeluErf => x.gelu_erf(),
     }
+}
+
+/// `act(fc1(x))`: activated as the product is made where `fc1` is in
+/// panels and the activation has a form that works in place, which saves
+/// a pass over the tower's widest activations; else after it.
+fn activated(fc1: &Linear, x: &Tensor, act: VisionAct) -> Result<Tensor> {
+    let kind = match act {
+        VisionAct::QuickGelu => Some(Gelu::Quick),
+        VisionAct::GeluTanh => Some(Gelu::Tanh),
+        VisionAct::Silu | VisionAct::GeluErf => None,
+    };
+    if let Some(kind) = kind {
+        if let Some(y) = fc1.forward_then(x, &|part: &mut [f32]| gelu_in_place(part, kind))? {
+            return Ok(y);
+        }
+    }
+    activate(&fc1.forward(x)?, act)
 }
 
 enum Mlp {
@@ -96,7 +113,7 @@ impl Mlp {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Mlp::Plain { fc1, fc2, act } => fc2.forward(&activate(&fc1.forward(x)?, *act)?),
+            Mlp::Plain { fc1, fc2, act } => fc2.forward(&activated(fc1, x, *act)?),
             Mlp::Gated {
                 gate,
                 up,

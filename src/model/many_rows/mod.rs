@@ -139,7 +139,7 @@ fn product_copying_at_most(
             let count = per_part.min(outputs - first);
             let mut ws = Panels::reusing(Operand::W, count.div_ceil(NR), NR, inputs);
             ws.fill(w, outputs, first..first + count, threads);
-            multiply(&xs, &ws, shape, (first, None), &y, threads);
+            multiply(&xs, &ws, shape, (first, None, None), &y, threads);
             ws.keep(Operand::W);
         }
         xs.keep(Operand::X);
@@ -341,15 +341,20 @@ fn blocks(n: usize, most: usize, least: usize) -> (usize, usize) {
     (n.div_ceil(each), each)
 }
 
+/// What is done to each finished stretch of a row of `y` while it is still
+/// in cache: an activation, which would otherwise be a pass of its own over
+/// the product.
+pub type Then<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
+
 /// `y`'s columns `first..` from `xs` and the panels `ws` of those outputs,
 /// every one of them written; each output starts from its `bias` (one per
-/// output of `y`) where there is one.
+/// output of `y`) where there is one, and ends through `then`.
 #[cfg(target_arch = "x86_64")]
 fn multiply(
     xs: &Panels,
     ws: &Panels,
     shape: Shape,
-    (first, bias): (usize, Option<&[f32]>),
+    (first, bias, then): (usize, Option<&[f32]>, Option<Then>),
     y: &DisjointWrites,
     threads: Threads,
 ) {
@@ -425,6 +430,18 @@ fn multiply(
                             )
                         };
                     }
+                }
+            }
+            if let Some(then) = then {
+                let col = first + output_panels.start * NR;
+                let width = (output_panels.len() * NR).min(shape.outputs - col);
+                for row in row_panels.start * MR..(row_panels.end * MR).min(shape.rows) {
+                    // SAFETY: the block's part of the row, which only this
+                    // task writes, and which the tiles above have written.
+                    let part = unsafe {
+                        std::slice::from_raw_parts_mut(y.at(row * shape.outputs + col), width)
+                    };
+                    then(part);
                 }
             }
         }

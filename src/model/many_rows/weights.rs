@@ -9,7 +9,7 @@
 use super::super::disjoint::DisjointWrites;
 #[cfg(target_arch = "x86_64")]
 use super::{multiply, Matrix, Operand, Shape};
-use super::{Panels, Threads, NR};
+use super::{Panels, Then, Threads, NR};
 
 /// An f32 `[outputs, inputs]` matrix in panels of 32 outputs, each running
 /// along all the inputs, and the bias its products start from.
@@ -86,13 +86,28 @@ impl WeightPanels {
     /// `mats`, all of the same inputs, on candle's thread pool; `x` is laid
     /// out in panels once for all of them.
     pub fn products(mats: &[&WeightPanels], x: &[f32], rows: usize) -> Vec<Vec<f32>> {
+        WeightPanels::products_then(mats, x, rows, None)
+    }
+
+    /// [`WeightPanels::products`], each output then put through `then` a
+    /// stretch of a row at a time, while it is still in cache.
+    pub fn products_then(
+        mats: &[&WeightPanels],
+        x: &[f32],
+        rows: usize,
+        then: Option<Then>,
+    ) -> Vec<Vec<f32>> {
         let Some(inputs) = mats.first().map(|m| m.inputs) else {
             return Vec::new();
         };
         assert!(mats.iter().all(|m| m.inputs == inputs), "one input width");
         assert_eq!(x.len(), rows * inputs, "x holds rows × inputs");
         if rows == 0 || inputs == 0 {
-            return mats.iter().map(|m| m.without_inputs(rows)).collect();
+            let mut ys: Vec<Vec<f32>> = mats.iter().map(|m| m.without_inputs(rows)).collect();
+            if let Some(then) = then {
+                ys.iter_mut().for_each(|y| then(y));
+            }
+            return ys;
         }
         #[cfg(target_arch = "x86_64")]
         {
@@ -113,7 +128,7 @@ impl WeightPanels {
                     // Not cleared first: the product writes every float.
                     let mut y = Vec::with_capacity(len);
                     let target = DisjointWrites::new(y.as_mut_ptr());
-                    let start = (0, m.bias.as_deref());
+                    let start = (0, m.bias.as_deref(), then);
                     multiply(&xs, &m.panels, shape, start, &target, Threads::Pool);
                     // SAFETY: `multiply` wrote all `rows × outputs` floats.
                     unsafe { y.set_len(len) };
