@@ -110,19 +110,26 @@ pub fn attention(
                     softmax_in_place(&mut row[..visible]);
                     row[visible..].fill(0.0);
                 }
-                // (p v)ᵀ = vᵀ pᵀ: the scores are then the operand laid out
-                // by 16×16 transposes, and the head size (80 in Qwen2-VL's
-                // tower) is the side rounded up to 12 rather than to 32.
-                let yt = &mut transposed[..rows * d];
-                let values = Matrix::Columns(values);
-                many_rows::product(values, d, Matrix::Rows(p), rows, yt, Threads::Caller);
                 // SAFETY: each (head, block) writes its own rows of `out`.
                 let y = unsafe {
                     std::slice::from_raw_parts_mut(target.at((head * l + first) * d), rows * d)
                 };
-                for (j, column) in yt.chunks(rows).enumerate() {
-                    for (i, v) in column.iter().enumerate() {
-                        y[i * d + j] = *v;
+                let values = Matrix::Columns(values);
+                if d % many_rows::OUTPUTS_PER_PANEL == 0 {
+                    // A head size in whole panels of outputs (64 in Qwen3-VL's
+                    // tower, 128 in the decoders): `p v` straight into `out`.
+                    many_rows::product(Matrix::Rows(p), rows, values, d, y, Threads::Caller);
+                } else {
+                    // (p v)ᵀ = vᵀ pᵀ: the scores are then the operand laid
+                    // out by 16×16 transposes, and the head size (80 in
+                    // Qwen2-VL's tower) is the side rounded up to 12 rather
+                    // than to 32.
+                    let yt = &mut transposed[..rows * d];
+                    many_rows::product(values, d, Matrix::Rows(p), rows, yt, Threads::Caller);
+                    for (j, column) in yt.chunks(rows).enumerate() {
+                        for (i, v) in column.iter().enumerate() {
+                            y[i * d + j] = *v;
+                        }
                     }
                 }
             });
@@ -169,6 +176,13 @@ mod tests {
             ),
             ((2, 2, 16, 8), (2, 2, 16, 8), Visibility::Causal { past: 0 }),
             ((1, 2, 19, 40), (1, 1, 19, 40), Visibility::All),
+            // Head sizes in whole panels, which multiply `p v` directly.
+            ((1, 2, 40, 64), (1, 2, 40, 64), Visibility::All),
+            (
+                (1, 4, 30, 32),
+                (1, 2, 37, 32),
+                Visibility::Causal { past: 7 },
+            ),
         ];
         for (i, (qs, ks, vis)) in cases.into_iter().enumerate() {
             let seed = 10 * i as u64;

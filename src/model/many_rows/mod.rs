@@ -34,6 +34,8 @@ pub use weights::WeightPanels;
 const MR: usize = 12;
 /// Outputs in a tile: two 16-lane registers.
 const NR: usize = 32;
+/// Outputs in a panel of `W`: a product over a multiple of it wastes no lanes.
+pub const OUTPUTS_PER_PANEL: usize = NR;
 /// Inputs a tile runs over before its sums go back to `y`: a 32-output
 /// panel of `W` over these (32 KB) is read by each of the block's row
 /// panels in turn, from L1 or L2.
