@@ -185,6 +185,10 @@ fn streamed(mut flight: InFlight, include_usage: bool) -> Response {
         let mut first = first;
         first["prompt_token_ids"] = json!(flight.prompt_tokens);
         if tx.send(frame(&first)).await.is_err() {
+            // The client left as the headers went out (the connection can
+            // close before this task first sends): dropping `flight`
+            // cancels the answer, and the log says so.
+            flight.log(499, 0, &Timings::default(), FinishReason::Cancelled);
             return;
         }
         let mut generated = 0;
