@@ -377,74 +377,72 @@ fn multiply(
     // input to its last, with nothing of `y` to read back.
     let depth = if xs.count == 1 { shape.inputs } else { KC };
     share_one_at_a_time(threads, row_blocks * output_blocks, |block| {
-        {
-            // Neighbouring blocks share outputs: a thread's next block
-            // often finds its panels of `W` in cache.
-            let rp = (block % row_blocks) * rb;
-            let op = (block / row_blocks) * ob;
-            let row_panels = rp..(rp + rb).min(xs.count);
-            let output_panels = op..(op + ob).min(ws.count);
-            for k0 in (0..shape.inputs).step_by(depth) {
-                let kc = depth.min(shape.inputs - k0);
-                let more = k0 + kc < shape.inputs;
-                // What a tile fetches while it runs: the first tile over a
-                // panel of `W` the panel after it (over the block's last
-                // panel, the first one's next inputs); the other tiles over
-                // the last panel their rows' next inputs. One row of `x`
-                // fetches nothing: it reads `W` in eight runs at once, which
-                // the hardware prefetcher follows, and a whole panel of
-                // thousands of inputs fetched ahead would not fit L2.
-                let ahead = |o: usize, r: usize| -> Ahead {
-                    let last_panel = o + 1 == output_panels.end;
-                    let (at, step) = if depth == shape.inputs {
-                        return Ahead::NOTHING;
-                    } else if r == row_panels.start && !last_panel {
-                        (ws.panel(o + 1).wrapping_add(k0 * NR), NR)
-                    } else if r == row_panels.start && more {
-                        (
-                            ws.panel(output_panels.start).wrapping_add((k0 + kc) * NR),
-                            NR,
-                        )
-                    } else if last_panel && more {
-                        (xs.panel(r).wrapping_add((k0 + kc) * MR), MR)
-                    } else {
-                        return Ahead::NOTHING;
-                    };
-                    Ahead { at, step }
+        // Neighbouring blocks share outputs: a thread's next block
+        // often finds its panels of `W` in cache.
+        let rp = (block % row_blocks) * rb;
+        let op = (block / row_blocks) * ob;
+        let row_panels = rp..(rp + rb).min(xs.count);
+        let output_panels = op..(op + ob).min(ws.count);
+        for k0 in (0..shape.inputs).step_by(depth) {
+            let kc = depth.min(shape.inputs - k0);
+            let more = k0 + kc < shape.inputs;
+            // What a tile fetches while it runs: the first tile over a
+            // panel of `W` the panel after it (over the block's last
+            // panel, the first one's next inputs); the other tiles over
+            // the last panel their rows' next inputs. One row of `x`
+            // fetches nothing: it reads `W` in eight runs at once, which
+            // the hardware prefetcher follows, and a whole panel of
+            // thousands of inputs fetched ahead would not fit L2.
+            let ahead = |o: usize, r: usize| -> Ahead {
+                let last_panel = o + 1 == output_panels.end;
+                let (at, step) = if depth == shape.inputs {
+                    return Ahead::NOTHING;
+                } else if r == row_panels.start && !last_panel {
+                    (ws.panel(o + 1).wrapping_add(k0 * NR), NR)
+                } else if r == row_panels.start && more {
+                    (
+                        ws.panel(output_panels.start).wrapping_add((k0 + kc) * NR),
+                        NR,
+                    )
+                } else if last_panel && more {
+                    (xs.panel(r).wrapping_add((k0 + kc) * MR), MR)
+                } else {
+                    return Ahead::NOTHING;
                 };
-                for o in output_panels.clone() {
-                    let col = first + o * NR;
-                    for r in row_panels.clone() {
-                        let row = r * MR;
-                        // SAFETY: panels hold `inputs` steps of their
-                        // width; blocks of `y` are disjoint between tasks.
-                        unsafe {
-                            x86::tile(
-                                xs.panel(r).add(k0 * MR),
-                                ws.panel(o).add(k0 * NR),
-                                kc,
-                                y.at(row * shape.outputs + col),
-                                shape.outputs,
-                                MR.min(shape.rows - row),
-                                NR.min(shape.outputs - col),
-                                if k0 > 0 { Start::Sums } else { start(col) },
-                                ahead(o, r),
-                            )
-                        };
-                    }
+                Ahead { at, step }
+            };
+            for o in output_panels.clone() {
+                let col = first + o * NR;
+                for r in row_panels.clone() {
+                    let row = r * MR;
+                    // SAFETY: panels hold `inputs` steps of their
+                    // width; blocks of `y` are disjoint between tasks.
+                    unsafe {
+                        x86::tile(
+                            xs.panel(r).add(k0 * MR),
+                            ws.panel(o).add(k0 * NR),
+                            kc,
+                            y.at(row * shape.outputs + col),
+                            shape.outputs,
+                            MR.min(shape.rows - row),
+                            NR.min(shape.outputs - col),
+                            if k0 > 0 { Start::Sums } else { start(col) },
+                            ahead(o, r),
+                        )
+                    };
                 }
             }
-            if let Some(then) = then {
-                let col = first + output_panels.start * NR;
-                let width = (output_panels.len() * NR).min(shape.outputs - col);
-                for row in row_panels.start * MR..(row_panels.end * MR).min(shape.rows) {
-                    // SAFETY: the block's part of the row, which only this
-                    // task writes, and which the tiles above have written.
-                    let part = unsafe {
-                        std::slice::from_raw_parts_mut(y.at(row * shape.outputs + col), width)
-                    };
-                    then(part);
-                }
+        }
+        if let Some(then) = then {
+            let col = first + output_panels.start * NR;
+            let width = (output_panels.len() * NR).min(shape.outputs - col);
+            for row in row_panels.start * MR..(row_panels.end * MR).min(shape.rows) {
+                // SAFETY: the block's part of the row, which only this
+                // task writes, and which the tiles above have written.
+                let part = unsafe {
+                    std::slice::from_raw_parts_mut(y.at(row * shape.outputs + col), width)
+                };
+                then(part);
             }
         }
     });
