@@ -174,7 +174,7 @@ fn weights_bytes(i: &EstimateInputs, b: u64) -> u64 {
 
 /// What the CPU's quantised kernels keep per weight beside the blocks, for
 /// products of a few rows and for prompts. Where glimpse's packed kernels
-/// run (AVX-512 VNNI), q4k and q8_0 matrices are kept once, as tiles in
+/// run (AVX-512 VNNI or AVX2), q4k and q8_0 matrices are kept once, as tiles in
 /// place of the blocks (q4k's tiles hold 2 368 bytes per 4 096 weights where
 /// its blocks held 2 304; q8_0's the same bytes). Elsewhere candle's kernels
 /// repack a matrix into tiles beside its blocks (q4k: 16-row tiles of

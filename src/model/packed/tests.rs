@@ -63,14 +63,37 @@ fn shapes_that_do_not_fill_tiles_are_not_packed() {
     assert!(!PackedMatrix::fits(GgmlDType::Q6K, (32, 512)));
 }
 
-/// The product through the kernels against candle's quantised product
-/// (which quantises the inputs the same way) and against the float product
-/// with the dequantised weights, which differs by the inputs' 8-bit
-/// rounding.
+/// The product with the weights dequantised and the inputs as quantised
+/// (`scale · q` per 256 values), in f64: what the kernels compute, up to
+/// the rounding of their float steps.
+fn exact(w: &[f32], x: &[f32], rows: usize, (n, k): (usize, usize)) -> Vec<f32> {
+    let acts = Activations::quantise(x, rows, k);
+    let xs: Vec<f64> = (0..rows * k)
+        .map(|i| f64::from(acts.scales[i / layout::SUPER]) * f64::from(acts.qs[i]))
+        .collect();
+    (0..rows * n)
+        .map(|i| {
+            let (r, o) = (i / n, i % n);
+            let row = &xs[r * k..][..k];
+            let weights = &w[o * k..][..k];
+            row.iter()
+                .zip(weights)
+                .map(|(x, w)| x * f64::from(*w))
+                .sum::<f64>() as f32
+        })
+        .collect()
+}
+
+/// The product through every kind of kernel this CPU runs, against the
+/// exact product of what they multiply, against each other (the same sums
+/// to the last bit), against candle's q4k product (which quantises the
+/// inputs the same way) and against the float product with the dequantised
+/// weights, which differs by the inputs' 8-bit rounding.
 #[test]
 fn products_match_the_dequantised_weights_for_every_row_count() {
-    if !PackedMatrix::cpu_has_kernels() {
-        eprintln!("skipped: this CPU lacks AVX-512 VNNI");
+    let kinds = Kernels::available();
+    if kinds.is_empty() {
+        eprintln!("skipped: this CPU has neither AVX-512 VNNI nor AVX2");
         return;
     }
     let (n, k) = (64, 768);
@@ -78,10 +101,11 @@ fn products_match_the_dequantised_weights_for_every_row_count() {
         let q = quantised(&random(n, k, 3), (n, k), format);
         let packed = PackedMatrix::from_ggml(format, (n, k), &q.data().unwrap()).unwrap();
         let w = q.dequantize(&Device::Cpu).unwrap();
+        let ws: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
         for rows in [1, 2, 3, 4, 5, 7, 9] {
             let x = random(rows, k, 4 + rows as u64);
             let xt = Tensor::from_slice(&x, (rows, k), &Device::Cpu).unwrap();
-            let want: Vec<f32> = xt
+            let float: Vec<f32> = xt
                 .matmul(&w.t().unwrap())
                 .unwrap()
                 .flatten_all()
@@ -95,24 +119,39 @@ fn products_match_the_dequantised_weights_for_every_row_count() {
                 .unwrap()
                 .to_vec1()
                 .unwrap();
-            let got = &PackedMatrix::matmul_many(&[&packed], &x, rows)[0];
-            let size = want.iter().map(|v| v.abs()).sum::<f32>() / want.len() as f32;
-            let worst = |other: &[f32]| {
-                got.iter()
-                    .zip(other)
-                    .map(|(g, w)| (g - w).abs())
-                    .fold(0f32, f32::max)
-            };
-            assert!(
-                worst(&candle) < 1e-5 * size,
-                "{format:?}, {rows} rows: off candle's by {}, values {size}",
-                worst(&candle)
-            );
-            assert!(
-                worst(&want) < 0.05 * size,
-                "{format:?}, {rows} rows: off the float product by {}, values {size}",
-                worst(&want)
-            );
+            let want = exact(&ws, &x, rows, (n, k));
+            let size = float.iter().map(|v| v.abs()).sum::<f32>() / float.len() as f32;
+            let outs: Vec<Vec<f32>> = kinds
+                .iter()
+                .map(|&kind| PackedMatrix::matmul_many_with(kind, &[&packed], &x, rows).remove(0))
+                .collect();
+            for (kind, got) in kinds.iter().zip(&outs) {
+                let worst = |other: &[f32]| {
+                    got.iter()
+                        .zip(other)
+                        .map(|(g, w)| (g - w).abs())
+                        .fold(0f32, f32::max)
+                };
+                let case = format!("{kind:?} {format:?}, {rows} rows");
+                assert!(
+                    worst(&want) < 1e-5 * size,
+                    "{case}: off the exact product by {}, values {size}",
+                    worst(&want)
+                );
+                if format == GgmlDType::Q4K {
+                    assert!(
+                        worst(&candle) < 1e-5 * size,
+                        "{case}: off candle's by {}, values {size}",
+                        worst(&candle)
+                    );
+                }
+                assert!(
+                    worst(&float) < 0.05 * size,
+                    "{case}: off the float product by {}, values {size}",
+                    worst(&float)
+                );
+                assert_eq!(got, &outs[0], "{case}: not the sums of {:?}", kinds[0]);
+            }
         }
     }
 }
@@ -120,7 +159,7 @@ fn products_match_the_dequantised_weights_for_every_row_count() {
 #[test]
 fn matrices_sharing_an_input_give_what_each_gives_alone() {
     if !PackedMatrix::cpu_has_kernels() {
-        eprintln!("skipped: this CPU lacks AVX-512 VNNI");
+        eprintln!("skipped: this CPU has neither AVX-512 VNNI nor AVX2");
         return;
     }
     let k = 512;
@@ -137,11 +176,14 @@ fn matrices_sharing_an_input_give_what_each_gives_alone() {
     })
     .collect();
     let refs: Vec<&PackedMatrix> = mats.iter().collect();
-    for rows in [1, 6] {
-        let x = random(rows, k, 20);
-        let together = PackedMatrix::matmul_many(&refs, &x, rows);
-        for (m, got) in mats.iter().zip(&together) {
-            assert_eq!(got, &PackedMatrix::matmul_many(&[m], &x, rows)[0]);
+    for kind in Kernels::available() {
+        for rows in [1, 6] {
+            let x = random(rows, k, 20);
+            let together = PackedMatrix::matmul_many_with(kind, &refs, &x, rows);
+            for (m, got) in mats.iter().zip(&together) {
+                let alone = PackedMatrix::matmul_many_with(kind, &[m], &x, rows);
+                assert_eq!(got, &alone[0], "{kind:?}");
+            }
         }
     }
 }
@@ -149,18 +191,20 @@ fn matrices_sharing_an_input_give_what_each_gives_alone() {
 #[test]
 fn zero_inputs_give_zero_and_a_non_finite_input_is_not_hidden() {
     if !PackedMatrix::cpu_has_kernels() {
-        eprintln!("skipped: this CPU lacks AVX-512 VNNI");
+        eprintln!("skipped: this CPU has neither AVX-512 VNNI nor AVX2");
         return;
     }
     let (n, k) = (16, 256);
     let q = quantised(&random(n, k, 30), (n, k), GgmlDType::Q4K);
     let packed = PackedMatrix::from_ggml(GgmlDType::Q4K, (n, k), &q.data().unwrap()).unwrap();
-    let zeros = PackedMatrix::matmul_many(&[&packed], &vec![0.0; k], 1);
-    assert!(zeros[0].iter().all(|&v| v == 0.0));
-    for bad in [f32::INFINITY, f32::NAN] {
-        let mut x = vec![0.5; k];
-        x[7] = bad;
-        let out = PackedMatrix::matmul_many(&[&packed], &x, 1);
-        assert!(out[0].iter().all(|v| !v.is_finite()), "{bad}");
+    for kind in Kernels::available() {
+        let zeros = PackedMatrix::matmul_many_with(kind, &[&packed], &vec![0.0; k], 1);
+        assert!(zeros[0].iter().all(|&v| v == 0.0), "{kind:?}");
+        for bad in [f32::INFINITY, f32::NAN] {
+            let mut x = vec![0.5; k];
+            x[7] = bad;
+            let out = PackedMatrix::matmul_many_with(kind, &[&packed], &x, 1);
+            assert!(out[0].iter().all(|v| !v.is_finite()), "{kind:?} {bad}");
+        }
     }
 }
