@@ -2,7 +2,7 @@
 //! goes through [`Linear`], float or quantised, so how a matmul runs is
 //! decided in one place, per shape:
 //!
-//! - f32 weights on a CPU with AVX-512, the decoder's and the vision
+//! - f32 weights on a CPU with AVX-512 or AVX2, the decoder's and the vision
 //!   tower's: laid out at load in the panels of glimpse's own kernel
 //!   ([`super::many_rows::WeightPanels`]), which multiplies them at every
 //!   row count without copying them again and starts each product from the
@@ -12,12 +12,12 @@
 //! - other float weights, a few rows on the CPU (decoding): [`few_rows`],
 //!   which streams the weights once instead of packing them; many rows of
 //!   f32: candle's own kernel, one share of the outputs per thread;
-//! - quantised q4k and q8_0 weights on a CPU with AVX-512 VNNI: glimpse's
+//! - quantised q4k and q8_0 weights on a CPU with AVX-512 VNNI or AVX2: glimpse's
 //!   own kernels over its own tiles ([`super::packed`]), at every row count;
 //!   the tiles replace the blocks, so the matrix is kept once;
 //! - other quantised weights on the CPU: candle's quantised kernels at every
-//!   row count; they tile prompt rows so each weight block is read once per
-//!   tile, and beat the float matmul even at 512 rows
+//!   row count; on AVX-512 they tile prompt rows so each weight block is
+//!   read once per tile, and beat the float matmul even at 512 rows
 //!   (`examples/matmul_shapes.rs`);
 //! - quantised weights elsewhere, a few rows: the quantised kernels of the
 //!   device; many rows (prefill): the matrix is widened back to the

@@ -1,4 +1,4 @@
-//! Attention in f32 on a CPU with AVX-512, one head at a time on each
+//! Attention in f32 on a CPU with AVX-512 or AVX2, one head at a time on each
 //! thread: a head's scores for its queries (768 × 768 floats for a 448×336
 //! image) stay in cache between the product that makes them, the softmax
 //! and the product with the values. Done for all heads at once, the score
@@ -31,7 +31,7 @@ thread_local! {
 
 /// `softmax(q kᵀ · s + mask) v` as [`super::attention`] defines it, or
 /// `None` where this path does not apply (another device or dtype, a CPU
-/// without AVX-512, a handful of queries).
+/// without AVX-512 or AVX2, a handful of queries).
 pub fn attention(
     q: &Tensor,
     k: &Tensor,

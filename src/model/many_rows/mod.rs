@@ -1,4 +1,4 @@
-//! `y = x · Wᵀ` (or `x · W`) in f32 on CPUs with AVX-512, for any number of
+//! `y = x · Wᵀ` (or `x · W`) in f32 on CPUs with AVX-512 or AVX2, for any number of
 //! rows: the float projections of the decoder and of the vision tower
 //! ([`WeightPanels`], through [`super::linear`]) and attention, one head at
 //! a time on each thread ([`super::attention`]).
@@ -16,8 +16,13 @@
 //! `W` on every call) by 20–30 % at a prompt's 219 rows and by 2–5× at 2–64
 //! rows, and is within 10 % of the few-row streaming kernel at one row; at
 //! a vision tower's 560–768 rows it is 3–25 % ahead
-//! (`examples/matmul_shapes.rs`).
+//! (`examples/matmul_shapes.rs`). With AVX2 only ([`avx2`]: the tile in
+//! parts of 6×16 over the same panels) it is level with candle's at 219
+//! rows, about a tenth behind at 512–768, and ahead of the few-row kernel
+//! at one row.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod weights;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -113,7 +118,7 @@ fn product_copying_at_most(
     threads: Threads,
     max_copied: usize,
 ) {
-    assert!(available(), "the CPU has AVX-512");
+    assert!(available(), "the CPU has AVX-512 or AVX2");
     let inputs = x.len().checked_div(rows).unwrap_or(0);
     assert_eq!(x.len(), rows * inputs, "x holds rows × inputs");
     assert_eq!(w.len(), outputs * inputs, "w holds outputs × inputs");

@@ -24,7 +24,7 @@ impl WeightPanels {
     /// Lays out `w`, `outputs × inputs` row-major. Only call where
     /// [`super::available`].
     pub fn new(w: &[f32], outputs: usize, inputs: usize) -> WeightPanels {
-        assert!(super::available(), "the CPU has AVX-512");
+        assert!(super::available(), "the CPU has AVX-512 or AVX2");
         assert_eq!(w.len(), outputs * inputs, "w holds outputs × inputs");
         // Layers that load in parallel (on rayon's threads) lay out their
         // own matrices: on the pool they would wait for each other.

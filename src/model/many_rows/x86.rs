@@ -1,12 +1,20 @@
 //! The AVX-512 parts: the tile of up to 12×32 and the 16×16 transposes that lay `W`
-//! and `x` out in panels.
+//! and `x` out in panels; where the CPU has only AVX2, these hand over to
+//! [`super::avx2`].
 
 use std::arch::x86_64::*;
 
 use super::{MR, NR};
 
+/// Whether this CPU runs the tile, with AVX-512 or with AVX2.
 pub fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
+    wide() || super::avx2::available()
+}
+
+/// Whether the AVX-512 kernels run here (else the AVX2 ones do).
+fn wide() -> bool {
+    static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WIDE.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
 }
 
 /// Mask of the first `n` (at most 16) lanes.
@@ -69,6 +77,9 @@ pub unsafe fn tile(
     start: Start,
     ahead: Ahead,
 ) {
+    if !wide() {
+        return super::avx2::tile(a, b, kc, c, ldc, rows, cols, start, ahead);
+    }
     macro_rules! rows {
         ($($m:literal)*) => {
             match rows {
@@ -194,8 +205,22 @@ unsafe fn step<const M: usize>(
 /// # Safety
 /// [`available`] holds; `m` holds `lanes × inputs` floats, `dst` has room
 /// for `inputs × width`, and nothing else writes there meanwhile.
-#[target_feature(enable = "avx512f")]
 pub unsafe fn transpose_into_panel(
+    m: *const f32,
+    lanes_: usize,
+    inputs: usize,
+    width: usize,
+    dst: *mut f32,
+) {
+    if wide() {
+        transpose_into_panel_wide(m, lanes_, inputs, width, dst)
+    } else {
+        super::avx2::transpose_into_panel(m, lanes_, inputs, width, dst)
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_into_panel_wide(
     m: *const f32,
     lanes_: usize,
     inputs: usize,
