@@ -51,14 +51,17 @@ pub unsafe fn tile(
         1 => whole_width::<1, 2>(a, b, kc, c, ldc, cols, start),
         2 => whole_width::<2, 1>(a, b, kc, c, ldc, cols, start),
         _ => {
-            for (p, first_row) in (0..rows).step_by(PART_ROWS).enumerate() {
-                let part_rows = PART_ROWS.min(rows - first_row);
-                for half in 0..2 {
-                    let first_col = half * PART_COLS;
-                    if first_col >= cols {
-                        break;
-                    }
-                    let part_cols = PART_COLS.min(cols - first_col);
+            // Both row groups over one half of `W`'s panel, then the other:
+            // a half (16 KB of lines) and `x`'s panel (12 KB) fit L1, the
+            // whole panel (32 KB) and `x`'s do not.
+            for half in 0..2 {
+                let first_col = half * PART_COLS;
+                if first_col >= cols {
+                    break;
+                }
+                let part_cols = PART_COLS.min(cols - first_col);
+                for (p, first_row) in (0..rows).step_by(PART_ROWS).enumerate() {
+                    let part_rows = PART_ROWS.min(rows - first_row);
                     // The first part alone fetches what is ahead.
                     let ahead = if p == 0 && half == 0 {
                         ahead
