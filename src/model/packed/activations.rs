@@ -18,6 +18,18 @@ pub struct Activations {
 }
 
 impl Activations {
+    /// Where rows `m0..m0 + M` of `qs` start, for the kernels (a plain loop:
+    /// `array::from_fn` here would be an out-of-line call in the hot loop).
+    #[inline(always)]
+    pub fn row_starts<const M: usize>(&self, m0: usize) -> [*const i8; M] {
+        assert!(m0 + M <= self.rows, "rows {m0}.. of {}", self.rows);
+        let mut a = [std::ptr::null(); M];
+        for (m, a) in a.iter_mut().enumerate() {
+            *a = self.qs[(m0 + m) * self.inputs..].as_ptr();
+        }
+        a
+    }
+
     pub fn quantise(x: &[f32], rows: usize, inputs: usize) -> Self {
         assert!(inputs.is_multiple_of(SUPER), "inputs in whole blocks");
         let mut qs = vec![0i8; rows * inputs];

@@ -70,16 +70,6 @@ unsafe fn halves(bits: *const u16) -> __m256 {
     _mm256_cvtph_ps(_mm_loadu_si128(bits.cast()))
 }
 
-/// Where row `m` of `acts` starts, for rows `m0..m0 + M`.
-#[inline(always)]
-unsafe fn row_starts<const M: usize>(acts: &Activations, m0: usize) -> [*const i8; M] {
-    let mut a = [std::ptr::null(); M];
-    for (m, a) in a.iter_mut().enumerate() {
-        *a = acts.qs.as_ptr().add((m0 + m) * acts.inputs);
-    }
-    a
-}
-
 /// Rows `m0..m0 + M` against halves `first..first + H` of a q4k strip.
 // Rows and halves index several arrays of registers at once.
 #[allow(clippy::needless_range_loop)]
@@ -94,7 +84,7 @@ unsafe fn q4k<const M: usize, const H: usize>(
 ) {
     let per_row = acts.inputs / SUPER;
     let nibble = _mm256_set1_epi8(0x0F);
-    let rows = row_starts::<M>(acts, m0);
+    let rows = acts.row_starts::<M>(m0);
     let mut acc = [[_mm256_setzero_ps(); H]; M];
     for (b, tile) in tiles.iter().enumerate() {
         let mut dots = [[_mm256_setzero_si256(); H]; M];
@@ -176,7 +166,7 @@ unsafe fn q8_0<const M: usize, const H: usize>(
     let per_row = acts.inputs / SUPER;
     let plus_128 = _mm256_set1_epi8(-128);
     let ones = _mm256_set1_epi16(1);
-    let a = row_starts::<M>(acts, m0);
+    let a = acts.row_starts::<M>(m0);
     let mut acc = [[_mm256_setzero_ps(); H]; M];
     for (blk, tile) in tiles.iter().enumerate() {
         let mut dots = [[_mm256_setzero_si256(); H]; M];

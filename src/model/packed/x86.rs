@@ -61,17 +61,6 @@ unsafe fn halves(bits: &[u16; TILE_ROWS]) -> __m512 {
     _mm512_cvtph_ps(_mm256_loadu_si256(bits.as_ptr().cast()))
 }
 
-/// Where row `m` of `acts` starts, for rows `m0..m0 + M` (a plain loop:
-/// `array::from_fn` here would be an out-of-line call in the hot loop).
-#[inline(always)]
-unsafe fn row_starts<const M: usize>(acts: &Activations, m0: usize) -> [*const i8; M] {
-    let mut a = [std::ptr::null(); M];
-    for (m, a) in a.iter_mut().enumerate() {
-        *a = acts.qs.as_ptr().add((m0 + m) * acts.inputs);
-    }
-    a
-}
-
 /// Rows `m0..m0 + M` against a q4k strip. Per block, the sub-blocks' integer
 /// dot products are scaled by their 6-bit scales in integers, and the mins
 /// times the inputs' sums come from one 16-bit multiply-add per pair of
@@ -89,7 +78,7 @@ unsafe fn q4k<const M: usize>(
     let k = acts.inputs;
     let per_row = k / SUPER;
     let nibble = _mm512_set1_epi8(0x0F);
-    let rows = row_starts::<M>(acts, m0);
+    let rows = acts.row_starts::<M>(m0);
     let mut acc = [_mm512_setzero_ps(); M];
     for (b, tile) in tiles.iter().enumerate() {
         let mut dots = [_mm512_setzero_si512(); M];
@@ -166,7 +155,7 @@ unsafe fn q8_0<const M: usize>(
 ) {
     let k = acts.inputs;
     let per_row = k / SUPER;
-    let a = row_starts::<M>(acts, m0);
+    let a = acts.row_starts::<M>(m0);
     let mut acc = [_mm512_setzero_ps(); M];
     for (pair, two) in tiles.chunks_exact(2).enumerate() {
         let (ba, bb) = (2 * pair, 2 * pair + 1);
