@@ -315,6 +315,12 @@ impl Quantiser {
         });
     }
 
+    /// Whether weight `name`, of rows `inputs` long, comes out quantised:
+    /// the cache holds it, or the format fits its rows.
+    pub fn quantises(&self, name: &str, inputs: usize) -> bool {
+        lock(&self.store.cached).contains_key(name) || self.quant.format_for(inputs).is_some()
+    }
+
     /// `[outputs, inputs]` weight `name`: from the cache, else `read` and
     /// quantised where the rows allow.
     fn weight(

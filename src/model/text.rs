@@ -299,6 +299,44 @@ impl TokenEmbedding {
     }
 }
 
+/// The token embedding and output head. A tied head that is quantised
+/// serves as the embedding too, so the float matrix is read only where the
+/// cache lacks the head, and not kept; a float tied head shares the
+/// embedding's storage.
+fn load_embedding_and_head(
+    cfg: &TextConfig,
+    vb: &VarBuilder,
+    lm_head_vb: Option<VarBuilder>,
+    q: &Quantiser,
+) -> Result<(TokenEmbedding, Linear)> {
+    let (vocab, hidden) = (cfg.vocab_size, cfg.hidden_size);
+    let head_q = q.for_single_rows();
+    let embedding = || candle_nn::embedding(vocab, hidden, vb.pp("embed_tokens"));
+    match lm_head_vb {
+        Some(head_vb) => {
+            let head = Linear::load(hidden, vocab, false, head_vb, &head_q)?;
+            Ok((TokenEmbedding::Float(embedding()?), head))
+        }
+        None if head_q.quantises(TIED_HEAD, hidden) => {
+            let read = || vb.pp("embed_tokens").get((vocab, hidden), "weight");
+            let head = Linear::load_lazily(TIED_HEAD, (vocab, hidden), read, &head_q)?;
+            let matrix = head
+                .quantised()
+                .ok_or_else(|| candle_core::Error::Msg("the tied head was not quantised".into()))?;
+            let embedding = TokenEmbedding::FromQuantisedHead {
+                head: matrix,
+                dtype: vb.dtype(),
+            };
+            Ok((embedding, head))
+        }
+        None => {
+            let embedding = embedding()?;
+            let head = Linear::tied(TIED_HEAD, embedding.embeddings(), &head_q)?;
+            Ok((TokenEmbedding::Float(embedding), head))
+        }
+    }
+}
+
 pub struct TextModel {
     embed_tokens: TokenEmbedding,
     layers: Vec<DecoderLayer>,
@@ -320,8 +358,6 @@ impl TextModel {
         moe_ablations: MoeAblations,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
-        let embed_tokens =
-            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
         let total = cfg.num_hidden_layers + 1;
         let done = std::sync::atomic::AtomicUsize::new(0);
         let tick = || {
@@ -330,6 +366,11 @@ impl TextModel {
                 total,
             )
         };
+        // The embedding and head first: a float matrix of the vocabulary
+        // read to be quantised is dropped before the layers take its place,
+        // rather than adding to the peak once they are all in.
+        let (embed_tokens, lm_head) = load_embedding_and_head(cfg, &vb, lm_head_vb, q)?;
+        tick();
         let layers = cfg
             .layer_kinds
             .par_iter()
@@ -342,25 +383,6 @@ impl TextModel {
             })
             .collect::<Result<Vec<_>>>()?;
         let norm = Norm::load(cfg.hidden_size, cfg, vb.pp("norm"))?;
-        let tied = lm_head_vb.is_none();
-        let lm_head = match lm_head_vb {
-            Some(vb) => Linear::load(
-                cfg.hidden_size,
-                cfg.vocab_size,
-                false,
-                vb,
-                &q.for_single_rows(),
-            )?,
-            None => Linear::tied(TIED_HEAD, embed_tokens.embeddings(), &q.for_single_rows())?,
-        };
-        let embed_tokens = match lm_head.quantised().filter(|_| tied) {
-            Some(head) => TokenEmbedding::FromQuantisedHead {
-                head,
-                dtype: embed_tokens.embeddings().dtype(),
-            },
-            None => TokenEmbedding::Float(embed_tokens),
-        };
-        tick();
         Ok(TextModel {
             embed_tokens,
             layers,
