@@ -6,22 +6,12 @@
 //!
 //!     cargo run --release --example attention_shapes
 
-use std::time::Instant;
+mod common;
 
 use candle_core::{Device, Tensor};
 use glimpse::model::attention::{attention, Scaling, Visibility, MAX_SCORES};
 
-fn best_ms(mut f: impl FnMut()) -> f64 {
-    f();
-    let mut best = f64::INFINITY;
-    let start = Instant::now();
-    while start.elapsed().as_secs_f64() < 0.5 {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64() * 1e3);
-    }
-    best
-}
+use common::best_ms;
 
 fn main() -> candle_core::Result<()> {
     let dev = Device::Cpu;

@@ -6,15 +6,14 @@
 //! `cargo run --release --example decode_stream [hidden intermediate layers]`
 //! (default: Qwen2-VL-2B's decoder widths, 8 layers).
 
-use std::time::Instant;
+mod common;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use glimpse::model::many_rows::{self, WeightPanels};
 use glimpse::model::packed::PackedMatrix;
 
-/// Best of this many passes over all the layers.
-const PASSES: usize = 7;
+use common::best_ms;
 
 fn main() -> candle_core::Result<()> {
     let args: Vec<usize> = std::env::args()
@@ -28,61 +27,60 @@ fn main() -> candle_core::Result<()> {
     let dev = Device::Cpu;
     // A layer's products: q/k/v (as one), o, gate and up (as one), down.
     let shapes = [(h, h + h / 3), (h, h), (h, 2 * i), (i, h)];
-    println!("{layers} layers of {h} wide, {i} intermediate; best of {PASSES} passes");
+    let xs: Vec<Vec<f32>> = [h, i]
+        .iter()
+        .map(|&k| {
+            (0..k)
+                .map(|j| ((j * 7919) % 101) as f32 / 50.0 - 1.0)
+                .collect()
+        })
+        .collect();
+    let input = |k: usize| if k == h { &xs[0] } else { &xs[1] };
+    println!("{layers} layers of {h} wide, {i} intermediate; best pass");
     println!("format   MB read   ms a pass   GB/s");
     for format in [None, Some(GgmlDType::Q8_0), Some(GgmlDType::Q4K)] {
+        let runs = match format {
+            None => many_rows::available(),
+            Some(_) => PackedMatrix::cpu_has_kernels(),
+        };
+        if !runs {
+            continue;
+        }
         let mut f32_mats = Vec::new();
         let mut packed = Vec::new();
         for &(k, n) in &shapes {
             let w = Tensor::randn(0f32, 0.02, (n, k), &dev)?;
             match format {
-                None if many_rows::available() => {
+                None => {
                     let ws: Vec<f32> = w.flatten_all()?.to_vec1()?;
-                    for _ in 0..layers {
-                        f32_mats.push(WeightPanels::new(&ws, n, k));
-                    }
+                    f32_mats.extend((0..layers).map(|_| WeightPanels::new(&ws, n, k)));
                 }
-                None => return Ok(()),
                 Some(f) => {
-                    let q = QTensor::quantize(&w, f)?;
-                    let bytes = q.data()?;
+                    let bytes = QTensor::quantize(&w, f)?.data()?.into_owned();
                     for _ in 0..layers {
-                        match PackedMatrix::from_ggml(f, (n, k), &bytes) {
-                            Some(p) if PackedMatrix::cpu_has_kernels() => packed.push(p),
-                            _ => return Ok(()),
-                        }
+                        let p = PackedMatrix::from_ggml(f, (n, k), &bytes)
+                            .expect("the layer's shapes fit the tiles");
+                        packed.push(p);
                     }
                 }
             }
         }
         let bytes: usize = f32_mats.iter().map(|m| m.size_in_bytes()).sum::<usize>()
             + packed.iter().map(|m| m.size_in_bytes()).sum::<usize>();
-        let xs: Vec<Vec<f32>> = [h, i]
-            .iter()
-            .map(|&k| {
-                (0..k)
-                    .map(|j| ((j * 7919) % 101) as f32 / 50.0 - 1.0)
-                    .collect()
-            })
-            .collect();
-        let input = |k: usize| if k == h { &xs[0] } else { &xs[1] };
-        let mut best = f64::INFINITY;
-        for _ in 0..PASSES {
-            let start = Instant::now();
+        let ms = best_ms(|| {
             for m in &f32_mats {
                 std::hint::black_box(WeightPanels::products(&[m], input(m.dims().1), 1));
             }
             for m in &packed {
                 std::hint::black_box(PackedMatrix::matmul_many(&[m], input(m.dims().1), 1));
             }
-            best = best.min(start.elapsed().as_secs_f64());
-        }
+        });
         let name = format.map_or("f32".to_string(), |f| format!("{f:?}").to_lowercase());
         println!(
             "{name:<6} {:9.0} {:11.2} {:6.1}",
             bytes as f64 / 1e6,
-            best * 1e3,
-            bytes as f64 / best / 1e9
+            ms,
+            bytes as f64 / ms / 1e6
         );
     }
     Ok(())

@@ -11,7 +11,7 @@
 //! its vision tower's (the MLP and the fused q/k/v). Prints milliseconds
 //! per product, best of several runs.
 
-use std::time::Instant;
+mod common;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -19,20 +19,10 @@ use glimpse::model::few_rows;
 use glimpse::model::many_rows::{self, WeightPanels};
 use glimpse::model::packed::PackedMatrix;
 
+use common::best_ms;
+
 /// Outputs past which the third matrix is an output head.
 const HEAD_OUTPUTS: usize = 32_768;
-
-fn best_ms(mut f: impl FnMut()) -> f64 {
-    f();
-    let mut best = f64::INFINITY;
-    let start = Instant::now();
-    while start.elapsed().as_secs_f64() < 0.5 {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64() * 1e3);
-    }
-    best
-}
 
 fn main() -> candle_core::Result<()> {
     let args: Vec<usize> = std::env::args()
